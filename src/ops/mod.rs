@@ -1,0 +1,319 @@
+//! Ops: the data-only [`Op`] enum, the one backward dispatch, and the [`Algebra`] the backward
+//! rules are written in.
+//!
+//! Each family file (`elementwise`, `matmul`, `reduce`, `shape`, `softmax`, `custom`) holds its
+//! forward methods on [`Var`](crate::Var) a few lines above their backward rules.
+//!
+//! A backward rule is written once, generically over [`Algebra`], which both [`Tensor`] and
+//! [`Var`](crate::Var) implement. The ordinary sweep runs it on tensors, where
+//! [`Algebra::pointwise`] takes the fused kernel; `create_graph` runs it on `Var`s, where the
+//! same call takes the composed expression, so the gradient is itself differentiable. Tests run
+//! both and compare them, which checks every fused kernel against its composition.
+
+pub(crate) mod custom;
+pub(crate) mod elementwise;
+pub(crate) mod matmul;
+pub(crate) mod reduce;
+pub(crate) mod shape;
+pub(crate) mod softmax;
+
+pub use custom::CustomOp;
+pub use elementwise::GeluApprox;
+
+use crate::tensor::{Element, Shape, Tensor};
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+/// What produced a node. Data only: parents are stored on the node, values on the tape.
+#[derive(Clone)]
+pub(crate) enum Op<T: Element> {
+    /// A variable that needs a gradient.
+    Leaf,
+    /// A value that needs none (also every op whose inputs need none).
+    Constant,
+    // Elementwise binary, broadcasting.
+    Add,
+    Mul,
+    // Elementwise with a scalar.
+    AddScalar(T),
+    MulScalar(T),
+    PowF(T),
+    // Elementwise unary.
+    Exp,
+    Ln,
+    Sqrt,
+    Abs,
+    Erf,
+    Sigmoid,
+    Tanh,
+    Relu,
+    LeakyRelu(T),
+    Elu(T),
+    Selu,
+    Gelu(GeluApprox),
+    Softplus {
+        beta: T,
+        threshold: T,
+    },
+    Silu,
+    // Linear algebra.
+    MatMul {
+        ta: bool,
+        tb: bool,
+    },
+    // Reductions.
+    SumAll,
+    SumAxis {
+        axis: usize,
+        keepdim: bool,
+    },
+    MaxAll,
+    MaxAxis {
+        axis: usize,
+        keepdim: bool,
+        arg: Arc<[usize]>,
+    },
+    // Shape.
+    BroadcastTo,
+    SumTo,
+    Reshape,
+    Permute(SmallVec<[usize; 4]>),
+    Concat {
+        axis: usize,
+    },
+    Narrow {
+        axis: usize,
+        start: usize,
+    },
+    GatherRows(Arc<[usize]>),
+    ScatterAddRows(Arc<[usize]>),
+    // Normalised exponentials.
+    Softmax {
+        axis: usize,
+    },
+    LogSoftmax {
+        axis: usize,
+    },
+    // User-defined.
+    Custom(Arc<dyn CustomOp<T>>),
+}
+
+impl<T: Element> Op<T> {
+    /// The op's name in panics, anomalies and `Debug` output.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Leaf => "leaf",
+            Op::Constant => "constant",
+            Op::Add => "add",
+            Op::Mul => "mul",
+            Op::AddScalar(_) => "add_scalar",
+            Op::MulScalar(_) => "mul_scalar",
+            Op::PowF(_) => "powf",
+            Op::Exp => "exp",
+            Op::Ln => "ln",
+            Op::Sqrt => "sqrt",
+            Op::Abs => "abs",
+            Op::Erf => "erf",
+            Op::Sigmoid => "sigmoid",
+            Op::Tanh => "tanh",
+            Op::Relu => "relu",
+            Op::LeakyRelu(_) => "leaky_relu",
+            Op::Elu(_) => "elu",
+            Op::Selu => "selu",
+            Op::Gelu(_) => "gelu",
+            Op::Softplus { .. } => "softplus",
+            Op::Silu => "silu",
+            Op::MatMul { .. } => "matmul",
+            Op::SumAll | Op::SumAxis { .. } => "sum",
+            Op::MaxAll | Op::MaxAxis { .. } => "max",
+            Op::BroadcastTo => "broadcast_to",
+            Op::SumTo => "sum_to",
+            Op::Reshape => "reshape",
+            Op::Permute(_) => "permute",
+            Op::Concat { .. } => "concat",
+            Op::Narrow { .. } => "narrow",
+            Op::GatherRows(_) => "gather",
+            Op::ScatterAddRows(_) => "scatter_add",
+            Op::Softmax { .. } => "softmax",
+            Op::LogSoftmax { .. } => "log_softmax",
+            Op::Custom(c) => c.name(),
+        }
+    }
+}
+
+/// Input gradients from one backward rule, `None` where an input needs no gradient.
+pub(crate) type InputGrads<A> = SmallVec<[Option<A>; 2]>;
+
+/// The operations backward rules are written in. Implemented by [`Tensor`] (values, fused
+/// kernels) and by [`Var`](crate::Var) (recorded, differentiable again).
+pub(crate) trait Algebra<T: Element>: Clone + Sized {
+    fn shape(&self) -> Shape;
+    /// The underlying value (for masks and other constants derived from it).
+    fn value(&self) -> Tensor<T>;
+    /// Wraps a value as a constant of the same kind as `self`.
+    fn lift(&self, t: Tensor<T>) -> Self;
+    fn add(&self, o: &Self) -> Self;
+    fn mul(&self, o: &Self) -> Self;
+    fn scale(&self, s: T) -> Self;
+    fn add_scalar(&self, s: T) -> Self;
+    fn neg(&self) -> Self {
+        self.scale(-T::one())
+    }
+    fn sub(&self, o: &Self) -> Self {
+        self.add(&o.neg())
+    }
+    fn div(&self, o: &Self) -> Self {
+        self.mul(&o.unary(&Op::PowF(-T::one())))
+    }
+    /// Applies a unary elementwise op (one of the `Op` unary variants or `PowF`).
+    fn unary(&self, op: &Op<T>) -> Self;
+    fn matmul_t(&self, o: &Self, ta: bool, tb: bool) -> Self;
+    fn sum_to(&self, shape: &[usize]) -> Self;
+    fn broadcast_to(&self, shape: &[usize]) -> Self;
+    fn sum_axis(&self, axis: usize, keepdim: bool) -> Self;
+    fn reshape(&self, shape: &[usize]) -> Self;
+    fn permute(&self, perm: &[usize]) -> Self;
+    fn narrow(&self, axis: usize, start: usize, len: usize) -> Self;
+    fn concat(parts: &[Self], axis: usize) -> Self;
+    fn gather_rows(&self, idx: &Arc<[usize]>) -> Self;
+    fn scatter_add_rows(&self, idx: &Arc<[usize]>, rows: usize) -> Self;
+    /// `g · f'(x)` for an elementwise op with output `y`: on tensors the fused one-pass `kernel`
+    /// `(g, x, y) ↦ g·f'(x)`, on `Var`s the differentiable `compose`d expression.
+    fn pointwise(
+        g: &Self,
+        x: &Self,
+        y: &Self,
+        kernel: impl Fn(T, T, T) -> T,
+        compose: impl FnOnce() -> Self,
+    ) -> Self;
+    /// Multiplies by a constant derived from this operand's value (a mask, a selector).
+    fn mul_const(&self, c: Tensor<T>) -> Self {
+        self.mul(&self.lift(c))
+    }
+}
+
+impl<T: Element> Algebra<T> for Tensor<T> {
+    fn shape(&self) -> Shape {
+        Tensor::shape(self).into()
+    }
+    fn value(&self) -> Tensor<T> {
+        self.clone()
+    }
+    fn lift(&self, t: Tensor<T>) -> Self {
+        t
+    }
+    fn add(&self, o: &Self) -> Self {
+        Tensor::add(self, o)
+    }
+    fn mul(&self, o: &Self) -> Self {
+        Tensor::mul(self, o)
+    }
+    fn scale(&self, s: T) -> Self {
+        Tensor::scale(self, s)
+    }
+    fn add_scalar(&self, s: T) -> Self {
+        Tensor::add_scalar(self, s)
+    }
+    fn neg(&self) -> Self {
+        self.map(|x| -x)
+    }
+    fn sub(&self, o: &Self) -> Self {
+        Tensor::sub(self, o)
+    }
+    fn div(&self, o: &Self) -> Self {
+        Tensor::div(self, o)
+    }
+    fn unary(&self, op: &Op<T>) -> Self {
+        elementwise::unary_forward(op, self)
+    }
+    fn matmul_t(&self, o: &Self, ta: bool, tb: bool) -> Self {
+        Tensor::matmul_t(self, o, ta, tb)
+    }
+    fn sum_to(&self, shape: &[usize]) -> Self {
+        Tensor::sum_to(self, shape)
+    }
+    fn broadcast_to(&self, shape: &[usize]) -> Self {
+        Tensor::broadcast_to(self, shape)
+    }
+    fn sum_axis(&self, axis: usize, keepdim: bool) -> Self {
+        Tensor::sum_axis(self, axis, keepdim)
+    }
+    fn reshape(&self, shape: &[usize]) -> Self {
+        Tensor::reshape(self, shape)
+    }
+    fn permute(&self, perm: &[usize]) -> Self {
+        Tensor::permute(self, perm)
+    }
+    fn narrow(&self, axis: usize, start: usize, len: usize) -> Self {
+        Tensor::narrow(self, axis, start, len)
+    }
+    fn concat(parts: &[Self], axis: usize) -> Self {
+        let refs: SmallVec<[&Tensor<T>; 4]> = parts.iter().collect();
+        Tensor::concat(&refs, axis)
+    }
+    fn gather_rows(&self, idx: &Arc<[usize]>) -> Self {
+        Tensor::gather_rows(self, idx)
+    }
+    fn scatter_add_rows(&self, idx: &Arc<[usize]>, rows: usize) -> Self {
+        Tensor::scatter_add_rows(self, idx, rows)
+    }
+    fn pointwise(
+        g: &Self,
+        x: &Self,
+        y: &Self,
+        kernel: impl Fn(T, T, T) -> T,
+        _compose: impl FnOnce() -> Self,
+    ) -> Self {
+        g.zip3_map(x, y, kernel)
+    }
+    fn mul_const(&self, c: Tensor<T>) -> Self {
+        Tensor::mul(self, &c)
+    }
+}
+
+/// The one backward dispatch: gradients of node `op` with inputs `x`, output `y` and output
+/// gradient `g`, computed only for inputs whose `needs` flag is set.
+pub(crate) fn backward<T: Element, A: Algebra<T>>(
+    op: &Op<T>,
+    x: &[A],
+    y: &A,
+    g: &A,
+    needs: &[bool],
+) -> InputGrads<A> {
+    match op {
+        Op::Leaf | Op::Constant => InputGrads::new(),
+        Op::Add | Op::Mul | Op::AddScalar(_) | Op::MulScalar(_) => {
+            elementwise::binary_backward(op, x, g, needs)
+        }
+        Op::PowF(_)
+        | Op::Exp
+        | Op::Ln
+        | Op::Sqrt
+        | Op::Abs
+        | Op::Erf
+        | Op::Sigmoid
+        | Op::Tanh
+        | Op::Relu
+        | Op::LeakyRelu(_)
+        | Op::Elu(_)
+        | Op::Selu
+        | Op::Gelu(_)
+        | Op::Softplus { .. }
+        | Op::Silu => smallvec::smallvec![Some(elementwise::unary_backward(op, &x[0], y, g))],
+        Op::MatMul { ta, tb } => matmul::backward(&x[0], &x[1], g, *ta, *tb, needs),
+        Op::SumAll | Op::SumAxis { .. } | Op::MaxAll | Op::MaxAxis { .. } => {
+            smallvec::smallvec![Some(reduce::backward(op, &x[0], y, g))]
+        }
+        Op::BroadcastTo
+        | Op::SumTo
+        | Op::Reshape
+        | Op::Permute(_)
+        | Op::Concat { .. }
+        | Op::Narrow { .. }
+        | Op::GatherRows(_)
+        | Op::ScatterAddRows(_) => shape::backward(op, x, g, needs),
+        Op::Softmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, false, y, g))],
+        Op::LogSoftmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, true, y, g))],
+        Op::Custom(c) => custom::backward(c, x, y, g, needs),
+    }
+}

@@ -1,0 +1,837 @@
+//! The engine: the tape, its nodes, the `Var` handle, the backward sweep, hooks and anomalies.
+//!
+//! Read this file top to bottom to know how vgrad differentiates.
+//!
+//! * A [`Tape`] is an append-only `Vec` of nodes. A node is created after its parents, so the
+//!   insertion order is a topological order and backward is one reverse loop over the vector:
+//!   no recursion, no visited set, and a 100,000-op chain needs no stack.
+//! * A [`Var`] is a `Copy` handle — a tape reference and an index — so expressions read like
+//!   maths: `(x.matmul(w) + b).sigmoid()`.
+//! * Each node stores its value, the op that made it (a data-only [`Op`] enum) and its parents'
+//!   indices. Whether it needs a gradient is decided when it is created: a node none of whose
+//!   parents needs a gradient is stored as a constant, with no parents and no backward rule, so
+//!   constants and detached values cost nothing in backward.
+//! * A node's gradient is complete when the reverse sweep reaches its index, since every consumer
+//!   sits later on the tape. That is where gradient hooks fire, once, with the whole value, and
+//!   where an intermediate gradient is dropped as soon as its backward rule has used it.
+//! * With `create_graph` ([`Var::backward_graph`]) the same backward rules run on `Var`s instead of
+//!   `Tensor`s, so the gradient is recorded on the tape and can be differentiated again. Without
+//!   it the rules run on plain tensors with fused kernels and nothing is recorded: the cost of
+//!   higher-order support is zero when it is not asked for.
+
+use crate::ops::{self, Algebra, Op};
+use crate::tensor::{Element, Shape, Tensor};
+use smallvec::SmallVec;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Parent indices of a node; two inline covers every op but concat and custom ops.
+pub(crate) type Parents = SmallVec<[usize; 2]>;
+
+pub(crate) struct Node<T: Element> {
+    pub(crate) op: Op<T>,
+    pub(crate) parents: Parents,
+    pub(crate) value: Tensor<T>,
+    pub(crate) requires_grad: bool,
+}
+
+/// A gradient hook: sees a node's complete gradient and may return a replacement.
+type HookFn<T> = Box<dyn FnMut(&Tensor<T>) -> Option<Tensor<T>>>;
+
+/// Identifies a registered hook so it can be removed with [`Tape::remove_hook`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HookHandle {
+    node: usize,
+    serial: u64,
+}
+
+/// A tape-wide observer of labelled nodes' gradients: `(label, node value, gradient)`.
+type LabelHookFn<T> = Box<dyn FnMut(&str, &Tensor<T>, &Tensor<T>)>;
+
+#[derive(Default)]
+struct Hooks<T: Element> {
+    per_node: HashMap<usize, Vec<(u64, HookFn<T>)>>,
+    on_labelled: Vec<(u64, LabelHookFn<T>)>,
+    next_serial: u64,
+}
+
+/// Where an [`Anomaly`] was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The op's forward value was non-finite.
+    Forward,
+    /// The op's backward rule produced a non-finite gradient for one of its inputs.
+    Backward,
+}
+
+/// The first op that produced a non-finite value or gradient while anomaly detection was on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anomaly {
+    /// Forward value or backward gradient.
+    pub phase: Phase,
+    /// The op's name, e.g. `"ln"` or `"matmul"`.
+    pub op: &'static str,
+    /// Shapes of the op's inputs.
+    pub input_shapes: Vec<Vec<usize>>,
+    /// The label of the node (see [`Var::label`]), or of the nearest labelled node before it.
+    pub label: Option<String>,
+    /// The node's index on the tape.
+    pub node: usize,
+}
+
+impl fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.phase {
+            Phase::Forward => "produced a non-finite value",
+            Phase::Backward => "produced a non-finite gradient in backward",
+        };
+        write!(f, "op `{}` (node {}", self.op, self.node)?;
+        if let Some(l) = &self.label {
+            write!(f, ", in `{l}`")?;
+        }
+        write!(f, ") with inputs {:?} {what}", self.input_shapes)
+    }
+}
+
+impl std::error::Error for Anomaly {}
+
+/// An append-only record of operations, the owner of every intermediate value.
+///
+/// Create one per forward/backward pass (or [`reset`](Tape::reset) and reuse one), create inputs
+/// with [`leaf`](Tape::leaf) (needs a gradient) or [`constant`](Tape::constant) (does not), and
+/// compute with the [`Var`] handles they return.
+///
+/// # Example
+/// ```
+/// use vgrad::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let x = tape.leaf(Tensor::scalar(3.0));
+/// let y = x * x + x.exp();
+/// let grads = y.backward();
+/// // d/dx (x² + eˣ) = 2x + eˣ
+/// let want = 2.0 * 3.0 + 3.0f64.exp();
+/// assert!((grads.wrt(x).unwrap().item() - want).abs() < 1e-12);
+/// ```
+pub struct Tape<T: Element> {
+    nodes: RefCell<Vec<Node<T>>>,
+    labels: RefCell<HashMap<usize, Arc<str>>>,
+    retained: RefCell<Vec<usize>>,
+    hooks: RefCell<Hooks<T>>,
+    grad_enabled: Cell<bool>,
+    detect_anomaly: Cell<bool>,
+    anomaly: RefCell<Option<Anomaly>>,
+}
+
+impl<T: Element> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Element> fmt::Debug for Tape<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tape<{}> {{ nodes: {} }}", T::DTYPE, self.len())
+    }
+}
+
+impl<T: Element> Tape<T> {
+    /// An empty tape with gradients enabled and anomaly detection off.
+    pub fn new() -> Self {
+        Tape {
+            nodes: RefCell::new(Vec::new()),
+            labels: RefCell::default(),
+            retained: RefCell::default(),
+            hooks: RefCell::default(),
+            grad_enabled: Cell::new(true),
+            detect_anomaly: Cell::new(false),
+            anomaly: RefCell::new(None),
+        }
+    }
+
+    /// Clears every node, label, retained gradient and hook, keeping the allocated capacity.
+    /// Taking `&mut self` guarantees no [`Var`] of the old contents is still alive.
+    pub fn reset(&mut self) {
+        self.nodes.get_mut().clear();
+        self.labels.get_mut().clear();
+        self.retained.get_mut().clear();
+        self.hooks.get_mut().per_node.clear();
+        *self.anomaly.get_mut() = None;
+    }
+
+    /// Number of nodes recorded so far.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// True when nothing has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A variable whose gradient is wanted (a parameter or an input under study).
+    ///
+    /// When gradients are disabled ([`set_grad_enabled`](Tape::set_grad_enabled)) this is a
+    /// constant instead.
+    pub fn leaf(&self, value: Tensor<T>) -> Var<'_, T> {
+        let rg = self.grad_enabled.get();
+        self.push_node(Op::Leaf, Parents::new(), value, rg)
+    }
+
+    /// A value that needs no gradient; ops on constants alone record no backward work.
+    pub fn constant(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push_node(Op::Constant, Parents::new(), value, false)
+    }
+
+    /// Turns gradient recording on or off (PyTorch's `torch.set_grad_enabled`). While off, every
+    /// new node is a constant: evaluation runs at the cost of the forward maths alone.
+    pub fn set_grad_enabled(&self, enabled: bool) {
+        self.grad_enabled.set(enabled);
+    }
+
+    /// Whether new leaves need gradients.
+    pub fn grad_enabled(&self) -> bool {
+        self.grad_enabled.get()
+    }
+
+    /// Turns anomaly detection on or off (PyTorch's `detect_anomaly`). While on, every forward
+    /// value and every gradient is checked, and the first non-finite one is kept as an
+    /// [`Anomaly`] naming the op, its input shapes and its label; read it with
+    /// [`anomaly`](Tape::anomaly). Costs one pass over each value.
+    pub fn set_detect_anomaly(&self, on: bool) {
+        self.detect_anomaly.set(on);
+    }
+
+    /// The first anomaly found since detection was switched on, if any.
+    pub fn anomaly(&self) -> Option<Anomaly> {
+        self.anomaly.borrow().clone()
+    }
+
+    /// Registers an observer called during every backward sweep for each node carrying a label
+    /// (see [`Var::label`]), with the label, the node's forward value and its complete gradient.
+    /// This is the layer-level hook that `nn` and the gradient monitor build on.
+    pub fn on_labelled_grad(
+        &self,
+        f: impl FnMut(&str, &Tensor<T>, &Tensor<T>) + 'static,
+    ) -> HookHandle {
+        let mut h = self.hooks.borrow_mut();
+        let serial = h.next_serial;
+        h.next_serial += 1;
+        h.on_labelled.push((serial, Box::new(f)));
+        HookHandle {
+            node: usize::MAX,
+            serial,
+        }
+    }
+
+    /// Removes a hook registered with [`Var::register_hook`] or [`Tape::on_labelled_grad`].
+    /// Returns whether it was still registered.
+    pub fn remove_hook(&self, handle: HookHandle) -> bool {
+        let mut h = self.hooks.borrow_mut();
+        if handle.node == usize::MAX {
+            let before = h.on_labelled.len();
+            h.on_labelled.retain(|(s, _)| *s != handle.serial);
+            return h.on_labelled.len() != before;
+        }
+        let Some(list) = h.per_node.get_mut(&handle.node) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|(s, _)| *s != handle.serial);
+        let removed = list.len() != before;
+        if list.is_empty() {
+            h.per_node.remove(&handle.node);
+        }
+        removed
+    }
+
+    /// The value of node `id` (a reference-count increment, not a copy).
+    pub(crate) fn value(&self, id: usize) -> Tensor<T> {
+        self.nodes.borrow()[id].value.clone()
+    }
+
+    pub(crate) fn shape(&self, id: usize) -> Shape {
+        self.nodes.borrow()[id].value.shape().into()
+    }
+
+    pub(crate) fn requires_grad(&self, id: usize) -> bool {
+        self.nodes.borrow()[id].requires_grad
+    }
+
+    fn push_node(&self, op: Op<T>, parents: Parents, value: Tensor<T>, rg: bool) -> Var<'_, T> {
+        let mut nodes = self.nodes.borrow_mut();
+        let id = nodes.len();
+        if self.detect_anomaly.get() && !value.all_finite() {
+            let shapes = parents
+                .iter()
+                .map(|&p| nodes[p].value.shape().to_vec())
+                .collect();
+            self.note_anomaly(Phase::Forward, op.name(), shapes, id);
+        }
+        let (op, parents) = if rg {
+            (op, parents)
+        } else {
+            (Op::Constant, Parents::new())
+        };
+        nodes.push(Node {
+            op,
+            parents,
+            value,
+            requires_grad: rg,
+        });
+        Var { tape: self, id }
+    }
+
+    /// Records an op whose value is already computed. The node needs a gradient when any parent
+    /// does; otherwise it is stored as a constant with no backward work.
+    pub(crate) fn push(&self, op: Op<T>, parents: &[usize], value: Tensor<T>) -> Var<'_, T> {
+        let rg = {
+            let nodes = self.nodes.borrow();
+            parents.iter().any(|&p| nodes[p].requires_grad)
+        };
+        self.push_node(op, parents.into(), value, rg)
+    }
+
+    fn note_anomaly(
+        &self,
+        phase: Phase,
+        op: &'static str,
+        input_shapes: Vec<Vec<usize>>,
+        node: usize,
+    ) {
+        let mut slot = self.anomaly.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Anomaly {
+                phase,
+                op,
+                input_shapes,
+                label: self.label_at_or_before(node),
+                node,
+            });
+        }
+    }
+
+    /// The label of `node`, or of the closest labelled node recorded before it: the layer an
+    /// unlabelled op belongs to is the last one that labelled its output before it.
+    fn label_at_or_before(&self, node: usize) -> Option<String> {
+        let labels = self.labels.borrow();
+        labels
+            .iter()
+            .filter(|(&k, _)| k <= node)
+            .max_by_key(|(&k, _)| k)
+            .map(|(_, v)| v.to_string())
+    }
+
+    /// Runs the hooks registered on `id` in registration order, each seeing the gradient the
+    /// previous one left, then the labelled-node observers. Returns the replacement, if any hook
+    /// made one.
+    fn run_hooks(&self, id: usize, g: &Tensor<T>) -> Option<Tensor<T>> {
+        let mut hooks = self.hooks.borrow_mut();
+        let mut replaced: Option<Tensor<T>> = None;
+        if let Some(list) = hooks.per_node.get_mut(&id) {
+            for (_, f) in list.iter_mut() {
+                let current = replaced.as_ref().unwrap_or(g);
+                if let Some(r) = f(current) {
+                    assert!(
+                        r.shape() == g.shape(),
+                        "register_hook: hook returned shape {:?} for a gradient of shape {:?}",
+                        r.shape(),
+                        g.shape()
+                    );
+                    replaced = Some(r);
+                }
+            }
+        }
+        if !hooks.on_labelled.is_empty() {
+            if let Some(label) = self.labels.borrow().get(&id).cloned() {
+                let value = self.nodes.borrow()[id].value.clone();
+                let current = replaced.as_ref().unwrap_or(g);
+                for (_, f) in hooks.on_labelled.iter_mut() {
+                    f(&label, &value, current);
+                }
+            }
+        }
+        replaced
+    }
+
+    fn has_hooks(&self) -> bool {
+        let h = self.hooks.borrow();
+        !h.per_node.is_empty() || !h.on_labelled.is_empty()
+    }
+
+    /// Whether node `id`'s gradient is returned to the caller: leaves and retained nodes.
+    fn keeps(id: usize, op: &Op<T>, retained: &[usize]) -> bool {
+        matches!(op, Op::Leaf) || retained.contains(&id)
+    }
+
+    /// The reverse sweep on plain tensors: fused kernels, nothing recorded.
+    fn backward_values(&self, root: usize, seed: Tensor<T>) -> Gradients<T> {
+        let hooks = self.has_hooks();
+        let anomaly = self.detect_anomaly.get();
+        let retained = self.retained.borrow().clone();
+        let mut pending: Vec<Option<Tensor<T>>> = Vec::new();
+        pending.resize_with(root + 1, || None);
+        pending[root] = Some(seed);
+        let mut out = Gradients::new(self);
+        for i in (0..=root).rev() {
+            let Some(mut g) = pending[i].take() else {
+                continue;
+            };
+            // Hooks run with the tape unborrowed, so they may read values and labels.
+            if hooks && self.requires_grad(i) {
+                if let Some(r) = self.run_hooks(i, &g) {
+                    g = r;
+                }
+            }
+            let nodes = self.nodes.borrow();
+            let node = &nodes[i];
+            if !node.requires_grad {
+                continue;
+            }
+            if Self::keeps(i, &node.op, &retained) {
+                out.map.insert(i, g.clone());
+            }
+            if node.parents.is_empty() {
+                continue;
+            }
+            let needs: SmallVec<[bool; 2]> = node
+                .parents
+                .iter()
+                .map(|&p| nodes[p].requires_grad)
+                .collect();
+            let inputs: SmallVec<[Tensor<T>; 2]> = node
+                .parents
+                .iter()
+                .map(|&p| nodes[p].value.clone())
+                .collect();
+            let grads = ops::backward(&node.op, &inputs, &node.value, &g, &needs);
+            // The node's own gradient is no longer needed: free it before accumulating, so an
+            // input gradient that shared its buffer can be updated in place.
+            drop(g);
+            self.scatter(&nodes, i, grads, &mut pending, anomaly);
+        }
+        out
+    }
+
+    /// Adds each parent's gradient contribution into its pending slot: the first contribution is
+    /// stored as is, later ones are added (in place when the buffer is not shared).
+    fn scatter(
+        &self,
+        nodes: &[Node<T>],
+        i: usize,
+        grads: SmallVec<[Option<Tensor<T>>; 2]>,
+        pending: &mut [Option<Tensor<T>>],
+        anomaly: bool,
+    ) {
+        let parents = &nodes[i].parents;
+        for (&p, gp) in parents.iter().zip(grads) {
+            let Some(gp) = gp else { continue };
+            if anomaly && !gp.all_finite() {
+                let shapes = parents
+                    .iter()
+                    .map(|&q| nodes[q].value.shape().to_vec())
+                    .collect();
+                self.note_anomaly(Phase::Backward, nodes[i].op.name(), shapes, i);
+            }
+            pending[p] = Some(match pending[p].take() {
+                None => gp,
+                Some(prev) => prev.accumulate(&gp),
+            });
+        }
+    }
+
+    /// The reverse sweep on `Var`s: every gradient is itself recorded on this tape.
+    fn backward_graph_from<'t>(&'t self, root: usize, seed: Var<'t, T>) -> GraphGradients<'t, T> {
+        let retained = self.retained.borrow().clone();
+        let mut pending: Vec<Option<Var<'t, T>>> = vec![None; root + 1];
+        pending[root] = Some(seed);
+        let mut out = GraphGradients {
+            map: HashMap::new(),
+            tape: self,
+        };
+        for i in (0..=root).rev() {
+            let Some(mut g) = pending[i].take() else {
+                continue;
+            };
+            let (op, parents, rg) = {
+                let nodes = self.nodes.borrow();
+                let n = &nodes[i];
+                (n.op.clone(), n.parents.clone(), n.requires_grad)
+            };
+            if !rg {
+                continue;
+            }
+            if self.has_hooks() {
+                // Hooks see values; a replacement enters the graph as a constant.
+                if let Some(r) = self.run_hooks(i, &g.value()) {
+                    g = self.constant(r);
+                }
+            }
+            if Self::keeps(i, &op, &retained) {
+                out.map.insert(i, g);
+            }
+            if parents.is_empty() {
+                continue;
+            }
+            let needs: SmallVec<[bool; 2]> =
+                parents.iter().map(|&p| self.requires_grad(p)).collect();
+            let inputs: SmallVec<[Var<'_, T>; 2]> =
+                parents.iter().map(|&p| Var { tape: self, id: p }).collect();
+            let y = Var { tape: self, id: i };
+            let grads = ops::backward(&op, &inputs, &y, &g, &needs);
+            for (&p, gp) in parents.iter().zip(grads) {
+                let Some(gp) = gp else { continue };
+                pending[p] = Some(match pending[p] {
+                    None => gp,
+                    Some(prev) => prev + gp,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A handle to a node on a [`Tape`]: `Copy`, so it can be used in expressions freely.
+///
+/// Arithmetic operators (`+ - * /`, unary `-`, and the same with a scalar on the right) record
+/// ops, broadcasting NumPy-style. The rest of the ops are methods, each documenting its
+/// derivative.
+///
+/// # Panics
+/// Every op panics if its operands come from two different tapes.
+#[derive(Clone, Copy)]
+pub struct Var<'t, T: Element> {
+    pub(crate) tape: &'t Tape<T>,
+    pub(crate) id: usize,
+}
+
+impl<T: Element> fmt::Debug for Var<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes = self.tape.nodes.borrow();
+        let n = &nodes[self.id];
+        write!(
+            f,
+            "Var#{} {} {:?}{}",
+            self.id,
+            n.op.name(),
+            n.value.shape(),
+            if n.requires_grad { " (grad)" } else { "" }
+        )
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// The tape this variable lives on.
+    pub fn tape(&self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// The node's index on its tape (stable for the tape's lifetime).
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The forward value (cheap: shares storage with the tape).
+    pub fn value(&self) -> Tensor<T> {
+        self.tape.value(self.id)
+    }
+
+    /// The value's shape.
+    pub fn shape(&self) -> Shape {
+        self.tape.shape(self.id)
+    }
+
+    /// Whether a gradient will flow to this variable.
+    pub fn requires_grad(&self) -> bool {
+        self.tape.requires_grad(self.id)
+    }
+
+    /// A constant holding the same value: gradients stop here.
+    pub fn detach(self) -> Var<'t, T> {
+        self.tape.constant(self.value())
+    }
+
+    /// Attaches a name to this node: anomalies report it, and tape-level hooks
+    /// ([`Tape::on_labelled_grad`]) observe labelled nodes. `nn` layers label their outputs with
+    /// their dotted names. Returns `self` for chaining.
+    pub fn label(self, name: &str) -> Var<'t, T> {
+        self.tape
+            .labels
+            .borrow_mut()
+            .insert(self.id, Arc::from(name));
+        self
+    }
+
+    /// The label attached with [`Var::label`], if any.
+    pub fn label_of(&self) -> Option<String> {
+        self.tape
+            .labels
+            .borrow()
+            .get(&self.id)
+            .map(|s| s.to_string())
+    }
+
+    /// Keeps this intermediate node's gradient in the result of backward (PyTorch's
+    /// `retain_grad`). Leaves are always kept.
+    pub fn retain_grad(self) -> Var<'t, T> {
+        self.tape.retained.borrow_mut().push(self.id);
+        self
+    }
+
+    /// Registers a hook called once per backward sweep with this variable's complete gradient.
+    /// Returning `Some(replacement)` makes the replacement flow on instead (it must have the same
+    /// shape); `None` leaves the gradient as it is. Several hooks on one variable run in
+    /// registration order, each seeing the gradient the previous one left. Under
+    /// [`backward_graph`](Var::backward_graph) a replacement enters the graph as a constant.
+    ///
+    /// Hooks must not record new ops on the tape while they run.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::{Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::vector(&[1.0, 2.0]));
+    /// let h = x * 3.0;
+    /// h.register_hook(|g| Some(g.scale(10.0))); // scale the gradient flowing through h
+    /// let g = h.sum().backward();
+    /// assert_eq!(g.wrt(x).unwrap().data(), &[30.0, 30.0]);
+    /// ```
+    pub fn register_hook(
+        &self,
+        f: impl FnMut(&Tensor<T>) -> Option<Tensor<T>> + 'static,
+    ) -> HookHandle {
+        let mut h = self.tape.hooks.borrow_mut();
+        let serial = h.next_serial;
+        h.next_serial += 1;
+        h.per_node
+            .entry(self.id)
+            .or_default()
+            .push((serial, Box::new(f)));
+        HookHandle {
+            node: self.id,
+            serial,
+        }
+    }
+
+    /// Reverse-mode gradient of this scalar with respect to every leaf (and every node marked with
+    /// [`retain_grad`](Var::retain_grad)). Intermediate gradients are dropped as soon as used.
+    ///
+    /// # Panics
+    /// If this variable holds more than one element (use [`backward_with`](Var::backward_with)).
+    #[track_caller]
+    pub fn backward(self) -> Gradients<T> {
+        let shape = self.shape();
+        assert!(
+            shape.iter().product::<usize>() == 1,
+            "backward: output of shape {shape:?} is not a scalar; use backward_with and a seed gradient"
+        );
+        self.backward_with(Tensor::ones(&shape))
+    }
+
+    /// Reverse-mode gradients given the gradient of some downstream scalar with respect to this
+    /// variable (the "seed", PyTorch's `grad_outputs`).
+    ///
+    /// # Panics
+    /// If the seed's shape differs from this variable's.
+    #[track_caller]
+    pub fn backward_with(self, seed: Tensor<T>) -> Gradients<T> {
+        let shape = self.shape();
+        assert!(
+            seed.shape() == shape.as_slice(),
+            "backward: seed of shape {:?} for an output of shape {shape:?}",
+            seed.shape()
+        );
+        self.tape.backward_values(self.id, seed)
+    }
+
+    /// Like [`backward`](Var::backward), but every gradient is recorded on the tape as a `Var`
+    /// that can itself be differentiated (PyTorch's `create_graph=True`): Hessian-vector
+    /// products, gradient penalties, curvature estimates.
+    ///
+    /// # Panics
+    /// If this variable holds more than one element.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::{Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::scalar(2.0));
+    /// let y = x * x * x; // y = x³
+    /// let dy = y.backward_graph().wrt(x).unwrap(); // 3x², on the tape
+    /// let d2y = dy.backward().wrt(x).unwrap().item(); // 6x
+    /// assert!((d2y - 12.0).abs() < 1e-12);
+    /// ```
+    #[track_caller]
+    pub fn backward_graph(self) -> GraphGradients<'t, T> {
+        let shape = self.shape();
+        assert!(
+            shape.iter().product::<usize>() == 1,
+            "backward_graph: output of shape {shape:?} is not a scalar"
+        );
+        let seed = self.tape.constant(Tensor::ones(&shape));
+        self.tape.backward_graph_from(self.id, seed)
+    }
+
+    /// Asserts `other` lives on the same tape; every binary op calls this.
+    #[track_caller]
+    pub(crate) fn same_tape(&self, op: &str, other: &Var<'t, T>) {
+        assert!(
+            std::ptr::eq(self.tape, other.tape),
+            "{op}: the operands belong to two different tapes"
+        );
+    }
+
+    /// Records `op` applied to `parents` with an already-computed value.
+    pub(crate) fn record(&self, op: Op<T>, parents: &[usize], value: Tensor<T>) -> Var<'t, T> {
+        self.tape.push(op, parents, value)
+    }
+}
+
+/// Gradients from [`Var::backward`], keyed by variable.
+pub struct Gradients<T: Element> {
+    map: HashMap<usize, Tensor<T>>,
+    tape: usize,
+}
+
+impl<T: Element> fmt::Debug for Gradients<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ids: Vec<_> = self.map.keys().collect();
+        ids.sort();
+        write!(f, "Gradients {{ nodes: {ids:?} }}")
+    }
+}
+
+impl<T: Element> Gradients<T> {
+    fn new(tape: &Tape<T>) -> Self {
+        Gradients {
+            map: HashMap::new(),
+            tape: tape as *const Tape<T> as usize,
+        }
+    }
+
+    /// The gradient with respect to `v`, or `None` if `v` was not reached or is not a leaf
+    /// (or a retained node).
+    ///
+    /// # Panics
+    /// If `v` belongs to another tape.
+    #[track_caller]
+    pub fn wrt(&self, v: Var<'_, T>) -> Option<&Tensor<T>> {
+        assert!(
+            v.tape as *const Tape<T> as usize == self.tape,
+            "wrt: the variable belongs to a different tape than these gradients"
+        );
+        self.map.get(&v.id)
+    }
+
+    /// Removes and returns the gradient with respect to `v` (no copy).
+    ///
+    /// # Panics
+    /// If `v` belongs to another tape.
+    #[track_caller]
+    pub fn take(&mut self, v: Var<'_, T>) -> Option<Tensor<T>> {
+        assert!(
+            v.tape as *const Tape<T> as usize == self.tape,
+            "take: the variable belongs to a different tape than these gradients"
+        );
+        self.map.remove(&v.id)
+    }
+
+    /// Number of gradients held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no gradient is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Gradients from [`Var::backward_graph`]: each is a `Var` on the same tape.
+pub struct GraphGradients<'t, T: Element> {
+    map: HashMap<usize, Var<'t, T>>,
+    tape: &'t Tape<T>,
+}
+
+impl<'t, T: Element> GraphGradients<'t, T> {
+    /// The gradient with respect to `v` as a differentiable variable.
+    ///
+    /// # Panics
+    /// If `v` belongs to another tape.
+    #[track_caller]
+    pub fn wrt(&self, v: Var<'t, T>) -> Option<Var<'t, T>> {
+        assert!(
+            std::ptr::eq(v.tape, self.tape),
+            "wrt: the variable belongs to a different tape than these gradients"
+        );
+        self.map.get(&v.id).copied()
+    }
+}
+
+/// Backward rules written once against [`Algebra`] run on `Var`s under `create_graph`.
+impl<'t, T: Element> Algebra<T> for Var<'t, T> {
+    fn shape(&self) -> Shape {
+        Var::shape(self)
+    }
+    fn value(&self) -> Tensor<T> {
+        Var::value(self)
+    }
+    fn lift(&self, t: Tensor<T>) -> Self {
+        self.tape.constant(t)
+    }
+    fn add(&self, o: &Self) -> Self {
+        *self + *o
+    }
+    fn mul(&self, o: &Self) -> Self {
+        *self * *o
+    }
+    fn scale(&self, s: T) -> Self {
+        *self * s
+    }
+    fn add_scalar(&self, s: T) -> Self {
+        *self + s
+    }
+    fn unary(&self, op: &Op<T>) -> Self {
+        self.apply_unary(op.clone())
+    }
+    fn matmul_t(&self, o: &Self, ta: bool, tb: bool) -> Self {
+        Var::matmul_t(*self, *o, ta, tb)
+    }
+    fn sum_to(&self, shape: &[usize]) -> Self {
+        Var::sum_to(*self, shape)
+    }
+    fn broadcast_to(&self, shape: &[usize]) -> Self {
+        Var::broadcast_to(*self, shape)
+    }
+    fn sum_axis(&self, axis: usize, keepdim: bool) -> Self {
+        Var::sum_axis(*self, axis, keepdim)
+    }
+    fn reshape(&self, shape: &[usize]) -> Self {
+        Var::reshape(*self, shape)
+    }
+    fn permute(&self, perm: &[usize]) -> Self {
+        Var::permute(*self, perm)
+    }
+    fn narrow(&self, axis: usize, start: usize, len: usize) -> Self {
+        Var::narrow(*self, axis, start, len)
+    }
+    fn concat(parts: &[Self], axis: usize) -> Self {
+        Var::concat(parts, axis)
+    }
+    fn gather_rows(&self, idx: &Arc<[usize]>) -> Self {
+        self.gather_rows_shared(idx.clone())
+    }
+    fn scatter_add_rows(&self, idx: &Arc<[usize]>, rows: usize) -> Self {
+        self.scatter_add_rows_shared(idx.clone(), rows)
+    }
+    fn pointwise(
+        _g: &Self,
+        _x: &Self,
+        _y: &Self,
+        _kernel: impl Fn(T, T, T) -> T,
+        compose: impl FnOnce() -> Self,
+    ) -> Self {
+        compose()
+    }
+}

@@ -1,0 +1,65 @@
+//! The element types a [`Tensor`](crate::Tensor) may hold: `f32` and `f64`.
+
+use num_traits::{Float, FloatConst, FromPrimitive, ToPrimitive};
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, MulAssign, SubAssign};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A floating-point element type: implemented for `f32` and `f64` only (sealed).
+///
+/// This is the one generic parameter vgrad's numeric types carry. It bundles the `num-traits`
+/// bounds the maths needs with the few things `num-traits` lacks (`erf`, a dtype name).
+pub trait Element:
+    Float
+    + FloatConst
+    + FromPrimitive
+    + ToPrimitive
+    + Debug
+    + Display
+    + Default
+    + Sum
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + Send
+    + Sync
+    + 'static
+    + sealed::Sealed
+{
+    /// The safetensors / NumPy dtype name: `"F32"` or `"F64"`.
+    const DTYPE: &'static str;
+    /// The error function, erf(x) = 2/√π ∫₀ˣ e^(−t²) dt (from `libm`).
+    fn erf(self) -> Self;
+    /// Converts from `f64`, rounding to nearest for `f32`.
+    fn of(x: f64) -> Self;
+}
+
+impl Element for f32 {
+    const DTYPE: &'static str = "F32";
+    #[inline]
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
+    #[inline]
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+}
+
+impl Element for f64 {
+    const DTYPE: &'static str = "F64";
+    #[inline]
+    fn erf(self) -> Self {
+        libm::erf(self)
+    }
+    #[inline]
+    fn of(x: f64) -> Self {
+        x
+    }
+}

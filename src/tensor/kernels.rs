@@ -1,0 +1,774 @@
+//! Value kernels on [`Tensor`]: broadcasting, elementwise maps, reductions and shape moves.
+//!
+//! Every kernel is generic over the element and over the closure it applies, so each call site
+//! compiles to its own loop: no per-element dynamic dispatch.
+
+use super::{Element, Shape, Tensor};
+use smallvec::smallvec;
+use std::sync::Arc;
+
+/// The NumPy broadcast of two shapes.
+///
+/// # Panics
+/// With `op` and both shapes when an axis differs and neither extent is 1.
+#[track_caller]
+pub fn broadcast_shapes(op: &str, a: &[usize], b: &[usize]) -> Shape {
+    let n = a.len().max(b.len());
+    let mut out: Shape = smallvec![0; n];
+    for i in 0..n {
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => panic!("{op}: shapes {a:?} and {b:?} cannot be broadcast together"),
+        };
+    }
+    out
+}
+
+/// Row-major strides of `shape`, laid against `out` (right-aligned), with stride 0 on every axis
+/// where `shape` is broadcast.
+fn broadcast_strides(shape: &[usize], out: &[usize]) -> Shape {
+    let mut strides: Shape = smallvec![0; out.len()];
+    let mut s = 1;
+    for (i, &d) in shape.iter().enumerate().rev() {
+        let j = i + out.len() - shape.len();
+        strides[j] = if d == 1 { 0 } else { s };
+        s *= d;
+    }
+    strides
+}
+
+/// Walks the output of shape `out` row by row (innermost axis), calling
+/// `f(out_offset, in_offsets, in_inner_strides, row_len)` where each input's offset and inner
+/// stride come from its (possibly zero) strides. Works for any number of inputs up to 2.
+fn for_each_row<const N: usize>(
+    out: &[usize],
+    strides: [&[usize]; N],
+    mut f: impl FnMut(usize, [usize; N], [usize; N], usize),
+) {
+    let numel: usize = out.iter().product();
+    if numel == 0 {
+        return;
+    }
+    if out.is_empty() {
+        f(0, [0; N], [0; N], 1);
+        return;
+    }
+    let nd = out.len();
+    let inner = out[nd - 1];
+    let inner_strides = strides.map(|s| s[nd - 1]);
+    let mut idx: Shape = smallvec![0; nd];
+    let mut offs = [0usize; N];
+    let mut o = 0;
+    while o < numel {
+        f(o, offs, inner_strides, inner);
+        o += inner;
+        // Odometer increment over the outer axes, updating each input offset incrementally.
+        let mut ax = nd - 1;
+        while ax > 0 {
+            ax -= 1;
+            idx[ax] += 1;
+            for k in 0..N {
+                offs[k] += strides[k][ax];
+            }
+            if idx[ax] < out[ax] {
+                break;
+            }
+            for k in 0..N {
+                offs[k] -= strides[k][ax] * out[ax];
+            }
+            idx[ax] = 0;
+        }
+    }
+}
+
+/// Splits `shape` around `axis` into (outer, n, inner) extents.
+fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (
+        shape[..axis].iter().product(),
+        shape[axis],
+        shape[axis + 1..].iter().product(),
+    )
+}
+
+/// Collects exactly `n` values into a fresh buffer with one allocation.
+fn filled<T: Element>(n: usize, value: T) -> Vec<T> {
+    vec![value; n]
+}
+
+impl<T: Element> Tensor<T> {
+    /// Applies `f` to every element.
+    #[inline]
+    pub fn map(&self, f: impl Fn(T) -> T) -> Tensor<T> {
+        Tensor::from_parts(
+            self.data.iter().map(|&x| f(x)).collect(),
+            self.shape.clone(),
+        )
+    }
+
+    /// Applies `f` elementwise to two tensors of the same shape.
+    ///
+    /// # Panics
+    /// If the shapes differ (no broadcasting; see [`Tensor::zip_broadcast`]).
+    #[track_caller]
+    pub fn zip_map(&self, other: &Tensor<T>, f: impl Fn(T, T) -> T) -> Tensor<T> {
+        assert!(
+            self.shape == other.shape,
+            "zip_map: shapes {:?} and {:?} differ",
+            self.shape(),
+            other.shape()
+        );
+        Tensor::from_parts(
+            self.data
+                .iter()
+                .zip(other.data.iter())
+                .map(|(&a, &b)| f(a, b))
+                .collect(),
+            self.shape.clone(),
+        )
+    }
+
+    /// Applies `f` elementwise to three tensors of the same shape (used by fused backward
+    /// kernels such as `g · σ'(x)`).
+    #[track_caller]
+    pub(crate) fn zip3_map(
+        &self,
+        b: &Tensor<T>,
+        c: &Tensor<T>,
+        f: impl Fn(T, T, T) -> T,
+    ) -> Tensor<T> {
+        assert!(
+            self.shape == b.shape && b.shape == c.shape,
+            "zip3_map: shapes {:?}, {:?} and {:?} differ",
+            self.shape(),
+            b.shape(),
+            c.shape()
+        );
+        Tensor::from_parts(
+            self.data
+                .iter()
+                .zip(b.data.iter())
+                .zip(c.data.iter())
+                .map(|((&x, &y), &z)| f(x, y, z))
+                .collect(),
+            self.shape.clone(),
+        )
+    }
+
+    /// Applies `f` elementwise with NumPy broadcasting; `op` names the operation in panics.
+    ///
+    /// # Panics
+    /// If the shapes cannot be broadcast together.
+    #[track_caller]
+    pub fn zip_broadcast(&self, other: &Tensor<T>, op: &str, f: impl Fn(T, T) -> T) -> Tensor<T> {
+        if self.shape == other.shape {
+            return self.zip_map(other, f);
+        }
+        let out = broadcast_shapes(op, &self.shape, &other.shape);
+        if other.numel() == 1 && out == self.shape {
+            let b = other.data[0];
+            return self.map(|a| f(a, b));
+        }
+        if self.numel() == 1 && out == other.shape {
+            let a = self.data[0];
+            return other.map(|b| f(a, b));
+        }
+        let sa = broadcast_strides(&self.shape, &out);
+        let sb = broadcast_strides(&other.shape, &out);
+        let mut buf = filled(out.iter().product(), T::zero());
+        let (a, b) = (&self.data[..], &other.data[..]);
+        for_each_row(&out, [&sa, &sb], |o, [oa, ob], [ia, ib], n| {
+            let dst = &mut buf[o..o + n];
+            match (ia, ib) {
+                (1, 1) => {
+                    for ((d, &x), &y) in dst.iter_mut().zip(&a[oa..oa + n]).zip(&b[ob..ob + n]) {
+                        *d = f(x, y);
+                    }
+                }
+                (1, 0) => {
+                    let y = b[ob];
+                    for (d, &x) in dst.iter_mut().zip(&a[oa..oa + n]) {
+                        *d = f(x, y);
+                    }
+                }
+                (0, 1) => {
+                    let x = a[oa];
+                    for (d, &y) in dst.iter_mut().zip(&b[ob..ob + n]) {
+                        *d = f(x, y);
+                    }
+                }
+                _ => {
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d = f(a[oa + i * ia], b[ob + i * ib]);
+                    }
+                }
+            }
+        });
+        Tensor::from_parts(buf.into(), out)
+    }
+
+    /// Elementwise `self + other` with broadcasting.
+    ///
+    /// # Panics
+    /// If the shapes cannot be broadcast together.
+    #[track_caller]
+    pub fn add(&self, other: &Tensor<T>) -> Tensor<T> {
+        self.zip_broadcast(other, "add", |a, b| a + b)
+    }
+
+    /// Elementwise `self − other` with broadcasting.
+    ///
+    /// # Panics
+    /// If the shapes cannot be broadcast together.
+    #[track_caller]
+    pub fn sub(&self, other: &Tensor<T>) -> Tensor<T> {
+        self.zip_broadcast(other, "sub", |a, b| a - b)
+    }
+
+    /// Elementwise `self · other` with broadcasting.
+    ///
+    /// # Panics
+    /// If the shapes cannot be broadcast together.
+    #[track_caller]
+    pub fn mul(&self, other: &Tensor<T>) -> Tensor<T> {
+        self.zip_broadcast(other, "mul", |a, b| a * b)
+    }
+
+    /// Elementwise `self / other` with broadcasting.
+    ///
+    /// # Panics
+    /// If the shapes cannot be broadcast together.
+    #[track_caller]
+    pub fn div(&self, other: &Tensor<T>) -> Tensor<T> {
+        self.zip_broadcast(other, "div", |a, b| a / b)
+    }
+
+    /// `self · s` for a scalar `s`.
+    pub fn scale(&self, s: T) -> Tensor<T> {
+        self.map(|x| x * s)
+    }
+
+    /// `self + s` for a scalar `s`.
+    pub fn add_scalar(&self, s: T) -> Tensor<T> {
+        self.map(|x| x + s)
+    }
+
+    /// Adds `other` into `self` in place when this tensor owns its buffer, otherwise allocates.
+    /// Shapes must match exactly. This is how the backward sweep accumulates fan-out.
+    #[track_caller]
+    pub(crate) fn accumulate(mut self, other: &Tensor<T>) -> Tensor<T> {
+        assert!(
+            self.shape == other.shape,
+            "accumulate: gradient shapes {:?} and {:?} differ",
+            self.shape(),
+            other.shape()
+        );
+        if let Some(d) = self.data_mut() {
+            for (x, &y) in d.iter_mut().zip(other.data.iter()) {
+                *x += y;
+            }
+            return self;
+        }
+        self.zip_map(other, |a, b| a + b)
+    }
+
+    /// Returns the same data under a new shape with the same number of elements.
+    ///
+    /// # Panics
+    /// If the element counts differ.
+    #[track_caller]
+    pub fn reshape(&self, shape: &[usize]) -> Tensor<T> {
+        assert!(
+            shape.iter().product::<usize>() == self.numel(),
+            "reshape: cannot reshape {:?} ({} elements) to {:?}",
+            self.shape(),
+            self.numel(),
+            shape
+        );
+        Tensor::from_parts(self.data.clone(), shape.into())
+    }
+
+    /// Repeats this tensor along broadcast axes to `shape` (NumPy rules).
+    ///
+    /// # Panics
+    /// If this tensor's shape does not broadcast to `shape`.
+    #[track_caller]
+    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor<T> {
+        let ok = self.ndim() <= shape.len()
+            && self
+                .shape
+                .iter()
+                .rev()
+                .zip(shape.iter().rev())
+                .all(|(&a, &b)| a == b || a == 1);
+        assert!(
+            ok,
+            "broadcast_to: shape {:?} cannot be broadcast to {:?}",
+            self.shape(),
+            shape
+        );
+        if self.shape() == shape {
+            return self.clone();
+        }
+        if self.numel() == 1 {
+            return Tensor::full(shape, self.data[0]);
+        }
+        let s = broadcast_strides(&self.shape, shape);
+        let mut buf = filled(shape.iter().product(), T::zero());
+        let src = &self.data[..];
+        for_each_row(shape, [&s], |o, [oi], [is], n| {
+            let dst = &mut buf[o..o + n];
+            if is == 1 {
+                dst.copy_from_slice(&src[oi..oi + n]);
+            } else {
+                dst.fill(src[oi]);
+            }
+        });
+        Tensor::from_parts(buf.into(), shape.into())
+    }
+
+    /// Sums over the axes along which `shape` was broadcast to give this tensor's shape: the
+    /// adjoint of [`Tensor::broadcast_to`], and how every broadcasting op's backward reduces.
+    ///
+    /// # Panics
+    /// If `shape` does not broadcast to this tensor's shape.
+    #[track_caller]
+    pub fn sum_to(&self, shape: &[usize]) -> Tensor<T> {
+        if self.shape() == shape {
+            return self.clone();
+        }
+        let ok = shape.len() <= self.ndim()
+            && shape
+                .iter()
+                .rev()
+                .zip(self.shape.iter().rev())
+                .all(|(&a, &b)| a == b || a == 1);
+        assert!(
+            ok,
+            "sum_to: shape {:?} cannot be reduced to {:?}",
+            self.shape(),
+            shape
+        );
+        let s = broadcast_strides(shape, &self.shape);
+        let mut acc = filled(shape.iter().product(), T::zero());
+        let src = &self.data[..];
+        for_each_row(&self.shape, [&s], |o, [oi], [is], n| {
+            let row = &src[o..o + n];
+            if is == 1 {
+                for (a, &x) in acc[oi..oi + n].iter_mut().zip(row) {
+                    *a += x;
+                }
+            } else {
+                acc[oi] += row.iter().copied().sum::<T>();
+            }
+        });
+        Tensor::from_parts(acc.into(), shape.into())
+    }
+
+    /// Sum of all elements, as a scalar (shape `[]`) tensor.
+    pub fn sum_all(&self) -> Tensor<T> {
+        Tensor::scalar(self.data.iter().copied().sum())
+    }
+
+    /// Sum over one axis; with `keepdim` the axis stays with extent 1.
+    ///
+    /// # Panics
+    /// If `axis` is out of range.
+    #[track_caller]
+    pub fn sum_axis(&self, axis: usize, keepdim: bool) -> Tensor<T> {
+        check_axis("sum", self.shape(), axis);
+        let (outer, n, inner) = split_at_axis(&self.shape, axis);
+        let mut out = filled(outer * inner, T::zero());
+        for o in 0..outer {
+            let dst = &mut out[o * inner..(o + 1) * inner];
+            for k in 0..n {
+                let src = &self.data[(o * n + k) * inner..(o * n + k + 1) * inner];
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d += x;
+                }
+            }
+        }
+        Tensor::from_parts(out.into(), reduced_shape(&self.shape, axis, keepdim))
+    }
+
+    /// Largest element, as a scalar tensor. NaN propagates.
+    ///
+    /// # Panics
+    /// If the tensor is empty.
+    #[track_caller]
+    pub fn max_all(&self) -> Tensor<T> {
+        assert!(
+            self.numel() > 0,
+            "max: empty tensor of shape {:?}",
+            self.shape()
+        );
+        Tensor::scalar(self.data.iter().copied().fold(T::neg_infinity(), nan_max))
+    }
+
+    /// Largest element along one axis and the index of its first occurrence.
+    /// NaN propagates (and its index is returned).
+    ///
+    /// # Panics
+    /// If `axis` is out of range or has extent 0.
+    #[track_caller]
+    pub fn max_axis(&self, axis: usize, keepdim: bool) -> (Tensor<T>, Vec<usize>) {
+        check_axis("max", self.shape(), axis);
+        let (outer, n, inner) = split_at_axis(&self.shape, axis);
+        assert!(
+            n > 0,
+            "max: axis {axis} of shape {:?} is empty",
+            self.shape()
+        );
+        let mut best = filled(outer * inner, T::neg_infinity());
+        let mut arg = vec![0usize; outer * inner];
+        for o in 0..outer {
+            for k in 0..n {
+                let src = &self.data[(o * n + k) * inner..(o * n + k + 1) * inner];
+                for (i, &x) in src.iter().enumerate() {
+                    let b = &mut best[o * inner + i];
+                    if (x > *b || x.is_nan()) && !b.is_nan() || k == 0 {
+                        *b = x;
+                        arg[o * inner + i] = k;
+                    }
+                }
+            }
+        }
+        (
+            Tensor::from_parts(best.into(), reduced_shape(&self.shape, axis, keepdim)),
+            arg,
+        )
+    }
+
+    /// Swaps two axes, copying into a contiguous result.
+    ///
+    /// # Panics
+    /// If either axis is out of range.
+    #[track_caller]
+    pub fn transpose(&self, a0: usize, a1: usize) -> Tensor<T> {
+        let nd = self.ndim();
+        assert!(
+            a0 < nd && a1 < nd,
+            "transpose: axes ({a0}, {a1}) out of range for shape {:?}",
+            self.shape()
+        );
+        let mut perm: Shape = (0..nd).collect();
+        perm.swap(a0, a1);
+        self.permute(&perm)
+    }
+
+    /// Reorders the axes: axis `i` of the result is axis `perm[i]` of `self`.
+    ///
+    /// # Panics
+    /// If `perm` is not a permutation of `0..ndim`.
+    #[track_caller]
+    pub fn permute(&self, perm: &[usize]) -> Tensor<T> {
+        let nd = self.ndim();
+        let mut seen = vec![false; nd];
+        let valid = perm.len() == nd
+            && perm
+                .iter()
+                .all(|&p| p < nd && !std::mem::replace(&mut seen[p], true));
+        assert!(
+            valid,
+            "permute: {perm:?} is not a permutation of the axes of {:?}",
+            self.shape()
+        );
+        let in_strides = broadcast_strides(&self.shape, &self.shape);
+        let out_shape: Shape = perm.iter().map(|&p| self.shape[p]).collect();
+        let strides: Shape = perm.iter().map(|&p| in_strides[p]).collect();
+        let mut buf = filled(self.numel(), T::zero());
+        let src = &self.data[..];
+        for_each_row(&out_shape, [&strides], |o, [oi], [is], n| {
+            for (i, d) in buf[o..o + n].iter_mut().enumerate() {
+                *d = src[oi + i * is];
+            }
+        });
+        Tensor::from_parts(buf.into(), out_shape)
+    }
+
+    /// Joins tensors along `axis`; all other extents must agree.
+    ///
+    /// # Panics
+    /// If `parts` is empty, `axis` is out of range, or the other extents differ.
+    #[track_caller]
+    pub fn concat(parts: &[&Tensor<T>], axis: usize) -> Tensor<T> {
+        assert!(!parts.is_empty(), "concat: no tensors given");
+        let first = parts[0].shape();
+        check_axis("concat", first, axis);
+        for p in parts {
+            let same = p.ndim() == first.len()
+                && p.shape()
+                    .iter()
+                    .zip(first)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == axis || a == b);
+            assert!(
+                same,
+                "concat: shapes {:?} and {:?} differ outside axis {axis}",
+                first,
+                p.shape()
+            );
+        }
+        let total: usize = parts.iter().map(|p| p.shape()[axis]).sum();
+        let mut shape: Shape = first.into();
+        shape[axis] = total;
+        let (outer, _, inner) = split_at_axis(&shape, axis);
+        let mut buf = Vec::with_capacity(shape.iter().product());
+        for o in 0..outer {
+            for p in parts {
+                let block = p.shape()[axis] * inner;
+                buf.extend_from_slice(&p.data[o * block..(o + 1) * block]);
+            }
+        }
+        Tensor::from_parts(buf.into(), shape)
+    }
+
+    /// The slice `start..start + len` along `axis`.
+    ///
+    /// # Panics
+    /// If the axis or the range is out of bounds.
+    #[track_caller]
+    pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Tensor<T> {
+        check_axis("narrow", self.shape(), axis);
+        assert!(
+            start + len <= self.shape[axis],
+            "narrow: range {start}..{} exceeds axis {axis} of shape {:?}",
+            start + len,
+            self.shape()
+        );
+        let (outer, n, inner) = split_at_axis(&self.shape, axis);
+        let mut buf = Vec::with_capacity(outer * len * inner);
+        for o in 0..outer {
+            buf.extend_from_slice(
+                &self.data[(o * n + start) * inner..(o * n + start + len) * inner],
+            );
+        }
+        let mut shape = self.shape.clone();
+        shape[axis] = len;
+        Tensor::from_parts(buf.into(), shape)
+    }
+
+    /// Rows (slices along axis 0) picked by index: `out[i] = self[indices[i]]`.
+    ///
+    /// # Panics
+    /// If the tensor is 0-dimensional or an index is out of range.
+    #[track_caller]
+    pub fn gather_rows(&self, indices: &[usize]) -> Tensor<T> {
+        assert!(self.ndim() >= 1, "gather: cannot index rows of a scalar");
+        let rows = self.shape[0];
+        let row: usize = self.shape[1..].iter().product();
+        let mut buf = Vec::with_capacity(indices.len() * row);
+        for &i in indices {
+            assert!(
+                i < rows,
+                "gather: index {i} out of range for shape {:?}",
+                self.shape()
+            );
+            buf.extend_from_slice(&self.data[i * row..(i + 1) * row]);
+        }
+        let mut shape = self.shape.clone();
+        shape[0] = indices.len();
+        Tensor::from_parts(buf.into(), shape)
+    }
+
+    /// The adjoint of [`Tensor::gather_rows`]: a tensor with `rows` rows, zero except that row
+    /// `indices[i]` accumulates `self[i]`.
+    ///
+    /// # Panics
+    /// If `indices.len()` differs from the number of rows or an index is `>= rows`.
+    #[track_caller]
+    pub fn scatter_add_rows(&self, indices: &[usize], rows: usize) -> Tensor<T> {
+        assert!(
+            self.ndim() >= 1 && self.shape[0] == indices.len(),
+            "scatter_add: {} indices for shape {:?}",
+            indices.len(),
+            self.shape()
+        );
+        let row: usize = self.shape[1..].iter().product();
+        let mut buf = filled(rows * row, T::zero());
+        for (k, &i) in indices.iter().enumerate() {
+            assert!(
+                i < rows,
+                "scatter_add: index {i} out of range for {rows} rows"
+            );
+            for (d, &x) in buf[i * row..(i + 1) * row]
+                .iter_mut()
+                .zip(&self.data[k * row..(k + 1) * row])
+            {
+                *d += x;
+            }
+        }
+        let mut shape = self.shape.clone();
+        shape[0] = rows;
+        Tensor::from_parts(buf.into(), shape)
+    }
+
+    /// Softmax along `axis`, computed stably by subtracting the maximum first.
+    ///
+    /// # Panics
+    /// If `axis` is out of range.
+    #[track_caller]
+    pub fn softmax(&self, axis: usize) -> Tensor<T> {
+        self.softmax_impl(axis, false)
+    }
+
+    /// log(softmax) along `axis`, computed stably as `x − max − log Σ exp(x − max)`.
+    ///
+    /// # Panics
+    /// If `axis` is out of range.
+    #[track_caller]
+    pub fn log_softmax(&self, axis: usize) -> Tensor<T> {
+        self.softmax_impl(axis, true)
+    }
+
+    #[track_caller]
+    fn softmax_impl(&self, axis: usize, log: bool) -> Tensor<T> {
+        check_axis(
+            if log { "log_softmax" } else { "softmax" },
+            self.shape(),
+            axis,
+        );
+        let (outer, n, inner) = split_at_axis(&self.shape, axis);
+        let mut buf = self.data.to_vec();
+        for o in 0..outer {
+            for i in 0..inner {
+                let at = |k: usize| (o * n + k) * inner + i;
+                let m = (0..n).map(|k| buf[at(k)]).fold(T::neg_infinity(), nan_max);
+                // An all −∞ row would give −∞ − −∞ = NaN; shifting by 0 keeps it at −∞ / 0.
+                let m = if m.is_finite() { m } else { T::zero() };
+                let mut s = T::zero();
+                for k in 0..n {
+                    let e = (buf[at(k)] - m).exp();
+                    s += e;
+                    if !log {
+                        buf[at(k)] = e;
+                    }
+                }
+                if log {
+                    let lse = m + s.ln();
+                    for k in 0..n {
+                        buf[at(k)] = buf[at(k)] - lse;
+                    }
+                } else {
+                    let inv = s.recip();
+                    for k in 0..n {
+                        buf[at(k)] *= inv;
+                    }
+                }
+            }
+        }
+        Tensor::from_parts(buf.into(), self.shape.clone())
+    }
+}
+
+#[inline]
+fn nan_max<T: Element>(a: T, b: T) -> T {
+    if a.is_nan() || b > a || b.is_nan() {
+        b
+    } else {
+        a
+    }
+}
+
+#[track_caller]
+fn check_axis(op: &str, shape: &[usize], axis: usize) {
+    assert!(
+        axis < shape.len(),
+        "{op}: axis {axis} out of range for shape {shape:?}"
+    );
+}
+
+pub(crate) fn reduced_shape(shape: &[usize], axis: usize, keepdim: bool) -> Shape {
+    let mut s: Shape = shape.into();
+    if keepdim {
+        s[axis] = 1;
+    } else {
+        s.remove(axis);
+    }
+    s
+}
+
+/// Wraps an owned buffer without copying when the caller already has a `Vec`.
+#[allow(dead_code)]
+pub(crate) fn arc_from_vec<T>(v: Vec<T>) -> Arc<[T]> {
+    v.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(data: &[f64], shape: &[usize]) -> Tensor<f64> {
+        Tensor::from_slice(data, shape).unwrap()
+    }
+
+    #[test]
+    fn broadcast_add_and_sum_to_are_adjoint() {
+        let a = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+        let b = t(&[10., 20.], &[2, 1]);
+        let c = a.add(&b);
+        assert_eq!(c.data(), &[11., 12., 13., 24., 25., 26.]);
+        let g = Tensor::<f64>::ones(&[2, 3]).sum_to(&[2, 1]);
+        assert_eq!(g.data(), &[3., 3.]);
+        assert_eq!(
+            Tensor::<f64>::ones(&[4, 2, 3]).sum_to(&[3]).data(),
+            &[8., 8., 8.]
+        );
+    }
+
+    #[test]
+    fn permute_and_transpose() {
+        let a = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+        assert_eq!(a.transpose(0, 1).data(), &[1., 4., 2., 5., 3., 6.]);
+        let b = Tensor::<f64>::from_fn(&[2, 3, 4], |i| i as f64);
+        let p = b.permute(&[2, 0, 1]);
+        assert_eq!(p.shape(), &[4, 2, 3]);
+        assert_eq!(p.get(&[3, 1, 2]), b.get(&[1, 2, 3]));
+    }
+
+    #[test]
+    fn max_axis_first_occurrence() {
+        let a = t(&[1., 5., 5., 2., 0., 7.], &[2, 3]);
+        let (m, arg) = a.max_axis(1, false);
+        assert_eq!(m.data(), &[5., 7.]);
+        assert_eq!(arg, vec![1, 2]);
+    }
+
+    #[test]
+    fn softmax_extreme_logits_are_finite() {
+        let a = t(&[1000., 0., -1000.], &[1, 3]);
+        let ls = a.log_softmax(1);
+        assert!(ls.all_finite());
+        assert!((ls.data()[0]).abs() < 1e-12);
+        assert!((ls.data()[1] + 1000.).abs() < 1e-9);
+    }
+
+    #[test]
+    fn concat_narrow_gather_scatter() {
+        let a = t(&[1., 2., 3., 4.], &[2, 2]);
+        let b = t(&[5., 6.], &[2, 1]);
+        let c = Tensor::concat(&[&a, &b], 1);
+        assert_eq!(c.data(), &[1., 2., 5., 3., 4., 6.]);
+        assert_eq!(c.narrow(1, 1, 2).data(), &[2., 5., 4., 6.]);
+        let g = a.gather_rows(&[1, 1, 0]);
+        assert_eq!(g.data(), &[3., 4., 3., 4., 1., 2.]);
+        assert_eq!(g.scatter_add_rows(&[1, 1, 0], 2).data(), &[1., 2., 6., 8.]);
+    }
+
+    #[test]
+    #[should_panic(expected = "add: shapes [2, 3] and [4] cannot be broadcast together")]
+    fn broadcast_mismatch_panics_with_both_shapes() {
+        let _ = Tensor::<f32>::zeros(&[2, 3]).add(&Tensor::zeros(&[4]));
+    }
+}

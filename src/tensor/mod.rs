@@ -1,0 +1,277 @@
+//! `Tensor<T>`: an immutable, n-dimensional, row-major array with shared storage.
+//!
+//! A tensor is a shape plus an `Arc<[T]>` buffer, so `clone` is a reference-count increment and
+//! the tape can keep every intermediate value without copying it. Tensors are always contiguous:
+//! a transpose materialises its result, and the one place where a strided view pays — a matmul
+//! with a transposed operand — passes the transpose to the GEMM as strides instead
+//! (see [`Tensor::matmul_t`]).
+//!
+//! The methods here compute values only; they never record anything. Differentiable versions of
+//! the same operations live on [`Var`](crate::Var).
+
+mod element;
+mod kernels;
+mod matmul;
+
+pub use element::Element;
+pub use matmul::{num_threads, set_num_threads};
+
+use crate::error::{Error, Result};
+use smallvec::SmallVec;
+use std::fmt;
+use std::sync::Arc;
+
+/// A tensor shape: one extent per axis, outermost first. Scalars have an empty shape.
+pub type Shape = SmallVec<[usize; 4]>;
+
+/// An n-dimensional array of `f32` or `f64`, row-major and contiguous, cheap to clone.
+///
+/// # Example
+/// ```
+/// use vgrad::Tensor;
+/// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+/// let b = Tensor::from_vec(vec![10.0f32, 20.0, 30.0], &[3])?;
+/// let c = a.add(&b); // broadcasts [3] over [2, 3]
+/// assert_eq!(c.shape(), &[2, 3]);
+/// assert_eq!(c.data(), &[11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Tensor<T> {
+    data: Arc<[T]>,
+    shape: Shape,
+}
+
+impl<T: Element> Tensor<T> {
+    /// Builds a tensor from a row-major buffer and a shape.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] if `data.len()` is not the product of `shape`.
+    pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Result<Self> {
+        let expected: usize = shape.iter().product();
+        if data.len() != expected {
+            return Err(Error::LengthMismatch {
+                shape: shape.to_vec(),
+                expected,
+                actual: data.len(),
+            });
+        }
+        Ok(Tensor {
+            data: data.into(),
+            shape: shape.into(),
+        })
+    }
+
+    /// Builds a tensor by copying a slice; see [`Tensor::from_vec`].
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] if `data.len()` is not the product of `shape`.
+    pub fn from_slice(data: &[T], shape: &[usize]) -> Result<Self> {
+        Self::from_vec(data.to_vec(), shape)
+    }
+
+    /// A 1-D tensor holding `data`.
+    pub fn vector(data: &[T]) -> Self {
+        Tensor {
+            data: data.into(),
+            shape: [data.len()].as_slice().into(),
+        }
+    }
+
+    /// A 0-dimensional tensor holding one value.
+    pub fn scalar(value: T) -> Self {
+        Tensor {
+            data: Arc::from([value]),
+            shape: Shape::new(),
+        }
+    }
+
+    /// A tensor of the given shape with every element equal to `value`.
+    pub fn full(shape: &[usize], value: T) -> Self {
+        let n: usize = shape.iter().product();
+        Tensor {
+            data: std::iter::repeat_n(value, n).collect(),
+            shape: shape.into(),
+        }
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: &[usize]) -> Self {
+        Self::full(shape, T::zero())
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: &[usize]) -> Self {
+        Self::full(shape, T::one())
+    }
+
+    /// A tensor whose element at flat (row-major) index `i` is `f(i)`.
+    pub fn from_fn(shape: &[usize], f: impl FnMut(usize) -> T) -> Self {
+        let n: usize = shape.iter().product();
+        Tensor {
+            data: (0..n).map(f).collect(),
+            shape: shape.into(),
+        }
+    }
+
+    /// Wraps an already-shaped buffer; callers inside the crate guarantee the length.
+    pub(crate) fn from_parts(data: Arc<[T]>, shape: Shape) -> Self {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        Tensor { data, shape }
+    }
+
+    /// The shape, outermost axis first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of axes.
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The elements in row-major order.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The elements copied into a `Vec`.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.data.to_vec()
+    }
+
+    /// Mutable access to the elements when this tensor is the only owner of its buffer;
+    /// `None` when the buffer is shared. Lets the engine accumulate in place without copying.
+    pub(crate) fn data_mut(&mut self) -> Option<&mut [T]> {
+        Arc::get_mut(&mut self.data)
+    }
+
+    /// The single element of a one-element tensor (any shape with one element).
+    ///
+    /// # Panics
+    /// If the tensor does not hold exactly one element.
+    #[track_caller]
+    pub fn item(&self) -> T {
+        assert!(
+            self.numel() == 1,
+            "item: tensor of shape {:?} has {} elements, expected 1",
+            self.shape(),
+            self.numel()
+        );
+        self.data[0]
+    }
+
+    /// The element at a multi-index.
+    ///
+    /// # Panics
+    /// If the index has the wrong number of axes or is out of bounds.
+    #[track_caller]
+    pub fn get(&self, index: &[usize]) -> T {
+        assert!(
+            index.len() == self.ndim() && index.iter().zip(self.shape()).all(|(i, n)| i < n),
+            "get: index {index:?} is out of bounds for shape {:?}",
+            self.shape()
+        );
+        let flat = index
+            .iter()
+            .zip(self.shape())
+            .fold(0, |acc, (i, n)| acc * n + i);
+        self.data[flat]
+    }
+
+    /// Converts every element to another element type.
+    pub fn cast<U: Element>(&self) -> Tensor<U> {
+        Tensor {
+            data: self
+                .data
+                .iter()
+                .map(|x| U::of(x.to_f64().unwrap_or(f64::NAN)))
+                .collect(),
+            shape: self.shape.clone(),
+        }
+    }
+
+    /// True when every element is finite (no NaN, no ±∞).
+    pub fn all_finite(&self) -> bool {
+        self.data.iter().all(|x| x.is_finite())
+    }
+
+    /// The Euclidean norm of all elements, accumulated in `f64` so that tiny gradients
+    /// (a deep sigmoid network's are near 1e-32, whose squares underflow `f32`) do not vanish.
+    pub fn norm_l2(&self) -> f64 {
+        norm_l2_f64(self.data.iter().map(|x| x.to_f64().unwrap_or(f64::NAN)))
+    }
+
+    /// True when both tensors have the same shape and every pair of elements satisfies
+    /// `|a − b| ≤ atol + rtol·|b|` (NumPy's `allclose`).
+    pub fn allclose(&self, other: &Tensor<T>, rtol: f64, atol: f64) -> bool {
+        self.shape == other.shape
+            && self.data.iter().zip(other.data.iter()).all(|(a, b)| {
+                let (a, b) = (a.to_f64().unwrap(), b.to_f64().unwrap());
+                (a - b).abs() <= atol + rtol * b.abs() || (a == b)
+            })
+    }
+}
+
+/// ‖x‖₂ in f64, scaled by the largest magnitude first so that neither tiny nor huge values
+/// underflow or overflow when squared.
+pub(crate) fn norm_l2_f64(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let scale = values.clone().fold(0.0f64, |m, x| m.max(x.abs()));
+    if scale == 0.0 || !scale.is_finite() {
+        return if values.clone().any(|x| x.is_nan()) {
+            f64::NAN
+        } else {
+            scale
+        };
+    }
+    let sum: f64 = values.map(|x| (x / scale) * (x / scale)).sum();
+    scale * sum.sqrt()
+}
+
+impl<T: Element> fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor<{}>{:?} ", T::DTYPE, self.shape())?;
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Prints nested brackets like NumPy, eliding the middle of axes longer than 6.
+impl<T: Element> fmt::Display for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn rec<T: Element>(
+            f: &mut fmt::Formatter<'_>,
+            data: &[T],
+            shape: &[usize],
+            prec: Option<usize>,
+        ) -> fmt::Result {
+            let Some((&n, rest)) = shape.split_first() else {
+                return match prec {
+                    Some(p) => write!(f, "{:.*}", p, data[0]),
+                    None => write!(f, "{:.4}", data[0]),
+                };
+            };
+            let stride: usize = rest.iter().product();
+            write!(f, "[")?;
+            let elide = n > 6;
+            for i in 0..n {
+                if elide && (3..n - 3).contains(&i) {
+                    if i == 3 {
+                        write!(f, ", ...")?;
+                    }
+                    continue;
+                }
+                if i > 0 {
+                    write!(f, ", ")?;
+                }
+                rec(f, &data[i * stride..(i + 1) * stride], rest, prec)?;
+            }
+            write!(f, "]")
+        }
+        rec(f, &self.data, &self.shape, f.precision())
+    }
+}

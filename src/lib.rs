@@ -3,6 +3,7 @@
 
 pub mod error;
 mod gradcheck;
+pub mod nn;
 mod ops;
 mod tape;
 pub mod tensor;

@@ -1,0 +1,37 @@
+//! Neural-network building blocks on top of the engine: parameters, layers, initialisation.
+//!
+//! The engine knows nothing of `nn`; `nn` only uses the engine. Parameters live in layers,
+//! outside any tape; each step a [`Ctx`] binds them to that step's tape as leaves, names them
+//! with PyTorch's dotted `state_dict` paths, and labels every layer's output with its path so
+//! hooks can observe gradients layer by layer.
+//!
+//! # Example
+//! ```
+//! use rand::{SeedableRng, rngs::StdRng};
+//! use vgrad::nn::{Activation, Ctx, Linear, Module, Sequential};
+//! use vgrad::{Tape, Tensor};
+//!
+//! let mut rng = StdRng::seed_from_u64(42);
+//! let mut net = Sequential::<f32>::new()
+//!     .push(Linear::new(2, 16, &mut rng)?)
+//!     .push(Activation::Tanh)
+//!     .push(Linear::new(16, 1, &mut rng)?);
+//! let x = Tensor::from_vec(vec![0.0, 1.0, 1.0, 0.0], &[2, 2])?;
+//! let tape = Tape::new();
+//! let mut ctx = Ctx::new(&tape);
+//! let y = net.forward(&mut ctx, tape.constant(x));
+//! let grads = ctx.param_grads(&y.square().mean().backward());
+//! assert_eq!(grads.len(), 4); // every parameter received a gradient
+//! # Ok::<(), vgrad::Error>(())
+//! ```
+
+mod activation;
+pub mod init;
+mod linear;
+mod module;
+mod sequential;
+
+pub use activation::Activation;
+pub use linear::{Linear, LinearConfig};
+pub use module::{Ctx, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut};
+pub use sequential::Sequential;

@@ -1,0 +1,410 @@
+//! Parameters, the `Module` trait, the naming visitor, and the forward context that binds
+//! parameters to a tape.
+
+use crate::tape::{Gradients, Tape, Var};
+use crate::tensor::{Element, Tensor};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A parameter's stable identity: optimiser state and gradients are keyed by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(u64);
+
+static NEXT_PARAM: AtomicU64 = AtomicU64::new(0);
+
+/// A trainable tensor owned by a layer. Parameters live outside any tape: each step binds them
+/// to that step's tape as leaves (see [`Ctx::param`]).
+///
+/// Cloning a `Param` gives a new, independent parameter with a fresh [`ParamId`].
+pub struct Param<T: Element> {
+    id: ParamId,
+    value: Tensor<T>,
+}
+
+impl<T: Element> Param<T> {
+    /// Wraps a tensor as a new parameter.
+    pub fn new(value: Tensor<T>) -> Self {
+        Param {
+            id: ParamId(NEXT_PARAM.fetch_add(1, Ordering::Relaxed)),
+            value,
+        }
+    }
+
+    /// The identity gradients and optimiser state are keyed by.
+    pub fn id(&self) -> ParamId {
+        self.id
+    }
+
+    /// The current value.
+    pub fn value(&self) -> &Tensor<T> {
+        &self.value
+    }
+
+    /// Replaces the value (an optimiser step, a checkpoint load).
+    ///
+    /// # Panics
+    /// If the new value's shape differs: a parameter's shape is fixed by its layer.
+    #[track_caller]
+    pub fn set(&mut self, value: Tensor<T>) {
+        assert!(
+            value.shape() == self.value.shape(),
+            "Param::set: new value of shape {:?} for a parameter of shape {:?}",
+            value.shape(),
+            self.value.shape()
+        );
+        self.value = value;
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.value.numel()
+    }
+}
+
+impl<T: Element> Clone for Param<T> {
+    fn clone(&self) -> Self {
+        Param::new(self.value.clone())
+    }
+}
+
+impl<T: Element> fmt::Debug for Param<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Param#{} {:?}", self.id.0, self.value.shape())
+    }
+}
+
+/// Walks a module's parameters and buffers read-only. Containers call [`enter`](Visitor::enter)
+/// with a child's name before visiting it and [`exit`](Visitor::exit) after, so a visitor can
+/// build PyTorch's dotted `state_dict` names (`blocks.3.bn.weight`); [`NamedVisitor`] does this.
+pub trait Visitor<T: Element> {
+    /// A child module named `name` is about to be visited.
+    fn enter(&mut self, _name: &str) {}
+    /// The child entered last is done.
+    fn exit(&mut self) {}
+    /// A trainable parameter with its local name (`"weight"`).
+    fn param(&mut self, name: &str, p: &Param<T>);
+    /// A non-trainable buffer with its local name (`"running_mean"`).
+    fn buffer(&mut self, _name: &str, _b: &Tensor<T>) {}
+}
+
+/// Walks a module's parameters and buffers mutably (optimisers, checkpoint loading); same
+/// enter/exit protocol as [`Visitor`].
+pub trait VisitorMut<T: Element> {
+    /// A child module named `name` is about to be visited.
+    fn enter(&mut self, _name: &str) {}
+    /// The child entered last is done.
+    fn exit(&mut self) {}
+    /// A trainable parameter with its local name.
+    fn param(&mut self, name: &str, p: &mut Param<T>);
+    /// A non-trainable buffer with its local name.
+    fn buffer(&mut self, _name: &str, _b: &mut Tensor<T>) {}
+}
+
+/// A layer or a network of layers.
+///
+/// `forward` takes `&mut self` because some layers change state while training (BatchNorm's
+/// running statistics); whether they do is set explicitly with [`train`](Module::train) and
+/// [`eval`](Module::eval).
+pub trait Module<T: Element>: fmt::Debug {
+    /// Computes the output for input `x`, binding this module's parameters through `ctx`.
+    fn forward<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T>;
+
+    /// Visits parameters and buffers, children inside `enter`/`exit` pairs.
+    fn visit(&self, v: &mut dyn Visitor<T>);
+
+    /// Visits parameters and buffers mutably.
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut<T>);
+
+    /// Switches training-mode behaviour on or off; containers forward it to their children.
+    fn set_training(&mut self, _training: bool) {}
+
+    /// Training mode (BatchNorm uses batch statistics and updates running ones; Dropout drops).
+    fn train(&mut self) {
+        self.set_training(true);
+    }
+
+    /// Evaluation mode (BatchNorm uses running statistics; Dropout is the identity).
+    fn eval(&mut self) {
+        self.set_training(false);
+    }
+
+    /// Total number of trainable scalars.
+    fn num_parameters(&self) -> usize {
+        struct Count(usize);
+        impl<T: Element> Visitor<T> for Count {
+            fn param(&mut self, _: &str, p: &Param<T>) {
+                self.0 += p.numel();
+            }
+        }
+        let mut c = Count(0);
+        self.visit(&mut c);
+        c.0
+    }
+
+    /// `(dotted name, value)` of every parameter, in visiting order — the names PyTorch's
+    /// `named_parameters()` would give the same structure.
+    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
+        let mut out = Vec::new();
+        self.visit(&mut NamedVisitor::new(
+            |name: &str, t: &Tensor<T>, is_param: bool| {
+                if is_param {
+                    out.push((name.to_string(), t.clone()));
+                }
+            },
+        ));
+        out
+    }
+
+    /// `(dotted name, value)` of every parameter and buffer: PyTorch's `state_dict()`.
+    fn state_dict(&self) -> Vec<(String, Tensor<T>)> {
+        let mut out = Vec::new();
+        self.visit(&mut NamedVisitor::new(|name: &str, t: &Tensor<T>, _| {
+            out.push((name.to_string(), t.clone()));
+        }));
+        out
+    }
+}
+
+/// Builds dotted names from enter/exit and hands each parameter or buffer to a closure
+/// `f(name, value, is_param)`.
+pub struct NamedVisitor<F> {
+    path: String,
+    marks: Vec<usize>,
+    f: F,
+}
+
+impl<F> NamedVisitor<F> {
+    /// A visitor calling `f(dotted_name, value, is_param)`.
+    pub fn new(f: F) -> Self {
+        NamedVisitor {
+            path: String::new(),
+            marks: Vec::new(),
+            f,
+        }
+    }
+
+    fn full(&self, name: &str) -> String {
+        join(&self.path, name)
+    }
+}
+
+pub(crate) fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+impl<T: Element, F: FnMut(&str, &Tensor<T>, bool)> Visitor<T> for NamedVisitor<F> {
+    fn enter(&mut self, name: &str) {
+        self.marks.push(self.path.len());
+        self.path = join(&self.path, name);
+    }
+    fn exit(&mut self) {
+        let m = self.marks.pop().unwrap_or(0);
+        self.path.truncate(m);
+    }
+    fn param(&mut self, name: &str, p: &Param<T>) {
+        let full = self.full(name);
+        (self.f)(&full, p.value(), true);
+    }
+    fn buffer(&mut self, name: &str, b: &Tensor<T>) {
+        let full = self.full(name);
+        (self.f)(&full, b, false);
+    }
+}
+
+/// The forward context: binds parameters to a tape as leaves, once each, and tracks the dotted
+/// path of the module being run so layer outputs can be labelled with their names.
+///
+/// # Example
+/// ```
+/// use rand::{SeedableRng, rngs::StdRng};
+/// use vgrad::nn::{Ctx, Linear, Module};
+/// use vgrad::{Tape, Tensor};
+///
+/// let mut rng = StdRng::seed_from_u64(0);
+/// let mut layer = Linear::<f32>::new(3, 2, &mut rng)?;
+/// let tape = Tape::new();
+/// let mut ctx = Ctx::new(&tape);
+/// let x = tape.constant(Tensor::ones(&[4, 3]));
+/// let loss = layer.forward(&mut ctx, x).square().mean();
+/// let grads = ctx.param_grads(&loss.backward());
+/// assert_eq!(grads.get(layer.weight()).unwrap().shape(), &[2, 3]);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+pub struct Ctx<'t, T: Element> {
+    tape: &'t Tape<T>,
+    path: String,
+    marks: Vec<usize>,
+    bound: HashMap<ParamId, (String, Var<'t, T>)>,
+}
+
+impl<'t, T: Element> Ctx<'t, T> {
+    /// A context recording on `tape`.
+    pub fn new(tape: &'t Tape<T>) -> Self {
+        Ctx {
+            tape,
+            path: String::new(),
+            marks: Vec::new(),
+            bound: HashMap::new(),
+        }
+    }
+
+    /// The tape this context records on.
+    pub fn tape(&self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// The dotted path of the module currently running (`""` at the top).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Runs `f` inside child scope `name`; containers wrap each child's forward in this, with
+    /// the same name their `visit` passes to `enter`.
+    pub fn scoped<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.marks.push(self.path.len());
+        self.path = join(&self.path, name);
+        let r = f(self);
+        let m = self.marks.pop().unwrap_or(0);
+        self.path.truncate(m);
+        r
+    }
+
+    /// The variable for parameter `p`, named `local` within the current scope: a leaf on first
+    /// use, the same variable afterwards (so a shared parameter accumulates both uses).
+    pub fn param(&mut self, local: &str, p: &Param<T>) -> Var<'t, T> {
+        if let Some((_, v)) = self.bound.get(&p.id()) {
+            return *v;
+        }
+        let v = self.tape.leaf(p.value().clone());
+        self.bound.insert(p.id(), (join(&self.path, local), v));
+        v
+    }
+
+    /// Labels `v` with the current path (a layer's output), so tape-level hooks and anomaly
+    /// reports can name the layer. At the top level (empty path) nothing is attached.
+    pub fn label(&self, v: Var<'t, T>) -> Var<'t, T> {
+        if self.path.is_empty() {
+            v
+        } else {
+            v.label(&self.path)
+        }
+    }
+
+    /// The bound parameters: `(dotted name, id, variable)`, sorted by name.
+    pub fn bound(&self) -> Vec<(String, ParamId, Var<'t, T>)> {
+        let mut v: Vec<_> = self
+            .bound
+            .iter()
+            .map(|(id, (name, var))| (name.clone(), *id, *var))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Picks the parameters' gradients out of a backward result, keyed by parameter.
+    pub fn param_grads(&self, grads: &Gradients<T>) -> ParamGrads<T> {
+        let mut out = ParamGrads::default();
+        for (id, (name, var)) in &self.bound {
+            if let Some(g) = grads.wrt(*var) {
+                out.insert(*id, name.clone(), g.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Gradients of a model's parameters, keyed by [`ParamId`] and carrying dotted names.
+pub struct ParamGrads<T: Element> {
+    by_id: HashMap<ParamId, (String, Tensor<T>)>,
+}
+
+impl<T: Element> Default for ParamGrads<T> {
+    fn default() -> Self {
+        ParamGrads {
+            by_id: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Element> fmt::Debug for ParamGrads<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<_> = self.by_id.values().map(|(n, g)| (n, g.shape())).collect();
+        names.sort();
+        f.debug_map().entries(names).finish()
+    }
+}
+
+impl<T: Element> ParamGrads<T> {
+    /// Adds or replaces the gradient of one parameter.
+    pub fn insert(&mut self, id: ParamId, name: String, grad: Tensor<T>) {
+        self.by_id.insert(id, (name, grad));
+    }
+
+    /// The gradient of `p`, if it received one.
+    pub fn get(&self, p: &Param<T>) -> Option<&Tensor<T>> {
+        self.by_id.get(&p.id()).map(|(_, g)| g)
+    }
+
+    /// The gradient by parameter id.
+    pub fn get_id(&self, id: ParamId) -> Option<&Tensor<T>> {
+        self.by_id.get(&id).map(|(_, g)| g)
+    }
+
+    /// The gradient of the parameter with this dotted name.
+    pub fn get_name(&self, name: &str) -> Option<&Tensor<T>> {
+        self.by_id.values().find(|(n, _)| n == name).map(|(_, g)| g)
+    }
+
+    /// `(dotted name, gradient)` pairs sorted by name.
+    pub fn named(&self) -> Vec<(&str, &Tensor<T>)> {
+        let mut v: Vec<_> = self.by_id.values().map(|(n, g)| (n.as_str(), g)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// Mutable access to every gradient (for clipping or rescaling), in no particular order.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Tensor<T>> {
+        self.by_id.values_mut().map(|(_, g)| g)
+    }
+
+    /// Number of gradients.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The global L2 norm of all gradients together, accumulated in f64 with scaling so that
+    /// tiny (1e-32) or huge values neither underflow nor overflow.
+    pub fn total_norm(&self) -> f64 {
+        let per: Vec<f64> = self.by_id.values().map(|(_, g)| g.norm_l2()).collect();
+        crate::tensor::norm_l2_f64(per.iter().copied())
+    }
+}
+
+/// Formats a container like PyTorch's `print(model)`: `Name(` then one `(child): …` line per
+/// child, nested children indented by two spaces, then `)`.
+pub(crate) fn fmt_container(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    children: &[(String, &dyn fmt::Debug)],
+) -> fmt::Result {
+    if children.is_empty() {
+        return write!(f, "{name}()");
+    }
+    writeln!(f, "{name}(")?;
+    for (child_name, child) in children {
+        let text = format!("{child:?}");
+        let indented = text.replace('\n', "\n  ");
+        writeln!(f, "  ({child_name}): {indented}")?;
+    }
+    write!(f, ")")
+}

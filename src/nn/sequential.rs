@@ -1,0 +1,111 @@
+//! `Sequential`: children applied in order, named `0`, `1`, ….
+
+use super::module::{fmt_container, Ctx, Module, Visitor, VisitorMut};
+use crate::tape::Var;
+use crate::tensor::Element;
+use std::fmt;
+
+/// Applies its children in order. Children are named by position, so parameters get PyTorch's
+/// `nn.Sequential` names: `0.weight`, `2.bias`, ….
+///
+/// # Example
+/// ```
+/// use rand::{SeedableRng, rngs::StdRng};
+/// use vgrad::nn::{Activation, Linear, Module, Sequential};
+/// let mut rng = StdRng::seed_from_u64(0);
+/// let net = Sequential::<f32>::new()
+///     .push(Linear::new(2, 8, &mut rng)?)
+///     .push(Activation::Relu)
+///     .push(Linear::new(8, 1, &mut rng)?);
+/// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+/// assert_eq!(net.num_parameters(), 2 * 8 + 8 + 8 + 1);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+#[derive(Default)]
+pub struct Sequential<T: Element> {
+    children: Vec<Box<dyn Module<T>>>,
+}
+
+impl<T: Element> Sequential<T> {
+    /// An empty sequence (the identity).
+    pub fn new() -> Self {
+        Sequential {
+            children: Vec::new(),
+        }
+    }
+
+    /// Appends a child; returns `self` for chaining.
+    pub fn push(mut self, m: impl Module<T> + 'static) -> Self {
+        self.children.push(Box::new(m));
+        self
+    }
+
+    /// Appends an already boxed child.
+    pub fn push_boxed(&mut self, m: Box<dyn Module<T>>) {
+        self.children.push(m);
+    }
+
+    /// Number of children.
+    pub fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    /// True when there are no children.
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    /// The children in order.
+    pub fn children(&self) -> &[Box<dyn Module<T>>] {
+        &self.children
+    }
+
+    /// Mutable access to the children.
+    pub fn children_mut(&mut self) -> &mut [Box<dyn Module<T>>] {
+        &mut self.children
+    }
+}
+
+impl<T: Element> Module<T> for Sequential<T> {
+    fn forward<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+        let mut h = x;
+        for (i, c) in self.children.iter_mut().enumerate() {
+            h = ctx.scoped(&i.to_string(), |ctx| c.forward(ctx, h));
+        }
+        h
+    }
+
+    fn visit(&self, v: &mut dyn Visitor<T>) {
+        for (i, c) in self.children.iter().enumerate() {
+            v.enter(&i.to_string());
+            c.visit(v);
+            v.exit();
+        }
+    }
+
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut<T>) {
+        for (i, c) in self.children.iter_mut().enumerate() {
+            v.enter(&i.to_string());
+            c.visit_mut(v);
+            v.exit();
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        for c in &mut self.children {
+            c.set_training(training);
+        }
+    }
+}
+
+impl<T: Element> fmt::Debug for Sequential<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = (0..self.children.len()).map(|i| i.to_string()).collect();
+        let kids: Vec<(String, &dyn fmt::Debug)> = names
+            .into_iter()
+            .zip(self.children.iter().map(|c| c as &dyn fmt::Debug))
+            .collect();
+        fmt_container(f, "Sequential", &kids)
+    }
+}

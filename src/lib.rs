@@ -3,6 +3,7 @@
 
 pub mod error;
 mod gradcheck;
+pub mod monitor;
 pub mod nn;
 mod ops;
 mod tape;

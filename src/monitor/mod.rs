@@ -89,13 +89,13 @@ mod stats;
 pub use diagnose::{diagnose, Cause, Diagnosis, DiagnosisConfig, Evidence, Fix, Verdict};
 pub use plot::{gradient_flow_svg, heatmap_svg, PlotMetric};
 
-use crate::nn::{Activation, Ctx, Module, ParamGrads};
+use crate::nn::{Activation, Ctx, Module, Param, ParamGrads, ParamId, Visitor};
 use crate::ops::Op;
 use crate::tape::{HookHandle, Tape, Var};
 use crate::tensor::{Element, Tensor};
-use stats::{activation_f64, activation_of, relative_change, value_stats, Moments, ValueStats};
+use stats::{activation_of, distance, norm, value_stats, Moments, ValueStats};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -205,9 +205,10 @@ pub struct LayerRecord {
     /// ‖∂L/∂h‖₂, the backpropagated signal at the layer's labelled output; `None` when the step
     /// was recorded without watching the tape or the layer does not label its output.
     pub output_grad_norm: Option<f64>,
-    /// Mean of the layer's output (before its activation).
+    /// Mean of the layer's output, measured when no activation follows it (the output layer, a
+    /// layer feeding a normalisation); the activation's statistics describe the others.
     pub output_mean: Option<f64>,
-    /// Standard deviation of the layer's output (before its activation).
+    /// Standard deviation of the layer's output, measured when no activation follows it.
     pub output_std: Option<f64>,
     /// ‖ΔW‖ / ‖W‖ over the optimiser step that followed this step's backward; `None` until the
     /// monitor has seen the model after the step.
@@ -262,9 +263,9 @@ impl StepRecord {
 }
 
 /// What the observer keeps of one labelled node.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct NodeStats {
-    grad_norm: f64,
+    grad_norm: Option<f64>,
     value: Option<ValueStats>,
 }
 
@@ -275,9 +276,23 @@ struct Labelled<T: Element> {
     is_add: bool,
 }
 
+/// What the observer computes for one label: only what a record will use, since a step of a
+/// small network is short and every pass over a layer's output shows in it.
+#[derive(Clone, Copy)]
+struct Need<T: Element> {
+    /// A layer's output: ‖∂L/∂h‖.
+    grad: bool,
+    /// A layer's output or the activation after one: mean, std and the kind's fractions.
+    value: bool,
+    kind: Option<Activation<T>>,
+}
+
 /// The state between [`GradMonitor::watch`] and [`GradMonitor::record`].
-struct Watch<T: Element> {
-    nodes: Vec<Labelled<T>>,
+struct Watch {
+    /// Layer path → the label of the activation that follows it.
+    activation_of: HashMap<String, Arc<str>>,
+    /// Labelled sums that are not layers: skip connections.
+    skip_connections: usize,
     captured: Rc<RefCell<HashMap<Arc<str>, NodeStats>>>,
 }
 
@@ -291,10 +306,10 @@ pub struct GradMonitor<T: Element> {
     config: MonitorConfig,
     steps: Vec<StepRecord>,
     next_step: usize,
-    watch: Option<Watch<T>>,
+    watch: Option<Watch>,
     /// The main weight of each layer at the last recorded step, to measure the update after it.
     /// Tensors share storage, so this is a reference count per layer, not a copy.
-    snapshot: Option<HashMap<String, Tensor<T>>>,
+    snapshot: Option<Vec<(String, Tensor<T>)>>,
 }
 
 impl<T: Element> std::fmt::Debug for GradMonitor<T> {
@@ -361,28 +376,38 @@ impl<T: Element> GradMonitor<T> {
         loss: Var<'t, T>,
     ) -> ParamGrads<T> {
         if !self.is_due() {
-            self.after_update(model);
+            if self.snapshot.is_some() {
+                self.update_from(&param_groups(model));
+            }
             self.next_step += 1;
             return ctx.param_grads(&loss.backward());
         }
+        // The model's parameters are walked once per step, for all three uses.
+        let groups = param_groups(model);
+        self.update_from(&groups);
         let tape = ctx.tape();
-        let handle = self.watch(tape);
+        let handle = self.watch_groups(tape, &groups);
         let grads = loss.backward();
         tape.remove_hook(handle);
         let grads = ctx.param_grads(&grads);
         let value = loss.value();
         let loss = (value.numel() == 1).then(|| value.item().to_f64().unwrap_or(f64::NAN));
-        self.record(model, &grads, loss);
+        self.record_groups(groups, &grads, loss);
         grads
     }
 
-    /// Starts watching `tape`: call after the forward pass and before backward. During backward
-    /// the monitor sees each labelled layer output's value and complete gradient.
+    /// Starts watching `tape`, on which `model` has just run its forward pass: call before
+    /// backward. During backward the monitor sees each layer output's value and complete
+    /// gradient, and the activation after it.
     ///
     /// Returns the observer's handle; a tape dropped after the step needs nothing more, a tape
     /// reused with [`Tape::reset`] should have it removed with [`Tape::remove_hook`] (a reset
     /// keeps tape-wide observers).
-    pub fn watch(&mut self, tape: &Tape<T>) -> HookHandle {
+    pub fn watch<M: Module<T> + ?Sized>(&mut self, tape: &Tape<T>, model: &M) -> HookHandle {
+        self.watch_groups(tape, &param_groups(model))
+    }
+
+    fn watch_groups(&mut self, tape: &Tape<T>, groups: &[Group<T>]) -> HookHandle {
         let nodes: Vec<Labelled<T>> = tape
             .labelled_nodes()
             .into_iter()
@@ -392,37 +417,71 @@ impl<T: Element> GradMonitor<T> {
                 is_add: matches!(op, Op::Add),
             })
             .collect();
-        let kinds: HashMap<Arc<str>, Option<Activation<T>>> = nodes
+        let layers: HashSet<&str> = groups.iter().map(|g| g.path.as_str()).collect();
+        let want_values = self.config.activation_stats;
+        let mut needs: HashMap<Arc<str>, Need<T>> = HashMap::new();
+        let mut activation_of = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            if !layers.contains(&*n.label) {
+                continue;
+            }
+            let follower = following_activation(&nodes, i, &layers);
+            // A layer's own output statistics are what the activation after it shows, shifted
+            // and squashed: measured only where no activation follows (an output layer, a layer
+            // before a normalisation), which keeps the cost of a watched step down.
+            needs.insert(
+                n.label.clone(),
+                Need {
+                    grad: true,
+                    value: want_values && follower.is_none_or(|a| std::ptr::eq(a, n)),
+                    kind: n.activation,
+                },
+            );
+            if let Some(a) = follower {
+                activation_of.insert(n.label.to_string(), a.label.clone());
+                let e = needs.entry(a.label.clone()).or_insert(Need {
+                    grad: false,
+                    value: false,
+                    kind: a.activation,
+                });
+                e.value |= want_values;
+            }
+        }
+        let skip_connections = nodes
             .iter()
-            .map(|n| (n.label.clone(), n.activation))
-            .collect();
+            .filter(|n| n.is_add && !layers.contains(&*n.label))
+            .count();
+
         let captured: Rc<RefCell<HashMap<Arc<str>, NodeStats>>> = Rc::default();
         let sink = captured.clone();
-        let (want_values, margin) = (self.config.activation_stats, self.config.saturation_margin);
+        let margin = self.config.saturation_margin;
         let handle = tape.on_labelled_grad(move |label, value, grad| {
-            let Some((key, kind)) = kinds.get_key_value(label) else {
+            let Some((key, need)) = needs.get_key_value(label) else {
                 return;
             };
-            let m = Moments::of(grad);
-            let norm = m.norm(grad);
+            let grad_norm = need.grad.then(|| norm(grad));
             let mut sink = sink.borrow_mut();
             match sink.get_mut(label) {
                 // A layer run twice (shared weights): combine the gradient norms in quadrature,
                 // keep the statistics of the last call (backward sees it first).
-                Some(prev) => prev.grad_norm = prev.grad_norm.hypot(norm),
+                Some(prev) => {
+                    if let (Some(p), Some(n)) = (prev.grad_norm.as_mut(), grad_norm) {
+                        *p = p.hypot(n);
+                    }
+                }
                 None => {
-                    let value = want_values.then(|| value_stats(value, kind.as_ref(), margin));
-                    sink.insert(
-                        key.clone(),
-                        NodeStats {
-                            grad_norm: norm,
-                            value,
-                        },
-                    );
+                    let value = need
+                        .value
+                        .then(|| value_stats(value, need.kind.as_ref(), margin));
+                    sink.insert(key.clone(), NodeStats { grad_norm, value });
                 }
             }
         });
-        self.watch = Some(Watch { nodes, captured });
+        self.watch = Some(Watch {
+            activation_of,
+            skip_connections,
+            captured,
+        });
         handle
     }
 
@@ -435,51 +494,48 @@ impl<T: Element> GradMonitor<T> {
         grads: &ParamGrads<T>,
         loss: Option<f64>,
     ) -> &StepRecord {
-        self.after_update(model);
         let groups = param_groups(model);
-        let grads_by_name: HashMap<&str, &Tensor<T>> = grads.named().into_iter().collect();
+        self.update_from(&groups);
+        self.record_groups(groups, grads, loss)
+    }
+
+    fn record_groups(
+        &mut self,
+        groups: Vec<Group<T>>,
+        grads: &ParamGrads<T>,
+        loss: Option<f64>,
+    ) -> &StepRecord {
         let watch = self.watch.take();
         let captured = watch
             .as_ref()
-            .map(|w| w.captured.borrow().clone())
+            .map(|w| std::mem::take(&mut *w.captured.borrow_mut()))
             .unwrap_or_default();
-        let nodes: &[Labelled<T>] = watch.as_ref().map_or(&[], |w| &w.nodes);
-        let group_paths: std::collections::HashSet<&str> =
-            groups.iter().map(|g| g.path.as_str()).collect();
-        let position: HashMap<&str, usize> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (&*n.label, i))
-            .collect();
 
         let mut layers = Vec::with_capacity(groups.len());
         for (depth, g) in groups.iter().enumerate() {
-            let (main_name, main) = &g.main;
-            let full = |local: &str| join_path(&g.path, local);
-            let wg = grads_by_name.get(full(main_name).as_str()).copied();
-            let (wn, wmean, wmax) = match wg {
+            let (_, main_id, main) = &g.main;
+            let (wn, wmean, wmax) = match grads.get_id(*main_id) {
                 Some(t) => {
                     let m = Moments::of(t);
-                    (m.norm(t), m.mean_abs(), m.max_abs)
+                    (m.norm, m.mean_abs, m.max_abs)
                 }
                 None => (0.0, 0.0, 0.0),
             };
-            let bias_grad_norm = g.bias.as_ref().map(|_| {
-                grads_by_name
-                    .get(full("bias").as_str())
-                    .map_or(0.0, |t| Moments::of(t).norm(t))
-            });
-            let weight_norm = Moments::of(main).norm(main);
-            let own = captured.get(g.path.as_str());
-            let activation = position
-                .get(g.path.as_str())
-                .and_then(|&i| following_activation(nodes, i, &group_paths))
-                .and_then(|n| {
-                    let kind = n.activation?;
-                    let v = captured.get(&n.label)?.value?;
+            let bias_grad_norm = g
+                .bias
+                .as_ref()
+                .map(|(id, _)| grads.get_id(*id).map_or(0.0, |t| norm(t)));
+            let weight_norm = norm(main);
+            let own = captured.get(g.path.as_str()).copied().unwrap_or_default();
+            let activation = watch
+                .as_ref()
+                .and_then(|w| w.activation_of.get(&g.path))
+                .and_then(|label| {
+                    let v = captured.get(label)?.value?;
+                    let kind = v.kind?;
                     Some(ActivationStats {
-                        name: n.label.to_string(),
-                        kind: activation_f64(kind),
+                        name: label.to_string(),
+                        kind,
                         mean: v.mean,
                         std: v.std,
                         saturated: v.saturated,
@@ -497,23 +553,19 @@ impl<T: Element> GradMonitor<T> {
                 bias_grad_norm,
                 weight_norm,
                 grad_to_weight: wn / weight_norm,
-                output_grad_norm: own.map(|s| s.grad_norm),
-                output_mean: own.and_then(|s| s.value).map(|v| v.mean),
-                output_std: own.and_then(|s| s.value).map(|v| v.std),
+                output_grad_norm: own.grad_norm,
+                output_mean: own.value.map(|v| v.mean),
+                output_std: own.value.map(|v| v.std),
                 update_ratio: None,
                 activation,
             });
         }
-        let skip_connections = nodes
-            .iter()
-            .filter(|n| n.is_add && !group_paths.contains(&*n.label))
-            .count();
-        self.snapshot = Some(groups.into_iter().map(|g| (g.path, g.main.1)).collect());
+        self.snapshot = Some(groups.into_iter().map(|g| (g.path, g.main.2)).collect());
         self.steps.push(StepRecord {
             step: self.next_step,
             loss,
             layers,
-            skip_connections,
+            skip_connections: watch.map_or(0, |w| w.skip_connections),
         });
         self.next_step += 1;
         self.steps.last().expect("just pushed")
@@ -526,19 +578,31 @@ impl<T: Element> GradMonitor<T> {
     ///
     /// [`backward`]: GradMonitor::backward
     pub fn after_update<M: Module<T> + ?Sized>(&mut self, model: &M) {
+        if self.snapshot.is_some() {
+            self.update_from(&param_groups(model));
+        }
+    }
+
+    fn update_from(&mut self, now: &[Group<T>]) {
         let Some(before) = self.snapshot.take() else {
             return;
         };
         let Some(step) = self.steps.last_mut() else {
             return;
         };
-        let now: HashMap<String, Tensor<T>> = param_groups(model)
-            .into_iter()
-            .map(|g| (g.path, g.main.1))
-            .collect();
-        for layer in &mut step.layers {
-            if let (Some(b), Some(a)) = (before.get(&layer.name), now.get(&layer.name)) {
-                layer.update_ratio = Some(relative_change(a, b));
+        // The same model gives the same layers in the same order; match by name otherwise.
+        let find_now = |i: usize, name: &str| match now.get(i) {
+            Some(g) if g.path == name => Some(&g.main.2),
+            _ => now.iter().find(|g| g.path == name).map(|g| &g.main.2),
+        };
+        for (i, (name, b)) in before.iter().enumerate() {
+            let layer = match step.layers.get_mut(i) {
+                Some(l) if l.name == *name => Some(l),
+                _ => step.layers.iter_mut().find(|l| l.name == *name),
+            };
+            if let (Some(layer), Some(a)) = (layer, find_now(i, name)) {
+                // The snapshot is the weight this record's ‖W‖ was measured on.
+                layer.update_ratio = Some(distance(a, b) / layer.weight_norm);
             }
         }
     }
@@ -567,7 +631,7 @@ pub use export::{to_csv, to_json, write_csv, write_json};
 fn following_activation<'a, T: Element>(
     nodes: &'a [Labelled<T>],
     i: usize,
-    layers: &std::collections::HashSet<&str>,
+    layers: &HashSet<&str>,
 ) -> Option<&'a Labelled<T>> {
     if nodes[i].activation.is_some() {
         return Some(&nodes[i]);
@@ -586,53 +650,71 @@ fn following_activation<'a, T: Element>(
 /// A module path and the parameters it owns directly.
 struct Group<T: Element> {
     path: String,
-    /// `(local name, value)` of `weight`, or of the first parameter when there is no `weight`.
-    main: (String, Tensor<T>),
-    bias: Option<Tensor<T>>,
+    /// `(local name, id, value)` of `weight`, or of the first parameter when there is no
+    /// `weight`.
+    main: (String, ParamId, Tensor<T>),
+    bias: Option<(ParamId, Tensor<T>)>,
 }
 
-/// Parameters grouped by module path, in visiting order.
+/// Parameters grouped by module path, in visiting order. A visitor of its own rather than
+/// `named_parameters`: it keeps each parameter's id (gradients are looked up by id, not by
+/// formatted name) and builds one path string per module instead of one name per parameter.
 fn param_groups<T: Element, M: Module<T> + ?Sized>(model: &M) -> Vec<Group<T>> {
-    let mut groups: Vec<Group<T>> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for (name, value) in model.named_parameters() {
-        let (path, local) = split_path(&name);
-        match index.get(path) {
-            Some(&i) => {
-                let g = &mut groups[i];
-                if local == "weight" && g.main.0 != "weight" {
-                    g.main = (local.to_string(), value);
-                } else if local == "bias" {
-                    g.bias = Some(value);
-                }
+    struct Grouper<T: Element> {
+        path: String,
+        marks: Vec<usize>,
+        groups: Vec<Group<T>>,
+    }
+    impl<T: Element> Visitor<T> for Grouper<T> {
+        fn enter(&mut self, name: &str) {
+            self.marks.push(self.path.len());
+            if !self.path.is_empty() {
+                self.path.push('.');
             }
-            None => {
-                index.insert(path.to_string(), groups.len());
-                let bias = (local == "bias").then(|| value.clone());
-                groups.push(Group {
-                    path: path.to_string(),
-                    main: (local.to_string(), value),
-                    bias,
-                });
+            self.path.push_str(name);
+        }
+        fn exit(&mut self) {
+            let m = self.marks.pop().unwrap_or(0);
+            self.path.truncate(m);
+        }
+        fn param(&mut self, local: &str, p: &Param<T>) {
+            let value = p.value().clone();
+            // A module's parameters are visited together, so the group is nearly always the
+            // last one.
+            let found = match self.groups.last() {
+                Some(g) if g.path == self.path => Some(self.groups.len() - 1),
+                _ => self.groups.iter().position(|g| g.path == self.path),
+            };
+            match found {
+                Some(i) => {
+                    let g = &mut self.groups[i];
+                    if local == "weight" && g.main.0 != "weight" {
+                        g.main = (local.to_string(), p.id(), value);
+                    } else if local == "bias" {
+                        g.bias = Some((p.id(), value));
+                    }
+                }
+                None => self.groups.push(Group {
+                    path: self.path.clone(),
+                    bias: (local == "bias").then(|| (p.id(), value.clone())),
+                    main: (local.to_string(), p.id(), value),
+                }),
             }
         }
     }
+    let mut v = Grouper {
+        path: String::new(),
+        marks: Vec::new(),
+        groups: Vec::new(),
+    };
+    model.visit(&mut v);
     // A group whose only parameter is its bias keeps it as its main parameter, not twice.
-    for g in &mut groups {
+    for g in &mut v.groups {
         if g.main.0 == "bias" {
             g.bias = None;
         }
     }
-    groups
-}
-
-/// `("a.b", "weight")` → `"a.b.weight"`; an empty path gives the local name alone.
-fn join_path(path: &str, local: &str) -> String {
-    if path.is_empty() {
-        local.to_string()
-    } else {
-        format!("{path}.{local}")
-    }
+    v.groups
 }
 
 /// `"a.b.weight"` → `("a.b", "weight")`; a top-level `"weight"` → `("", "weight")`.

@@ -1,81 +1,220 @@
 //! One-pass statistics of tensors, accumulated in f64.
 //!
 //! The monitor runs these on every watched gradient and activation, so each is a single pass with
-//! no allocation. Norms square in f64, which cannot underflow for f32 data (the smallest f32
-//! squared is ~1e-90) nor overflow (the largest squared is ~1e77); for f64 data whose squares leave
-//! f64's range the scaled [`Tensor::norm_l2`] takes over.
+//! no allocation, written with eight independent accumulators so the compiler can vectorise it
+//! (one running sum would chain every addition to the previous one). Norms square in f64, which
+//! cannot underflow for f32 data (the smallest f32 squared is ~1e-90) nor overflow (the largest
+//! squared is ~1e77); for f64 data whose squares leave f64's range the scaled
+//! [`Tensor::norm_l2`] takes over.
 
 use crate::nn::Activation;
 use crate::ops::Op;
 use crate::tensor::{Element, Tensor};
 
-/// Sums gathered in one pass over a tensor.
+/// Independent accumulators per pass: eight f64 lanes fill two AVX2 registers.
+const LANES: usize = 8;
+
+#[inline(always)]
+fn f<T: Element>(x: T) -> f64 {
+    x.to_f64().unwrap_or(f64::NAN)
+}
+
+/// Defines `$name` as a call of the `#[inline(always)]` function `$generic`, compiled a second
+/// time with AVX2 enabled and chosen at run time when the processor has it. The crate is built
+/// for baseline x86-64 (SSE2, two f64 lanes), and these passes run over every watched tensor
+/// each step: twice the lanes halves the monitor's cost.
+macro_rules! with_avx2 {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $generic:ident) => {
+        $(#[$m])*
+        fn $name<T: Element>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn wide<T: Element>($($arg: $ty),*) -> $ret {
+                    $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: `wide` needs AVX2, which was just detected.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
+// Each pass keeps one accumulator array: with two (a sum and a sum of squares together) LLVM's
+// SLP vectoriser pairs them into two-lane vectors instead of filling four lanes of one, and a
+// second pass over data still in cache costs less than that.
+
+#[inline(always)]
+fn sum_sq_generic<T: Element>(d: &[T]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = d.chunks_exact(LANES);
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        acc[i] += f(x) * f(x);
+    }
+    for c in chunks {
+        for i in 0..LANES {
+            let x = f(c[i]);
+            acc[i] += x * x;
+        }
+    }
+    acc.iter().sum()
+}
+
+/// `Σ(x − c)²`.
+#[inline(always)]
+fn sum_sq_about_generic<T: Element>(d: &[T], c0: f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = d.chunks_exact(LANES);
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        acc[i] += (f(x) - c0) * (f(x) - c0);
+    }
+    for c in chunks {
+        for i in 0..LANES {
+            let x = f(c[i]) - c0;
+            acc[i] += x * x;
+        }
+    }
+    acc.iter().sum()
+}
+
+#[inline(always)]
+fn sum_generic<T: Element>(d: &[T]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = d.chunks_exact(LANES);
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        acc[i] += f(x);
+    }
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += f(c[i]);
+        }
+    }
+    acc.iter().sum()
+}
+
+#[inline(always)]
+fn sum_abs_generic<T: Element>(d: &[T]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = d.chunks_exact(LANES);
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        acc[i] += f(x).abs();
+    }
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += f(c[i]).abs();
+        }
+    }
+    acc.iter().sum()
+}
+
+/// max |x|, skipping NaN (the sums report NaN). A maximum is exact in the element type, so it
+/// is taken there, at twice the lanes of f64 for f32 data.
+#[inline(always)]
+fn max_abs_generic<T: Element>(d: &[T]) -> f64 {
+    let mut acc = [T::zero(); LANES];
+    let chunks = d.chunks_exact(LANES);
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        let a = x.abs();
+        acc[i] = if a > acc[i] { a } else { acc[i] };
+    }
+    for c in chunks {
+        for i in 0..LANES {
+            let a = c[i].abs();
+            acc[i] = if a > acc[i] { a } else { acc[i] };
+        }
+    }
+    acc.iter().fold(0.0f64, |m, &x| m.max(f(x)))
+}
+
+/// Per feature (last axis of a `[rows, features]` buffer), the largest value over the rows, into
+/// `out` (which starts at zero): a ReLU unit is dead when its maximum is zero.
+#[inline(always)]
+fn column_max_generic<T: Element>(d: &[T], out: &mut [T]) {
+    for row in d.chunks_exact(out.len()) {
+        for (m, &x) in out.iter_mut().zip(row) {
+            // `max` rather than a comparison: LLVM turns a conditional update into masked stores.
+            *m = m.max(x);
+        }
+    }
+}
+
+/// `Σ(a − b)²` over two slices of one length.
+#[inline(always)]
+fn distance_sq_generic<T: Element>(a: &[T], b: &[T]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (i, (&x, &y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[i] += (f(x) - f(y)) * (f(x) - f(y));
+    }
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            let d = f(x[i]) - f(y[i]);
+            acc[i] += d * d;
+        }
+    }
+    acc.iter().sum()
+}
+
+with_avx2!(fn sum_sq(d: &[T]) -> f64 = sum_sq_generic);
+with_avx2!(fn sum_sq_about(d: &[T], c0: f64) -> f64 = sum_sq_about_generic);
+with_avx2!(fn sum(d: &[T]) -> f64 = sum_generic);
+with_avx2!(fn sum_abs(d: &[T]) -> f64 = sum_abs_generic);
+with_avx2!(fn max_abs(d: &[T]) -> f64 = max_abs_generic);
+with_avx2!(fn distance_sq(a: &[T], b: &[T]) -> f64 = distance_sq_generic);
+with_avx2!(fn column_max(d: &[T], out: &mut [T]) -> () = column_max_generic);
+
+/// ‖x‖₂ from an f64 sum of squares, or the scaled norm when that sum left f64's range (f64
+/// data only: tiny values whose squares underflow, or huge ones whose squares overflow).
+fn norm_from<T: Element>(sum_sq: f64, t: &Tensor<T>) -> f64 {
+    if sum_sq.is_finite() && (sum_sq >= 1e-280 || sum_sq == 0.0 && T::DTYPE == "F32") {
+        sum_sq.sqrt()
+    } else {
+        t.norm_l2()
+    }
+}
+
+/// ‖x‖₂ accumulated in f64.
+pub(crate) fn norm<T: Element>(t: &Tensor<T>) -> f64 {
+    norm_from(sum_sq(t.data()), t)
+}
+
+/// Norm, mean and max of |x| gathered in one pass over a tensor.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Moments {
-    pub(crate) n: usize,
-    pub(crate) sum_sq: f64,
-    pub(crate) sum_abs: f64,
+    pub(crate) norm: f64,
+    pub(crate) mean_abs: f64,
+    /// Largest |x|; NaN when any element is NaN.
     pub(crate) max_abs: f64,
 }
 
 impl Moments {
     pub(crate) fn of<T: Element>(t: &Tensor<T>) -> Moments {
-        let mut m = Moments {
-            n: t.numel(),
-            ..Moments::default()
-        };
-        let mut nan = false;
-        for &x in t.data() {
-            let x = x.to_f64().unwrap_or(f64::NAN);
-            let a = x.abs();
-            m.sum_abs += a;
-            m.sum_sq += x * x;
-            // `max` ignores NaN, so remember it separately: a NaN gradient must show as NaN.
-            nan |= x.is_nan();
-            m.max_abs = m.max_abs.max(a);
-        }
-        if nan {
-            m.max_abs = f64::NAN;
-        }
-        m
-    }
-
-    /// ‖x‖₂, falling back to the scaled norm when the f64 sum of squares left f64's range.
-    pub(crate) fn norm<T: Element>(&self, t: &Tensor<T>) -> f64 {
-        let underflowed = self.sum_sq < 1e-280 && self.max_abs > 0.0;
-        let overflowed = self.sum_sq.is_infinite() && self.max_abs.is_finite();
-        if underflowed || overflowed {
-            t.norm_l2()
-        } else {
-            self.sum_sq.sqrt()
-        }
-    }
-
-    pub(crate) fn mean_abs(&self) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            self.sum_abs / self.n as f64
+        let d = t.data();
+        let total_abs = sum_abs(d);
+        let n = d.len().max(1) as f64;
+        Moments {
+            norm: norm_from(sum_sq(d), t),
+            mean_abs: total_abs / n,
+            // The comparisons skip NaN; the sum does not, so it tells.
+            max_abs: if total_abs.is_nan() {
+                f64::NAN
+            } else {
+                max_abs(d)
+            },
         }
     }
 }
 
-/// ‖a − b‖₂ / ‖b‖₂ for two tensors of one shape: the relative size of an update, with `b` the
-/// value before it.
-pub(crate) fn relative_change<T: Element>(after: &Tensor<T>, before: &Tensor<T>) -> f64 {
+/// ‖a − b‖₂ for two tensors of one shape (NaN if the shapes differ): the size of an update, `b`
+/// being the value before it.
+pub(crate) fn distance<T: Element>(after: &Tensor<T>, before: &Tensor<T>) -> f64 {
     if after.shape() != before.shape() {
         return f64::NAN;
     }
-    let (mut d2, mut b2) = (0.0f64, 0.0f64);
-    for (&a, &b) in after.data().iter().zip(before.data()) {
-        let (a, b) = (
-            a.to_f64().unwrap_or(f64::NAN),
-            b.to_f64().unwrap_or(f64::NAN),
-        );
-        d2 += (a - b) * (a - b);
-        b2 += b * b;
-    }
-    d2.sqrt() / b2.sqrt()
+    distance_sq(after.data(), before.data()).sqrt()
 }
 
 /// Mean, standard deviation and the activation-specific fractions of one layer output.
@@ -85,6 +224,8 @@ pub(crate) struct ValueStats {
     pub(crate) std: f64,
     pub(crate) saturated: Option<f64>,
     pub(crate) dead: Option<f64>,
+    /// The activation the value came out of, if it is one.
+    pub(crate) kind: Option<Activation<f64>>,
 }
 
 /// The activation an op applies, if it is one of [`Activation`]'s kinds.
@@ -154,51 +295,40 @@ pub(crate) fn value_stats<T: Element>(
     kind: Option<&Activation<T>>,
     margin: f64,
 ) -> ValueStats {
-    let n = v.numel();
+    let data = v.data();
+    let n = data.len();
     if n == 0 {
         return ValueStats::default();
     }
-    let data = v.data();
-    // Shifting by the first element keeps E[x²] − E[x]² accurate when the mean dwarfs the spread
-    // (a saturated sigmoid sits near 1 with a tiny std).
-    let shift = data[0].to_f64().unwrap_or(0.0);
-    let (mut s, mut s2) = (0.0f64, 0.0f64);
-    for &x in data {
-        let d = x.to_f64().unwrap_or(f64::NAN) - shift;
-        s += d;
-        s2 += d * d;
-    }
+    // Two passes, the mean first: exact even when the mean dwarfs the spread (a saturated sigmoid
+    // sits near 1 with a tiny std), where E[x²] − E[x]² would cancel.
     let nf = n as f64;
-    let mean_d = s / nf;
-    let var = (s2 / nf - mean_d * mean_d).max(0.0);
+    let mean = sum(data) / nf;
+    let var = sum_sq_about(data, mean) / nf;
     let mut out = ValueStats {
-        mean: shift + mean_d,
+        mean,
         std: var.sqrt(),
         saturated: None,
         dead: None,
+        kind: kind.map(|k| activation_f64(*k)),
     };
-    let count = |pred: &dyn Fn(f64) -> bool| {
-        data.iter()
-            .filter(|x| pred(x.to_f64().unwrap_or(f64::NAN)))
-            .count() as f64
-            / nf
-    };
+    // Counted in the element type: the thresholds are exact enough at 0.01 for f32.
+    let count = |pred: fn(T, T) -> bool, m: T| data.iter().filter(|&&x| pred(x, m)).count();
+    let m = T::of(margin);
     match kind {
         Some(Activation::Sigmoid) => {
-            out.saturated = Some(count(&|y| y < margin || y > 1.0 - margin));
+            let c = count(|y, m| y < m || y > T::one() - m, m);
+            out.saturated = Some(c as f64 / nf);
         }
         Some(Activation::Tanh) => {
-            out.saturated = Some(count(&|y| y.abs() > 1.0 - margin));
+            let c = count(|y, m| y.abs() > T::one() - m, m);
+            out.saturated = Some(c as f64 / nf);
         }
         Some(Activation::Relu) => {
             let features = v.shape().last().copied().unwrap_or(1).max(1);
-            let mut alive = vec![false; features];
-            for (i, &x) in data.iter().enumerate() {
-                if x > T::zero() {
-                    alive[i % features] = true;
-                }
-            }
-            let dead = alive.iter().filter(|a| !**a).count();
+            let mut max = vec![T::zero(); features];
+            column_max(data, &mut max);
+            let dead = max.iter().filter(|m| **m <= T::zero()).count();
             out.dead = Some(dead as f64 / features as f64);
         }
         _ => {}
@@ -213,17 +343,27 @@ mod tests {
     #[test]
     fn norm_of_tiny_f32_gradients_does_not_underflow() {
         let t = Tensor::<f32>::full(&[100], 1e-30);
-        let m = Moments::of(&t);
-        assert!((m.norm(&t) / 1e-29 - 1.0).abs() < 1e-6);
+        assert!((norm(&t) / 1e-29 - 1.0).abs() < 1e-6);
+        assert!((Moments::of(&t).norm / 1e-29 - 1.0).abs() < 1e-6);
         let t = Tensor::<f64>::full(&[4], 1e-200);
-        assert!((Moments::of(&t).norm(&t) / 2e-200 - 1.0).abs() < 1e-12);
+        assert!((norm(&t) / 2e-200 - 1.0).abs() < 1e-12);
+        let t = Tensor::<f64>::full(&[4], 1e200);
+        assert!((norm(&t) / 2e200 - 1.0).abs() < 1e-12);
+        assert_eq!(norm(&Tensor::<f32>::zeros(&[3])), 0.0);
+        // Lengths that are not a multiple of the lane count.
+        let t = Tensor::<f32>::from_fn(&[13], |i| i as f32);
+        let want = (0..13).map(|i| (i * i) as f64).sum::<f64>().sqrt();
+        assert!((norm(&t) - want).abs() < 1e-12);
+        let m = Moments::of(&t);
+        assert_eq!(m.max_abs, 12.0);
+        assert!((m.mean_abs - 6.0).abs() < 1e-12);
     }
 
     #[test]
     fn nan_shows_in_every_moment() {
         let t = Tensor::<f32>::vector(&[1.0, f32::NAN]);
         let m = Moments::of(&t);
-        assert!(m.norm(&t).is_nan() && m.max_abs.is_nan());
+        assert!(m.norm.is_nan() && m.max_abs.is_nan() && norm(&t).is_nan());
     }
 
     #[test]

@@ -180,7 +180,8 @@ fn records_match_gradients_outputs_and_updates_computed_directly() {
     // Direct computation: an observer of our own keeps every layer output and its gradient.
     let tape = Tape::new();
     let mut ctx = Ctx::new(&tape);
-    let seen: Rc<RefCell<Vec<(String, Tensor<f64>, Tensor<f64>)>>> = Rc::default();
+    type Seen = Rc<RefCell<Vec<(String, Tensor<f64>, Tensor<f64>)>>>;
+    let seen: Seen = Rc::default();
     let sink = seen.clone();
     tape.on_labelled_grad(move |l, v, g| sink.borrow_mut().push((l.into(), v.clone(), g.clone())));
     let loss = net

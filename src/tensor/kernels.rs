@@ -5,7 +5,6 @@
 
 use super::{Element, Shape, Tensor};
 use smallvec::smallvec;
-use std::sync::Arc;
 
 /// The NumPy broadcast of two shapes.
 ///
@@ -215,7 +214,7 @@ impl<T: Element> Tensor<T> {
                 }
             }
         });
-        Tensor::from_parts(buf.into(), out)
+        Tensor::from_parts(buf, out)
     }
 
     /// Elementwise `self + other` with broadcasting.
@@ -296,7 +295,10 @@ impl<T: Element> Tensor<T> {
             self.numel(),
             shape
         );
-        Tensor::from_parts(self.data.clone(), shape.into())
+        Tensor {
+            data: self.data.clone(),
+            shape: shape.into(),
+        }
     }
 
     /// Repeats this tensor along broadcast axes to `shape` (NumPy rules).
@@ -335,7 +337,7 @@ impl<T: Element> Tensor<T> {
                 dst.fill(src[oi]);
             }
         });
-        Tensor::from_parts(buf.into(), shape.into())
+        Tensor::from_parts(buf, shape.into())
     }
 
     /// Sums over the axes along which `shape` was broadcast to give this tensor's shape: the
@@ -373,7 +375,7 @@ impl<T: Element> Tensor<T> {
                 acc[oi] += row.iter().copied().sum::<T>();
             }
         });
-        Tensor::from_parts(acc.into(), shape.into())
+        Tensor::from_parts(acc, shape.into())
     }
 
     /// Sum of all elements, as a scalar (shape `[]`) tensor.
@@ -399,7 +401,7 @@ impl<T: Element> Tensor<T> {
                 }
             }
         }
-        Tensor::from_parts(out.into(), reduced_shape(&self.shape, axis, keepdim))
+        Tensor::from_parts(out, reduced_shape(&self.shape, axis, keepdim))
     }
 
     /// Largest element, as a scalar tensor. NaN propagates.
@@ -445,7 +447,7 @@ impl<T: Element> Tensor<T> {
             }
         }
         (
-            Tensor::from_parts(best.into(), reduced_shape(&self.shape, axis, keepdim)),
+            Tensor::from_parts(best, reduced_shape(&self.shape, axis, keepdim)),
             arg,
         )
     }
@@ -494,7 +496,7 @@ impl<T: Element> Tensor<T> {
                 *d = src[oi + i * is];
             }
         });
-        Tensor::from_parts(buf.into(), out_shape)
+        Tensor::from_parts(buf, out_shape)
     }
 
     /// Joins tensors along `axis`; all other extents must agree.
@@ -531,7 +533,7 @@ impl<T: Element> Tensor<T> {
                 buf.extend_from_slice(&p.data[o * block..(o + 1) * block]);
             }
         }
-        Tensor::from_parts(buf.into(), shape)
+        Tensor::from_parts(buf, shape)
     }
 
     /// The slice `start..start + len` along `axis`.
@@ -556,7 +558,7 @@ impl<T: Element> Tensor<T> {
         }
         let mut shape = self.shape.clone();
         shape[axis] = len;
-        Tensor::from_parts(buf.into(), shape)
+        Tensor::from_parts(buf, shape)
     }
 
     /// Rows (slices along axis 0) picked by index: `out[i] = self[indices[i]]`.
@@ -579,7 +581,7 @@ impl<T: Element> Tensor<T> {
         }
         let mut shape = self.shape.clone();
         shape[0] = indices.len();
-        Tensor::from_parts(buf.into(), shape)
+        Tensor::from_parts(buf, shape)
     }
 
     /// The adjoint of [`Tensor::gather_rows`]: a tensor with `rows` rows, zero except that row
@@ -611,7 +613,7 @@ impl<T: Element> Tensor<T> {
         }
         let mut shape = self.shape.clone();
         shape[0] = rows;
-        Tensor::from_parts(buf.into(), shape)
+        Tensor::from_parts(buf, shape)
     }
 
     /// Softmax along `axis`, computed stably by subtracting the maximum first.
@@ -668,7 +670,7 @@ impl<T: Element> Tensor<T> {
                 }
             }
         }
-        Tensor::from_parts(buf.into(), self.shape.clone())
+        Tensor::from_parts(buf, self.shape.clone())
     }
 }
 
@@ -697,12 +699,6 @@ pub(crate) fn reduced_shape(shape: &[usize], axis: usize, keepdim: bool) -> Shap
         s.remove(axis);
     }
     s
-}
-
-/// Wraps an owned buffer without copying when the caller already has a `Vec`.
-#[allow(dead_code)]
-pub(crate) fn arc_from_vec<T>(v: Vec<T>) -> Arc<[T]> {
-    v.into()
 }
 
 #[cfg(test)]

@@ -160,7 +160,7 @@ impl<T: Element> Tensor<T> {
             );
             let mut shape: Shape = a[..a.len() - 2].into();
             shape.extend_from_slice(&[m, n]);
-            return Tensor::from_parts(out.into(), shape);
+            return Tensor::from_parts(out, shape);
         }
 
         let batch = broadcast_shapes("matmul", &a[..a.len() - 2], &b[..b.len() - 2]);
@@ -189,7 +189,7 @@ impl<T: Element> Tensor<T> {
         }
         let mut shape = batch;
         shape.extend_from_slice(&[m, n]);
-        Tensor::from_parts(out.into(), shape)
+        Tensor::from_parts(out, shape)
     }
 }
 

@@ -1,6 +1,7 @@
 //! vgrad: tape-based reverse-mode autodiff (crate docs are written in full once the engine lands).
 #![deny(missing_docs)]
 
+pub mod data;
 pub mod error;
 mod gradcheck;
 mod ops;

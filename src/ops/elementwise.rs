@@ -34,15 +34,17 @@ fn c<T: Element>(x: f64) -> T {
     T::of(x)
 }
 
-/// Logistic sigmoid that never evaluates `exp` of a large positive number, so it is finite and
-/// exact in both tails (σ(−1000) = 0, σ(1000) = 1).
-#[inline]
+/// Logistic sigmoid that only ever evaluates `e^(−|x|) ≤ 1`, so it is finite and accurate in
+/// both tails (σ(−1000) = 0, σ(1000) = 1, σ(−100) ≈ 3.7e−44 in f64 without cancellation).
+/// Branch-free (the final choice compiles to a blend), so loops over it vectorise.
+#[inline(always)]
 pub(crate) fn sigmoid<T: Element>(x: T) -> T {
+    let e = (-x.abs()).exp_fast();
+    let s = T::one() / (T::one() + e); // σ(|x|)
     if x >= T::zero() {
-        (T::one() + (-x).exp()).recip()
+        s
     } else {
-        let e = x.exp();
-        e / (T::one() + e)
+        e * s // σ(−|x|) = e/(1 + e)
     }
 }
 
@@ -59,7 +61,7 @@ fn step<T: Element>(cond: bool) -> T {
 pub(crate) fn unary_forward<T: Element>(op: &Op<T>, x: &Tensor<T>) -> Tensor<T> {
     match *op {
         Op::PowF(p) => x.map(|v| v.powf(p)),
-        Op::Exp => x.map(T::exp),
+        Op::Exp => x.map(T::exp_fast),
         Op::Ln => x.map(T::ln),
         Op::Sqrt => x.map(T::sqrt),
         Op::Abs => x.map(T::abs),

@@ -3,6 +3,7 @@
 //! Every kernel is generic over the element and over the closure it applies, so each call site
 //! compiles to its own loop: no per-element dynamic dispatch.
 
+use super::simd::dispatch;
 use super::{Element, Shape, Tensor};
 use smallvec::smallvec;
 
@@ -128,14 +129,14 @@ impl<T: Element> Tensor<T> {
             self.shape(),
             other.shape()
         );
-        Tensor::from_parts(
+        let out = dispatch(|| {
             self.data
                 .iter()
                 .zip(other.data.iter())
                 .map(|(&a, &b)| f(a, b))
-                .collect(),
-            self.shape.clone(),
-        )
+                .collect()
+        });
+        Tensor::from_parts(out, self.shape.clone())
     }
 
     /// Applies `f` elementwise to three tensors of the same shape (used by fused backward
@@ -154,15 +155,15 @@ impl<T: Element> Tensor<T> {
             b.shape(),
             c.shape()
         );
-        Tensor::from_parts(
+        let out = dispatch(|| {
             self.data
                 .iter()
                 .zip(b.data.iter())
                 .zip(c.data.iter())
                 .map(|((&x, &y), &z)| f(x, y, z))
-                .collect(),
-            self.shape.clone(),
-        )
+                .collect()
+        });
+        Tensor::from_parts(out, self.shape.clone())
     }
 
     /// Applies `f` elementwise with NumPy broadcasting; `op` names the operation in panics.
@@ -185,34 +186,29 @@ impl<T: Element> Tensor<T> {
         }
         let sa = broadcast_strides(&self.shape, &out);
         let sb = broadcast_strides(&other.shape, &out);
-        let mut buf = filled(out.iter().product(), T::zero());
+        // Rows are visited in output order, so each is appended: no zero-fill to overwrite.
+        let mut buf = Vec::with_capacity(out.iter().product());
         let (a, b) = (&self.data[..], &other.data[..]);
-        for_each_row(&out, [&sa, &sb], |o, [oa, ob], [ia, ib], n| {
-            let dst = &mut buf[o..o + n];
-            match (ia, ib) {
-                (1, 1) => {
-                    for ((d, &x), &y) in dst.iter_mut().zip(&a[oa..oa + n]).zip(&b[ob..ob + n]) {
-                        *d = f(x, y);
+        dispatch(|| {
+            for_each_row(&out, [&sa, &sb], |_, [oa, ob], [ia, ib], n| {
+                match (ia, ib) {
+                    (1, 1) => buf.extend(
+                        a[oa..oa + n]
+                            .iter()
+                            .zip(&b[ob..ob + n])
+                            .map(|(&x, &y)| f(x, y)),
+                    ),
+                    (1, 0) => {
+                        let y = b[ob];
+                        buf.extend(a[oa..oa + n].iter().map(|&x| f(x, y)));
                     }
-                }
-                (1, 0) => {
-                    let y = b[ob];
-                    for (d, &x) in dst.iter_mut().zip(&a[oa..oa + n]) {
-                        *d = f(x, y);
+                    (0, 1) => {
+                        let x = a[oa];
+                        buf.extend(b[ob..ob + n].iter().map(|&y| f(x, y)));
                     }
+                    _ => buf.extend((0..n).map(|i| f(a[oa + i * ia], b[ob + i * ib]))),
                 }
-                (0, 1) => {
-                    let x = a[oa];
-                    for (d, &y) in dst.iter_mut().zip(&b[ob..ob + n]) {
-                        *d = f(x, y);
-                    }
-                }
-                _ => {
-                    for (i, d) in dst.iter_mut().enumerate() {
-                        *d = f(a[oa + i * ia], b[ob + i * ib]);
-                    }
-                }
-            }
+            })
         });
         Tensor::from_parts(buf, out)
     }
@@ -327,14 +323,13 @@ impl<T: Element> Tensor<T> {
             return Tensor::full(shape, self.data[0]);
         }
         let s = broadcast_strides(&self.shape, shape);
-        let mut buf = filled(shape.iter().product(), T::zero());
+        let mut buf = Vec::with_capacity(shape.iter().product());
         let src = &self.data[..];
-        for_each_row(shape, [&s], |o, [oi], [is], n| {
-            let dst = &mut buf[o..o + n];
+        for_each_row(shape, [&s], |_, [oi], [is], n| {
             if is == 1 {
-                dst.copy_from_slice(&src[oi..oi + n]);
+                buf.extend_from_slice(&src[oi..oi + n]);
             } else {
-                dst.fill(src[oi]);
+                buf.extend(std::iter::repeat_n(src[oi], n));
             }
         });
         Tensor::from_parts(buf, shape.into())
@@ -489,12 +484,10 @@ impl<T: Element> Tensor<T> {
         let in_strides = broadcast_strides(&self.shape, &self.shape);
         let out_shape: Shape = perm.iter().map(|&p| self.shape[p]).collect();
         let strides: Shape = perm.iter().map(|&p| in_strides[p]).collect();
-        let mut buf = filled(self.numel(), T::zero());
+        let mut buf = Vec::with_capacity(self.numel());
         let src = &self.data[..];
-        for_each_row(&out_shape, [&strides], |o, [oi], [is], n| {
-            for (i, d) in buf[o..o + n].iter_mut().enumerate() {
-                *d = src[oi + i * is];
-            }
+        for_each_row(&out_shape, [&strides], |_, [oi], [is], n| {
+            buf.extend((0..n).map(|i| src[oi + i * is]));
         });
         Tensor::from_parts(buf, out_shape)
     }
@@ -651,7 +644,7 @@ impl<T: Element> Tensor<T> {
                 let m = if m.is_finite() { m } else { T::zero() };
                 let mut s = T::zero();
                 for k in 0..n {
-                    let e = (buf[at(k)] - m).exp();
+                    let e = (buf[at(k)] - m).exp_fast();
                     s += e;
                     if !log {
                         buf[at(k)] = e;

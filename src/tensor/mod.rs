@@ -12,6 +12,7 @@
 mod element;
 mod kernels;
 mod matmul;
+pub(crate) mod simd;
 
 pub use element::Element;
 pub use matmul::{num_threads, set_num_threads};

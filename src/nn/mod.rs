@@ -28,10 +28,14 @@
 mod activation;
 pub mod init;
 mod linear;
+pub mod loss;
 mod module;
 mod sequential;
 
 pub use activation::Activation;
 pub use linear::{Linear, LinearConfig};
+pub use loss::{
+    binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss, LossTarget, Reduction,
+};
 pub use module::{Ctx, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut};
 pub use sequential::Sequential;

@@ -26,6 +26,7 @@
 //! ```
 
 mod activation;
+mod batchnorm;
 pub mod init;
 mod linear;
 pub mod loss;
@@ -33,6 +34,7 @@ mod module;
 mod sequential;
 
 pub use activation::Activation;
+pub use batchnorm::{BatchNorm1d, BatchNormConfig};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss, LossTarget, Reduction,

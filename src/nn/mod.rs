@@ -31,6 +31,7 @@ pub mod init;
 mod linear;
 pub mod loss;
 mod module;
+mod residual;
 mod sequential;
 
 pub use activation::Activation;
@@ -40,4 +41,5 @@ pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss, LossTarget, Reduction,
 };
 pub use module::{Ctx, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut};
+pub use residual::{Residual, ResidualConfig};
 pub use sequential::Sequential;

@@ -27,6 +27,7 @@
 
 mod activation;
 mod batchnorm;
+mod dropout;
 pub mod init;
 mod linear;
 pub mod loss;
@@ -36,6 +37,7 @@ mod sequential;
 
 pub use activation::Activation;
 pub use batchnorm::{BatchNorm1d, BatchNormConfig};
+pub use dropout::Dropout;
 pub use linear::{Linear, LinearConfig};
 pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss, LossTarget, Reduction,

@@ -26,12 +26,22 @@
 //! ```
 
 mod activation;
+mod batchnorm;
+mod dropout;
 pub mod init;
 mod linear;
+pub mod loss;
 mod module;
+mod residual;
 mod sequential;
 
 pub use activation::Activation;
+pub use batchnorm::{BatchNorm1d, BatchNormConfig};
+pub use dropout::Dropout;
 pub use linear::{Linear, LinearConfig};
+pub use loss::{
+    binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss, LossTarget, Reduction,
+};
 pub use module::{Ctx, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut};
+pub use residual::{Residual, ResidualConfig};
 pub use sequential::Sequential;

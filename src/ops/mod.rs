@@ -1,8 +1,8 @@
 //! Ops: the data-only [`Op`] enum, the one backward dispatch, and the [`Algebra`] the backward
 //! rules are written in.
 //!
-//! Each family file (`elementwise`, `matmul`, `reduce`, `shape`, `softmax`, `custom`) holds its
-//! forward methods on [`Var`](crate::Var) a few lines above their backward rules.
+//! Each family file (`elementwise`, `matmul`, `reduce`, `shape`, `softmax`, `loss`, `custom`)
+//! holds its forward methods on [`Var`](crate::Var) a few lines above their backward rules.
 //!
 //! A backward rule is written once, generically over [`Algebra`], which both [`Tensor`] and
 //! [`Var`](crate::Var) implement. The ordinary sweep runs it on tensors, where
@@ -12,6 +12,7 @@
 
 pub(crate) mod custom;
 pub(crate) mod elementwise;
+pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod reduce;
 pub(crate) mod shape;
@@ -94,6 +95,14 @@ pub(crate) enum Op<T: Element> {
     LogSoftmax {
         axis: usize,
     },
+    // Fused losses (mean or sum over the batch).
+    CrossEntropy {
+        targets: Arc<[usize]>,
+        mean: bool,
+    },
+    BceWithLogits {
+        mean: bool,
+    },
     // User-defined.
     Custom(Arc<dyn CustomOp<T>>),
 }
@@ -136,6 +145,8 @@ impl<T: Element> Op<T> {
             Op::ScatterAddRows(_) => "scatter_add",
             Op::Softmax { .. } => "softmax",
             Op::LogSoftmax { .. } => "log_softmax",
+            Op::CrossEntropy { .. } => "cross_entropy",
+            Op::BceWithLogits { .. } => "binary_cross_entropy_with_logits",
             Op::Custom(c) => c.name(),
         }
     }
@@ -314,6 +325,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
         | Op::ScatterAddRows(_) => shape::backward(op, x, g, needs),
         Op::Softmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, false, y, g))],
         Op::LogSoftmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, true, y, g))],
+        Op::CrossEntropy { .. } | Op::BceWithLogits { .. } => loss::backward(op, x, g, needs),
         Op::Custom(c) => custom::backward(c, x, y, g, needs),
     }
 }

@@ -26,12 +26,24 @@
 //! ```
 
 mod activation;
+pub mod clip;
 pub mod init;
 mod linear;
 mod module;
+pub mod optim;
+pub mod schedule;
 mod sequential;
 
 pub use activation::Activation;
+pub use clip::{clip_grad_norm, clip_grad_value};
 pub use linear::{Linear, LinearConfig};
 pub use module::{Ctx, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut};
+pub use optim::{
+    Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RMSprop, RMSpropConfig, Sgd, SgdConfig,
+    UpdateStat,
+};
+pub use schedule::{
+    CosineAnnealingLR, ExponentialLR, LinearWarmup, LrSchedule, LrScheduler, PlateauConfig,
+    PlateauMode, ReduceLROnPlateau, SequentialLR, StepLR, ThresholdMode,
+};
 pub use sequential::Sequential;

@@ -26,6 +26,7 @@
 //! ```
 
 mod activation;
+pub mod checkpoint;
 pub mod clip;
 pub mod init;
 mod linear;
@@ -35,6 +36,9 @@ pub mod schedule;
 mod sequential;
 
 pub use activation::Activation;
+pub use checkpoint::{
+    load_safetensors, load_safetensors_bytes, save_safetensors, save_safetensors_bytes,
+};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use linear::{Linear, LinearConfig};
 pub use module::{Ctx, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut};

@@ -87,7 +87,7 @@ pub fn clip_grad_value<T: Element>(grads: &mut ParamGrads<T>, clip: f64) {
 
 fn scale<T: Element>(g: &Tensor<T>, f: impl Fn(T) -> T) -> Tensor<T> {
     let data: Vec<T> = g.data().iter().map(|&x| f(x)).collect();
-    Tensor::from_parts(data.into(), g.shape().into())
+    Tensor::from_parts(data, g.shape().into())
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ impl<T: Element, F: FnMut(ParamId, &[T], &[T], &mut Vec<T>)> VisitorMut<T> for A
             });
         }
         let shape = old.shape().into();
-        p.set(Tensor::from_parts(out.into(), shape));
+        p.set(Tensor::from_parts(out, shape));
     }
 }
 

@@ -298,11 +298,13 @@ pub(crate) fn unary_backward<T: Element, A: Algebra<T>>(op: &Op<T>, x: &A, y: &A
 }
 
 /// `c·eˣ` where `x ≤ 0` and 0 elsewhere, as a differentiable expression (elu's and selu's
-/// derivative below the kink). The exponent is `x·[x ≤ 0]`, so the masked-out positive entries
-/// cannot overflow into `∞·0 = NaN`.
+/// derivative below the kink). The exponent is `min(x, 0) = −relu(−x)`, so the masked-out
+/// positive entries can neither overflow nor, at `x = +∞`, turn into `∞·0 = NaN`.
 fn scaled_exp_below_zero<T: Element, A: Algebra<T>>(x: &A, c: T) -> A {
     let below = x.value().map(|v| step(v <= T::zero()));
-    x.mul_const(below.clone())
+    x.neg()
+        .unary(&Op::Relu)
+        .neg()
         .unary(&Op::Exp)
         .scale(c)
         .mul_const(below)

@@ -192,14 +192,36 @@ fn mismatch(
     worst.map(|(_, s)| s)
 }
 
-/// Runs every case in `T` and returns one line per disagreement.
-fn compare_all<T: Element>(tol: impl Fn(&Case) -> Option<(f64, f64, bool)>) -> Vec<String> {
+/// The same through `backward_graph`, i.e. the composed (differentiable) form of every backward
+/// rule: `Σ seed ⊙ y` differentiated with `create_graph`.
+fn run_graph<T: Element>(c: &Case) -> (Tensor<f64>, Vec<Tensor<f64>>) {
+    let tape = Tape::<T>::new();
+    let vars: Vec<_> = c.inputs.iter().map(|x| tape.leaf(x.cast())).collect();
+    let y = apply(&c.op, &c.params, &vars);
+    let g = (y * tape.constant(c.seed.cast())).sum().backward_graph();
+    let grads = vars
+        .iter()
+        .zip(&c.inputs)
+        .map(|(&v, x)| {
+            g.wrt(v)
+                .map(|t| t.value().cast())
+                .unwrap_or_else(|| Tensor::zeros(x.shape()))
+        })
+        .collect();
+    (y.value().cast(), grads)
+}
+
+/// Runs every case in `T` through `run` and returns one line per disagreement.
+fn compare_all<T: Element>(
+    run: fn(&Case) -> (Tensor<f64>, Vec<Tensor<f64>>),
+    tol: impl Fn(&Case) -> Option<(f64, f64, bool)>,
+) -> Vec<String> {
     let mut failures = Vec::new();
     for c in cases() {
         let Some((rtol, atol, scaled)) = tol(&c) else {
             continue;
         };
-        let (value, grads) = run::<T>(&c);
+        let (value, grads) = run(&c);
         let scale = |t: &Tensor<f64>| {
             if scaled {
                 t.data()
@@ -224,7 +246,7 @@ fn compare_all<T: Element>(tol: impl Fn(&Case) -> Option<(f64, f64, bool)>) -> V
 
 #[test]
 fn f64_values_and_gradients_match_pytorch() {
-    let failures = compare_all::<f64>(|c| Some((c.rtol, c.atol, false)));
+    let failures = compare_all::<f64>(run::<f64>, |c| Some((c.rtol, c.atol, false)));
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",
@@ -238,7 +260,23 @@ fn f32_values_and_gradients_match_pytorch_at_f32_tolerance() {
     // Relative to the element plus the tensor's largest magnitude (at least 1): softmax rows and
     // matmul sums lose f32 digits to cancellation; tails like σ(−100) ≈ 3.7e−44 are subnormal
     // in f32 and only need to be tiny and finite.
-    let failures = compare_all::<f32>(|c| c.f32.then_some((1e-5, 0.0, true)));
+    let failures = compare_all::<f32>(run::<f32>, |c| c.f32.then_some((1e-5, 0.0, true)));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn graph_gradients_match_pytorch_too() {
+    // backward_graph runs each rule's composed expression instead of its fused kernel: the same
+    // kinks, ties and tails must come out right there as well.
+    let mut failures = compare_all::<f64>(run_graph::<f64>, |c| Some((c.rtol, c.atol, false)));
+    failures.extend(compare_all::<f32>(run_graph::<f32>, |c| {
+        c.f32.then_some((1e-5, 0.0, true))
+    }));
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",

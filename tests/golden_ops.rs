@@ -139,8 +139,11 @@ fn apply<'t, T: Element>(op: &str, p: &Value, v: &[Var<'t, T>]) -> Var<'t, T> {
     }
 }
 
+/// vgrad's output value and its input gradients, as f64.
+type Outcome = (Tensor<f64>, Vec<Tensor<f64>>);
+
 /// vgrad's output value and input gradients (zeros where none flows), in `T`, returned as f64.
-fn run<T: Element>(c: &Case) -> (Tensor<f64>, Vec<Tensor<f64>>) {
+fn run<T: Element>(c: &Case) -> Outcome {
     let tape = Tape::<T>::new();
     let vars: Vec<_> = c.inputs.iter().map(|x| tape.leaf(x.cast())).collect();
     let y = apply(&c.op, &c.params, &vars);
@@ -194,7 +197,7 @@ fn mismatch(
 
 /// The same through `backward_graph`, i.e. the composed (differentiable) form of every backward
 /// rule: `Σ seed ⊙ y` differentiated with `create_graph`.
-fn run_graph<T: Element>(c: &Case) -> (Tensor<f64>, Vec<Tensor<f64>>) {
+fn run_graph<T: Element>(c: &Case) -> Outcome {
     let tape = Tape::<T>::new();
     let vars: Vec<_> = c.inputs.iter().map(|x| tape.leaf(x.cast())).collect();
     let y = apply(&c.op, &c.params, &vars);
@@ -213,7 +216,7 @@ fn run_graph<T: Element>(c: &Case) -> (Tensor<f64>, Vec<Tensor<f64>>) {
 
 /// Runs every case in `T` through `run` and returns one line per disagreement.
 fn compare_all<T: Element>(
-    run: fn(&Case) -> (Tensor<f64>, Vec<Tensor<f64>>),
+    run: fn(&Case) -> Outcome,
     tol: impl Fn(&Case) -> Option<(f64, f64, bool)>,
 ) -> Vec<String> {
     let mut failures = Vec::new();

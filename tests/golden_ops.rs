@@ -21,6 +21,10 @@ struct Case {
     seed: Tensor<f64>,
     value: Tensor<f64>,
     grads: Vec<Tensor<f64>>,
+    /// Second order: directions, and PyTorch's gradient of `Σₖ dirsₖ ⊙ gradsₖ` (empty where the
+    /// generator records none; see its softplus threshold cases).
+    dirs: Vec<Tensor<f64>>,
+    hvp: Vec<Tensor<f64>>,
     rtol: f64,
     atol: f64,
     f32: bool,
@@ -69,6 +73,11 @@ fn cases() -> Vec<Case> {
             seed: tensor(&c["seed"]),
             value: tensor(&c["value"]),
             grads: c["grads"].as_array().unwrap().iter().map(tensor).collect(),
+            dirs: c["dirs"].as_array().unwrap().iter().map(tensor).collect(),
+            hvp: c["hvp"]
+                .as_array()
+                .map(|h| h.iter().map(tensor).collect())
+                .unwrap_or_default(),
             rtol: c["rtol"].as_f64().unwrap(),
             atol: c["atol"].as_f64().unwrap(),
             f32: c["f32"].as_bool().unwrap(),
@@ -214,9 +223,44 @@ fn run_graph<T: Element>(c: &Case) -> Outcome {
     (y.value().cast(), grads)
 }
 
+/// Second order through `backward_graph`: the gradient of `Σₖ dirsₖ ⊙ ∂(seed·y)/∂xₖ`, in f64.
+/// The value slot holds `y` so that the result compares like [`run`]'s.
+fn run_hvp(c: &Case) -> Outcome {
+    let tape = Tape::<f64>::new();
+    let vars: Vec<_> = c.inputs.iter().map(|x| tape.leaf(x.clone())).collect();
+    let y = apply(&c.op, &c.params, &vars);
+    let g = (y * tape.constant(c.seed.clone())).sum().backward_graph();
+    let mut s = tape.constant(Tensor::scalar(0.0));
+    for (&v, d) in vars.iter().zip(&c.dirs) {
+        if let Some(gv) = g.wrt(v) {
+            s = s + (gv * tape.constant(d.clone())).sum();
+        }
+    }
+    let h = s.backward();
+    let hvp = vars
+        .iter()
+        .zip(&c.inputs)
+        .map(|(&v, x)| {
+            h.wrt(v)
+                .cloned()
+                .unwrap_or_else(|| Tensor::zeros(x.shape()))
+        })
+        .collect();
+    (y.value(), hvp)
+}
+
 /// Runs every case in `T` through `run` and returns one line per disagreement.
 fn compare_all<T: Element>(
     run: fn(&Case) -> Outcome,
+    tol: impl Fn(&Case) -> Option<(f64, f64, bool)>,
+) -> Vec<String> {
+    compare_against::<T>(run, |c| &c.grads, tol)
+}
+
+/// As [`compare_all`], with the expected gradients picked by `want`.
+fn compare_against<T: Element>(
+    run: fn(&Case) -> Outcome,
+    want: fn(&Case) -> &Vec<Tensor<f64>>,
     tol: impl Fn(&Case) -> Option<(f64, f64, bool)>,
 ) -> Vec<String> {
     let mut failures = Vec::new();
@@ -238,7 +282,7 @@ fn compare_all<T: Element>(
         if let Some(m) = mismatch(&value, &c.value, rtol, atol, scale(&c.value)) {
             failures.push(format!("{} [{}] value: {m}", c.name, T::DTYPE));
         }
-        for (i, (got, want)) in grads.iter().zip(&c.grads).enumerate() {
+        for (i, (got, want)) in grads.iter().zip(want(&c)).enumerate() {
             if let Some(m) = mismatch(got, want, rtol, atol, scale(want)) {
                 failures.push(format!("{} [{}] grad of input {i}: {m}", c.name, T::DTYPE));
             }
@@ -280,6 +324,23 @@ fn graph_gradients_match_pytorch_too() {
     failures.extend(compare_all::<f32>(run_graph::<f32>, |c| {
         c.f32.then_some((1e-5, 0.0, true))
     }));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn second_derivatives_match_pytorch() {
+    // Hessian-vector products through backward_graph, including PyTorch's second-order
+    // conventions at kinks (relu'' = abs'' = 0, elu''(0) = 0 from the right-hand branch).
+    let failures = compare_against::<f64>(
+        run_hvp,
+        |c| &c.hvp,
+        |c| (!c.hvp.is_empty()).then_some((c.rtol.max(1e-11), c.atol, false)),
+    );
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",

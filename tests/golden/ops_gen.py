@@ -3,15 +3,18 @@
 
 Regenerate (only needed when a case is added or changed; the test itself never runs Python):
 
-    python3 tests/golden/ops_gen.py        # from the crate root; writes tests/golden/ops.json
+    python3 tests/golden/ops_gen.py        # needs torch; writes tests/golden/ops.json beside it
 
-and commit the script and the JSON together. `tests/golden_ops.rs` reads the JSON.
+and commit the script and the JSON together (the output is deterministic; the torch version used
+is recorded in the JSON). `tests/golden_ops.rs` reads the JSON.
 
 Each case names a vgrad op and its parameters, gives the inputs, a seed (the gradient of some
 downstream scalar with respect to the op's output, i.e. `y.backward(seed)` in PyTorch and
-`y.backward_with(seed)` in vgrad), and PyTorch's output value and input gradients. The cases
-concentrate on what random property tests avoid: kinks, ties, saturating and extreme inputs,
-thresholds, exact zeros.
+`y.backward_with(seed)` in vgrad), PyTorch's output value and input gradients, and a second-order
+record: directions `dirs` and the gradient of Σₖ dirsₖ ⊙ gradₖ (a Hessian-vector product, through
+create_graph). The cases concentrate on what random property tests avoid: kinks, ties, saturating
+and extreme inputs, thresholds, exact zeros, NaN and infinities (written as the strings "nan",
+"inf", "-inf", since JSON has no such numbers).
 """
 
 import json
@@ -333,17 +336,18 @@ case("scatter_add_rows_repeats", "scatter_add_rows", [rnd(5, 2)],
 
 
 def main():
-    out = {
-        "generator": "tests/golden/ops_gen.py",
-        "torch": torch.__version__,
-        "dtype": "float64",
-        "cases": CASES,
-    }
+    header = {"generator": "tests/golden/ops_gen.py", "torch": torch.__version__,
+              "dtype": "float64"}
+    # allow_nan=False: JSON has no NaN/Infinity; `num` has turned those into strings already.
+    dump = lambda v: json.dumps(v, allow_nan=False)
+    # One case per line, so that a regenerated fixture diffs case by case.
+    lines = [f' {dump(k)}: {dump(v)},' for k, v in header.items()]
+    lines.append(' "cases": [')
+    lines.append(",\n".join("  " + dump(c) for c in CASES))
+    lines.append(" ]")
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ops.json")
     with open(path, "w") as f:
-        # allow_nan=False: JSON has no NaN/Infinity, so every recorded number must be finite.
-        json.dump(out, f, indent=1, allow_nan=False)
-        f.write("\n")
+        f.write("{\n" + "\n".join(lines) + "\n}\n")
     print(f"wrote {len(CASES)} cases to {path}")
 
 

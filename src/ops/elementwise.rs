@@ -186,20 +186,21 @@ pub(crate) fn unary_backward<T: Element, A: Algebra<T>>(op: &Op<T>, x: &A, y: &A
             |g, x, _| if x > zero { g } else { g * s },
             || g.mul_const(x.value().map(|v| if v > zero { one } else { s })),
         ),
-        // elu' = 1 for x > 0, else α·eˣ = y + α (α at the kink)
+        // elu' = 1 for x > 0, else α·eˣ (α at the kink)
+        // α·eˣ is computed from x, not as y + α: that sum cancels (to exactly 0 once
+        // eˣ < ulp(α), i.e. x < −17 in f32, x < −37 in f64), where PyTorch, also working from x,
+        // still has the gradient. The same holds for selu below.
         Op::Elu(a) => A::pointwise(
             g,
             x,
             y,
-            |g, x, y| if x > zero { g } else { g * (y + a) },
+            |g, x, _| if x > zero { g } else { g * a * x.exp() },
             || {
-                let xv = x.value();
-                let pos = x.lift(xv.map(|v| step(v > zero)));
-                let below = y.add_scalar(a).mul_const(xv.map(|v| step(v <= zero)));
-                g.mul(&pos.add(&below))
+                let pos = x.lift(x.value().map(|v| step(v > zero)));
+                g.mul(&pos.add(&scaled_exp_below_zero(x, a)))
             },
         ),
-        // selu' = λ for x > 0, else λα·eˣ = y + λα (λα at the kink)
+        // selu' = λ for x > 0, else λα·eˣ (λα at the kink)
         Op::Selu => {
             let l = c::<T>(SELU_SCALE);
             let la = c::<T>(SELU_SCALE * SELU_ALPHA);
@@ -207,12 +208,10 @@ pub(crate) fn unary_backward<T: Element, A: Algebra<T>>(op: &Op<T>, x: &A, y: &A
                 g,
                 x,
                 y,
-                |g, x, y| if x > zero { g * l } else { g * (y + la) },
+                |g, x, _| if x > zero { g * l } else { g * la * x.exp() },
                 || {
-                    let xv = x.value();
-                    let pos = x.lift(xv.map(|v| if v > zero { l } else { zero }));
-                    let below = y.add_scalar(la).mul_const(xv.map(|v| step(v <= zero)));
-                    g.mul(&pos.add(&below))
+                    let pos = x.lift(x.value().map(|v| if v > zero { l } else { zero }));
+                    g.mul(&pos.add(&scaled_exp_below_zero(x, la)))
                 },
             )
         }
@@ -298,6 +297,19 @@ pub(crate) fn unary_backward<T: Element, A: Algebra<T>>(op: &Op<T>, x: &A, y: &A
         ),
         _ => unreachable!("unary_backward called with non-unary op {}", op.name()),
     }
+}
+
+/// `c·eˣ` where `x ≤ 0` and 0 elsewhere, as a differentiable expression (elu's and selu's
+/// derivative below the kink). The exponent is `min(x, 0) = −relu(−x)`, so the masked-out
+/// positive entries can neither overflow nor, at `x = +∞`, turn into `∞·0 = NaN`.
+fn scaled_exp_below_zero<T: Element, A: Algebra<T>>(x: &A, c: T) -> A {
+    let below = x.value().map(|v| step(v <= T::zero()));
+    x.neg()
+        .unary(&Op::Relu)
+        .neg()
+        .unary(&Op::Exp)
+        .scale(c)
+        .mul_const(below)
 }
 
 /// Backward of the broadcasting binary ops and the scalar forms: each input receives the output

@@ -667,9 +667,14 @@ impl<T: Element> Tensor<T> {
     }
 }
 
+/// The larger of two values, NaN if either is. Once the accumulator `a` is NaN it is kept, so a
+/// fold yields NaN whenever any element is NaN (it used to hand back `b` there, so
+/// `max_all([1, NaN, 2])` returned 2: the NaN was dropped by the next element).
 #[inline]
 fn nan_max<T: Element>(a: T, b: T) -> T {
-    if a.is_nan() || b > a || b.is_nan() {
+    if a.is_nan() {
+        a
+    } else if b > a || b.is_nan() {
         b
     } else {
         a

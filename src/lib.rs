@@ -91,4 +91,4 @@ pub use error::{Error, Result};
 pub use gradcheck::{gradcheck, GradcheckOptions, GradcheckReport, JacobianEntry};
 pub use ops::{CustomOp, GeluApprox};
 pub use tape::{Anomaly, Gradients, GraphGradients, HookHandle, Phase, Tape, Var};
-pub use tensor::{Element, Shape, Tensor};
+pub use tensor::{set_flush_denormal, Element, Shape, Tensor};

@@ -16,6 +16,7 @@ pub(crate) mod simd;
 
 pub use element::Element;
 pub use matmul::{num_threads, set_num_threads};
+pub use simd::set_flush_denormal;
 
 use crate::error::{Error, Result};
 use smallvec::SmallVec;

@@ -228,11 +228,24 @@ impl<T: Element> Module<T> for BatchNorm1d<T> {
         );
         let eps = T::of(self.cfg.eps);
         let tape = ctx.tape();
-        let xhat = match (&self.running, self.training) {
+        let c = self.num_features;
+        let gamma = match &self.weight {
+            Some(w) => ctx.param("weight", w),
+            None => tape.constant(Tensor::ones(&[c])),
+        };
+        let beta = match &self.bias {
+            Some(b) => ctx.param("bias", b),
+            None => tape.constant(Tensor::zeros(&[c])),
+        };
+        let y = match (&self.running, self.training) {
             // Evaluation with running statistics: constants, so each row is normalised alone.
             (Some(r), false) => {
                 let inv_std = r.var.map(|v| (v + eps).sqrt().recip());
-                (x - tape.constant(r.mean.clone())) * tape.constant(inv_std)
+                let xhat = (x - tape.constant(r.mean.clone())) * tape.constant(inv_std);
+                match (&self.weight, &self.bias) {
+                    (None, None) => xhat,
+                    _ => xhat * gamma + beta,
+                }
             }
             _ => {
                 let n = shape[0];
@@ -241,23 +254,14 @@ impl<T: Element> Module<T> for BatchNorm1d<T> {
                         "Expected more than 1 value per channel when training, got input size {shape:?}"
                     );
                 }
-                let mean = x.mean_axis(0, true);
-                let xc = x - mean;
-                let var = xc.square().mean_axis(0, true); // biased, as PyTorch normalises
+                // One fused op (two passes each way) instead of a dozen primitive nodes.
+                let (y, mean, var) = x.batch_norm(gamma, beta, eps);
                 if self.training {
-                    let c = [self.num_features];
-                    self.update_running(&mean.value().reshape(&c), &var.value().reshape(&c), n);
+                    self.update_running(&mean, &var, n);
                 }
-                xc * (var + eps).powf(T::of(-0.5))
+                y
             }
         };
-        let mut y = xhat;
-        if let Some(w) = &self.weight {
-            y = y * ctx.param("weight", w);
-        }
-        if let Some(b) = &self.bias {
-            y = y + ctx.param("bias", b);
-        }
         ctx.label(y)
     }
 

@@ -14,6 +14,7 @@ pub(crate) mod custom;
 pub(crate) mod elementwise;
 pub(crate) mod loss;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod reduce;
 pub(crate) mod shape;
 pub(crate) mod softmax;
@@ -103,6 +104,12 @@ pub(crate) enum Op<T: Element> {
     BceWithLogits {
         mean: bool,
     },
+    // Batch normalisation with batch statistics; keeps x̂ and 1/√(σ² + ε) for backward.
+    BatchNorm {
+        eps: T,
+        xhat: Tensor<T>,
+        inv_std: Tensor<T>,
+    },
     // User-defined.
     Custom(Arc<dyn CustomOp<T>>),
 }
@@ -147,6 +154,7 @@ impl<T: Element> Op<T> {
             Op::LogSoftmax { .. } => "log_softmax",
             Op::CrossEntropy { .. } => "cross_entropy",
             Op::BceWithLogits { .. } => "binary_cross_entropy_with_logits",
+            Op::BatchNorm { .. } => "batch_norm",
             Op::Custom(c) => c.name(),
         }
     }
@@ -201,6 +209,13 @@ pub(crate) trait Algebra<T: Element>: Clone + Sized {
     fn mul_const(&self, c: Tensor<T>) -> Self {
         self.mul(&self.lift(c))
     }
+    /// The general form of [`pointwise`](Algebra::pointwise) for rules that are more than
+    /// elementwise (reductions, several outputs): on tensors, the fused `kernel` on values; on
+    /// `Var`s, the differentiable `compose`d expression.
+    fn fork<const N: usize>(
+        kernel: impl FnOnce() -> [Tensor<T>; N],
+        compose: impl FnOnce() -> [Self; N],
+    ) -> [Self; N];
 }
 
 impl<T: Element> Algebra<T> for Tensor<T> {
@@ -280,6 +295,12 @@ impl<T: Element> Algebra<T> for Tensor<T> {
     fn mul_const(&self, c: Tensor<T>) -> Self {
         Tensor::mul(self, &c)
     }
+    fn fork<const N: usize>(
+        kernel: impl FnOnce() -> [Tensor<T>; N],
+        _compose: impl FnOnce() -> [Self; N],
+    ) -> [Self; N] {
+        kernel()
+    }
 }
 
 /// The one backward dispatch: gradients of node `op` with inputs `x`, output `y` and output
@@ -326,6 +347,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
         Op::Softmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, false, y, g))],
         Op::LogSoftmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, true, y, g))],
         Op::CrossEntropy { .. } | Op::BceWithLogits { .. } => loss::backward(op, x, g, needs),
+        Op::BatchNorm { .. } => norm::backward(op, x, g, needs),
         Op::Custom(c) => custom::backward(c, x, y, g, needs),
     }
 }

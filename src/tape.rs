@@ -849,4 +849,10 @@ impl<'t, T: Element> Algebra<T> for Var<'t, T> {
     ) -> Self {
         compose()
     }
+    fn fork<const N: usize>(
+        _kernel: impl FnOnce() -> [Tensor<T>; N],
+        compose: impl FnOnce() -> [Self; N],
+    ) -> [Self; N] {
+        compose()
+    }
 }

@@ -102,8 +102,12 @@ impl<T: Element> Activation<T> {
 
 impl<T: Element> Module<T> for Activation<T> {
     fn forward<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
-        let y = self.apply(x);
-        ctx.label(y)
+        // Identity returns its input node itself; labelling it would rename the previous
+        // layer's output.
+        if let Activation::Identity = self {
+            return x;
+        }
+        ctx.label(self.apply(x))
     }
     fn visit(&self, _v: &mut dyn Visitor<T>) {}
     fn visit_mut(&mut self, _v: &mut dyn VisitorMut<T>) {}

@@ -26,12 +26,38 @@
 //! ```
 
 mod activation;
+mod batchnorm;
+pub mod checkpoint;
+pub mod clip;
+mod dropout;
 pub mod init;
 mod linear;
+pub mod loss;
 mod module;
+pub mod optim;
+mod residual;
+pub mod schedule;
 mod sequential;
 
 pub use activation::Activation;
+pub use batchnorm::{BatchNorm1d, BatchNormConfig};
+pub use checkpoint::{
+    load_safetensors, load_safetensors_bytes, save_safetensors, save_safetensors_bytes,
+};
+pub use clip::{clip_grad_norm, clip_grad_value};
+pub use dropout::Dropout;
 pub use linear::{Linear, LinearConfig};
+pub use loss::{
+    binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss, LossTarget, Reduction,
+};
 pub use module::{Ctx, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut};
+pub use optim::{
+    Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RMSprop, RMSpropConfig, Sgd, SgdConfig,
+    UpdateStat,
+};
+pub use residual::{Residual, ResidualConfig};
+pub use schedule::{
+    CosineAnnealingLR, ExponentialLR, LinearWarmup, LrSchedule, LrScheduler, PlateauConfig,
+    PlateauMode, ReduceLROnPlateau, SequentialLR, StepLR, ThresholdMode,
+};
 pub use sequential::Sequential;

@@ -1,8 +1,8 @@
 //! Ops: the data-only [`Op`] enum, the one backward dispatch, and the [`Algebra`] the backward
 //! rules are written in.
 //!
-//! Each family file (`elementwise`, `matmul`, `reduce`, `shape`, `softmax`, `custom`) holds its
-//! forward methods on [`Var`](crate::Var) a few lines above their backward rules.
+//! Each family file (`elementwise`, `matmul`, `reduce`, `shape`, `softmax`, `loss`, `custom`)
+//! holds its forward methods on [`Var`](crate::Var) a few lines above their backward rules.
 //!
 //! A backward rule is written once, generically over [`Algebra`], which both [`Tensor`] and
 //! [`Var`](crate::Var) implement. The ordinary sweep runs it on tensors, where
@@ -12,7 +12,9 @@
 
 pub(crate) mod custom;
 pub(crate) mod elementwise;
+pub(crate) mod loss;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod reduce;
 pub(crate) mod shape;
 pub(crate) mod softmax;
@@ -94,6 +96,20 @@ pub(crate) enum Op<T: Element> {
     LogSoftmax {
         axis: usize,
     },
+    // Fused losses (mean or sum over the batch).
+    CrossEntropy {
+        targets: Arc<[usize]>,
+        mean: bool,
+    },
+    BceWithLogits {
+        mean: bool,
+    },
+    // Batch normalisation with batch statistics; keeps x̂ and 1/√(σ² + ε) for backward.
+    BatchNorm {
+        eps: T,
+        xhat: Tensor<T>,
+        inv_std: Tensor<T>,
+    },
     // User-defined.
     Custom(Arc<dyn CustomOp<T>>),
 }
@@ -136,6 +152,9 @@ impl<T: Element> Op<T> {
             Op::ScatterAddRows(_) => "scatter_add",
             Op::Softmax { .. } => "softmax",
             Op::LogSoftmax { .. } => "log_softmax",
+            Op::CrossEntropy { .. } => "cross_entropy",
+            Op::BceWithLogits { .. } => "binary_cross_entropy_with_logits",
+            Op::BatchNorm { .. } => "batch_norm",
             Op::Custom(c) => c.name(),
         }
     }
@@ -190,6 +209,13 @@ pub(crate) trait Algebra<T: Element>: Clone + Sized {
     fn mul_const(&self, c: Tensor<T>) -> Self {
         self.mul(&self.lift(c))
     }
+    /// The general form of [`pointwise`](Algebra::pointwise) for rules that are more than
+    /// elementwise (reductions, several outputs): on tensors, the fused `kernel` on values; on
+    /// `Var`s, the differentiable `compose`d expression.
+    fn fork<const N: usize>(
+        kernel: impl FnOnce() -> [Tensor<T>; N],
+        compose: impl FnOnce() -> [Self; N],
+    ) -> [Self; N];
 }
 
 impl<T: Element> Algebra<T> for Tensor<T> {
@@ -269,6 +295,12 @@ impl<T: Element> Algebra<T> for Tensor<T> {
     fn mul_const(&self, c: Tensor<T>) -> Self {
         Tensor::mul(self, &c)
     }
+    fn fork<const N: usize>(
+        kernel: impl FnOnce() -> [Tensor<T>; N],
+        _compose: impl FnOnce() -> [Self; N],
+    ) -> [Self; N] {
+        kernel()
+    }
 }
 
 /// The one backward dispatch: gradients of node `op` with inputs `x`, output `y` and output
@@ -314,6 +346,8 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
         | Op::ScatterAddRows(_) => shape::backward(op, x, g, needs),
         Op::Softmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, false, y, g))],
         Op::LogSoftmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, true, y, g))],
+        Op::CrossEntropy { .. } | Op::BceWithLogits { .. } => loss::backward(op, x, g, needs),
+        Op::BatchNorm { .. } => norm::backward(op, x, g, needs),
         Op::Custom(c) => custom::backward(c, x, y, g, needs),
     }
 }

@@ -14,13 +14,16 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(op: &Op<T>, x: &A, y: &A, g: &
         Op::SumAll => g.broadcast_to(&shape),
         Op::SumAxis { axis, keepdim } => keep_axis(g, &shape, *axis, *keepdim).broadcast_to(&shape),
         // d max = 1/k on each of the k elements equal to the max (PyTorch's rule for the full
-        // reduction), 0 elsewhere.
+        // reduction), 0 elsewhere. A NaN maximum came from the NaN elements, which `v == m`
+        // never selects: match them by NaN-ness instead, or the gradient would vanish (PyTorch
+        // splits it among the NaNs too).
         Op::MaxAll => {
             let m = y.value().item();
             let xv = x.value();
-            let ties = xv.data().iter().filter(|&&v| v == m).count().max(1);
+            let hit = |v: T| if m.is_nan() { v.is_nan() } else { v == m };
+            let ties = xv.data().iter().filter(|&&v| hit(v)).count().max(1);
             let share = T::one() / T::of(ties as f64);
-            let sel = xv.map(|v| if v == m { share } else { T::zero() });
+            let sel = xv.map(|v| if hit(v) { share } else { T::zero() });
             g.broadcast_to(&shape).mul_const(sel)
         }
         // Along an axis the gradient goes to the index max returned (the first maximum).
@@ -53,7 +56,7 @@ fn one_hot_along<T: Element>(shape: &[usize], axis: usize, arg: &[usize]) -> Ten
         let (o, i) = (pos / inner, pos % inner);
         sel[(o * n + k) * inner + i] = T::one();
     }
-    Tensor::from_parts(sel.into(), shape.into())
+    Tensor::from_parts(sel, shape.into())
 }
 
 impl<'t, T: Element> Var<'t, T> {

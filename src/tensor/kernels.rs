@@ -3,9 +3,9 @@
 //! Every kernel is generic over the element and over the closure it applies, so each call site
 //! compiles to its own loop: no per-element dynamic dispatch.
 
+use super::simd::dispatch;
 use super::{Element, Shape, Tensor};
 use smallvec::smallvec;
-use std::sync::Arc;
 
 /// The NumPy broadcast of two shapes.
 ///
@@ -129,14 +129,14 @@ impl<T: Element> Tensor<T> {
             self.shape(),
             other.shape()
         );
-        Tensor::from_parts(
+        let out = dispatch(|| {
             self.data
                 .iter()
                 .zip(other.data.iter())
                 .map(|(&a, &b)| f(a, b))
-                .collect(),
-            self.shape.clone(),
-        )
+                .collect()
+        });
+        Tensor::from_parts(out, self.shape.clone())
     }
 
     /// Applies `f` elementwise to three tensors of the same shape (used by fused backward
@@ -155,15 +155,15 @@ impl<T: Element> Tensor<T> {
             b.shape(),
             c.shape()
         );
-        Tensor::from_parts(
+        let out = dispatch(|| {
             self.data
                 .iter()
                 .zip(b.data.iter())
                 .zip(c.data.iter())
                 .map(|((&x, &y), &z)| f(x, y, z))
-                .collect(),
-            self.shape.clone(),
-        )
+                .collect()
+        });
+        Tensor::from_parts(out, self.shape.clone())
     }
 
     /// Applies `f` elementwise with NumPy broadcasting; `op` names the operation in panics.
@@ -186,36 +186,31 @@ impl<T: Element> Tensor<T> {
         }
         let sa = broadcast_strides(&self.shape, &out);
         let sb = broadcast_strides(&other.shape, &out);
-        let mut buf = filled(out.iter().product(), T::zero());
+        // Rows are visited in output order, so each is appended: no zero-fill to overwrite.
+        let mut buf = Vec::with_capacity(out.iter().product());
         let (a, b) = (&self.data[..], &other.data[..]);
-        for_each_row(&out, [&sa, &sb], |o, [oa, ob], [ia, ib], n| {
-            let dst = &mut buf[o..o + n];
-            match (ia, ib) {
-                (1, 1) => {
-                    for ((d, &x), &y) in dst.iter_mut().zip(&a[oa..oa + n]).zip(&b[ob..ob + n]) {
-                        *d = f(x, y);
+        dispatch(|| {
+            for_each_row(&out, [&sa, &sb], |_, [oa, ob], [ia, ib], n| {
+                match (ia, ib) {
+                    (1, 1) => buf.extend(
+                        a[oa..oa + n]
+                            .iter()
+                            .zip(&b[ob..ob + n])
+                            .map(|(&x, &y)| f(x, y)),
+                    ),
+                    (1, 0) => {
+                        let y = b[ob];
+                        buf.extend(a[oa..oa + n].iter().map(|&x| f(x, y)));
                     }
-                }
-                (1, 0) => {
-                    let y = b[ob];
-                    for (d, &x) in dst.iter_mut().zip(&a[oa..oa + n]) {
-                        *d = f(x, y);
+                    (0, 1) => {
+                        let x = a[oa];
+                        buf.extend(b[ob..ob + n].iter().map(|&y| f(x, y)));
                     }
+                    _ => buf.extend((0..n).map(|i| f(a[oa + i * ia], b[ob + i * ib]))),
                 }
-                (0, 1) => {
-                    let x = a[oa];
-                    for (d, &y) in dst.iter_mut().zip(&b[ob..ob + n]) {
-                        *d = f(x, y);
-                    }
-                }
-                _ => {
-                    for (i, d) in dst.iter_mut().enumerate() {
-                        *d = f(a[oa + i * ia], b[ob + i * ib]);
-                    }
-                }
-            }
+            })
         });
-        Tensor::from_parts(buf.into(), out)
+        Tensor::from_parts(buf, out)
     }
 
     /// Elementwise `self + other` with broadcasting.
@@ -296,7 +291,10 @@ impl<T: Element> Tensor<T> {
             self.numel(),
             shape
         );
-        Tensor::from_parts(self.data.clone(), shape.into())
+        Tensor {
+            data: self.data.clone(),
+            shape: shape.into(),
+        }
     }
 
     /// Repeats this tensor along broadcast axes to `shape` (NumPy rules).
@@ -325,17 +323,16 @@ impl<T: Element> Tensor<T> {
             return Tensor::full(shape, self.data[0]);
         }
         let s = broadcast_strides(&self.shape, shape);
-        let mut buf = filled(shape.iter().product(), T::zero());
+        let mut buf = Vec::with_capacity(shape.iter().product());
         let src = &self.data[..];
-        for_each_row(shape, [&s], |o, [oi], [is], n| {
-            let dst = &mut buf[o..o + n];
+        for_each_row(shape, [&s], |_, [oi], [is], n| {
             if is == 1 {
-                dst.copy_from_slice(&src[oi..oi + n]);
+                buf.extend_from_slice(&src[oi..oi + n]);
             } else {
-                dst.fill(src[oi]);
+                buf.extend(std::iter::repeat_n(src[oi], n));
             }
         });
-        Tensor::from_parts(buf.into(), shape.into())
+        Tensor::from_parts(buf, shape.into())
     }
 
     /// Sums over the axes along which `shape` was broadcast to give this tensor's shape: the
@@ -373,7 +370,7 @@ impl<T: Element> Tensor<T> {
                 acc[oi] += row.iter().copied().sum::<T>();
             }
         });
-        Tensor::from_parts(acc.into(), shape.into())
+        Tensor::from_parts(acc, shape.into())
     }
 
     /// Sum of all elements, as a scalar (shape `[]`) tensor.
@@ -399,7 +396,7 @@ impl<T: Element> Tensor<T> {
                 }
             }
         }
-        Tensor::from_parts(out.into(), reduced_shape(&self.shape, axis, keepdim))
+        Tensor::from_parts(out, reduced_shape(&self.shape, axis, keepdim))
     }
 
     /// Largest element, as a scalar tensor. NaN propagates.
@@ -445,7 +442,7 @@ impl<T: Element> Tensor<T> {
             }
         }
         (
-            Tensor::from_parts(best.into(), reduced_shape(&self.shape, axis, keepdim)),
+            Tensor::from_parts(best, reduced_shape(&self.shape, axis, keepdim)),
             arg,
         )
     }
@@ -487,14 +484,12 @@ impl<T: Element> Tensor<T> {
         let in_strides = broadcast_strides(&self.shape, &self.shape);
         let out_shape: Shape = perm.iter().map(|&p| self.shape[p]).collect();
         let strides: Shape = perm.iter().map(|&p| in_strides[p]).collect();
-        let mut buf = filled(self.numel(), T::zero());
+        let mut buf = Vec::with_capacity(self.numel());
         let src = &self.data[..];
-        for_each_row(&out_shape, [&strides], |o, [oi], [is], n| {
-            for (i, d) in buf[o..o + n].iter_mut().enumerate() {
-                *d = src[oi + i * is];
-            }
+        for_each_row(&out_shape, [&strides], |_, [oi], [is], n| {
+            buf.extend((0..n).map(|i| src[oi + i * is]));
         });
-        Tensor::from_parts(buf.into(), out_shape)
+        Tensor::from_parts(buf, out_shape)
     }
 
     /// Joins tensors along `axis`; all other extents must agree.
@@ -531,7 +526,7 @@ impl<T: Element> Tensor<T> {
                 buf.extend_from_slice(&p.data[o * block..(o + 1) * block]);
             }
         }
-        Tensor::from_parts(buf.into(), shape)
+        Tensor::from_parts(buf, shape)
     }
 
     /// The slice `start..start + len` along `axis`.
@@ -556,7 +551,7 @@ impl<T: Element> Tensor<T> {
         }
         let mut shape = self.shape.clone();
         shape[axis] = len;
-        Tensor::from_parts(buf.into(), shape)
+        Tensor::from_parts(buf, shape)
     }
 
     /// Rows (slices along axis 0) picked by index: `out[i] = self[indices[i]]`.
@@ -579,7 +574,7 @@ impl<T: Element> Tensor<T> {
         }
         let mut shape = self.shape.clone();
         shape[0] = indices.len();
-        Tensor::from_parts(buf.into(), shape)
+        Tensor::from_parts(buf, shape)
     }
 
     /// The adjoint of [`Tensor::gather_rows`]: a tensor with `rows` rows, zero except that row
@@ -611,7 +606,7 @@ impl<T: Element> Tensor<T> {
         }
         let mut shape = self.shape.clone();
         shape[0] = rows;
-        Tensor::from_parts(buf.into(), shape)
+        Tensor::from_parts(buf, shape)
     }
 
     /// Softmax along `axis`, computed stably by subtracting the maximum first.
@@ -649,7 +644,7 @@ impl<T: Element> Tensor<T> {
                 let m = if m.is_finite() { m } else { T::zero() };
                 let mut s = T::zero();
                 for k in 0..n {
-                    let e = (buf[at(k)] - m).exp();
+                    let e = (buf[at(k)] - m).exp_fast();
                     s += e;
                     if !log {
                         buf[at(k)] = e;
@@ -668,13 +663,18 @@ impl<T: Element> Tensor<T> {
                 }
             }
         }
-        Tensor::from_parts(buf.into(), self.shape.clone())
+        Tensor::from_parts(buf, self.shape.clone())
     }
 }
 
+/// The larger of two values, NaN if either is. Once the accumulator `a` is NaN it is kept, so a
+/// fold yields NaN whenever any element is NaN (it used to hand back `b` there, so
+/// `max_all([1, NaN, 2])` returned 2: the NaN was dropped by the next element).
 #[inline]
 fn nan_max<T: Element>(a: T, b: T) -> T {
-    if a.is_nan() || b > a || b.is_nan() {
+    if a.is_nan() {
+        a
+    } else if b > a || b.is_nan() {
         b
     } else {
         a
@@ -697,12 +697,6 @@ pub(crate) fn reduced_shape(shape: &[usize], axis: usize, keepdim: bool) -> Shap
         s.remove(axis);
     }
     s
-}
-
-/// Wraps an owned buffer without copying when the caller already has a `Vec`.
-#[allow(dead_code)]
-pub(crate) fn arc_from_vec<T>(v: Vec<T>) -> Arc<[T]> {
-    v.into()
 }
 
 #[cfg(test)]

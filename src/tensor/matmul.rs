@@ -7,6 +7,7 @@
 
 use super::kernels::broadcast_shapes;
 use super::{Element, Shape, Tensor};
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// 0 means "not set yet": resolved lazily to the machine's available parallelism.
@@ -42,21 +43,23 @@ struct Operand<'a, T> {
     cs: isize,
 }
 
-/// dst[m, n] (row-major, contiguous) = lhs[m, k] · rhs[k, n].
+/// dst[m, n] (row-major, contiguous) = lhs[m, k] · rhs[k, n], writing every element of `dst`.
+/// `dst` may be uninitialised: the GEMM is told not to read it, so output buffers are never
+/// zero-filled first (that memset was 9% of a deep network's training step).
 fn gemm_into<T: Element>(
     m: usize,
     k: usize,
     n: usize,
     lhs: Operand<'_, T>,
     rhs: Operand<'_, T>,
-    dst: &mut [T],
+    dst: &mut [MaybeUninit<T>],
 ) {
     debug_assert_eq!(dst.len(), m * n);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        dst.fill(T::zero());
+        dst.fill(MaybeUninit::new(T::zero()));
         return;
     }
     let threads = num_threads();
@@ -73,7 +76,7 @@ fn gemm_into<T: Element>(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr() as *mut T,
             1,
             n as isize,
             false,
@@ -141,26 +144,20 @@ impl<T: Element> Tensor<T> {
             } else {
                 rows
             };
-            let mut out = vec![T::zero(); rows * n];
-            gemm_into(
-                rows,
-                k,
-                n,
-                Operand {
-                    data: self.data(),
-                    rs: lhs_strides.0,
-                    cs: lhs_strides.1,
-                },
-                Operand {
-                    data: other.data(),
-                    rs: rhs_strides.0,
-                    cs: rhs_strides.1,
-                },
-                &mut out,
-            );
+            let lhs = Operand {
+                data: self.data(),
+                rs: lhs_strides.0,
+                cs: lhs_strides.1,
+            };
+            let rhs = Operand {
+                data: other.data(),
+                rs: rhs_strides.0,
+                cs: rhs_strides.1,
+            };
+            let out = filled_by(rows * n, |dst| gemm_into(rows, k, n, lhs, rhs, dst));
             let mut shape: Shape = a[..a.len() - 2].into();
             shape.extend_from_slice(&[m, n]);
-            return Tensor::from_parts(out.into(), shape);
+            return Tensor::from_parts(out, shape);
         }
 
         let batch = broadcast_shapes("matmul", &a[..a.len() - 2], &b[..b.len() - 2]);
@@ -168,29 +165,40 @@ impl<T: Element> Tensor<T> {
         let (sa, sb) = (ar * ac, br * bc);
         let a_off = batch_offsets(&a[..a.len() - 2], &batch, sa);
         let b_off = batch_offsets(&b[..b.len() - 2], &batch, sb);
-        let mut out = vec![T::zero(); nb * m * n];
-        for i in 0..nb {
-            gemm_into(
-                m,
-                k,
-                n,
-                Operand {
-                    data: &self.data()[a_off[i]..a_off[i] + sa],
-                    rs: lhs_strides.0,
-                    cs: lhs_strides.1,
-                },
-                Operand {
-                    data: &other.data()[b_off[i]..b_off[i] + sb],
-                    rs: rhs_strides.0,
-                    cs: rhs_strides.1,
-                },
-                &mut out[i * m * n..(i + 1) * m * n],
-            );
-        }
+        let out = filled_by(nb * m * n, |out| {
+            for i in 0..nb {
+                gemm_into(
+                    m,
+                    k,
+                    n,
+                    Operand {
+                        data: &self.data()[a_off[i]..a_off[i] + sa],
+                        rs: lhs_strides.0,
+                        cs: lhs_strides.1,
+                    },
+                    Operand {
+                        data: &other.data()[b_off[i]..b_off[i] + sb],
+                        rs: rhs_strides.0,
+                        cs: rhs_strides.1,
+                    },
+                    &mut out[i * m * n..(i + 1) * m * n],
+                );
+            }
+        });
         let mut shape = batch;
         shape.extend_from_slice(&[m, n]);
-        Tensor::from_parts(out.into(), shape)
+        Tensor::from_parts(out, shape)
     }
+}
+
+/// A `Vec` of `len` elements written entirely by `fill`, without zero-filling it first.
+fn filled_by<T: Element>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: every caller's `fill` writes all `len` elements (gemm_into writes each of its
+    // m·n outputs, and the batched loop covers every matrix of the output).
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// Element offset of each matrix of an operand with batch shape `own` within the broadcast batch

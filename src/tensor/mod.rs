@@ -1,6 +1,6 @@
 //! `Tensor<T>`: an immutable, n-dimensional, row-major array with shared storage.
 //!
-//! A tensor is a shape plus an `Arc<[T]>` buffer, so `clone` is a reference-count increment and
+//! A tensor is a shape plus an `Arc<Vec<T>>` buffer, so `clone` is a reference-count increment and
 //! the tape can keep every intermediate value without copying it. Tensors are always contiguous:
 //! a transpose materialises its result, and the one place where a strided view pays — a matmul
 //! with a transposed operand — passes the transpose to the GEMM as strides instead
@@ -12,9 +12,11 @@
 mod element;
 mod kernels;
 mod matmul;
+pub(crate) mod simd;
 
 pub use element::Element;
 pub use matmul::{num_threads, set_num_threads};
+pub use simd::set_flush_denormal;
 
 use crate::error::{Error, Result};
 use smallvec::SmallVec;
@@ -38,7 +40,9 @@ pub type Shape = SmallVec<[usize; 4]>;
 /// ```
 #[derive(Clone)]
 pub struct Tensor<T> {
-    data: Arc<[T]>,
+    // `Arc<Vec<T>>` rather than `Arc<[T]>`: kernels fill a `Vec`, and wrapping it costs one small
+    // allocation where `Arc<[T]>::from(Vec)` would copy the whole buffer.
+    data: Arc<Vec<T>>,
     shape: Shape,
 }
 
@@ -57,7 +61,7 @@ impl<T: Element> Tensor<T> {
             });
         }
         Ok(Tensor {
-            data: data.into(),
+            data: Arc::new(data),
             shape: shape.into(),
         })
     }
@@ -73,7 +77,7 @@ impl<T: Element> Tensor<T> {
     /// A 1-D tensor holding `data`.
     pub fn vector(data: &[T]) -> Self {
         Tensor {
-            data: data.into(),
+            data: Arc::new(data.to_vec()),
             shape: [data.len()].as_slice().into(),
         }
     }
@@ -81,7 +85,7 @@ impl<T: Element> Tensor<T> {
     /// A 0-dimensional tensor holding one value.
     pub fn scalar(value: T) -> Self {
         Tensor {
-            data: Arc::from([value]),
+            data: Arc::new(vec![value]),
             shape: Shape::new(),
         }
     }
@@ -90,7 +94,7 @@ impl<T: Element> Tensor<T> {
     pub fn full(shape: &[usize], value: T) -> Self {
         let n: usize = shape.iter().product();
         Tensor {
-            data: std::iter::repeat_n(value, n).collect(),
+            data: Arc::new(vec![value; n]),
             shape: shape.into(),
         }
     }
@@ -109,15 +113,18 @@ impl<T: Element> Tensor<T> {
     pub fn from_fn(shape: &[usize], f: impl FnMut(usize) -> T) -> Self {
         let n: usize = shape.iter().product();
         Tensor {
-            data: (0..n).map(f).collect(),
+            data: Arc::new((0..n).map(f).collect()),
             shape: shape.into(),
         }
     }
 
     /// Wraps an already-shaped buffer; callers inside the crate guarantee the length.
-    pub(crate) fn from_parts(data: Arc<[T]>, shape: Shape) -> Self {
+    pub(crate) fn from_parts(data: Vec<T>, shape: Shape) -> Self {
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
-        Tensor { data, shape }
+        Tensor {
+            data: Arc::new(data),
+            shape,
+        }
     }
 
     /// The shape, outermost axis first.
@@ -148,7 +155,7 @@ impl<T: Element> Tensor<T> {
     /// Mutable access to the elements when this tensor is the only owner of its buffer;
     /// `None` when the buffer is shared. Lets the engine accumulate in place without copying.
     pub(crate) fn data_mut(&mut self) -> Option<&mut [T]> {
-        Arc::get_mut(&mut self.data)
+        Arc::get_mut(&mut self.data).map(|v| v.as_mut_slice())
     }
 
     /// The single element of a one-element tensor (any shape with one element).
@@ -187,11 +194,12 @@ impl<T: Element> Tensor<T> {
     /// Converts every element to another element type.
     pub fn cast<U: Element>(&self) -> Tensor<U> {
         Tensor {
-            data: self
-                .data
-                .iter()
-                .map(|x| U::of(x.to_f64().unwrap_or(f64::NAN)))
-                .collect(),
+            data: Arc::new(
+                self.data
+                    .iter()
+                    .map(|x| U::of(x.to_f64().unwrap_or(f64::NAN)))
+                    .collect(),
+            ),
             shape: self.shape.clone(),
         }
     }

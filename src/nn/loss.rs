@@ -1,0 +1,221 @@
+//! Loss functions, as PyTorch's `torch.nn.functional` losses: each takes a prediction `Var` and
+//! a target and returns a scalar `Var` to call [`backward`](crate::Var::backward) on.
+//!
+//! | function | formula per element (then mean or sum) | rule |
+//! |---|---|---|
+//! | [`mse_loss`] | `(p − y)²` | composed from primitives |
+//! | [`cross_entropy`] | `−log softmax(z)ᵢ[tᵢ]`, per row | fused, `(softmax(z) − onehot(t))/N` |
+//! | [`nll_loss`] | `−xᵢ[tᵢ]`, per row | composed (a gather) |
+//! | [`binary_cross_entropy_with_logits`] | `max(z, 0) − z·y + log(1 + e^(−\|z\|))` | fused, `σ(z) − y` |
+//!
+//! The fused rules are differentiable again under
+//! [`backward_graph`](crate::Var::backward_graph), like every other op.
+//!
+//! # Differences from PyTorch
+//! * Reductions are [`Reduction::Mean`] (the default) and [`Reduction::Sum`]; there is no
+//!   `reduction="none"` (compose the per-element form from `Var` ops when you need it).
+//! * Class-index losses take `[N, C]` inputs only (no `[C]` or `[N, C, d…]` forms), and have no
+//!   `weight`, `ignore_index` or `label_smoothing` options; `binary_cross_entropy_with_logits`
+//!   has no `weight` or `pos_weight`.
+//! * [`mse_loss`] requires equal shapes, where PyTorch broadcasts with a warning (almost always
+//!   a bug such as `[N, 1]` against `[N]`).
+
+use crate::ops::loss::check_class_targets;
+use crate::tape::{Tape, Var};
+use crate::tensor::{Element, Tensor};
+
+/// How a loss combines its per-element terms (PyTorch's `reduction`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// The average: over all elements for element-wise losses, over the batch (`N`) for
+    /// class-index losses. PyTorch's default.
+    #[default]
+    Mean,
+    /// The sum.
+    Sum,
+}
+
+impl Reduction {
+    fn is_mean(self) -> bool {
+        self == Reduction::Mean
+    }
+
+    fn apply<'t, T: Element>(self, per_element: Var<'t, T>) -> Var<'t, T> {
+        match self {
+            Reduction::Mean => per_element.mean(),
+            Reduction::Sum => per_element.sum(),
+        }
+    }
+}
+
+/// A loss target: a [`Var`] (whose gradient is then computed too, as in PyTorch when the
+/// target requires grad) or a [`Tensor`] (entered on the prediction's tape as a constant).
+pub trait LossTarget<'t, T: Element> {
+    /// The target as a variable on `tape`.
+    fn into_var(self, tape: &'t Tape<T>) -> Var<'t, T>;
+}
+
+impl<'t, T: Element> LossTarget<'t, T> for Var<'t, T> {
+    fn into_var(self, _tape: &'t Tape<T>) -> Var<'t, T> {
+        self
+    }
+}
+
+impl<'t, T: Element> LossTarget<'t, T> for Tensor<T> {
+    fn into_var(self, tape: &'t Tape<T>) -> Var<'t, T> {
+        tape.constant(self)
+    }
+}
+
+impl<'t, T: Element> LossTarget<'t, T> for &Tensor<T> {
+    fn into_var(self, tape: &'t Tape<T>) -> Var<'t, T> {
+        tape.constant(self.clone())
+    }
+}
+
+/// Mean squared error, `mean((p − y)²)` (or the sum), composed from `sub`, `square` and a
+/// reduction.
+///
+/// Derivative: `2(p − y)/n` with respect to `p` for the mean (`n` the number of elements),
+/// `2(p − y)` for the sum; the negation of that with respect to `y`.
+///
+/// # Panics
+/// If the shapes differ (PyTorch would broadcast; see the [module docs](self)) or the target is
+/// a `Var` on another tape.
+///
+/// # Example
+/// ```
+/// use vgrad::nn::loss::{mse_loss, Reduction};
+/// use vgrad::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let p = tape.leaf(Tensor::vector(&[1.0, 2.0]));
+/// let loss = mse_loss(p, Tensor::vector(&[0.0, 4.0]), Reduction::Mean);
+/// assert!((loss.value().item() - 2.5).abs() < 1e-12); // (1 + 4) / 2
+/// let g = loss.backward();
+/// assert_eq!(g.wrt(p).unwrap().data(), &[1.0, -2.0]); // 2(p − y)/2
+/// ```
+#[track_caller]
+pub fn mse_loss<'t, T: Element>(
+    pred: Var<'t, T>,
+    target: impl LossTarget<'t, T>,
+    reduction: Reduction,
+) -> Var<'t, T> {
+    let target = target.into_var(pred.tape());
+    pred.same_tape("mse_loss", &target);
+    let (ps, ts) = (pred.shape(), target.shape());
+    assert!(
+        ps == ts,
+        "mse_loss: prediction of shape {ps:?} and target of shape {ts:?} differ"
+    );
+    reduction.apply((pred - target).square())
+}
+
+/// Softmax cross-entropy of logits `[N, C]` against class indices `targets` (one per row, each
+/// `< C`): `−(1/N) Σᵢ log softmax(zᵢ)[tᵢ]` for the mean, without the `1/N` for the sum.
+///
+/// A fused op: the value is computed from the stable log-softmax (the row max is subtracted, so
+/// logits like `[1000, 0, −1000]` give finite values and gradients), and the rule is
+/// `(softmax(z) − onehot(t))/N` (no `/N` for the sum), the same as differentiating the
+/// composition `−log_softmax(z)[t]`.
+///
+/// # Panics
+/// If the logits are not 2-D, `targets.len() != N`, or a target is `>= C`; the message names
+/// `cross_entropy`, the offending target and the logits' shape.
+///
+/// # Example
+/// ```
+/// use vgrad::nn::loss::{cross_entropy, Reduction};
+/// use vgrad::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let z = tape.leaf(Tensor::from_vec(vec![1000.0, 0.0, -1000.0], &[1, 3])?);
+/// let loss = cross_entropy(z, &[2], Reduction::Mean);
+/// assert!((loss.value().item() - 2000.0).abs() < 1e-9);
+/// let g = loss.backward();
+/// assert!(g.wrt(z).unwrap().allclose(&Tensor::from_vec(vec![1.0, 0.0, -1.0], &[1, 3])?, 0.0, 1e-12));
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+#[track_caller]
+pub fn cross_entropy<'t, T: Element>(
+    logits: Var<'t, T>,
+    targets: &[usize],
+    reduction: Reduction,
+) -> Var<'t, T> {
+    logits.cross_entropy_fused(targets, reduction.is_mean())
+}
+
+/// Negative log-likelihood of log-probabilities `[N, C]` (usually a
+/// [`log_softmax`](crate::Var::log_softmax) output) against class indices:
+/// `−(1/N) Σᵢ xᵢ[tᵢ]` for the mean, without the `1/N` for the sum.
+///
+/// Composed: the picked entries are gathered from the flattened input and summed. Derivative:
+/// `−1/N` (or `−1`) at each `(i, tᵢ)`, zero elsewhere. `nll_loss(z.log_softmax(1), t, r)`
+/// equals [`cross_entropy`]`(z, t, r)`.
+///
+/// # Panics
+/// If the input is not 2-D, `targets.len() != N`, or a target is `>= C`.
+///
+/// # Example
+/// ```
+/// use vgrad::nn::loss::{nll_loss, Reduction};
+/// use vgrad::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let lp = tape.leaf(Tensor::from_vec(vec![-0.5, -1.0, -2.0, -0.1], &[2, 2])?);
+/// let loss = nll_loss(lp, &[1, 0], Reduction::Sum);
+/// assert!((loss.value().item() - 3.0).abs() < 1e-12); // 1.0 + 2.0
+/// assert_eq!(loss.backward().wrt(lp).unwrap().data(), &[0.0, -1.0, -1.0, 0.0]);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+#[track_caller]
+pub fn nll_loss<'t, T: Element>(
+    log_probs: Var<'t, T>,
+    targets: &[usize],
+    reduction: Reduction,
+) -> Var<'t, T> {
+    let shape = log_probs.shape();
+    check_class_targets("nll_loss", &shape, targets);
+    let (n, c) = (shape[0], shape[1]);
+    let idx: Vec<usize> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| i * c + t)
+        .collect();
+    let picked = log_probs.reshape(&[n * c, 1]).gather_rows(&idx).sum();
+    let s = match reduction {
+        Reduction::Mean => -T::one() / T::of(n as f64),
+        Reduction::Sum => -T::one(),
+    };
+    picked.scale(s)
+}
+
+/// Binary cross-entropy of logits `z` against targets `y ∈ [0, 1]` of the same shape, averaged
+/// (or summed) over all elements, in the stable form
+/// `max(z, 0) − z·y + log(1 + e^(−|z|))`, which equals `−[y·log σ(z) + (1 − y)·log(1 − σ(z))]`
+/// without ever evaluating `log 0` or `exp` of a large number.
+///
+/// A fused op. Derivatives (times `1/n` for the mean): `σ(z) − y` with respect to `z`, exact at
+/// `z = 0` (the composition of `relu`, `abs` and `softplus` would give `−y` there), and `−z`
+/// with respect to `y` when the target is a `Var` that needs a gradient.
+///
+/// # Panics
+/// If the shapes differ or the target is a `Var` on another tape.
+///
+/// # Example
+/// ```
+/// use vgrad::nn::loss::{binary_cross_entropy_with_logits, Reduction};
+/// use vgrad::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let z = tape.leaf(Tensor::vector(&[0.0, 1000.0, -1000.0]));
+/// let loss = binary_cross_entropy_with_logits(z, Tensor::vector(&[1.0, 1.0, 0.0]), Reduction::Sum);
+/// assert!((loss.value().item() - 2f64.ln()).abs() < 1e-12); // only z = 0 costs log 2
+/// let g = loss.backward();
+/// assert!(g.wrt(z).unwrap().allclose(&Tensor::vector(&[-0.5, 0.0, 0.0]), 0.0, 1e-12));
+/// ```
+#[track_caller]
+pub fn binary_cross_entropy_with_logits<'t, T: Element>(
+    logits: Var<'t, T>,
+    targets: impl LossTarget<'t, T>,
+    reduction: Reduction,
+) -> Var<'t, T> {
+    let y = targets.into_var(logits.tape());
+    logits.bce_with_logits_fused(y, reduction.is_mean())
+}

@@ -1,0 +1,1022 @@
+//! Optimisers: [`Sgd`], [`Adam`], [`AdamW`] and [`RMSprop`], behind one [`Optimizer`] trait.
+//!
+//! Each follows PyTorch's single-tensor (`foreach=False`) implementation step for step, so a
+//! model trained here and one trained in PyTorch from the same weights stay together to
+//! rounding (the golden tests in `tests/golden_optim.rs` check three steps of every variant).
+//!
+//! * State (momentum buffers, moment estimates, step counts) is keyed by [`ParamId`], so one
+//!   optimiser serves any module whose parameters it is shown, and a parameter keeps its
+//!   state when a checkpoint is loaded into it.
+//! * A parameter without a gradient in the [`ParamGrads`] is skipped entirely (its state does
+//!   not advance), like PyTorch skipping a parameter whose `grad is None`. Gradients for
+//!   parameters the model does not have are ignored, so one backward pass can feed two
+//!   optimisers (a generator's and a discriminator's).
+//! * Hyperparameters are `f64`; they are rounded to the element type once per step, and the
+//!   element-wise maths then runs in `T`, as PyTorch's does in the parameter's dtype.
+//! * A step computes each parameter's new value into one fresh buffer; there is no per-element
+//!   dynamic dispatch. With [`Optimizer::track_updates`] on, a step also records ‖Δθ‖ and ‖θ‖
+//!   per parameter (one extra pass over each buffer); off, it costs nothing.
+//!
+//! Not implemented: AMSGrad, `maximize`, parameter groups (one learning rate for the model).
+
+use super::module::{Module, Param, ParamGrads, ParamId, Visitor, VisitorMut};
+use crate::error::{Error, Result};
+use crate::tensor::{norm_l2_f64, Element, Tensor};
+use std::collections::HashMap;
+
+/// A gradient-descent optimiser over a [`Module`]'s parameters.
+///
+/// The trait is object safe, so a training loop can hold a `Box<dyn Optimizer<T>>` chosen at
+/// run time.
+///
+/// # Example
+/// ```
+/// use rand::{SeedableRng, rngs::StdRng};
+/// use vgrad::nn::{Adam, AdamConfig, Ctx, Linear, Module, Optimizer};
+/// use vgrad::{Tape, Tensor};
+///
+/// let mut rng = StdRng::seed_from_u64(0);
+/// let mut model = Linear::<f64>::new(2, 1, &mut rng)?;
+/// let mut opt: Box<dyn Optimizer<f64>> =
+///     Box::new(Adam::new(AdamConfig { lr: 0.05, ..Default::default() })?);
+/// let x = Tensor::from_vec(vec![0.0, 1.0, 1.0, 0.0, 1.0, 1.0], &[3, 2])?;
+/// let y = Tensor::from_vec(vec![1.0, -1.0, 0.5], &[3, 1])?;
+/// let mut losses = Vec::new();
+/// for _ in 0..50 {
+///     let tape = Tape::new();
+///     let mut ctx = Ctx::new(&tape);
+///     let pred = model.forward(&mut ctx, tape.constant(x.clone()));
+///     let loss = (pred - tape.constant(y.clone())).square().mean();
+///     losses.push(loss.value().item());
+///     let grads = ctx.param_grads(&loss.backward());
+///     opt.step(&mut model, &grads)?;
+/// }
+/// assert!(losses[49] < 0.1 * losses[0]);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+pub trait Optimizer<T: Element> {
+    /// Updates every parameter of `model` that has a gradient in `grads`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if a gradient's shape differs from its parameter's. Shapes are checked
+    /// before anything is written, so on error the model and the optimiser state are unchanged.
+    fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()>;
+
+    /// The current learning rate.
+    fn lr(&self) -> f64;
+
+    /// Sets the learning rate used from the next step on (a schedule calls this).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `lr` is negative or not finite; the old rate is kept.
+    fn set_lr(&mut self, lr: f64) -> Result<()>;
+
+    /// Turns recording of per-parameter update statistics on or off (off by default).
+    fn track_updates(&mut self, on: bool);
+
+    /// Per-parameter statistics of the last step, in the model's visiting order; empty unless
+    /// [`track_updates`](Optimizer::track_updates) is on.
+    fn last_updates(&self) -> &[UpdateStat];
+}
+
+/// What one step did to one parameter: the update-to-weight ratio ‖Δθ‖/‖θ‖ a gradient
+/// monitor watches (around 1e-3 is the usual healthy range).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateStat {
+    /// The parameter's dotted name, as in [`Module::named_parameters`].
+    pub name: String,
+    /// The parameter's identity.
+    pub id: ParamId,
+    /// ‖θ_new − θ_old‖₂, accumulated in `f64`.
+    pub update_norm: f64,
+    /// ‖θ_old‖₂ (before the step), accumulated in `f64`.
+    pub param_norm: f64,
+}
+
+impl UpdateStat {
+    /// ‖Δθ‖/‖θ‖: `+∞` for a moved all-zero parameter, NaN for an unmoved one.
+    pub fn ratio(&self) -> f64 {
+        self.update_norm / self.param_norm
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared machinery: validation, the shape pre-check, and the visitor that applies an update.
+
+fn check_lr(lr: f64) -> Result<()> {
+    if lr.is_finite() && lr >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "learning rate must be finite and >= 0, got {lr}"
+        )))
+    }
+}
+
+/// `Ok` when `x` is finite and ≥ 0 (NaN fails too).
+fn check_nonneg(what: &str, x: f64) -> Result<()> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{what} must be finite and >= 0, got {x}"
+        )))
+    }
+}
+
+fn check_beta(what: &str, x: f64) -> Result<()> {
+    if (0.0..1.0).contains(&x) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("{what} must be in [0, 1), got {x}")))
+    }
+}
+
+/// A dotted path built in place from enter/exit, without a `format!` per module.
+#[derive(Default)]
+struct DottedPath {
+    path: String,
+    marks: Vec<usize>,
+}
+
+impl DottedPath {
+    fn enter(&mut self, name: &str) {
+        self.marks.push(self.path.len());
+        if !self.path.is_empty() {
+            self.path.push('.');
+        }
+        self.path.push_str(name);
+    }
+    fn exit(&mut self) {
+        let m = self.marks.pop().unwrap_or(0);
+        self.path.truncate(m);
+    }
+    fn full(&self, name: &str) -> String {
+        super::module::join(&self.path, name)
+    }
+}
+
+/// Update statistics, recorded only when switched on.
+#[derive(Debug, Default)]
+struct Tracker {
+    on: bool,
+    stats: Vec<UpdateStat>,
+}
+
+/// Finds the first gradient whose shape differs from its parameter's.
+struct ShapeCheck<'a, T: Element> {
+    grads: &'a ParamGrads<T>,
+    path: DottedPath,
+    error: Option<Error>,
+}
+
+impl<T: Element> Visitor<T> for ShapeCheck<'_, T> {
+    fn enter(&mut self, name: &str) {
+        self.path.enter(name);
+    }
+    fn exit(&mut self) {
+        self.path.exit();
+    }
+    fn param(&mut self, name: &str, p: &Param<T>) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Some(g) = self.grads.get_id(p.id()) {
+            if g.shape() != p.value().shape() {
+                self.error = Some(Error::Shape(format!(
+                    "optimiser step: gradient of shape {:?} for parameter `{}` of shape {:?}",
+                    g.shape(),
+                    self.path.full(name),
+                    p.value().shape()
+                )));
+            }
+        }
+    }
+}
+
+/// Applies `update(id, θ, g, out)` to every parameter with a gradient; `update` pushes the
+/// new value of each element onto `out` (which has the right capacity) and updates its state.
+struct Apply<'a, T: Element, F> {
+    grads: &'a ParamGrads<T>,
+    update: F,
+    tracker: &'a mut Tracker,
+    path: DottedPath,
+}
+
+impl<T: Element, F: FnMut(ParamId, &[T], &[T], &mut Vec<T>)> VisitorMut<T> for Apply<'_, T, F> {
+    fn enter(&mut self, name: &str) {
+        // Names are only needed for the statistics.
+        if self.tracker.on {
+            self.path.enter(name);
+        }
+    }
+    fn exit(&mut self) {
+        if self.tracker.on {
+            self.path.exit();
+        }
+    }
+    fn param(&mut self, name: &str, p: &mut Param<T>) {
+        let Some(g) = self.grads.get_id(p.id()) else {
+            return;
+        };
+        let old = p.value();
+        let mut out = Vec::with_capacity(old.numel());
+        (self.update)(p.id(), old.data(), g.data(), &mut out);
+        debug_assert_eq!(out.len(), old.numel());
+        if self.tracker.on {
+            let to64 = |x: &T| x.to_f64().unwrap_or(f64::NAN);
+            let delta = old.data().iter().zip(&out).map(|(a, b)| to64(b) - to64(a));
+            self.tracker.stats.push(UpdateStat {
+                name: self.path.full(name),
+                id: p.id(),
+                update_norm: norm_l2_f64(delta),
+                param_norm: old.norm_l2(),
+            });
+        }
+        let shape = old.shape().into();
+        p.set(Tensor::from_parts(out, shape));
+    }
+}
+
+/// The step every optimiser shares: check shapes (so an error leaves everything untouched),
+/// then apply `update` parameter by parameter.
+fn apply<T: Element>(
+    model: &mut dyn Module<T>,
+    grads: &ParamGrads<T>,
+    tracker: &mut Tracker,
+    update: impl FnMut(ParamId, &[T], &[T], &mut Vec<T>),
+) -> Result<()> {
+    let mut check = ShapeCheck {
+        grads,
+        path: DottedPath::default(),
+        error: None,
+    };
+    model.visit(&mut check);
+    if let Some(e) = check.error {
+        return Err(e);
+    }
+    tracker.stats.clear();
+    model.visit_mut(&mut Apply {
+        grads,
+        update,
+        tracker,
+        path: DottedPath::default(),
+    });
+    Ok(())
+}
+
+/// PyTorch's CPU `lerp(a, b, w)`: two formulas, each exact at its own end.
+#[inline]
+fn lerp<T: Element>(a: T, b: T, w: T, half: T) -> T {
+    if w < half {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * (T::one() - w)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGD
+
+/// [`Sgd`]'s hyperparameters; `Default` is PyTorch's `torch.optim.SGD()`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    /// Learning rate (default 1e-3, PyTorch's since 2.0).
+    pub lr: f64,
+    /// Momentum factor μ (default 0: plain SGD).
+    pub momentum: f64,
+    /// Dampening of the gradient's contribution to the momentum buffer (default 0).
+    pub dampening: f64,
+    /// Nesterov momentum (default false; needs `momentum > 0` and `dampening == 0`).
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient (default 0).
+    pub weight_decay: f64,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig {
+            lr: 1e-3,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight decay,
+/// as PyTorch's `torch.optim.SGD`.
+///
+/// Update rule for each parameter θ with gradient g:
+///
+/// * g ← g + wd·θ (when `weight_decay` ≠ 0)
+/// * with momentum μ ≠ 0: b ← g on the first step, then b ← μ·b + (1 − dampening)·g; and
+///   g ← g + μ·b with Nesterov, g ← b without
+/// * θ ← θ − lr·g
+///
+/// # Example
+/// ```
+/// use vgrad::nn::{Optimizer, Sgd, SgdConfig};
+/// let opt = Sgd::<f32>::new(SgdConfig { lr: 0.1, momentum: 0.9, nesterov: true, ..Default::default() })?;
+/// assert_eq!(opt.lr(), 0.1);
+/// // Nesterov without momentum is rejected, as in PyTorch.
+/// assert!(Sgd::<f32>::new(SgdConfig { nesterov: true, ..Default::default() }).is_err());
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Sgd<T: Element> {
+    cfg: SgdConfig,
+    momentum_buffers: HashMap<ParamId, Vec<T>>,
+    tracker: Tracker,
+}
+
+impl<T: Element> Sgd<T> {
+    /// An optimiser with the given hyperparameters.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `lr`, `momentum` or `weight_decay` is negative or not finite,
+    /// `dampening` is not finite, or `nesterov` is set without `momentum > 0` and
+    /// `dampening == 0`.
+    pub fn new(cfg: SgdConfig) -> Result<Self> {
+        check_lr(cfg.lr)?;
+        check_nonneg("SGD momentum", cfg.momentum)?;
+        check_nonneg("SGD weight_decay", cfg.weight_decay)?;
+        if !cfg.dampening.is_finite() {
+            return Err(Error::Config(format!(
+                "SGD dampening must be finite, got {}",
+                cfg.dampening
+            )));
+        }
+        if cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0) {
+            return Err(Error::Config(
+                "Nesterov momentum requires a momentum and zero dampening".into(),
+            ));
+        }
+        Ok(Sgd {
+            cfg,
+            momentum_buffers: HashMap::new(),
+            tracker: Tracker::default(),
+        })
+    }
+
+    /// The hyperparameters (with the current learning rate).
+    pub fn config(&self) -> &SgdConfig {
+        &self.cfg
+    }
+}
+
+impl<T: Element> Optimizer<T> for Sgd<T> {
+    fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
+        let c = self.cfg;
+        let (lr, mu, damp, wd) = (T::of(c.lr), T::of(c.momentum), c.dampening, c.weight_decay);
+        let one_minus_damp = T::of(1.0 - damp);
+        let wd_t = T::of(wd);
+        let bufs = &mut self.momentum_buffers;
+        apply(model, grads, &mut self.tracker, |id, theta, grad, out| {
+            let decay = |p: T, g: T| if wd != 0.0 { g + wd_t * p } else { g };
+            if c.momentum == 0.0 {
+                for (&p, &g) in theta.iter().zip(grad) {
+                    out.push(p - lr * decay(p, g));
+                }
+                return;
+            }
+            match bufs.get_mut(&id) {
+                // First step: the buffer is the (decayed) gradient itself, undamped.
+                None => {
+                    let mut b = Vec::with_capacity(theta.len());
+                    for (&p, &g) in theta.iter().zip(grad) {
+                        let d = decay(p, g);
+                        b.push(d);
+                        let d = if c.nesterov { d + mu * d } else { d };
+                        out.push(p - lr * d);
+                    }
+                    bufs.insert(id, b);
+                }
+                Some(b) => {
+                    for ((&p, &g), b) in theta.iter().zip(grad).zip(b.iter_mut()) {
+                        let d = decay(p, g);
+                        *b = *b * mu + one_minus_damp * d;
+                        let d = if c.nesterov { d + mu * *b } else { *b };
+                        out.push(p - lr * d);
+                    }
+                }
+            }
+        })
+    }
+
+    fn lr(&self) -> f64 {
+        self.cfg.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_lr(lr)?;
+        self.cfg.lr = lr;
+        Ok(())
+    }
+
+    fn track_updates(&mut self, on: bool) {
+        self.tracker.on = on;
+        self.tracker.stats.clear();
+    }
+
+    fn last_updates(&self) -> &[UpdateStat] {
+        &self.tracker.stats
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adam and AdamW
+
+/// [`Adam`]'s hyperparameters; `Default` is PyTorch's `torch.optim.Adam()`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Decay rates (β1, β2) of the first and second moment estimates (default (0.9, 0.999)).
+    pub betas: (f64, f64),
+    /// Added to √v̂ for numerical stability (default 1e-8).
+    pub eps: f64,
+    /// L2 penalty added to the gradient (default 0). For decoupled decay use [`AdamW`].
+    pub weight_decay: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// [`AdamW`]'s hyperparameters; `Default` is PyTorch's `torch.optim.AdamW()` (note the
+/// weight decay of 1e-2).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Decay rates (β1, β2) of the moment estimates (default (0.9, 0.999)).
+    pub betas: (f64, f64),
+    /// Added to √v̂ for numerical stability (default 1e-8).
+    pub eps: f64,
+    /// Decoupled weight decay (default 1e-2), applied as θ ← θ·(1 − lr·wd).
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 1e-2,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AdamState<T> {
+    step: u64,
+    m: Vec<T>,
+    v: Vec<T>,
+}
+
+/// Adam and AdamW differ only in where the weight decay goes.
+#[derive(Debug)]
+struct AdamCore<T: Element> {
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+    decoupled: bool,
+    state: HashMap<ParamId, AdamState<T>>,
+    tracker: Tracker,
+}
+
+impl<T: Element> AdamCore<T> {
+    fn new(
+        name: &str,
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        weight_decay: f64,
+        decoupled: bool,
+    ) -> Result<Self> {
+        check_lr(lr)?;
+        check_nonneg(&format!("{name} eps"), eps)?;
+        check_beta(&format!("{name} beta1"), betas.0)?;
+        check_beta(&format!("{name} beta2"), betas.1)?;
+        check_nonneg(&format!("{name} weight_decay"), weight_decay)?;
+        Ok(AdamCore {
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            decoupled,
+            state: HashMap::new(),
+            tracker: Tracker::default(),
+        })
+    }
+
+    fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
+        let (b1, b2) = self.betas;
+        let (lr, eps, wd, decoupled) = (self.lr, self.eps, self.weight_decay, self.decoupled);
+        let half = T::of(0.5);
+        let w1 = T::of(1.0 - b1);
+        let b2_t = T::of(b2);
+        let one_minus_b2 = T::of(1.0 - b2);
+        let wd_t = T::of(wd);
+        let shrink = T::of(1.0 - lr * wd);
+        let eps_t = T::of(eps);
+        let state = &mut self.state;
+        apply(model, grads, &mut self.tracker, |id, theta, grad, out| {
+            let n = theta.len();
+            let s = state.entry(id).or_insert_with(|| AdamState {
+                step: 0,
+                m: vec![T::zero(); n],
+                v: vec![T::zero(); n],
+            });
+            s.step += 1;
+            // Scalars in f64 as PyTorch computes them in Python floats; `powf` and `powf(0.5)`
+            // mirror Python's `**`.
+            let t = s.step as f64;
+            let bias_correction1 = 1.0 - b1.powf(t);
+            let bias_correction2 = 1.0 - b2.powf(t);
+            let neg_step_size = T::of(-(lr / bias_correction1));
+            let bc2_sqrt = T::of(bias_correction2.powf(0.5));
+            for (((&p, &g), m), v) in theta.iter().zip(grad).zip(&mut s.m).zip(&mut s.v) {
+                let (p, g) = match (decoupled, wd != 0.0) {
+                    (true, true) => (p * shrink, g),
+                    (false, true) => (p, g + wd_t * p),
+                    _ => (p, g),
+                };
+                *m = lerp(*m, g, w1, half);
+                *v = *v * b2_t + one_minus_b2 * g * g;
+                let denom = v.sqrt() / bc2_sqrt + eps_t;
+                out.push(p + neg_step_size * (*m / denom));
+            }
+        })
+    }
+}
+
+/// Adam (Kingma & Ba) with L2 weight decay, as PyTorch's `torch.optim.Adam`.
+///
+/// Update rule for each parameter θ with gradient g, at its t-th update (t counts from 1):
+///
+/// * g ← g + wd·θ (when `weight_decay` ≠ 0)
+/// * m ← β1·m + (1 − β1)·g,  v ← β2·v + (1 − β2)·g²  (m, v start at 0)
+/// * m̂ = m/(1 − β1ᵗ),  v̂ = v/(1 − β2ᵗ)
+/// * θ ← θ − lr·m̂/(√v̂ + eps)
+///
+/// As in PyTorch, the last line is evaluated as θ − (lr/(1 − β1ᵗ))·m/(√v/√(1 − β2ᵗ) + eps).
+///
+/// # Example
+/// ```
+/// use vgrad::nn::{Adam, AdamConfig, Optimizer};
+/// let opt = Adam::<f32>::new(AdamConfig::default())?;
+/// assert_eq!(opt.lr(), 1e-3);
+/// assert!(Adam::<f32>::new(AdamConfig { betas: (0.9, 1.0), ..Default::default() }).is_err());
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Adam<T: Element>(AdamCore<T>);
+
+impl<T: Element> Adam<T> {
+    /// An optimiser with the given hyperparameters.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `lr`, `eps` or `weight_decay` is negative or not finite, or a beta
+    /// is outside [0, 1).
+    pub fn new(cfg: AdamConfig) -> Result<Self> {
+        AdamCore::new("Adam", cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay, false).map(Adam)
+    }
+
+    /// The hyperparameters (with the current learning rate).
+    pub fn config(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.0.lr,
+            betas: self.0.betas,
+            eps: self.0.eps,
+            weight_decay: self.0.weight_decay,
+        }
+    }
+}
+
+/// AdamW (Loshchilov & Hutter): Adam with decoupled weight decay, as PyTorch's
+/// `torch.optim.AdamW`.
+///
+/// Update rule for each parameter θ with gradient g, at its t-th update:
+///
+/// * θ ← θ − lr·wd·θ (computed as θ·(1 − lr·wd), before and independent of the gradient)
+/// * m ← β1·m + (1 − β1)·g,  v ← β2·v + (1 − β2)·g²
+/// * θ ← θ − lr·m̂/(√v̂ + eps) with m̂ = m/(1 − β1ᵗ), v̂ = v/(1 − β2ᵗ)
+///
+/// # Example
+/// ```
+/// use vgrad::nn::{AdamW, AdamWConfig, Optimizer};
+/// let opt = AdamW::<f64>::new(AdamWConfig::default())?;
+/// assert_eq!(opt.config().weight_decay, 1e-2);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct AdamW<T: Element>(AdamCore<T>);
+
+impl<T: Element> AdamW<T> {
+    /// An optimiser with the given hyperparameters.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `lr`, `eps` or `weight_decay` is negative or not finite, or a beta
+    /// is outside [0, 1).
+    pub fn new(cfg: AdamWConfig) -> Result<Self> {
+        AdamCore::new("AdamW", cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay, true).map(AdamW)
+    }
+
+    /// The hyperparameters (with the current learning rate).
+    pub fn config(&self) -> AdamWConfig {
+        AdamWConfig {
+            lr: self.0.lr,
+            betas: self.0.betas,
+            eps: self.0.eps,
+            weight_decay: self.0.weight_decay,
+        }
+    }
+}
+
+macro_rules! adam_optimizer {
+    ($ty:ident) => {
+        impl<T: Element> Optimizer<T> for $ty<T> {
+            fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
+                self.0.step(model, grads)
+            }
+            fn lr(&self) -> f64 {
+                self.0.lr
+            }
+            fn set_lr(&mut self, lr: f64) -> Result<()> {
+                check_lr(lr)?;
+                self.0.lr = lr;
+                Ok(())
+            }
+            fn track_updates(&mut self, on: bool) {
+                self.0.tracker.on = on;
+                self.0.tracker.stats.clear();
+            }
+            fn last_updates(&self) -> &[UpdateStat] {
+                &self.0.tracker.stats
+            }
+        }
+    };
+}
+adam_optimizer!(Adam);
+adam_optimizer!(AdamW);
+
+// ---------------------------------------------------------------------------------------------
+// RMSprop
+
+/// [`RMSprop`]'s hyperparameters; `Default` is PyTorch's `torch.optim.RMSprop()`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RMSpropConfig {
+    /// Learning rate (default 1e-2).
+    pub lr: f64,
+    /// Smoothing constant of the squared-gradient average (default 0.99).
+    pub alpha: f64,
+    /// Added to the root-mean-square for numerical stability (default 1e-8).
+    pub eps: f64,
+    /// L2 penalty added to the gradient (default 0).
+    pub weight_decay: f64,
+    /// Momentum factor (default 0).
+    pub momentum: f64,
+    /// Divide by an estimate of the gradient's variance instead of its raw second moment
+    /// (default false).
+    pub centered: bool,
+}
+
+impl Default for RMSpropConfig {
+    fn default() -> Self {
+        RMSpropConfig {
+            lr: 1e-2,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RMSpropState<T> {
+    square_avg: Vec<T>,
+    /// Only used when centered.
+    grad_avg: Vec<T>,
+    /// Only used with momentum.
+    buf: Vec<T>,
+}
+
+/// RMSprop (Hinton), as PyTorch's `torch.optim.RMSprop`, with optional momentum and centering.
+///
+/// Update rule for each parameter θ with gradient g (s, ḡ and b start at 0):
+///
+/// * g ← g + wd·θ (when `weight_decay` ≠ 0)
+/// * s ← α·s + (1 − α)·g²
+/// * centered: ḡ ← α·ḡ + (1 − α)·g and a = √(s − ḡ²) + eps; otherwise a = √s + eps
+/// * with momentum μ > 0: b ← μ·b + g/a and θ ← θ − lr·b; otherwise θ ← θ − lr·g/a
+///
+/// # Example
+/// ```
+/// use vgrad::nn::{Optimizer, RMSprop, RMSpropConfig};
+/// let opt = RMSprop::<f32>::new(RMSpropConfig { centered: true, momentum: 0.9, ..Default::default() })?;
+/// assert_eq!(opt.lr(), 1e-2);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct RMSprop<T: Element> {
+    cfg: RMSpropConfig,
+    state: HashMap<ParamId, RMSpropState<T>>,
+    tracker: Tracker,
+}
+
+impl<T: Element> RMSprop<T> {
+    /// An optimiser with the given hyperparameters.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `lr`, `eps`, `weight_decay` or `momentum` is negative or not
+    /// finite, or `alpha` is outside [0, 1] (PyTorch accepts α > 1, which makes the average
+    /// of squares go negative; vgrad rejects it).
+    pub fn new(cfg: RMSpropConfig) -> Result<Self> {
+        check_lr(cfg.lr)?;
+        check_nonneg("RMSprop eps", cfg.eps)?;
+        check_nonneg("RMSprop weight_decay", cfg.weight_decay)?;
+        check_nonneg("RMSprop momentum", cfg.momentum)?;
+        if !(0.0..=1.0).contains(&cfg.alpha) {
+            return Err(Error::Config(format!(
+                "RMSprop alpha must be in [0, 1], got {}",
+                cfg.alpha
+            )));
+        }
+        Ok(RMSprop {
+            cfg,
+            state: HashMap::new(),
+            tracker: Tracker::default(),
+        })
+    }
+
+    /// The hyperparameters (with the current learning rate).
+    pub fn config(&self) -> &RMSpropConfig {
+        &self.cfg
+    }
+}
+
+impl<T: Element> Optimizer<T> for RMSprop<T> {
+    fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
+        let c = self.cfg;
+        let neg_lr = T::of(-c.lr);
+        let alpha = T::of(c.alpha);
+        let one_minus_alpha = T::of(1.0 - c.alpha);
+        let (eps, wd, mu, half) = (
+            T::of(c.eps),
+            T::of(c.weight_decay),
+            T::of(c.momentum),
+            T::of(0.5),
+        );
+        let use_momentum = c.momentum > 0.0;
+        let state = &mut self.state;
+        apply(model, grads, &mut self.tracker, |id, theta, grad, out| {
+            let n = theta.len();
+            let s = state.entry(id).or_insert_with(|| RMSpropState {
+                square_avg: vec![T::zero(); n],
+                grad_avg: if c.centered {
+                    vec![T::zero(); n]
+                } else {
+                    Vec::new()
+                },
+                buf: if use_momentum {
+                    vec![T::zero(); n]
+                } else {
+                    Vec::new()
+                },
+            });
+            for (i, (&p, &g)) in theta.iter().zip(grad).enumerate() {
+                let g = if c.weight_decay != 0.0 { g + wd * p } else { g };
+                let sq = &mut s.square_avg[i];
+                *sq = *sq * alpha + one_minus_alpha * g * g;
+                let avg = if c.centered {
+                    let ga = &mut s.grad_avg[i];
+                    *ga = lerp(*ga, g, one_minus_alpha, half);
+                    (*sq - *ga * *ga).sqrt() + eps
+                } else {
+                    sq.sqrt() + eps
+                };
+                if use_momentum {
+                    let b = &mut s.buf[i];
+                    *b = *b * mu + g / avg;
+                    out.push(p + neg_lr * *b);
+                } else {
+                    out.push(p + neg_lr * (g / avg));
+                }
+            }
+        })
+    }
+
+    fn lr(&self) -> f64 {
+        self.cfg.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_lr(lr)?;
+        self.cfg.lr = lr;
+        Ok(())
+    }
+
+    fn track_updates(&mut self, on: bool) {
+        self.tracker.on = on;
+        self.tracker.stats.clear();
+    }
+
+    fn last_updates(&self) -> &[UpdateStat] {
+        &self.tracker.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{Ctx, Linear, Sequential};
+    use crate::Tape;
+
+    fn model() -> Sequential<f64> {
+        let w = Tensor::from_vec(vec![0.5, -0.25, 0.125, 1.0], &[2, 2]).unwrap();
+        let b = Tensor::vector(&[0.1, -0.2]);
+        Sequential::new().push(Linear::from_tensors(w, Some(b)).unwrap())
+    }
+
+    fn grads_of(m: &mut Sequential<f64>) -> ParamGrads<f64> {
+        let tape = Tape::new();
+        let mut ctx = Ctx::new(&tape);
+        let x = Tensor::from_vec(vec![1.0, 2.0, -1.0, 0.5], &[2, 2]).unwrap();
+        let loss = m.forward(&mut ctx, tape.constant(x)).square().mean();
+        ctx.param_grads(&loss.backward())
+    }
+
+    #[test]
+    fn plain_sgd_is_theta_minus_lr_g() {
+        let mut m = model();
+        let g = grads_of(&mut m);
+        let before = m.state_dict();
+        let mut opt = Sgd::new(SgdConfig {
+            lr: 0.5,
+            ..Default::default()
+        })
+        .unwrap();
+        opt.step(&mut m, &g).unwrap();
+        for ((name, old), (_, new)) in before.iter().zip(m.state_dict()) {
+            let gr = g.get_name(name).unwrap();
+            for ((o, n), g) in old.data().iter().zip(new.data()).zip(gr.data()) {
+                assert!((n - (o - 0.5 * g)).abs() < 1e-15, "{name}");
+            }
+        }
+    }
+
+    fn ids(m: &Sequential<f64>) -> Vec<ParamId> {
+        struct Ids(Vec<ParamId>);
+        impl Visitor<f64> for Ids {
+            fn param(&mut self, _: &str, p: &Param<f64>) {
+                self.0.push(p.id());
+            }
+        }
+        let mut ids = Ids(Vec::new());
+        m.visit(&mut ids);
+        ids.0
+    }
+
+    #[test]
+    fn parameter_without_gradient_is_skipped_and_gets_no_state() {
+        let mut m = model();
+        let full = grads_of(&mut m);
+        let [w, b] = ids(&m)[..] else { panic!() };
+        // Only the weight's gradient, as if the bias were frozen.
+        let mut g = ParamGrads::default();
+        g.insert(w, "0.weight".into(), full.get_id(w).unwrap().clone());
+        let before = m.state_dict();
+        let mut opt = Adam::new(AdamConfig::default()).unwrap();
+        opt.step(&mut m, &g).unwrap();
+        let after = m.state_dict();
+        assert_ne!(after[0].1.data(), before[0].1.data());
+        assert_eq!(after[1].1.data(), before[1].1.data());
+        assert!(opt.0.state.contains_key(&w) && !opt.0.state.contains_key(&b));
+        // The bias joins later with its own step count starting at 1: Adam's first step moves
+        // every element by about lr (m̂/√v̂ = ±1).
+        opt.step(&mut m, &full).unwrap();
+        assert_eq!(opt.0.state[&b].step, 1);
+        assert_eq!(opt.0.state[&w].step, 2);
+        let moved = m.state_dict()[1].1.sub(&after[1].1);
+        assert!(
+            moved.data().iter().all(|d| (d.abs() - 1e-3).abs() < 1e-9),
+            "{moved:?}"
+        );
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error_and_changes_nothing() {
+        let mut m = model();
+        let good = grads_of(&mut m);
+        let [w, b] = ids(&m)[..] else { panic!() };
+        let mut bad = ParamGrads::default();
+        bad.insert(w, "0.weight".into(), good.get_id(w).unwrap().clone());
+        bad.insert(b, "0.bias".into(), Tensor::zeros(&[3]));
+        let before = m.state_dict();
+        let mut opt = Sgd::new(SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            ..Default::default()
+        })
+        .unwrap();
+        let err = opt.step(&mut m, &bad).unwrap_err();
+        assert!(err.to_string().contains("0.bias"), "{err}");
+        for ((_, a), (_, b)) in before.iter().zip(m.state_dict()) {
+            assert_eq!(a.data(), b.data());
+        }
+        assert!(opt.momentum_buffers.is_empty());
+    }
+
+    #[test]
+    fn update_stats_only_when_tracked() {
+        let mut m = model();
+        let g = grads_of(&mut m);
+        let mut opt = Sgd::new(SgdConfig {
+            lr: 0.1,
+            ..Default::default()
+        })
+        .unwrap();
+        opt.step(&mut m, &g).unwrap();
+        assert!(opt.last_updates().is_empty());
+        opt.track_updates(true);
+        let before = m.state_dict();
+        opt.step(&mut m, &g).unwrap();
+        let stats = opt.last_updates();
+        assert_eq!(stats.len(), 2);
+        assert_eq!(stats[0].name, "0.weight");
+        assert_eq!(stats[1].name, "0.bias");
+        // Plain SGD moves θ by exactly lr·g.
+        let gw = g.get_name("0.weight").unwrap();
+        assert!((stats[0].update_norm - 0.1 * gw.norm_l2()).abs() < 1e-12);
+        assert!((stats[0].param_norm - before[0].1.norm_l2()).abs() < 1e-15);
+        assert!(stats[0].ratio() > 0.0);
+    }
+
+    #[test]
+    fn configs_are_validated() {
+        let bad_sgd = [
+            SgdConfig {
+                lr: -1.0,
+                ..Default::default()
+            },
+            SgdConfig {
+                lr: f64::NAN,
+                ..Default::default()
+            },
+            SgdConfig {
+                momentum: -0.1,
+                ..Default::default()
+            },
+            SgdConfig {
+                weight_decay: -1e-4,
+                ..Default::default()
+            },
+            SgdConfig {
+                momentum: 0.9,
+                dampening: 0.1,
+                nesterov: true,
+                ..Default::default()
+            },
+        ];
+        for c in bad_sgd {
+            assert!(matches!(Sgd::<f32>::new(c), Err(Error::Config(_))), "{c:?}");
+        }
+        for betas in [(1.0, 0.999), (0.9, -0.1), (f64::NAN, 0.9)] {
+            let c = AdamConfig {
+                betas,
+                ..Default::default()
+            };
+            assert!(Adam::<f32>::new(c).is_err(), "{betas:?}");
+        }
+        assert!(AdamW::<f32>::new(AdamWConfig {
+            eps: -1.0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(RMSprop::<f32>::new(RMSpropConfig {
+            alpha: 1.5,
+            ..Default::default()
+        })
+        .is_err());
+        let mut opt = Sgd::<f32>::new(SgdConfig::default()).unwrap();
+        assert!(opt.set_lr(-0.1).is_err());
+        assert!(opt.set_lr(f64::INFINITY).is_err());
+        assert_eq!(opt.lr(), 1e-3, "a rejected rate leaves the old one");
+        opt.set_lr(0.5).unwrap();
+        assert_eq!(opt.lr(), 0.5);
+    }
+}

@@ -1,0 +1,240 @@
+//! Vectorisable maths and the run-time dispatch that compiles elementwise loops for the CPU at
+//! hand.
+//!
+//! Why: profiling a 50-layer sigmoid training step showed 31% of all instructions in libm's scalar
+//! `expf`, called once per element. The `exp` here is branch-free arithmetic on the float's bits,
+//! so a loop over a slice vectorises; and [`map_slice`]-style helpers compile the loop body three
+//! times (AVX-512, AVX2+FMA, baseline SSE2) and pick one at run time, so the same binary uses
+//! 16-wide f32 lanes where the CPU has them and still runs where it does not.
+
+/// `eˣ` for `f32`, branch-free. Max error about 1 ulp against a correctly rounded result for
+/// arguments in the normal range; overflows to +∞ above ~88.72, flushes below ~−103.97 through
+/// subnormals to 0; NaN in, NaN out.
+#[inline(always)]
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so that n·LN2_HI is exact for |n| < 2⁸.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
+    let xc = x.clamp(-104.0, 89.0);
+    let k = xc * LOG2E + MAGIC;
+    let n = k - MAGIC;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    // Taylor polynomial to degree 7 on |r| ≤ ln2/2: truncation error < 5e-9, below half an ulp.
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // 2ⁿ as two factors, 2^⌊n/2⌋·2^(n−⌊n/2⌋), so that each stays a normal float even where eˣ
+    // itself is subnormal or overflows.
+    let ni = k.to_bits() as i32 - MAGIC.to_bits() as i32;
+    let n1 = ni >> 1;
+    let n2 = ni - n1;
+    let s1 = f32::from_bits(((n1 + 127) as u32) << 23);
+    let s2 = f32::from_bits(((n2 + 127) as u32) << 23);
+    let y = p * s1 * s2;
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+/// `eˣ` for `f64`, branch-free. Max error about 1 ulp in the normal range; +∞ above ~709.78,
+/// through subnormals to 0 below ~−745.13; NaN in, NaN out.
+#[inline(always)]
+pub(crate) fn exp_f64(x: f64) -> f64 {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    // fdlibm's split of ln 2: n·LN2_HI is exact for |n| < 2²⁰.
+    const LN2_HI: f64 = 0.693_147_180_369_123_8;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // 1.5·2⁵²
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    let xc = x.clamp(-746.0, 710.0);
+    let k = xc * LOG2E + MAGIC;
+    let n = k - MAGIC;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    // Taylor polynomial to degree 13 on |r| ≤ ln2/2: truncation error < 5e-18.
+    const C: [f64; 14] = [
+        1.0,
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0,
+    ];
+    let mut p = C[13];
+    for c in C[..13].iter().rev() {
+        p = p * r + c;
+    }
+    let ni = k.to_bits() as i64 - MAGIC.to_bits() as i64;
+    let n1 = ni >> 1;
+    let n2 = ni - n1;
+    let s1 = f64::from_bits(((n1 + 1023) as u64) << 52);
+    let s2 = f64::from_bits(((n2 + 1023) as u64) << 52);
+    let y = p * s1 * s2;
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+/// Compiles `body` three times — for AVX-512, for AVX2 with FMA, and for the baseline — and runs
+/// the best one the CPU supports. `body` must be a loop over slices; inlined into each
+/// `#[target_feature]` function, it is vectorised for that instruction set.
+#[inline(always)]
+pub(crate) fn dispatch<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: the CPU supports every feature the function is compiled for.
+            return unsafe { avx512(body) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { avx2(body) };
+        }
+    }
+    body()
+}
+
+/// Turns flushing of subnormal ("denormal") floats to zero on or off, like PyTorch's
+/// `torch.set_flush_denormal`. Returns `true` when the CPU supports it (x86-64: the FTZ and DAZ
+/// bits of MXCSR), `false` otherwise (nothing changes).
+///
+/// Why it matters: a deep sigmoid network's gradients shrink by up to 4× per layer; once they fall
+/// below ~1.2e−38 (f32) every operation on them can take tens to hundreds of cycles, and a training
+/// step slows by an order of magnitude while computing values that round to zero anyway.
+///
+/// The setting is per thread. It is applied to the calling thread and to every worker of the
+/// thread pool the matrix kernels run on.
+///
+/// # Example
+/// ```
+/// let supported = vgrad::set_flush_denormal(true);
+/// if supported {
+///     let tiny = std::hint::black_box(1e-39f32); // subnormal
+///     assert_eq!(std::hint::black_box(tiny * 1.0), 0.0); // treated as zero
+/// }
+/// vgrad::set_flush_denormal(false);
+/// ```
+pub fn set_flush_denormal(on: bool) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        set_flush_denormal_this_thread(on);
+        rayon::broadcast(|_| set_flush_denormal_this_thread(on));
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = on;
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn set_flush_denormal_this_thread(on: bool) {
+    // FTZ (bit 15) flushes subnormal results to zero; DAZ (bit 6) reads subnormal inputs as zero.
+    const FTZ_DAZ: u32 = (1 << 15) | (1 << 6);
+    let mut csr: u32 = 0;
+    // SAFETY: stmxcsr/ldmxcsr read and write only the SSE control register and the 4 bytes at
+    // the given address, which is a live local.
+    unsafe {
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
+        csr = if on { csr | FTZ_DAZ } else { csr & !FTZ_DAZ };
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, preserves_flags, readonly));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulp_diff_f64(a: f64, b: f64) -> u64 {
+        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs()
+    }
+
+    #[test]
+    fn exp_f64_matches_libm_within_two_ulp() {
+        let mut worst = 0;
+        let mut x = -745.0f64;
+        while x < 709.7 {
+            let (a, b) = (exp_f64(x), x.exp());
+            if b > f64::MIN_POSITIVE {
+                worst = worst.max(ulp_diff_f64(a, b));
+            } else {
+                assert!(
+                    (a - b).abs() <= 2.0 * 4.9e-324 * 2.0,
+                    "subnormal exp({x}) {a} vs {b}"
+                );
+            }
+            x += 0.0137;
+        }
+        assert!(worst <= 2, "worst error {worst} ulp");
+        for x in [-1e-300, 0.0, 1e-300, 1e-8, -1e-8, 0.5, -0.5, 1.0] {
+            assert!(ulp_diff_f64(exp_f64(x), x.exp()) <= 2, "x = {x}");
+        }
+    }
+
+    #[test]
+    fn exp_f32_matches_libm_within_two_ulp() {
+        let mut worst = 0;
+        let mut x = -87.0f32;
+        while x < 88.7 {
+            let (a, b) = (exp_f32(x), x.exp());
+            worst = worst.max((a.to_bits() as i32 - b.to_bits() as i32).unsigned_abs());
+            x += 0.00731;
+        }
+        assert!(worst <= 2, "worst error {worst} ulp");
+    }
+
+    #[test]
+    fn exp_special_values() {
+        assert_eq!(exp_f64(f64::INFINITY), f64::INFINITY);
+        assert_eq!(exp_f64(f64::NEG_INFINITY), 0.0);
+        assert!(exp_f64(f64::NAN).is_nan());
+        assert_eq!(exp_f64(710.0), f64::INFINITY);
+        assert_eq!(exp_f64(-800.0), 0.0);
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert_eq!(exp_f32(100.0), f32::INFINITY);
+        assert_eq!(exp_f32(-200.0), 0.0);
+        // Subnormal results are produced, not flushed.
+        let tiny = exp_f32(-100.0);
+        assert!(tiny > 0.0 && tiny < f32::MIN_POSITIVE);
+        assert!(((tiny - (-100.0f32).exp()) / tiny).abs() < 1e-3);
+    }
+
+    #[test]
+    fn dispatch_runs_the_body() {
+        let v: Vec<f32> = (0..100).map(|i| i as f32).collect();
+        let s = dispatch(|| v.iter().map(|&x| exp_f32(-x)).sum::<f32>());
+        let want: f32 = v.iter().map(|&x| (-x).exp()).sum();
+        assert!((s - want).abs() < 1e-5);
+    }
+}

@@ -32,8 +32,8 @@
 //! ```
 //! use rand::{SeedableRng, rngs::StdRng};
 //! use vgrad::monitor::{GradMonitor, MonitorConfig, Verdict};
-//! use vgrad::nn::{Activation, Ctx, Linear, Module, Param, Sequential, VisitorMut};
-//! use vgrad::nn::{init::Init, LinearConfig};
+//! use vgrad::nn::{init::Init, mse_loss, Activation, Ctx, Linear, LinearConfig, Module};
+//! use vgrad::nn::{Optimizer, Reduction, Sequential, Sgd, SgdConfig};
 //! use vgrad::{Tape, Tensor};
 //!
 //! let mut rng = StdRng::seed_from_u64(0);
@@ -44,23 +44,16 @@
 //!         .push(Activation::Relu);
 //! }
 //! let x = Tensor::from_fn(&[32, 16], |i| ((i * 7919) % 17) as f32 / 8.0 - 1.0);
+//! let y = Tensor::from_fn(&[32, 16], |i| ((i * 31) % 5) as f32 / 4.0);
+//! let mut opt = Sgd::new(SgdConfig { lr: 0.01, ..SgdConfig::default() })?;
 //!
 //! let mut mon = GradMonitor::new(MonitorConfig::default());
 //! for _ in 0..3 {
 //!     let tape = Tape::new();
 //!     let mut ctx = Ctx::new(&tape);
-//!     let loss = net.forward(&mut ctx, tape.constant(x.clone())).square().mean();
-//!     let grads = mon.backward(&ctx, &net, loss); // the one line
-//!     // A hand-written SGD step; any optimiser works the same way.
-//!     struct Sgd<'a>(&'a vgrad::nn::ParamGrads<f32>);
-//!     impl VisitorMut<f32> for Sgd<'_> {
-//!         fn param(&mut self, _: &str, p: &mut Param<f32>) {
-//!             if let Some(g) = self.0.get(p) {
-//!                 p.set(p.value().sub(&g.scale(0.01)));
-//!             }
-//!         }
-//!     }
-//!     net.visit_mut(&mut Sgd(&grads));
+//!     let loss = mse_loss(net.forward(&mut ctx, tape.constant(x.clone())), y.clone(), Reduction::Mean);
+//!     let grads = mon.backward(&ctx, &net, loss); // the one line, instead of ctx.param_grads(&loss.backward())
+//!     opt.step(&mut net, &grads)?; // any optimiser, or a hand-written update
 //! }
 //! mon.after_update(&net); // the last step's update ratio (earlier ones were filled in already)
 //!
@@ -73,6 +66,10 @@
 //! assert_eq!(d.verdict, Verdict::Healthy);
 //! # Ok::<(), vgrad::Error>(())
 //! ```
+//!
+//! Optimisers can report their own update statistics (`Optimizer::track_updates`); the monitor
+//! measures the update from the weights instead, so that it works the same with any optimiser
+//! and with updates written by hand.
 //!
 //! # Cost
 //!

@@ -876,8 +876,8 @@ pub fn diagnose(steps: &[StepRecord], cfg: &DiagnosisConfig) -> Diagnosis {
     // 6. Healthy.
     d.verdict = Verdict::Healthy;
     d.summary = format!(
-        "first/last-layer ‖∂L/∂W‖ {}, backpropagated ‖∂L/∂h‖ {}, forward activation std {} over \
-         {n} layers at step {}",
+        "first/last-layer ratio of ‖∂L/∂W‖ {}, of ‖∂L/∂h‖ {}; activation std last/first {} \
+         ({n} layers, step {})",
         num(grad_ratio),
         p.signal_grad_ratio.map_or("n/a".into(), num),
         fwd.map_or("n/a".into(), num),

@@ -93,6 +93,7 @@ use crate::tensor::{Element, Tensor};
 use stats::{activation_of, distance, norm, value_stats, Moments, ValueStats};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -259,6 +260,31 @@ impl StepRecord {
     }
 }
 
+/// FNV-1a: the per-step maps are keyed by short labels (`"12"`, `"3.branch.0"`), looked up about
+/// a hundred times per watched step, where the standard library's DoS-resistant SipHash showed in
+/// the monitor's profile. Labels come from the program's own module tree, not from an adversary.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+type FastSet<K> = HashSet<K, BuildHasherDefault<Fnv>>;
+
 /// What the observer keeps of one labelled node.
 #[derive(Clone, Copy, Debug, Default)]
 struct NodeStats {
@@ -287,10 +313,10 @@ struct Need<T: Element> {
 /// The state between [`GradMonitor::watch`] and [`GradMonitor::record`].
 struct Watch {
     /// Layer path → the label of the activation that follows it.
-    activation_of: HashMap<String, Arc<str>>,
+    activation_of: FastMap<Arc<str>, Arc<str>>,
     /// Labelled sums that are not layers: skip connections.
     skip_connections: usize,
-    captured: Rc<RefCell<HashMap<Arc<str>, NodeStats>>>,
+    captured: Rc<RefCell<FastMap<Arc<str>, NodeStats>>>,
 }
 
 /// Records per-layer gradient statistics step by step and explains them.
@@ -414,10 +440,10 @@ impl<T: Element> GradMonitor<T> {
                 is_add: matches!(op, Op::Add),
             })
             .collect();
-        let layers: HashSet<&str> = groups.iter().map(|g| g.path.as_str()).collect();
+        let layers: FastSet<&str> = groups.iter().map(|g| g.path.as_str()).collect();
         let want_values = self.config.activation_stats;
-        let mut needs: HashMap<Arc<str>, Need<T>> = HashMap::new();
-        let mut activation_of = HashMap::new();
+        let mut needs: FastMap<Arc<str>, Need<T>> = FastMap::default();
+        let mut activation_of = FastMap::default();
         for (i, n) in nodes.iter().enumerate() {
             if !layers.contains(&*n.label) {
                 continue;
@@ -435,7 +461,7 @@ impl<T: Element> GradMonitor<T> {
                 },
             );
             if let Some(a) = follower {
-                activation_of.insert(n.label.to_string(), a.label.clone());
+                activation_of.insert(n.label.clone(), a.label.clone());
                 let e = needs.entry(a.label.clone()).or_insert(Need {
                     grad: false,
                     value: false,
@@ -449,7 +475,7 @@ impl<T: Element> GradMonitor<T> {
             .filter(|n| n.is_add && !layers.contains(&*n.label))
             .count();
 
-        let captured: Rc<RefCell<HashMap<Arc<str>, NodeStats>>> = Rc::default();
+        let captured: Rc<RefCell<FastMap<Arc<str>, NodeStats>>> = Rc::default();
         let sink = captured.clone();
         let margin = self.config.saturation_margin;
         let handle = tape.on_labelled_grad(move |label, value, grad| {
@@ -526,7 +552,7 @@ impl<T: Element> GradMonitor<T> {
             let own = captured.get(g.path.as_str()).copied().unwrap_or_default();
             let activation = watch
                 .as_ref()
-                .and_then(|w| w.activation_of.get(&g.path))
+                .and_then(|w| w.activation_of.get(g.path.as_str()))
                 .and_then(|label| {
                     let v = captured.get(label)?.value?;
                     let kind = v.kind?;
@@ -628,7 +654,7 @@ pub use export::{to_csv, to_json, write_csv, write_json};
 fn following_activation<'a, T: Element>(
     nodes: &'a [Labelled<T>],
     i: usize,
-    layers: &HashSet<&str>,
+    layers: &FastSet<&str>,
 ) -> Option<&'a Labelled<T>> {
     if nodes[i].activation.is_some() {
         return Some(&nodes[i]);

@@ -11,7 +11,7 @@ use crate::nn::Activation;
 use crate::ops::Op;
 use crate::tensor::{Element, Tensor};
 
-/// Independent accumulators per pass: eight f64 lanes fill two AVX2 registers.
+/// Independent accumulators per pass: eight f64 lanes, one AVX-512 or two AVX2 registers.
 const LANES: usize = 8;
 
 #[inline(always)]
@@ -19,114 +19,64 @@ fn f<T: Element>(x: T) -> f64 {
     x.to_f64().unwrap_or(f64::NAN)
 }
 
-/// Defines `$name` as a call of the `#[inline(always)]` function `$generic`, compiled a second
-/// time with AVX2 enabled and chosen at run time when the processor has it. The crate is built
-/// for baseline x86-64 (SSE2, two f64 lanes), and these passes run over every watched tensor
-/// each step: twice the lanes halves the monitor's cost.
-macro_rules! with_avx2 {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $generic:ident) => {
-        $(#[$m])*
-        fn $name<T: Element>($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                unsafe fn wide<T: Element>($($arg: $ty),*) -> $ret {
-                    $generic($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: `wide` needs AVX2, which was just detected.
-                    return unsafe { wide($($arg),*) };
-                }
-            }
-            $generic($($arg),*)
-        }
-    };
-}
-
 // Each pass keeps one accumulator array: with two (a sum and a sum of squares together) LLVM's
-// SLP vectoriser pairs them into two-lane vectors instead of filling four lanes of one, and a
-// second pass over data still in cache costs less than that.
+// SLP vectoriser pairs them into two-lane vectors instead of filling the lanes of one, and a
+// second pass over data still in cache costs less than that. The ragged tail is summed after
+// the main loop, in a scalar of its own: updating single lanes of the accumulator before the
+// loop also stopped the vectoriser.
+
+/// `Σ g(x)` over a slice, `g` mapping an element to f64.
+#[inline(always)]
+fn sum_map<T: Element>(d: &[T], g: impl Fn(T) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = d.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += g(c[i]);
+        }
+    }
+    let tail: f64 = rest.iter().map(|&x| g(x)).sum();
+    acc.iter().sum::<f64>() + tail
+}
 
 #[inline(always)]
 fn sum_sq_generic<T: Element>(d: &[T]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let chunks = d.chunks_exact(LANES);
-    for (i, &x) in chunks.remainder().iter().enumerate() {
-        acc[i] += f(x) * f(x);
-    }
-    for c in chunks {
-        for i in 0..LANES {
-            let x = f(c[i]);
-            acc[i] += x * x;
-        }
-    }
-    acc.iter().sum()
+    sum_map(d, |x| f(x) * f(x))
 }
 
 /// `Σ(x − c)²`.
 #[inline(always)]
 fn sum_sq_about_generic<T: Element>(d: &[T], c0: f64) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let chunks = d.chunks_exact(LANES);
-    for (i, &x) in chunks.remainder().iter().enumerate() {
-        acc[i] += (f(x) - c0) * (f(x) - c0);
-    }
-    for c in chunks {
-        for i in 0..LANES {
-            let x = f(c[i]) - c0;
-            acc[i] += x * x;
-        }
-    }
-    acc.iter().sum()
+    sum_map(d, |x| (f(x) - c0) * (f(x) - c0))
 }
 
 #[inline(always)]
 fn sum_generic<T: Element>(d: &[T]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let chunks = d.chunks_exact(LANES);
-    for (i, &x) in chunks.remainder().iter().enumerate() {
-        acc[i] += f(x);
-    }
-    for c in chunks {
-        for i in 0..LANES {
-            acc[i] += f(c[i]);
-        }
-    }
-    acc.iter().sum()
+    sum_map(d, f)
 }
 
 #[inline(always)]
 fn sum_abs_generic<T: Element>(d: &[T]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let chunks = d.chunks_exact(LANES);
-    for (i, &x) in chunks.remainder().iter().enumerate() {
-        acc[i] += f(x).abs();
-    }
-    for c in chunks {
-        for i in 0..LANES {
-            acc[i] += f(c[i]).abs();
-        }
-    }
-    acc.iter().sum()
+    sum_map(d, |x| f(x).abs())
 }
 
 /// max |x|, skipping NaN (the sums report NaN). A maximum is exact in the element type, so it
 /// is taken there, at twice the lanes of f64 for f32 data.
 #[inline(always)]
 fn max_abs_generic<T: Element>(d: &[T]) -> f64 {
-    let mut acc = [T::zero(); LANES];
-    let chunks = d.chunks_exact(LANES);
-    for (i, &x) in chunks.remainder().iter().enumerate() {
-        let a = x.abs();
-        acc[i] = if a > acc[i] { a } else { acc[i] };
-    }
+    const WIDE: usize = 2 * LANES;
+    let mut acc = [T::zero(); WIDE];
+    let chunks = d.chunks_exact(WIDE);
+    let rest = chunks.remainder();
     for c in chunks {
-        for i in 0..LANES {
+        for i in 0..WIDE {
             let a = c[i].abs();
             acc[i] = if a > acc[i] { a } else { acc[i] };
         }
     }
-    acc.iter().fold(0.0f64, |m, &x| m.max(f(x)))
+    let tail = rest.iter().fold(T::zero(), |m, &x| m.max(x.abs()));
+    acc.iter().fold(f(tail), |m, &x| m.max(f(x)))
 }
 
 /// Per feature (last axis of a `[rows, features]` buffer), the largest value over the rows, into
@@ -146,25 +96,62 @@ fn column_max_generic<T: Element>(d: &[T], out: &mut [T]) {
 fn distance_sq_generic<T: Element>(a: &[T], b: &[T]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    for (i, (&x, &y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
-        acc[i] += (f(x) - f(y)) * (f(x) - f(y));
-    }
+    let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..LANES {
             let d = f(x[i]) - f(y[i]);
             acc[i] += d * d;
         }
     }
-    acc.iter().sum()
+    let tail: f64 = ra
+        .iter()
+        .zip(rb)
+        .map(|(&x, &y)| (f(x) - f(y)) * (f(x) - f(y)))
+        .sum();
+    acc.iter().sum::<f64>() + tail
 }
 
-with_avx2!(fn sum_sq(d: &[T]) -> f64 = sum_sq_generic);
-with_avx2!(fn sum_sq_about(d: &[T], c0: f64) -> f64 = sum_sq_about_generic);
-with_avx2!(fn sum(d: &[T]) -> f64 = sum_generic);
-with_avx2!(fn sum_abs(d: &[T]) -> f64 = sum_abs_generic);
-with_avx2!(fn max_abs(d: &[T]) -> f64 = max_abs_generic);
-with_avx2!(fn distance_sq(a: &[T], b: &[T]) -> f64 = distance_sq_generic);
-with_avx2!(fn column_max(d: &[T], out: &mut [T]) -> () = column_max_generic);
+/// Defines `$name` as a call of the `#[inline(always)]` function `$generic`, compiled again for
+/// AVX-512 and for AVX2 and chosen at run time, as `tensor::simd::dispatch` does for the
+/// elementwise ops. The crate is built for baseline x86-64 (two f64 lanes) and these passes run
+/// over every watched tensor each step. (Passing the generic function through `dispatch` as a
+/// closure left the closure uninlined and compiled for the baseline.)
+macro_rules! multiversion {
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $generic:ident) => {
+        fn $name<T: Element>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512<T: Element>($($arg: $ty),*) -> $ret {
+                    $generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2<T: Element>($($arg: $ty),*) -> $ret {
+                    $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports every feature `avx512` is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
+multiversion!(sum_sq(d: &[T]) -> f64 = sum_sq_generic);
+multiversion!(sum_sq_about(d: &[T], c0: f64) -> f64 = sum_sq_about_generic);
+multiversion!(sum(d: &[T]) -> f64 = sum_generic);
+multiversion!(sum_abs(d: &[T]) -> f64 = sum_abs_generic);
+multiversion!(max_abs(d: &[T]) -> f64 = max_abs_generic);
+multiversion!(distance_sq(a: &[T], b: &[T]) -> f64 = distance_sq_generic);
+multiversion!(column_max(d: &[T], out: &mut [T]) -> () = column_max_generic);
 
 /// ‖x‖₂ from an f64 sum of squares, or the scaled norm when that sum left f64's range (f64
 /// data only: tiny values whose squares underflow, or huge ones whose squares overflow).

@@ -50,7 +50,9 @@ pub use linear::{Linear, LinearConfig};
 pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss, LossTarget, Reduction,
 };
-pub use module::{Ctx, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut};
+pub use module::{
+    Ctx, DottedPath, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut,
+};
 pub use optim::{
     Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RMSprop, RMSpropConfig, Sgd, SgdConfig,
     UpdateStat,

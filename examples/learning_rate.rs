@@ -629,10 +629,12 @@ fn print_interpretation(
          error by (1 − lr·λ_max), whose size exceeds 1 past lr = 2/λ_max. Here it is {limit:.3}{failing}. \
          The loss is not a quadratic, and its curvature moves: during training λ_max rose from \
          {lambda_max:.3} to {sharpened:.3} even in runs that never spiked (progressive sharpening). \
-         A rate above the new limit {:.3} is unstable there; such a run either spikes and settles \
-         in a flatter region where lr·λ_max < 2 (the edge of stability: see lr·λ_end in the \
-         table) or, when the rate is too far past it, blows up. So 2/λ_max at initialisation is \
-         an order-of-magnitude guide to the largest usable rate, not a sharp threshold.{separates}",
+         A rate above the new limit {:.3} is unstable there. Such a run either spikes, which \
+         throws the weights into a flatter region where lr·λ_max < 2 and lets training go on \
+         (with λ_max then hovering just under 2/lr for a while: the edge of stability; the \
+         lower plot shows it, and lr·λ_end in the table where each run ended), or, when the \
+         rate is too far past the limit, blows up. So 2/λ_max at initialisation is an \
+         order-of-magnitude guide to the largest usable rate, not a sharp threshold.{separates}",
         2.0 / sharpened
     );
     println!("\n{}", wrap(&text, 96));

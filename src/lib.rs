@@ -79,6 +79,7 @@
 //! belongs to one thread; parallelism lives inside the matrix kernels.
 #![deny(missing_docs)]
 
+pub mod curvature;
 pub mod data;
 pub mod error;
 mod gradcheck;

@@ -42,7 +42,7 @@
 //! # Ok::<(), vgrad::Error>(())
 //! ```
 
-use super::module::{join, Module, Param, VisitorMut};
+use super::module::{DottedPath, Module, Param, VisitorMut};
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
 use safetensors::{Dtype, SafeTensors, View};
@@ -327,8 +327,7 @@ pub fn load_safetensors_bytes<T: Element>(model: &mut dyn Module<T>, bytes: &[u8
 
     // Every check passed: only now touch the model.
     let mut swap = Swap {
-        path: String::new(),
-        marks: Vec::new(),
+        path: DottedPath::default(),
         loaded,
     };
     model.visit_mut(&mut swap);
@@ -435,27 +434,24 @@ fn decode<T: Element>(name: &str, dtype: Dtype, bytes: &[u8], numel: usize) -> R
 
 /// Moves the decoded tensors into the model, by dotted name.
 struct Swap<T> {
-    path: String,
-    marks: Vec<usize>,
+    path: DottedPath,
     loaded: HashMap<String, Tensor<T>>,
 }
 
 impl<T: Element> VisitorMut<T> for Swap<T> {
     fn enter(&mut self, name: &str) {
-        self.marks.push(self.path.len());
-        self.path = join(&self.path, name);
+        self.path.enter(name);
     }
     fn exit(&mut self) {
-        let m = self.marks.pop().unwrap_or(0);
-        self.path.truncate(m);
+        self.path.exit();
     }
     fn param(&mut self, name: &str, p: &mut Param<T>) {
-        if let Some(t) = self.loaded.remove(&join(&self.path, name)) {
+        if let Some(t) = self.loaded.remove(&self.path.full(name)) {
             p.set(t);
         }
     }
     fn buffer(&mut self, name: &str, b: &mut Tensor<T>) {
-        if let Some(t) = self.loaded.remove(&join(&self.path, name)) {
+        if let Some(t) = self.loaded.remove(&self.path.full(name)) {
             *b = t;
         }
     }

@@ -169,8 +169,7 @@ pub trait Module<T: Element>: fmt::Debug {
 /// Builds dotted names from enter/exit and hands each parameter or buffer to a closure
 /// `f(name, value, is_param)`.
 pub struct NamedVisitor<F> {
-    path: String,
-    marks: Vec<usize>,
+    path: DottedPath,
     f: F,
 }
 
@@ -178,14 +177,9 @@ impl<F> NamedVisitor<F> {
     /// A visitor calling `f(dotted_name, value, is_param)`.
     pub fn new(f: F) -> Self {
         NamedVisitor {
-            path: String::new(),
-            marks: Vec::new(),
+            path: DottedPath::default(),
             f,
         }
-    }
-
-    fn full(&self, name: &str) -> String {
-        join(&self.path, name)
     }
 }
 
@@ -197,22 +191,64 @@ pub(crate) fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-impl<T: Element, F: FnMut(&str, &Tensor<T>, bool)> Visitor<T> for NamedVisitor<F> {
-    fn enter(&mut self, name: &str) {
+/// A dotted path (`blocks.3.bn`) built in place by the visitor protocol's `enter`/`exit`, without
+/// an allocation per module. Every visitor that needs full names keeps one.
+///
+/// # Example
+/// ```
+/// use vgrad::nn::DottedPath;
+/// let mut p = DottedPath::default();
+/// p.enter("blocks");
+/// p.enter("3");
+/// assert_eq!(p.full("weight"), "blocks.3.weight");
+/// p.exit();
+/// assert_eq!(p.as_str(), "blocks");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct DottedPath {
+    path: String,
+    marks: Vec<usize>,
+}
+
+impl DottedPath {
+    /// Descends into child `name`.
+    pub fn enter(&mut self, name: &str) {
         self.marks.push(self.path.len());
-        self.path = join(&self.path, name);
+        if !self.path.is_empty() {
+            self.path.push('.');
+        }
+        self.path.push_str(name);
     }
-    fn exit(&mut self) {
+
+    /// Returns to the parent of the child entered last.
+    pub fn exit(&mut self) {
         let m = self.marks.pop().unwrap_or(0);
         self.path.truncate(m);
     }
+
+    /// The full name of `name` inside the current path.
+    pub fn full(&self, name: &str) -> String {
+        join(&self.path, name)
+    }
+
+    /// The current path (`""` at the top).
+    pub fn as_str(&self) -> &str {
+        &self.path
+    }
+}
+
+impl<T: Element, F: FnMut(&str, &Tensor<T>, bool)> Visitor<T> for NamedVisitor<F> {
+    fn enter(&mut self, name: &str) {
+        self.path.enter(name);
+    }
+    fn exit(&mut self) {
+        self.path.exit();
+    }
     fn param(&mut self, name: &str, p: &Param<T>) {
-        let full = self.full(name);
-        (self.f)(&full, p.value(), true);
+        (self.f)(&self.path.full(name), p.value(), true);
     }
     fn buffer(&mut self, name: &str, b: &Tensor<T>) {
-        let full = self.full(name);
-        (self.f)(&full, b, false);
+        (self.f)(&self.path.full(name), b, false);
     }
 }
 
@@ -237,8 +273,7 @@ impl<T: Element, F: FnMut(&str, &Tensor<T>, bool)> Visitor<T> for NamedVisitor<F
 /// ```
 pub struct Ctx<'t, T: Element> {
     tape: &'t Tape<T>,
-    path: String,
-    marks: Vec<usize>,
+    path: DottedPath,
     bound: HashMap<ParamId, (String, Var<'t, T>)>,
 }
 
@@ -247,8 +282,7 @@ impl<'t, T: Element> Ctx<'t, T> {
     pub fn new(tape: &'t Tape<T>) -> Self {
         Ctx {
             tape,
-            path: String::new(),
-            marks: Vec::new(),
+            path: DottedPath::default(),
             bound: HashMap::new(),
         }
     }
@@ -260,17 +294,15 @@ impl<'t, T: Element> Ctx<'t, T> {
 
     /// The dotted path of the module currently running (`""` at the top).
     pub fn path(&self) -> &str {
-        &self.path
+        self.path.as_str()
     }
 
     /// Runs `f` inside child scope `name`; containers wrap each child's forward in this, with
     /// the same name their `visit` passes to `enter`.
     pub fn scoped<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
-        self.marks.push(self.path.len());
-        self.path = join(&self.path, name);
+        self.path.enter(name);
         let r = f(self);
-        let m = self.marks.pop().unwrap_or(0);
-        self.path.truncate(m);
+        self.path.exit();
         r
     }
 
@@ -281,17 +313,16 @@ impl<'t, T: Element> Ctx<'t, T> {
             return *v;
         }
         let v = self.tape.leaf(p.value().clone());
-        self.bound.insert(p.id(), (join(&self.path, local), v));
+        self.bound.insert(p.id(), (self.path.full(local), v));
         v
     }
 
     /// Labels `v` with the current path (a layer's output), so tape-level hooks and anomaly
     /// reports can name the layer. At the top level (empty path) nothing is attached.
     pub fn label(&self, v: Var<'t, T>) -> Var<'t, T> {
-        if self.path.is_empty() {
-            v
-        } else {
-            v.label(&self.path)
+        match self.path.as_str() {
+            "" => v,
+            path => v.label(path),
         }
     }
 

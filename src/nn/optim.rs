@@ -19,7 +19,7 @@
 //!
 //! Not implemented: AMSGrad, `maximize`, parameter groups (one learning rate for the model).
 
-use super::module::{Module, Param, ParamGrads, ParamId, Visitor, VisitorMut};
+use super::module::{DottedPath, Module, Param, ParamGrads, ParamId, Visitor, VisitorMut};
 use crate::error::{Error, Result};
 use crate::tensor::{norm_l2_f64, Element, Tensor};
 use std::collections::HashMap;
@@ -129,30 +129,6 @@ fn check_beta(what: &str, x: f64) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Config(format!("{what} must be in [0, 1), got {x}")))
-    }
-}
-
-/// A dotted path built in place from enter/exit, without a `format!` per module.
-#[derive(Default)]
-struct DottedPath {
-    path: String,
-    marks: Vec<usize>,
-}
-
-impl DottedPath {
-    fn enter(&mut self, name: &str) {
-        self.marks.push(self.path.len());
-        if !self.path.is_empty() {
-            self.path.push('.');
-        }
-        self.path.push_str(name);
-    }
-    fn exit(&mut self) {
-        let m = self.marks.pop().unwrap_or(0);
-        self.path.truncate(m);
-    }
-    fn full(&self, name: &str) -> String {
-        super::module::join(&self.path, name)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `Residual`: a skip connection around a branch, `y = x + scale·f(x)`.
 
 use super::linear::Linear;
-use super::module::{join, Ctx, Module, NamedVisitor, Param, Visitor, VisitorMut};
+use super::module::{join, Ctx, DottedPath, Module, NamedVisitor, Param, Visitor, VisitorMut};
 use crate::error::{Error, Result};
 use crate::tape::Var;
 use crate::tensor::{Element, Tensor};
@@ -147,8 +147,7 @@ impl<T: Element> Residual<T> {
             .trim_end_matches('.')
             .to_string();
         let mut z = ZeroScope {
-            path: String::new(),
-            marks: Vec::new(),
+            path: DottedPath::default(),
             targets: [join(&prefix, "weight"), join(&prefix, "bias")],
         };
         self.branch.visit_mut(&mut z);
@@ -158,22 +157,19 @@ impl<T: Element> Residual<T> {
 
 /// Zeros the parameters whose dotted names are in `targets`.
 struct ZeroScope {
-    path: String,
-    marks: Vec<usize>,
+    path: DottedPath,
     targets: [String; 2],
 }
 
 impl<T: Element> VisitorMut<T> for ZeroScope {
     fn enter(&mut self, name: &str) {
-        self.marks.push(self.path.len());
-        self.path = join(&self.path, name);
+        self.path.enter(name);
     }
     fn exit(&mut self) {
-        let m = self.marks.pop().unwrap_or(0);
-        self.path.truncate(m);
+        self.path.exit();
     }
     fn param(&mut self, name: &str, p: &mut Param<T>) {
-        if self.targets.contains(&join(&self.path, name)) {
+        if self.targets.contains(&self.path.full(name)) {
             p.set(Tensor::zeros(p.value().shape()));
         }
     }

@@ -1,0 +1,87 @@
+//! Smoke tests of the examples: each runs in its quick mode, and what it reports is checked.
+//!
+//! The example files are compiled into this test as modules (`#[path]`), so `cargo test` runs
+//! them without a nested `cargo run`; their `main`s go unused here.
+
+#[allow(dead_code)]
+#[path = "../examples/quickstart.rs"]
+mod quickstart;
+
+#[allow(dead_code)]
+#[path = "../examples/learning_rate.rs"]
+mod learning_rate;
+
+use learning_rate::{Options, Verdict};
+use std::path::PathBuf;
+
+#[test]
+fn quickstart_learns_two_moons() {
+    // 60 steps is `--quick`; chance is 50%.
+    let quick = quickstart::train(60).unwrap();
+    assert!(quick > 0.9, "quick run: test accuracy {quick}");
+    // The full run is cheap too, and the example promises at least 95%.
+    let full = quickstart::train(200).unwrap();
+    assert!(full >= 0.95, "full run: test accuracy {full}");
+}
+
+#[test]
+fn learning_rate_quick_run_shows_every_regime_and_writes_its_files() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples_smoke_learning_rate");
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = Options::from_args([
+        "--quick".to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ])
+    .unwrap();
+    let summary = learning_rate::run(&opts).unwrap();
+
+    // Curvature at initialisation, from the Hessian-vector product power iteration.
+    let lambda = summary.lambda_max;
+    assert!(lambda.is_finite() && lambda > 0.0, "λ_max = {lambda}");
+    assert!(!summary.power_history.is_empty());
+
+    // The sweep: the smallest rate makes progress; the largest really diverges.
+    let constant: Vec<_> = summary.runs.iter().filter(|r| !r.scheduled).collect();
+    let (smallest, largest) = (constant[0], constant[constant.len() - 1]);
+    assert!(smallest.final_loss() < smallest.losses[0], "{smallest:?}");
+    assert!(!smallest.verdict.failed());
+    assert_eq!(largest.verdict, Verdict::Diverges, "{:?}", largest.losses);
+    assert!(!largest.final_loss().is_finite());
+    assert!(largest.losses.len() < 30, "diverged runs stop early");
+    assert_eq!(summary.smallest_diverging_lr, Some(largest.lr));
+    // Sharpness was measured during training, not only at initialisation.
+    assert!(smallest.sharpness.len() > 2, "{:?}", smallest.sharpness);
+    assert!(smallest.sharpness.iter().all(|s| s.2.is_finite()));
+    // The scheduled run comes last.
+    assert!(summary.runs.last().unwrap().scheduled);
+
+    // Every file is there and holds what it should.
+    assert_eq!(summary.files.len(), 5);
+    for f in &summary.files {
+        let len = std::fs::metadata(f).unwrap().len();
+        assert!(len > 0, "{} is empty", f.display());
+    }
+    let csv = std::fs::read_to_string(out.join("loss_curves.csv")).unwrap();
+    assert!(csv.starts_with("step,lr=0.1,"), "{}", &csv[..40]);
+    assert_eq!(csv.lines().count(), 31); // header + 30 steps
+    let svg = std::fs::read_to_string(out.join("learning_rate.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("lr=64: NaN at step"));
+    assert!(svg.contains("training loss (log scale)"));
+}
+
+#[test]
+fn learning_rate_arguments() {
+    let parse = |args: &[&str]| Options::from_args(args.iter().map(|s| s.to_string()));
+    let default = parse(&[]).unwrap();
+    assert!(!default.quick);
+    assert_eq!(default.out, PathBuf::from("out/learning_rate"));
+    let o = parse(&["--out", "somewhere", "--quick"]).unwrap();
+    assert!(o.quick);
+    assert_eq!(o.out, PathBuf::from("somewhere"));
+    assert!(parse(&["--out"]).is_err());
+    assert!(parse(&["--fast"])
+        .unwrap_err()
+        .contains("unknown argument `--fast`"));
+    assert!(parse(&["--help"]).unwrap_err().starts_with("usage:"));
+}

@@ -246,6 +246,21 @@ impl<T: Element> Tape<T> {
         removed
     }
 
+    /// Every labelled node in tape (forward) order with its label and the op that made it. The
+    /// gradient monitor reads from it which activation produced a layer's output (the label alone
+    /// does not say) and in which order layers ran.
+    pub(crate) fn labelled_nodes(&self) -> Vec<(usize, Arc<str>, Op<T>)> {
+        let nodes = self.nodes.borrow();
+        let mut out: Vec<_> = self
+            .labels
+            .borrow()
+            .iter()
+            .map(|(&id, l)| (id, l.clone(), nodes[id].op.clone()))
+            .collect();
+        out.sort_by_key(|e| e.0);
+        out
+    }
+
     /// The value of node `id` (a reference-count increment, not a copy).
     pub(crate) fn value(&self, id: usize) -> Tensor<T> {
         self.nodes.borrow()[id].value.clone()

@@ -1,0 +1,395 @@
+//! One-pass statistics of tensors, accumulated in f64.
+//!
+//! The monitor runs these on every watched gradient and activation, so each is a single pass with
+//! no allocation, written with eight independent accumulators so the compiler can vectorise it
+//! (one running sum would chain every addition to the previous one). Norms square in f64, which
+//! cannot underflow for f32 data (the smallest f32 squared is ~1e-90) nor overflow (the largest
+//! squared is ~1e77); for f64 data whose squares leave f64's range the scaled
+//! [`Tensor::norm_l2`] takes over.
+
+use crate::nn::Activation;
+use crate::ops::Op;
+use crate::tensor::{Element, Tensor};
+
+/// Independent accumulators per pass: eight f64 lanes fill two AVX2 registers.
+const LANES: usize = 8;
+
+#[inline(always)]
+fn f<T: Element>(x: T) -> f64 {
+    x.to_f64().unwrap_or(f64::NAN)
+}
+
+/// Defines `$name` as a call of the `#[inline(always)]` function `$generic`, compiled a second
+/// time with AVX2 enabled and chosen at run time when the processor has it. The crate is built
+/// for baseline x86-64 (SSE2, two f64 lanes), and these passes run over every watched tensor
+/// each step: twice the lanes halves the monitor's cost.
+macro_rules! with_avx2 {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $generic:ident) => {
+        $(#[$m])*
+        fn $name<T: Element>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn wide<T: Element>($($arg: $ty),*) -> $ret {
+                    $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: `wide` needs AVX2, which was just detected.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
+// Each pass keeps one accumulator array: with two (a sum and a sum of squares together) LLVM's
+// SLP vectoriser pairs them into two-lane vectors instead of filling four lanes of one, and a
+// second pass over data still in cache costs less than that.
+
+#[inline(always)]
+fn sum_sq_generic<T: Element>(d: &[T]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = d.chunks_exact(LANES);
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        acc[i] += f(x) * f(x);
+    }
+    for c in chunks {
+        for i in 0..LANES {
+            let x = f(c[i]);
+            acc[i] += x * x;
+        }
+    }
+    acc.iter().sum()
+}
+
+/// `Σ(x − c)²`.
+#[inline(always)]
+fn sum_sq_about_generic<T: Element>(d: &[T], c0: f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = d.chunks_exact(LANES);
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        acc[i] += (f(x) - c0) * (f(x) - c0);
+    }
+    for c in chunks {
+        for i in 0..LANES {
+            let x = f(c[i]) - c0;
+            acc[i] += x * x;
+        }
+    }
+    acc.iter().sum()
+}
+
+#[inline(always)]
+fn sum_generic<T: Element>(d: &[T]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = d.chunks_exact(LANES);
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        acc[i] += f(x);
+    }
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += f(c[i]);
+        }
+    }
+    acc.iter().sum()
+}
+
+#[inline(always)]
+fn sum_abs_generic<T: Element>(d: &[T]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = d.chunks_exact(LANES);
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        acc[i] += f(x).abs();
+    }
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += f(c[i]).abs();
+        }
+    }
+    acc.iter().sum()
+}
+
+/// max |x|, skipping NaN (the sums report NaN). A maximum is exact in the element type, so it
+/// is taken there, at twice the lanes of f64 for f32 data.
+#[inline(always)]
+fn max_abs_generic<T: Element>(d: &[T]) -> f64 {
+    let mut acc = [T::zero(); LANES];
+    let chunks = d.chunks_exact(LANES);
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        let a = x.abs();
+        acc[i] = if a > acc[i] { a } else { acc[i] };
+    }
+    for c in chunks {
+        for i in 0..LANES {
+            let a = c[i].abs();
+            acc[i] = if a > acc[i] { a } else { acc[i] };
+        }
+    }
+    acc.iter().fold(0.0f64, |m, &x| m.max(f(x)))
+}
+
+/// Per feature (last axis of a `[rows, features]` buffer), the largest value over the rows, into
+/// `out` (which starts at zero): a ReLU unit is dead when its maximum is zero.
+#[inline(always)]
+fn column_max_generic<T: Element>(d: &[T], out: &mut [T]) {
+    for row in d.chunks_exact(out.len()) {
+        for (m, &x) in out.iter_mut().zip(row) {
+            // `max` rather than a comparison: LLVM turns a conditional update into masked stores.
+            *m = m.max(x);
+        }
+    }
+}
+
+/// `Σ(a − b)²` over two slices of one length.
+#[inline(always)]
+fn distance_sq_generic<T: Element>(a: &[T], b: &[T]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (i, (&x, &y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[i] += (f(x) - f(y)) * (f(x) - f(y));
+    }
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            let d = f(x[i]) - f(y[i]);
+            acc[i] += d * d;
+        }
+    }
+    acc.iter().sum()
+}
+
+with_avx2!(fn sum_sq(d: &[T]) -> f64 = sum_sq_generic);
+with_avx2!(fn sum_sq_about(d: &[T], c0: f64) -> f64 = sum_sq_about_generic);
+with_avx2!(fn sum(d: &[T]) -> f64 = sum_generic);
+with_avx2!(fn sum_abs(d: &[T]) -> f64 = sum_abs_generic);
+with_avx2!(fn max_abs(d: &[T]) -> f64 = max_abs_generic);
+with_avx2!(fn distance_sq(a: &[T], b: &[T]) -> f64 = distance_sq_generic);
+with_avx2!(fn column_max(d: &[T], out: &mut [T]) -> () = column_max_generic);
+
+/// ‖x‖₂ from an f64 sum of squares, or the scaled norm when that sum left f64's range (f64
+/// data only: tiny values whose squares underflow, or huge ones whose squares overflow).
+fn norm_from<T: Element>(sum_sq: f64, t: &Tensor<T>) -> f64 {
+    if sum_sq.is_finite() && (sum_sq >= 1e-280 || sum_sq == 0.0 && T::DTYPE == "F32") {
+        sum_sq.sqrt()
+    } else {
+        t.norm_l2()
+    }
+}
+
+/// ‖x‖₂ accumulated in f64.
+pub(crate) fn norm<T: Element>(t: &Tensor<T>) -> f64 {
+    norm_from(sum_sq(t.data()), t)
+}
+
+/// Norm, mean and max of |x| gathered in one pass over a tensor.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Moments {
+    pub(crate) norm: f64,
+    pub(crate) mean_abs: f64,
+    /// Largest |x|; NaN when any element is NaN.
+    pub(crate) max_abs: f64,
+}
+
+impl Moments {
+    pub(crate) fn of<T: Element>(t: &Tensor<T>) -> Moments {
+        let d = t.data();
+        let total_abs = sum_abs(d);
+        let n = d.len().max(1) as f64;
+        Moments {
+            norm: norm_from(sum_sq(d), t),
+            mean_abs: total_abs / n,
+            // The comparisons skip NaN; the sum does not, so it tells.
+            max_abs: if total_abs.is_nan() {
+                f64::NAN
+            } else {
+                max_abs(d)
+            },
+        }
+    }
+}
+
+/// ‖a − b‖₂ for two tensors of one shape (NaN if the shapes differ): the size of an update, `b`
+/// being the value before it.
+pub(crate) fn distance<T: Element>(after: &Tensor<T>, before: &Tensor<T>) -> f64 {
+    if after.shape() != before.shape() {
+        return f64::NAN;
+    }
+    distance_sq(after.data(), before.data()).sqrt()
+}
+
+/// Mean, standard deviation and the activation-specific fractions of one layer output.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct ValueStats {
+    pub(crate) mean: f64,
+    pub(crate) std: f64,
+    pub(crate) saturated: Option<f64>,
+    pub(crate) dead: Option<f64>,
+    /// The activation the value came out of, if it is one.
+    pub(crate) kind: Option<Activation<f64>>,
+}
+
+/// The activation an op applies, if it is one of [`Activation`]'s kinds.
+pub(crate) fn activation_of<T: Element>(op: &Op<T>) -> Option<Activation<T>> {
+    Some(match op {
+        Op::Sigmoid => Activation::Sigmoid,
+        Op::Tanh => Activation::Tanh,
+        Op::Relu => Activation::Relu,
+        Op::LeakyRelu(s) => Activation::LeakyRelu(*s),
+        Op::Elu(a) => Activation::Elu(*a),
+        Op::Selu => Activation::Selu,
+        Op::Gelu(g) => Activation::Gelu(*g),
+        Op::Softplus { beta, threshold } => Activation::Softplus {
+            beta: *beta,
+            threshold: *threshold,
+        },
+        Op::Silu => Activation::Silu,
+        _ => return None,
+    })
+}
+
+/// The same activation with f64 parameters, for records that do not carry the element type.
+pub(crate) fn activation_f64<T: Element>(a: Activation<T>) -> Activation<f64> {
+    let f = |x: T| x.to_f64().unwrap_or(f64::NAN);
+    match a {
+        Activation::Identity => Activation::Identity,
+        Activation::Sigmoid => Activation::Sigmoid,
+        Activation::Tanh => Activation::Tanh,
+        Activation::Relu => Activation::Relu,
+        Activation::LeakyRelu(s) => Activation::LeakyRelu(f(s)),
+        Activation::Elu(a) => Activation::Elu(f(a)),
+        Activation::Selu => Activation::Selu,
+        Activation::Gelu(g) => Activation::Gelu(g),
+        Activation::Softplus { beta, threshold } => Activation::Softplus {
+            beta: f(beta),
+            threshold: f(threshold),
+        },
+        Activation::Silu => Activation::Silu,
+    }
+}
+
+/// A short lower-case name for an activation kind (`"relu"`), used in exports and diagnoses.
+pub(crate) fn activation_name(a: &Activation<f64>) -> &'static str {
+    match a {
+        Activation::Identity => "identity",
+        Activation::Sigmoid => "sigmoid",
+        Activation::Tanh => "tanh",
+        Activation::Relu => "relu",
+        Activation::LeakyRelu(_) => "leaky_relu",
+        Activation::Elu(_) => "elu",
+        Activation::Selu => "selu",
+        Activation::Gelu(_) => "gelu",
+        Activation::Softplus { .. } => "softplus",
+        Activation::Silu => "silu",
+    }
+}
+
+/// Statistics of a layer output `v` (shape `[…, features]`), the fractions only for the kinds
+/// they mean something for:
+///
+/// * saturated — sigmoid outputs within `margin` of 0 or 1, tanh outputs with |y| > 1 − margin,
+///   where the derivative is below ~`margin`;
+/// * dead — ReLU units (last-axis features) that are zero for every sample in the batch, so no
+///   gradient reaches their weights this step.
+pub(crate) fn value_stats<T: Element>(
+    v: &Tensor<T>,
+    kind: Option<&Activation<T>>,
+    margin: f64,
+) -> ValueStats {
+    let data = v.data();
+    let n = data.len();
+    if n == 0 {
+        return ValueStats::default();
+    }
+    // Two passes, the mean first: exact even when the mean dwarfs the spread (a saturated sigmoid
+    // sits near 1 with a tiny std), where E[x²] − E[x]² would cancel.
+    let nf = n as f64;
+    let mean = sum(data) / nf;
+    let var = sum_sq_about(data, mean) / nf;
+    let mut out = ValueStats {
+        mean,
+        std: var.sqrt(),
+        saturated: None,
+        dead: None,
+        kind: kind.map(|k| activation_f64(*k)),
+    };
+    // Counted in the element type: the thresholds are exact enough at 0.01 for f32.
+    let count = |pred: fn(T, T) -> bool, m: T| data.iter().filter(|&&x| pred(x, m)).count();
+    let m = T::of(margin);
+    match kind {
+        Some(Activation::Sigmoid) => {
+            let c = count(|y, m| y < m || y > T::one() - m, m);
+            out.saturated = Some(c as f64 / nf);
+        }
+        Some(Activation::Tanh) => {
+            let c = count(|y, m| y.abs() > T::one() - m, m);
+            out.saturated = Some(c as f64 / nf);
+        }
+        Some(Activation::Relu) => {
+            let features = v.shape().last().copied().unwrap_or(1).max(1);
+            let mut max = vec![T::zero(); features];
+            column_max(data, &mut max);
+            let dead = max.iter().filter(|m| **m <= T::zero()).count();
+            out.dead = Some(dead as f64 / features as f64);
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn norm_of_tiny_f32_gradients_does_not_underflow() {
+        let t = Tensor::<f32>::full(&[100], 1e-30);
+        assert!((norm(&t) / 1e-29 - 1.0).abs() < 1e-6);
+        assert!((Moments::of(&t).norm / 1e-29 - 1.0).abs() < 1e-6);
+        let t = Tensor::<f64>::full(&[4], 1e-200);
+        assert!((norm(&t) / 2e-200 - 1.0).abs() < 1e-12);
+        let t = Tensor::<f64>::full(&[4], 1e200);
+        assert!((norm(&t) / 2e200 - 1.0).abs() < 1e-12);
+        assert_eq!(norm(&Tensor::<f32>::zeros(&[3])), 0.0);
+        // Lengths that are not a multiple of the lane count.
+        let t = Tensor::<f32>::from_fn(&[13], |i| i as f32);
+        let want = (0..13).map(|i| (i * i) as f64).sum::<f64>().sqrt();
+        assert!((norm(&t) - want).abs() < 1e-12);
+        let m = Moments::of(&t);
+        assert_eq!(m.max_abs, 12.0);
+        assert!((m.mean_abs - 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nan_shows_in_every_moment() {
+        let t = Tensor::<f32>::vector(&[1.0, f32::NAN]);
+        let m = Moments::of(&t);
+        assert!(m.norm.is_nan() && m.max_abs.is_nan() && norm(&t).is_nan());
+    }
+
+    #[test]
+    fn relu_dead_units_are_columns_zero_for_every_sample() {
+        // 3 samples × 4 units; unit 1 and unit 3 never fire.
+        let v = Tensor::<f32>::from_vec(
+            vec![1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.5, 0.0, 3.0, 0.0, 0.0, 0.0],
+            &[3, 4],
+        )
+        .unwrap();
+        let s = value_stats(&v, Some(&Activation::Relu), 0.01);
+        assert_eq!(s.dead, Some(0.5));
+        assert_eq!(s.saturated, None);
+    }
+
+    #[test]
+    fn sigmoid_and_tanh_saturation_use_their_bounds() {
+        let v = Tensor::<f64>::vector(&[0.005, 0.5, 0.995, 0.98]);
+        let s = value_stats(&v, Some(&Activation::Sigmoid), 0.01);
+        assert_eq!(s.saturated, Some(0.5));
+        let v = Tensor::<f64>::vector(&[-0.999, 0.0, 0.995, 0.5]);
+        let s = value_stats(&v, Some(&Activation::Tanh), 0.01);
+        assert_eq!(s.saturated, Some(0.5));
+        // The shifted accumulation keeps a tiny spread around a large mean.
+        let v = Tensor::<f64>::vector(&[1.0 - 1e-9, 1.0 + 1e-9]);
+        let s = value_stats(&v, None, 0.01);
+        assert!((s.std / 1e-9 - 1.0).abs() < 1e-6 && (s.mean - 1.0).abs() < 1e-15);
+    }
+}

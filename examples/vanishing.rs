@@ -278,7 +278,7 @@ fn first_last_ratio(step: &StepRecord) -> f64 {
         .filter(|l| l.weight_shape.len() == 2)
         .map(|l| l.weight_grad_norm);
     let first = linear.next().unwrap_or(f64::NAN);
-    let last = linear.last().unwrap_or(f64::NAN);
+    let last = linear.next_back().unwrap_or(f64::NAN);
     first / last
 }
 

@@ -11,6 +11,10 @@ mod quickstart;
 #[path = "../examples/learning_rate.rs"]
 mod learning_rate;
 
+#[allow(dead_code)]
+#[path = "../examples/vanishing.rs"]
+mod vanishing;
+
 use learning_rate::{Options, Verdict};
 use std::path::PathBuf;
 
@@ -84,4 +88,38 @@ fn learning_rate_arguments() {
         .unwrap_err()
         .contains("unknown argument `--fast`"));
     assert!(parse(&["--help"]).unwrap_err().starts_with("usage:"));
+}
+
+#[test]
+fn vanishing_quick_run_tells_the_story_and_writes_its_files() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples_smoke_vanishing");
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = vanishing::Options::from_args([
+        "--quick".to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ])
+    .unwrap();
+    let summary = vanishing::run(&opts).unwrap();
+    let by = |name: &str| summary.runs.iter().find(|r| r.name == name).unwrap();
+
+    // The classic failure: almost nothing reaches the first layer of the sigmoid stack.
+    let sigmoid = by("sigmoid + Xavier");
+    assert!(sigmoid.ratio_step0 < 1e-20, "{sigmoid:?}");
+    assert_eq!(sigmoid.verdict, vgrad::monitor::Verdict::VanishingGradients);
+    // He initialisation keeps the gradient's scale at initialisation.
+    let he = by("ReLU + He");
+    assert!((0.1..10.0).contains(&he.ratio_step0), "{he:?}");
+    // BatchNorm without skips makes gradients grow toward the input.
+    let bn = by("ReLU + He + BatchNorm");
+    assert!(bn.ratio_step0 > 1e2, "{bn:?}");
+    // Every run finished with finite numbers and a diagnosis.
+    for r in &summary.runs {
+        assert!(r.loss.0.is_finite() && !r.diagnosis.is_empty(), "{r:?}");
+        assert!((0.0..=1.0).contains(&r.test_acc));
+    }
+    for f in &summary.files {
+        let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 100, "{} is empty", f.display());
+    }
 }

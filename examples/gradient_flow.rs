@@ -12,8 +12,10 @@
 //! * `training.csv`, `training.json` — the records of the 40-step run.
 //!
 //! ```sh
-//! cargo run --release --example gradient_flow [output-dir]
+//! cargo run --release --example gradient_flow [-- --quick] [-- output-dir]
 //! ```
+//!
+//! `--quick` trains the heatmap run for 5 steps instead of 40 (a smoke run).
 
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
@@ -96,17 +98,38 @@ fn train(net: &mut Sequential<f32>, steps: usize, lr: f64) -> vgrad::Result<Grad
 }
 
 fn main() -> vgrad::Result<()> {
-    let out: PathBuf = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let out: PathBuf = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .cloned()
         .unwrap_or_else(|| "target/gradient-flow".into())
         .into();
-    std::fs::create_dir_all(&out).map_err(|source| vgrad::Error::Io {
-        path: out.clone(),
+    let written = run(&out, if quick { 5 } else { 40 })?;
+    println!(
+        "{} plots and records written to {}",
+        written.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Runs every case, training the heatmap network for `steps` steps, and returns the files written.
+pub fn run(out: &std::path::Path, steps: usize) -> vgrad::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    std::fs::create_dir_all(out).map_err(|source| vgrad::Error::Io {
+        path: out.to_path_buf(),
         source,
     })?;
-    let write = |name: &str, text: String| {
+    let mut write = |name: &str, text: String| {
         let path = out.join(name);
-        std::fs::write(&path, text).map_err(|source| vgrad::Error::Io { path, source })
+        std::fs::write(&path, text).map_err(|source| vgrad::Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        files.push(path);
+        Ok::<(), vgrad::Error>(())
     };
 
     let xavier = Init::XavierUniform { gain: 1.0 };
@@ -156,8 +179,11 @@ fn main() -> vgrad::Result<()> {
     )?;
 
     let mut net = network(Hidden::Plain(Activation::Relu), Init::HE_NORMAL, 1)?;
-    let mon = train(&mut net, 40, 0.01)?;
-    println!("== 40 steps of ReLU + He at lr 0.01\n{}\n", mon.diagnose());
+    let mon = train(&mut net, steps, 0.01)?;
+    println!(
+        "== {steps} steps of ReLU + He at lr 0.01\n{}\n",
+        mon.diagnose()
+    );
     write(
         "heatmap.svg",
         heatmap_svg(
@@ -168,6 +194,7 @@ fn main() -> vgrad::Result<()> {
     )?;
     write_csv(mon.steps(), out.join("training.csv"))?;
     write_json(mon.steps(), out.join("training.json"))?;
+    let records = [out.join("training.csv"), out.join("training.json")];
 
     let mut net = network(Hidden::Plain(Activation::Relu), Init::HE_NORMAL, 1)?;
     let mon = train(&mut net, 6, 0.3)?;
@@ -180,6 +207,6 @@ fn main() -> vgrad::Result<()> {
             "‖∂L/∂W‖ while diverging: ReLU + He, lr 0.3 (grey: NaN)",
         )?,
     )?;
-    println!("plots and records written to {}", out.display());
-    Ok(())
+    files.extend(records);
+    Ok(files)
 }

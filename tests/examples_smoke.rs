@@ -15,6 +15,10 @@ mod learning_rate;
 #[path = "../examples/vanishing.rs"]
 mod vanishing;
 
+#[allow(dead_code)]
+#[path = "../examples/gradient_flow.rs"]
+mod gradient_flow;
+
 use learning_rate::{Options, Verdict};
 use std::path::PathBuf;
 
@@ -122,4 +126,18 @@ fn vanishing_quick_run_tells_the_story_and_writes_its_files() {
         let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
         assert!(len > 100, "{} is empty", f.display());
     }
+}
+
+#[test]
+fn gradient_flow_quick_run_writes_every_plot_and_record() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples_smoke_gradient_flow");
+    let _ = std::fs::remove_dir_all(&out);
+    let files = gradient_flow::run(&out, 5).unwrap();
+    assert_eq!(files.len(), 7, "{files:?}"); // 3 flow plots, 2 heatmaps, CSV, JSON
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(text.len() > 100, "{} is nearly empty", f.display());
+    }
+    let flow = std::fs::read_to_string(out.join("flow.svg")).unwrap();
+    assert!(flow.starts_with("<svg") && flow.contains("sigmoid + Xavier"));
 }

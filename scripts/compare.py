@@ -317,7 +317,7 @@ def compare_overhead(a, peers, rec):
                 rec.add(l, round=r, load1=load1())
                 if l.get("bench") == "overhead":
                     us[p][l["mode"]].append(l["us_per_op"])
-        log(f"  overhead round {r + 1}/{a.rounds}: " + ", ".join(f"{p} {us[p]['fwd_bwd'][-1]}" for p in rot))
+        log(f"  overhead round {r + 1}/{a.rounds}: " + ", ".join(f"{p} {us[p]['fwd_bwd'][-1]:.3f}" for p in rot))
     rows = ["| peer | fwd+bwd µs/op | no-grad fwd µs/op | target ≤ 0.2 µs/op (fwd+bwd) |", "|---|---|---|---|"]
     for p in order:
         fb, fn = med(us[p]["fwd_bwd"]), med(us[p]["fwd_nograd"])

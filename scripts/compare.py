@@ -224,6 +224,11 @@ class Recorder:
         self.path = path
         self.loads = []
 
+    def load_now(self):
+        """The 1-min load average now, remembered for the report's header."""
+        self.loads.append(load1())
+        return self.loads[-1]
+
     def add(self, line, **extra):
         line = dict(line, **extra)
         self.lines.append(line)
@@ -253,12 +258,12 @@ def compare_steps(a, peers, names, threads, rec):
         for c in names:
             got = {}
             for p in rot:
-                rec.loads.append(load1())
+                load = rec.load_now()
                 lines = peers[p].run(threads, ["--configs", c] + ([] if p == "floor" else step_args(a)))
                 want = "step_gemm" if p == "floor" else "mlp"
                 ms = [l["median_ms"] for l in lines if l.get("bench") == want and l.get("config") == c]
                 for l in lines:
-                    rec.add(l, round=r, load1=rec.loads[-1])
+                    rec.add(l, round=r, load1=load)
                 got[p] = ms[0] if ms else None
                 times[c][p].append(got[p])
             log(f"  threads={threads} round {r + 1}/{a.rounds} {c}: " + ", ".join(f"{p} {fmt(got[p])}" for p in rot))
@@ -313,8 +318,9 @@ def compare_overhead(a, peers, rec):
     for r in range(a.rounds):
         rot = order[r % len(order):] + order[: r % len(order)]
         for p in rot:
+            load = rec.load_now()
             for l in peers[p].run(1, ["--overhead"] if p != "candle_overhead" else []):
-                rec.add(l, round=r, load1=load1())
+                rec.add(l, round=r, load1=load)
                 if l.get("bench") == "overhead":
                     us[p][l["mode"]].append(l["us_per_op"])
         log(f"  overhead round {r + 1}/{a.rounds}: " + ", ".join(f"{p} {us[p]['fwd_bwd'][-1]:.3f}" for p in rot))
@@ -322,7 +328,7 @@ def compare_overhead(a, peers, rec):
     for p in order:
         fb, fn = med(us[p]["fwd_bwd"]), med(us[p]["fwd_nograd"])
         name = "candle" if p == "candle_overhead" else p
-        tgt = ("yes" if fb <= OVERHEAD_TARGET_US else f"no: {fb / OVERHEAD_TARGET_US:.1f}× the target") if p == "vgrad" else ""
+        tgt = ("yes" if fb <= OVERHEAD_TARGET_US else f"no: {fb / OVERHEAD_TARGET_US:.2f}× the target") if p == "vgrad" else ""
         rows.append(f"| {name} | {fb:.3f} | {fn:.3f} | {tgt} |")
     if "candle_overhead" not in peers:
         rows.append("| candle (issue) | 1.5 | — | |")
@@ -348,6 +354,7 @@ def compare_memory(a, peers, rec):
         rss = {}
         for p in order:
             argv = peers[p].argv(1, ["--configs", c, "--steps", str(cfg["steps"]), "--warmup", "0", "--mem"])
+            rec.load_now()
             kib = peak_rss_kib(argv, thread_env(1))
             rss[p] = kib / 1024 if kib else None
             rec.add({"bench": "peak_rss", "peer": p, "config": c, "threads": 1, "steps": cfg["steps"], "max_rss_kib": kib})
@@ -367,9 +374,10 @@ def compare_f64(a, peers, names, threads, rec):
         for c in names:
             got = {}
             for dt in (("f32", "f64") if r % 2 == 0 else ("f64", "f32")):
+                load = rec.load_now()
                 lines = v.run(threads, ["--configs", c] + step_args(a) + (["--f64"] if dt == "f64" else []))
                 for l in lines:
-                    rec.add(l, round=r, load1=load1())
+                    rec.add(l, round=r, load1=load)
                 got[dt] = [l["median_ms"] for l in lines if l.get("bench") == "mlp"][0]
                 ms[c][dt].append(got[dt])
             ratio[c].append(got["f64"] / got["f32"])

@@ -111,10 +111,21 @@ impl<T: Element> Tensor<T> {
     /// Applies `f` to every element.
     #[inline]
     pub fn map(&self, f: impl Fn(T) -> T) -> Tensor<T> {
-        Tensor::from_parts(
-            self.data.iter().map(|&x| f(x)).collect(),
-            self.shape.clone(),
-        )
+        let n = self.numel();
+        let mut out = Vec::with_capacity(n);
+        // An explicit loop inside the run-time dispatch, so that it is compiled for AVX-512 /
+        // AVX2 (sigmoid's forward was 17% of a deep sigmoid step when this ran baseline SSE2).
+        dispatch(|| {
+            for (o, &x) in out.spare_capacity_mut()[..n]
+                .iter_mut()
+                .zip(self.data.iter())
+            {
+                o.write(f(x));
+            }
+        });
+        // SAFETY: the loop wrote each of the n elements.
+        unsafe { out.set_len(n) };
+        Tensor::from_parts(out, self.shape.clone())
     }
 
     /// Applies `f` elementwise to two tensors of the same shape.

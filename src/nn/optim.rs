@@ -352,9 +352,22 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
         apply(model, grads, &mut self.tracker, |id, theta, grad, out| {
             let decay = |p: T, g: T| if wd != 0.0 { g + wd_t * p } else { g };
             if c.momentum == 0.0 {
-                for (&p, &g) in theta.iter().zip(grad) {
-                    out.push(p - lr * decay(p, g));
-                }
+                // One vectorised pass: `extend` from a zipped slice iterator has no per-element
+                // capacity check, and the weight-decay test is hoisted out of the loop (this
+                // update was 21-24% of the deep benchmark steps as a per-element `push`). Same
+                // arithmetic as the general path, so results are unchanged.
+                crate::tensor::simd::dispatch(|| {
+                    if wd == 0.0 {
+                        out.extend(theta.iter().zip(grad).map(|(&p, &g)| p - lr * g));
+                    } else {
+                        out.extend(
+                            theta
+                                .iter()
+                                .zip(grad)
+                                .map(|(&p, &g)| p - lr * (g + wd_t * p)),
+                        );
+                    }
+                });
                 return;
             }
             match bufs.get_mut(&id) {

@@ -40,6 +40,8 @@ fn bench_step<T: Element>(c: &mut Criterion, cfgs: &Configs, cfg: &StepConfig) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
+        // The peers' FLOP count (6·batch·Σ in·out): criterion's "thrpt" line then reads as
+        // FLOP/s, though it labels them elements.
         .throughput(Throughput::Elements(cfg.flops_per_step()));
     group.bench_function(dtype, |b| b.iter(|| black_box(trainer.step())));
     group.finish();

@@ -259,7 +259,12 @@ def compare_steps(a, peers, names, threads, rec):
             got = {}
             for p in rot:
                 load = rec.load_now()
-                lines = peers[p].run(threads, ["--configs", c] + ([] if p == "floor" else step_args(a)))
+                try:
+                    lines = peers[p].run(threads, ["--configs", c] + ([] if p == "floor" else step_args(a)))
+                except RuntimeError as e:
+                    # One failed run (a peer lacking a config, say) should not lose the others.
+                    log(f"  {p} failed on {c}: {e}")
+                    lines = []
                 want = "step_gemm" if p == "floor" else "mlp"
                 ms = [l["median_ms"] for l in lines if l.get("bench") == want and l.get("config") == c]
                 for l in lines:

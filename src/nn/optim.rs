@@ -356,18 +356,21 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
                 // capacity check, and the weight-decay test is hoisted out of the loop (this
                 // update was 21-24% of the deep benchmark steps as a per-element `push`). Same
                 // arithmetic as the general path, so results are unchanged.
-                crate::tensor::simd::dispatch(|| {
-                    if wd == 0.0 {
-                        out.extend(theta.iter().zip(grad).map(|(&p, &g)| p - lr * g));
-                    } else {
-                        out.extend(
-                            theta
-                                .iter()
-                                .zip(grad)
-                                .map(|(&p, &g)| p - lr * (g + wd_t * p)),
-                        );
-                    }
-                });
+                crate::tensor::simd::dispatch(
+                    #[inline(always)]
+                    || {
+                        if wd == 0.0 {
+                            out.extend(theta.iter().zip(grad).map(|(&p, &g)| p - lr * g));
+                        } else {
+                            out.extend(
+                                theta
+                                    .iter()
+                                    .zip(grad)
+                                    .map(|(&p, &g)| p - lr * (g + wd_t * p)),
+                            );
+                        }
+                    },
+                );
                 return;
             }
             match bufs.get_mut(&id) {

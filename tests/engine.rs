@@ -179,6 +179,25 @@ fn matmul_shape_misuse_names_both_shapes() {
 }
 
 #[test]
+#[should_panic(expected = "linear: input [2, 3] x weight [4, 5]")]
+fn linear_shape_misuse_names_both_shapes() {
+    let t = Tape::<f32>::new();
+    let _ = t
+        .leaf(Tensor::zeros(&[2, 3]))
+        .linear(t.leaf(Tensor::zeros(&[4, 5])), None);
+}
+
+#[test]
+#[should_panic(expected = "linear: weight [4, 3] with bias [3]")]
+fn linear_bias_misuse_names_both_shapes() {
+    let t = Tape::<f32>::new();
+    let _ = t.leaf(Tensor::zeros(&[2, 3])).linear(
+        t.leaf(Tensor::zeros(&[4, 3])),
+        Some(t.leaf(Tensor::zeros(&[3]))),
+    );
+}
+
+#[test]
 #[should_panic(expected = "backward: output of shape [2] is not a scalar")]
 fn backward_of_non_scalar_panics() {
     let t = Tape::<f32>::new();

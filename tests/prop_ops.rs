@@ -497,6 +497,43 @@ proptest! {
     }
 }
 
+/// `(x, w, b)` for `linear`: x `[.., in]` with 0–2 leading axes, w `[out, in]`, b `[out]`.
+fn linear_case() -> impl Strategy<Value = (Tensor<f64>, Tensor<f64>, Tensor<f64>)> {
+    (vec(1usize..=3, 0..=2), 1usize..=4, 1usize..=4).prop_flat_map(|(lead, inp, out)| {
+        let mut sx = lead;
+        sx.push(inp);
+        (
+            tensor(sx, -2.0..2.0),
+            tensor(vec![out, inp], -2.0..2.0),
+            tensor(vec![out], -2.0..2.0),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn linear_with_bias((x, w, b) in linear_case()) {
+        check!([x, w, b], ALL, |v| v[0].linear(v[1], Some(v[2])))?;
+    }
+
+    #[test]
+    fn linear_without_bias((x, w, _) in linear_case()) {
+        check!([x, w], ALL, |v| v[0].linear(v[1], None))?;
+    }
+
+    /// The fused node gives the values of the composition it replaces (matmul with leading
+    /// axes, then a broadcast add).
+    #[test]
+    fn linear_matches_matmul_plus_bias((x, w, b) in linear_case()) {
+        let fused = x.linear(&w, Some(&b));
+        let x2 = if x.ndim() == 1 { x.reshape(&[1, x.numel()]) } else { x.clone() };
+        let composed = x2.matmul_t(&w, false, true).add(&b).reshape(fused.shape());
+        prop_assert!(fused.allclose(&composed, 1e-12, 1e-12));
+    }
+}
+
 // ---------------------------------------------------------------- reductions
 
 proptest! {

@@ -170,11 +170,8 @@ impl<T: Element> Module<T> for Linear<T> {
     /// If the input's last axis is not `in_features` (the message names both shapes).
     fn forward<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         let w = ctx.param("weight", &self.weight);
-        let mut y = x.matmul_t(w, false, true);
-        if let Some(b) = &self.bias {
-            y = y + ctx.param("bias", b);
-        }
-        ctx.label(y)
+        let b = self.bias.as_ref().map(|b| ctx.param("bias", b));
+        ctx.label(x.linear(w, b))
     }
 
     fn visit(&self, v: &mut dyn Visitor<T>) {

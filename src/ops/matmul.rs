@@ -4,6 +4,10 @@
 //! are rearranged so that every product is again one GEMM call with transposes as strides —
 //! no transposed copy is ever made. Leading batch axes broadcast; their gradients are summed
 //! back to each operand's own shape.
+//!
+//! [`Var::linear`] fuses a layer's `x·wᵀ + b` into one node: the GEMM accumulates onto rows
+//! pre-filled with the bias, so the product's output is never written twice and the tape holds
+//! one node and one buffer per layer instead of two.
 
 use super::{Algebra, InputGrads, Op};
 use crate::tape::Var;
@@ -55,7 +59,69 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
     smallvec![ga, gb]
 }
 
+/// Gradients of `y = x·wᵀ (+ b)` with `x: [.., in]`, `w: [out, in]`, `b: [out]`, `g: [.., out]`:
+/// `dx = g·w`, `dw = gᵀ·x` (over all leading axes folded into rows), `db = Σ_rows g`.
+pub(crate) fn linear_backward<T: Element, A: Algebra<T>>(
+    x: &[A],
+    g: &A,
+    needs: &[bool],
+) -> InputGrads<A> {
+    let (xs, ws) = (x[0].shape(), x[1].shape());
+    let (out, inp) = (ws[0], ws[1]);
+    let rows = xs[..xs.len() - 1].iter().product::<usize>();
+    let g2 = g.reshape(&[rows, out]);
+    let mut grads: InputGrads<A> = smallvec![
+        needs[0].then(|| g2.matmul_t(&x[1], false, false).reshape(&xs)),
+        needs[1].then(|| g2.matmul_t(&x[0].reshape(&[rows, inp]), true, false)),
+    ];
+    if x.len() == 3 {
+        grads.push(needs[2].then(|| g2.sum_to(&[out])));
+    }
+    grads
+}
+
 impl<'t, T: Element> Var<'t, T> {
+    /// A fully connected layer's product `self·weightᵀ + bias` as one node, for `self` of shape
+    /// `[.., in]`, `weight` `[out, in]` (PyTorch's layout) and `bias` `[out]`; the result is
+    /// `[.., out]`. Same values as `self.matmul_t(weight, false, true) + bias`, computed in one
+    /// GEMM that accumulates onto the bias.
+    ///
+    /// Derivative: `d self = G·weight`, `d weight = Gᵀ·self` (leading axes folded into rows),
+    /// `d bias = Σ_rows G`.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], &[1, 2])?);
+    /// let w = tape.leaf(Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2])?);
+    /// let b = tape.leaf(Tensor::vector(&[0.5, 0.5, 0.5]));
+    /// let y = x.linear(w, Some(b));
+    /// assert_eq!(y.value().data(), &[1.5, 2.5, 3.5]);
+    /// let grads = y.sum().backward();
+    /// assert_eq!(grads.wrt(b).unwrap().data(), &[1.0, 1.0, 1.0]);
+    /// assert_eq!(grads.wrt(x).unwrap().data(), &[2.0, 2.0]);
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// If `self` has no axes, `weight` is not 2-D, the inner extents differ or `bias` is not
+    /// `[out]`; the message names the shapes.
+    #[track_caller]
+    pub fn linear(self, weight: Var<'t, T>, bias: Option<Var<'t, T>>) -> Var<'t, T> {
+        self.same_tape("linear", &weight);
+        if let Some(b) = &bias {
+            self.same_tape("linear", b);
+        }
+        let v = self
+            .value()
+            .linear(&weight.value(), bias.map(|b| b.value()).as_ref());
+        match bias {
+            Some(b) => self.record(Op::Linear, &[self.id, weight.id, b.id], v),
+            None => self.record(Op::Linear, &[self.id, weight.id], v),
+        }
+    }
+
     /// Matrix product `self · other` (2-D, or batched with broadcasting leading axes).
     /// Derivative: `dA = G·Bᵀ`, `dB = Aᵀ·G`, with batch axes summed back to each operand's shape.
     ///

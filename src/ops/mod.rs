@@ -63,6 +63,8 @@ pub(crate) enum Op<T: Element> {
         ta: bool,
         tb: bool,
     },
+    /// `x·wᵀ (+ b)`: inputs `[x, w]` or `[x, w, b]`.
+    Linear,
     // Reductions.
     SumAll,
     SumAxis {
@@ -140,6 +142,7 @@ impl<T: Element> Op<T> {
             Op::Softplus { .. } => "softplus",
             Op::Silu => "silu",
             Op::MatMul { .. } => "matmul",
+            Op::Linear => "linear",
             Op::SumAll | Op::SumAxis { .. } => "sum",
             Op::MaxAll | Op::MaxAxis { .. } => "max",
             Op::BroadcastTo => "broadcast_to",
@@ -333,6 +336,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
         | Op::Softplus { .. }
         | Op::Silu => smallvec::smallvec![Some(elementwise::unary_backward(op, &x[0], y, g))],
         Op::MatMul { ta, tb } => matmul::backward(&x[0], &x[1], g, *ta, *tb, needs),
+        Op::Linear => matmul::linear_backward(x, g, needs),
         Op::SumAll | Op::SumAxis { .. } | Op::MaxAll | Op::MaxAxis { .. } => {
             smallvec::smallvec![Some(reduce::backward(op, &x[0], y, g))]
         }

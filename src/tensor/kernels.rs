@@ -52,6 +52,9 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> Shape {
 /// Walks the output of shape `out` row by row (innermost axis), calling
 /// `f(out_offset, in_offsets, in_inner_strides, row_len)` where each input's offset and inner
 /// stride come from its (possibly zero) strides. Works for any number of inputs up to 2.
+/// Inlined, with an `#[inline(always)]` callback, so that inside [`dispatch`] the row loops get
+/// the dispatched instruction set.
+#[inline(always)]
 fn for_each_row<const N: usize>(
     out: &[usize],
     strides: [&[usize]; N],
@@ -212,8 +215,11 @@ impl<T: Element> Tensor<T> {
         dispatch(
             #[inline(always)]
             || {
-                for_each_row(&out, [&sa, &sb], |_, [oa, ob], [ia, ib], n| {
-                    match (ia, ib) {
+                for_each_row(
+                    &out,
+                    [&sa, &sb],
+                    #[inline(always)]
+                    |_, [oa, ob], [ia, ib], n| match (ia, ib) {
                         (1, 1) => buf.extend(
                             a[oa..oa + n]
                                 .iter()
@@ -229,8 +235,8 @@ impl<T: Element> Tensor<T> {
                             buf.extend(b[ob..ob + n].iter().map(|&y| f(x, y)));
                         }
                         _ => buf.extend((0..n).map(|i| f(a[oa + i * ia], b[ob + i * ib]))),
-                    }
-                })
+                    },
+                )
             },
         );
         Tensor::from_parts(buf, out)
@@ -383,16 +389,26 @@ impl<T: Element> Tensor<T> {
         let s = broadcast_strides(shape, &self.shape);
         let mut acc = filled(shape.iter().product(), T::zero());
         let src = &self.data[..];
-        for_each_row(&self.shape, [&s], |o, [oi], [is], n| {
-            let row = &src[o..o + n];
-            if is == 1 {
-                for (a, &x) in acc[oi..oi + n].iter_mut().zip(row) {
-                    *a += x;
-                }
-            } else {
-                acc[oi] += row.iter().copied().sum::<T>();
-            }
-        });
+        dispatch(
+            #[inline(always)]
+            || {
+                for_each_row(
+                    &self.shape,
+                    [&s],
+                    #[inline(always)]
+                    |o, [oi], [is], n| {
+                        let row = &src[o..o + n];
+                        if is == 1 {
+                            for (a, &x) in acc[oi..oi + n].iter_mut().zip(row) {
+                                *a += x;
+                            }
+                        } else {
+                            acc[oi] += row.iter().copied().sum::<T>();
+                        }
+                    },
+                )
+            },
+        );
         Tensor::from_parts(acc, shape.into())
     }
 

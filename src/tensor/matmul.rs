@@ -43,55 +43,161 @@ struct Operand<'a, T> {
     cs: isize,
 }
 
-/// dst[m, n] (row-major, contiguous) = lhs[m, k] · rhs[k, n], writing every element of `dst`.
-/// `dst` may be uninitialised: the GEMM is told not to read it, so output buffers are never
-/// zero-filled first (that memset was 9% of a deep network's training step).
-fn gemm_into<T: Element>(
+/// dst[m, n] (row-major, contiguous) = lhs[m, k] · rhs[k, n], writing every element of `dst`;
+/// with `accumulate`, dst += lhs · rhs instead.
+/// Without `accumulate`, `dst` may be uninitialised: the GEMM is told not to read it, so output
+/// buffers are never zero-filled first (that memset was 9% of a deep network's training step).
+///
+/// # Safety
+/// With `accumulate`, every element of `dst` must be initialised.
+unsafe fn gemm_into<T: Element>(
     m: usize,
     k: usize,
     n: usize,
     lhs: Operand<'_, T>,
     rhs: Operand<'_, T>,
     dst: &mut [MaybeUninit<T>],
+    accumulate: bool,
 ) {
     debug_assert_eq!(dst.len(), m * n);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        dst.fill(MaybeUninit::new(T::zero()));
+        if !accumulate {
+            dst.fill(MaybeUninit::new(T::zero()));
+        }
         return;
     }
     let threads = num_threads();
-    let par = if threads > 1 && m * n * k >= PARALLEL_MIN_MACS {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the operands are slices whose extents cover every (i, j) the strides reach
-    // (checked by the callers' shape assertions), dst is exclusively borrowed with m·n elements,
-    // and read_dst = false so its prior contents are never read.
+    if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
+        // SAFETY: as in `gemm_block`; the whole product is one block.
+        unsafe {
+            gemm_block(
+                m,
+                k,
+                n,
+                lhs.data.as_ptr(),
+                lhs,
+                rhs.data.as_ptr(),
+                rhs,
+                dst.as_mut_ptr() as *mut T,
+                n,
+                accumulate,
+            )
+        };
+        return;
+    }
+    // Cut the output into blocks along its longer side, so each block repacks the smaller
+    // operand (a column block needs all of lhs, a row block all of rhs). Two blocks per thread,
+    // so a thread that starts late (its core busy) leaves work to the others instead of holding
+    // them up. Block edges are multiples of 16, the AVX-512 f32 lane count, so no block ends in
+    // a ragged kernel tile that the whole product would not have had.
+    let by_cols = n >= m;
+    let extent = if by_cols { n } else { m };
+    let chunk = extent.div_ceil(2 * threads).next_multiple_of(16);
+    let parts = extent.div_ceil(chunk);
+    let out = SendPtr(dst.as_mut_ptr() as *mut T);
+    let (lp, rp) = (
+        SendPtr(lhs.data.as_ptr() as *mut T),
+        SendPtr(rhs.data.as_ptr() as *mut T),
+    );
+    super::parallel::run(parts, threads, &|part| {
+        let lo = part * chunk;
+        let len = chunk.min(extent - lo);
+        // SAFETY: blocks are disjoint ranges of rows or columns of dst, every pointer offset stays
+        // inside its operand (lo < extent), and dst outlives `run`, which returns only when every
+        // block is written.
+        unsafe {
+            if by_cols {
+                gemm_block(
+                    m,
+                    k,
+                    len,
+                    lp.get(),
+                    lhs,
+                    rp.get().offset(lo as isize * rhs.cs),
+                    rhs,
+                    out.get().add(lo),
+                    n,
+                    accumulate,
+                )
+            } else {
+                gemm_block(
+                    len,
+                    k,
+                    n,
+                    lp.get().offset(lo as isize * lhs.rs),
+                    lhs,
+                    rp.get(),
+                    rhs,
+                    out.get().add(lo * n),
+                    n,
+                    accumulate,
+                )
+            }
+        }
+    });
+}
+
+/// A raw pointer the parallel blocks share; each block touches a disjoint part of what it points to.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: used only for operands that are read concurrently and disjoint blocks of the output.
+unsafe impl<T> Sync for SendPtr<T> {}
+unsafe impl<T> Send for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the field).
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// dst[m, n] (row stride `dst_rs`, column stride 1) = lhs[m, k] · rhs[k, n] (or += with
+/// `accumulate`) on one thread, where `lhs_ptr`/`rhs_ptr` point at element (0, 0) of the block
+/// and the operands give its strides.
+///
+/// # Safety
+/// Every element the strides reach from the pointers must lie inside its operand's slice, dst
+/// must be valid for writes of the m × n block (and initialised, with `accumulate`) and not
+/// accessed concurrently by anything else.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    lhs_ptr: *const T,
+    lhs: Operand<'_, T>,
+    rhs_ptr: *const T,
+    rhs: Operand<'_, T>,
+    dst: *mut T,
+    dst_rs: usize,
+    accumulate: bool,
+) {
+    // SAFETY: the caller's contract; without `accumulate`, read_dst = false so dst's prior
+    // contents are never read.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr() as *mut T,
+            dst,
             1,
-            n as isize,
-            false,
-            lhs.data.as_ptr(),
+            dst_rs as isize,
+            accumulate,
+            lhs_ptr,
             lhs.cs,
             lhs.rs,
-            rhs.data.as_ptr(),
+            rhs_ptr,
             rhs.cs,
             rhs.rs,
-            T::zero(),
+            T::one(),
             T::one(),
             false,
             false,
             false,
-            par,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -154,7 +260,10 @@ impl<T: Element> Tensor<T> {
                 rs: rhs_strides.0,
                 cs: rhs_strides.1,
             };
-            let out = filled_by(rows * n, |dst| gemm_into(rows, k, n, lhs, rhs, dst));
+            // SAFETY: not accumulating, so dst may be uninitialised.
+            let out = filled_by(rows * n, |dst| unsafe {
+                gemm_into(rows, k, n, lhs, rhs, dst, false)
+            });
             let mut shape: Shape = a[..a.len() - 2].into();
             shape.extend_from_slice(&[m, n]);
             return Tensor::from_parts(out, shape);
@@ -167,27 +276,93 @@ impl<T: Element> Tensor<T> {
         let b_off = batch_offsets(&b[..b.len() - 2], &batch, sb);
         let out = filled_by(nb * m * n, |out| {
             for i in 0..nb {
-                gemm_into(
-                    m,
-                    k,
-                    n,
-                    Operand {
-                        data: &self.data()[a_off[i]..a_off[i] + sa],
-                        rs: lhs_strides.0,
-                        cs: lhs_strides.1,
-                    },
-                    Operand {
-                        data: &other.data()[b_off[i]..b_off[i] + sb],
-                        rs: rhs_strides.0,
-                        cs: rhs_strides.1,
-                    },
-                    &mut out[i * m * n..(i + 1) * m * n],
-                );
+                // SAFETY: not accumulating, so dst may be uninitialised.
+                unsafe {
+                    gemm_into(
+                        m,
+                        k,
+                        n,
+                        Operand {
+                            data: &self.data()[a_off[i]..a_off[i] + sa],
+                            rs: lhs_strides.0,
+                            cs: lhs_strides.1,
+                        },
+                        Operand {
+                            data: &other.data()[b_off[i]..b_off[i] + sb],
+                            rs: rhs_strides.0,
+                            cs: rhs_strides.1,
+                        },
+                        &mut out[i * m * n..(i + 1) * m * n],
+                        false,
+                    )
+                };
             }
         });
         let mut shape = batch;
         shape.extend_from_slice(&[m, n]);
         Tensor::from_parts(out, shape)
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// `self·weightᵀ + bias` for `self` `[.., in]`, `weight` `[out, in]`, `bias` `[out]`: one
+    /// GEMM accumulating onto rows pre-filled with the bias; see [`Var::linear`](crate::Var::linear).
+    ///
+    /// # Panics
+    /// If `self` has no axes, `weight` is not 2-D, the inner extents differ or `bias` is not
+    /// `[out]`; the message names the shapes.
+    #[track_caller]
+    pub fn linear(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>) -> Tensor<T> {
+        let (xs, ws) = (self.shape(), weight.shape());
+        assert!(
+            !xs.is_empty() && ws.len() == 2 && xs[xs.len() - 1] == ws[1],
+            "linear: input {xs:?} x weight {ws:?}: need input [.., in] and weight [out, in]"
+        );
+        let (out, k) = (ws[0], ws[1]);
+        if let Some(b) = bias {
+            assert!(
+                b.shape() == [out],
+                "linear: weight {ws:?} with bias {:?}: the bias must be [{out}]",
+                b.shape()
+            );
+        }
+        let rows = xs[..xs.len() - 1].iter().product::<usize>();
+        let lhs = Operand {
+            data: self.data(),
+            rs: k as isize,
+            cs: 1,
+        };
+        // wᵀ as strides: element (p, j) of wᵀ is w[j, p].
+        let rhs = Operand {
+            data: weight.data(),
+            rs: 1,
+            cs: k as isize,
+        };
+        let data = match bias {
+            None => filled_by(rows * out, |dst| {
+                // SAFETY: not accumulating, so dst may be uninitialised.
+                unsafe { gemm_into(rows, k, out, lhs, rhs, dst, false) }
+            }),
+            Some(b) => {
+                let mut v = Vec::with_capacity(rows * out);
+                for _ in 0..rows {
+                    v.extend_from_slice(b.data());
+                }
+                // SAFETY: every element was just initialised to its bias, and the GEMM writes
+                // only initialised values through the MaybeUninit view.
+                unsafe {
+                    let dst = std::slice::from_raw_parts_mut(
+                        v.as_mut_ptr() as *mut MaybeUninit<T>,
+                        v.len(),
+                    );
+                    gemm_into(rows, k, out, lhs, rhs, dst, true)
+                };
+                v
+            }
+        };
+        let mut shape: Shape = xs[..xs.len() - 1].into();
+        shape.push(out);
+        Tensor::from_parts(data, shape)
     }
 }
 

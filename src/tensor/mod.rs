@@ -12,6 +12,7 @@
 mod element;
 mod kernels;
 mod matmul;
+pub(crate) mod parallel;
 pub(crate) mod simd;
 
 pub use element::Element;

@@ -134,8 +134,8 @@ pub(crate) fn dispatch<R>(body: impl FnOnce() -> R) -> R {
 /// below ~1.2e−38 (f32) every operation on them can take tens to hundreds of cycles, and a training
 /// step slows by an order of magnitude while computing values that round to zero anyway.
 ///
-/// The setting is per thread. It is applied to the calling thread and to every worker of the
-/// thread pool the matrix kernels run on.
+/// The setting is per thread: it applies to the calling thread, and the helper threads that
+/// share its large matrix products take the caller's setting with each product.
 ///
 /// # Example
 /// ```
@@ -149,8 +149,8 @@ pub(crate) fn dispatch<R>(body: impl FnOnce() -> R) -> R {
 pub fn set_flush_denormal(on: bool) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
+        // The matrix kernels' helper threads pick the caller's setting up with each job.
         set_flush_denormal_this_thread(on);
-        rayon::broadcast(|_| set_flush_denormal_this_thread(on));
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -160,8 +160,33 @@ pub fn set_flush_denormal(on: bool) -> bool {
     }
 }
 
+/// Whether FTZ/DAZ is on for the calling thread.
+pub(crate) fn flush_denormal_this_thread() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut csr: u32 = 0;
+        // SAFETY: stmxcsr writes the 4 bytes of a live local and reads nothing else.
+        unsafe {
+            std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags))
+        };
+        csr & (1 << 15) != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Sets FTZ/DAZ for the calling thread (a no-op off x86-64).
+pub(crate) fn set_flush_denormal_this_thread(on: bool) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = on;
+    #[cfg(target_arch = "x86_64")]
+    set_mxcsr_flush(on);
+}
+
 #[cfg(target_arch = "x86_64")]
-fn set_flush_denormal_this_thread(on: bool) {
+fn set_mxcsr_flush(on: bool) {
     // FTZ (bit 15) flushes subnormal results to zero; DAZ (bit 6) reads subnormal inputs as zero.
     const FTZ_DAZ: u32 = (1 << 15) | (1 << 6);
     let mut csr: u32 = 0;

@@ -1,0 +1,338 @@
+//! A small team of helper threads that share one large kernel with the calling thread.
+//!
+//! Why not rayon's pool (what `gemm` uses for its own threading): a training step runs one
+//! large product at a time, between single-threaded elementwise ops, from a thread that is not
+//! a rayon worker. Each parallel product then hands its work to the pool and puts the caller to
+//! sleep, and the pool's `threads` workers plus the caller compete for `threads` cores. On the
+//! 2-core benchmark machine that made mid_relu *slower* at 2 threads than at 1 (6.0 vs 5.1 ms,
+//! 154k context switches per run). Here the calling thread works too, next to `threads − 1`
+//! helpers, and one hand-off per kernel replaces gemm's several per product.
+//!
+//! A kernel is cut into pieces that the threads claim from a shared counter, so a helper that is
+//! slow to start (its core busy with another process) simply does fewer pieces: the caller never
+//! waits for a piece nobody has begun, and it takes back a helper's invitation that was not
+//! picked up. Helpers spin for [`SPIN`] after a job, because the next large kernel of a training
+//! step usually follows within tens of microseconds, then park and cost nothing. A thread that
+//! finds the team in use by another thread runs every piece itself: there is no queue, and so no
+//! deadlock.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, TryLockError};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+/// How long an idle helper polls for the next job before it parks.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Slot states. IDLE → READY (caller posts a job) → RUNNING (helper takes it) → DONE (helper
+/// finished) → IDLE (caller collects it); or READY → IDLE when the caller takes the job back
+/// before the helper started it.
+const IDLE: u8 = 0;
+const READY: u8 = 1;
+const RUNNING: u8 = 2;
+const DONE: u8 = 3;
+
+/// What a helper works on: the caller's closure and piece counter, lifetimes erased.
+#[derive(Clone, Copy)]
+struct Job {
+    f: *const (dyn Fn(usize) + Sync),
+    next: *const AtomicUsize,
+    pieces: usize,
+}
+
+/// One helper thread's mailbox.
+struct Slot {
+    state: AtomicU8,
+    job: UnsafeCell<Option<Job>>,
+    /// Whether a piece panicked on this helper during its last job.
+    panicked: AtomicBool,
+    /// The FTZ/DAZ setting the helper runs its next job with (the caller's).
+    flush_denormal: AtomicBool,
+}
+
+// SAFETY: `job` is written only by the caller holding the team lock while the state is IDLE
+// (the helper is not reading it), and read only by the helper after it moved the state from
+// READY to RUNNING with Acquire ordering, which the caller's Release store of READY pairs with.
+unsafe impl Sync for Slot {}
+
+struct Helper {
+    slot: &'static Slot,
+    thread: Thread,
+}
+
+/// The helpers, created on first use and grown (never shrunk) when more threads are asked for.
+static TEAM: OnceLock<Mutex<Vec<Helper>>> = OnceLock::new();
+
+fn spawn_helper() -> Helper {
+    let slot: &'static Slot = Box::leak(Box::new(Slot {
+        state: AtomicU8::new(IDLE),
+        job: UnsafeCell::new(None),
+        panicked: AtomicBool::new(false),
+        flush_denormal: AtomicBool::new(false),
+    }));
+    let handle = thread::Builder::new()
+        .name("vgrad-helper".into())
+        .spawn(move || helper_loop(slot))
+        .expect("vgrad: cannot spawn a helper thread");
+    Helper {
+        slot,
+        thread: handle.thread().clone(),
+    }
+}
+
+/// A caught panic's payload.
+type Payload = Box<dyn Any + Send>;
+
+/// Claims pieces from `next` and runs them until none are left; returns the first panic's
+/// payload, if any (the other pieces still run).
+fn work(f: &(dyn Fn(usize) + Sync), next: &AtomicUsize, pieces: usize) -> Option<Payload> {
+    let mut first = None;
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= pieces {
+            return first;
+        }
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(i))) {
+            first.get_or_insert(p);
+        }
+    }
+}
+
+fn helper_loop(slot: &'static Slot) {
+    let mut flush = false;
+    loop {
+        // Wait for a job: spin for SPIN, then park (an unpark that arrived earlier makes park
+        // return at once, and every wake-up re-checks the state, so no job is missed).
+        let start = Instant::now();
+        let mut polls = 0u32;
+        loop {
+            if slot.state.load(Ordering::Relaxed) == READY
+                && slot
+                    .state
+                    .compare_exchange(READY, RUNNING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                break;
+            }
+            polls = polls.wrapping_add(1);
+            if polls % 64 != 0 || start.elapsed() < SPIN {
+                std::hint::spin_loop();
+            } else {
+                thread::park();
+            }
+        }
+        let want = slot.flush_denormal.load(Ordering::Relaxed);
+        if want != flush {
+            super::simd::set_flush_denormal_this_thread(want);
+            flush = want;
+        }
+        // SAFETY: the job was written before READY was stored (Release) and this thread moved
+        // READY to RUNNING (Acquire); the caller waits for DONE before its closure and counter
+        // go out of scope.
+        let job = unsafe { (*slot.job.get()).expect("a posted slot has a job") };
+        let (f, next) = unsafe { (&*job.f, &*job.next) };
+        let panicked = work(f, next, job.pieces).is_some();
+        slot.panicked.store(panicked, Ordering::Relaxed);
+        slot.state.store(DONE, Ordering::Release);
+    }
+}
+
+/// Runs `f(0)`, …, `f(pieces − 1)` on the calling thread and up to `threads − 1` helper threads,
+/// each piece once, in no particular order; returns when all have finished.
+///
+/// # Panics
+/// If a piece panics: once every other piece has finished, a panic on the calling thread resumes,
+/// or one on a helper is reported as a new panic.
+pub(crate) fn run(pieces: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
+    let helpers_wanted = threads.min(pieces).saturating_sub(1);
+    if helpers_wanted == 0 {
+        return (0..pieces).for_each(f);
+    }
+    let mut team = match TEAM.get_or_init(|| Mutex::new(Vec::new())).try_lock() {
+        Ok(t) => t,
+        // A piece panicked on the calling thread while it held the team; `Collect` had already
+        // brought every helper back to IDLE, so the team is sound.
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => return (0..pieces).for_each(f),
+    };
+    while team.len() < helpers_wanted {
+        team.push(spawn_helper());
+    }
+    let next = AtomicUsize::new(0);
+    let flush = super::simd::flush_denormal_this_thread();
+    // SAFETY (lifetime erasure): `f` and `next` outlive every helper's use of them, because
+    // `Collect` blocks, also while unwinding, until each posted job is taken back or DONE.
+    let job = Job {
+        f: unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), _>(f) },
+        next: &next,
+        pieces,
+    };
+    let helpers = &team[..helpers_wanted];
+    for h in helpers {
+        // SAFETY: the slot is IDLE, so its helper is not reading the job.
+        unsafe { *h.slot.job.get() = Some(job) };
+        h.slot.flush_denormal.store(flush, Ordering::Relaxed);
+        h.slot.state.store(READY, Ordering::Release);
+        h.thread.unpark();
+    }
+    let collect = Collect {
+        helpers,
+        next: &next,
+        pieces,
+    };
+    let mine = work(f, &next, pieces);
+    let helper_panicked = collect.finish();
+    drop(team);
+    if let Some(p) = mine {
+        resume_unwind(p);
+    }
+    assert!(
+        !helper_panicked,
+        "vgrad: a kernel piece panicked on a helper thread"
+    );
+}
+
+/// Takes back or waits for every posted job, on drop too, so the caller cannot return or
+/// unwind while a helper still uses its closure.
+struct Collect<'a> {
+    helpers: &'a [Helper],
+    next: &'a AtomicUsize,
+    pieces: usize,
+}
+
+impl Collect<'_> {
+    fn collect(&self) -> bool {
+        let mut panicked = false;
+        for h in self.helpers {
+            let s = &h.slot.state;
+            // Not started yet: take the job back; the helper's READY → RUNNING step now fails.
+            if s.compare_exchange(READY, IDLE, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                continue;
+            }
+            let mut polls = 0u32;
+            while s.load(Ordering::Acquire) != DONE {
+                polls = polls.wrapping_add(1);
+                if polls < 1 << 16 {
+                    std::hint::spin_loop();
+                } else {
+                    thread::yield_now();
+                }
+            }
+            panicked |= h.slot.panicked.load(Ordering::Relaxed);
+            s.store(IDLE, Ordering::Relaxed);
+        }
+        panicked
+    }
+
+    /// Collects every job, and returns whether a helper's piece panicked.
+    fn finish(self) -> bool {
+        let panicked = self.collect();
+        std::mem::forget(self);
+        panicked
+    }
+}
+
+impl Drop for Collect<'_> {
+    fn drop(&mut self) {
+        // Only reached while unwinding: stop handing out pieces, then wait.
+        self.next.store(self.pieces, Ordering::Relaxed);
+        self.collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn every_part_runs_once() {
+        for parts in 0..5 {
+            let hits: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+            run(parts, parts, &|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
+    }
+
+    #[test]
+    fn pieces_run_on_the_helpers_too() {
+        // Other tests may hold the team for a moment (then every piece runs here), and the
+        // helper may be slow to wake; retry until a piece lands on it.
+        let me = thread::current().id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut elsewhere = false;
+        while !elsewhere && Instant::now() < deadline {
+            let ids = Mutex::new(Vec::new());
+            run(4, 2, &|_| {
+                ids.lock().unwrap().push(thread::current().id());
+                thread::sleep(Duration::from_millis(2));
+            });
+            let ids = ids.into_inner().unwrap();
+            assert_eq!(ids.len(), 4);
+            elsewhere = ids.iter().any(|&id| id != me);
+        }
+        assert!(elsewhere, "no piece ever ran on a helper thread");
+    }
+
+    #[test]
+    fn a_panicking_piece_lets_the_others_finish_first() {
+        let finished = AtomicUsize::new(0);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            run(6, 2, &|i| {
+                if i == 0 {
+                    panic!("piece 0 fails");
+                }
+                thread::sleep(Duration::from_millis(2));
+                finished.fetch_add(1, Ordering::Relaxed);
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(finished.load(Ordering::Relaxed), 5);
+        let hits = AtomicUsize::new(0);
+        run(2, 2, &|_| {
+            hits.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(hits.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn helper_panic_reaches_the_caller_and_the_team_still_works() {
+        let r = catch_unwind(|| {
+            run(2, 2, &|i| {
+                if i == 1 {
+                    panic!("part 1 fails");
+                }
+            })
+        });
+        assert!(r.is_err());
+        let hits = AtomicUsize::new(0);
+        run(3, 3, &|_| {
+            hits.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(hits.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn concurrent_callers_all_finish() {
+        let total = AtomicUsize::new(0);
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        run(2, 2, &|_| {
+                            total.fetch_add(1, Ordering::Relaxed);
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 800);
+    }
+}

@@ -180,8 +180,6 @@ fn run_overhead(c: &Configs, a: &Args) {
 
 fn main() {
     let a = parse_args();
-    // Before any GEMM runs: the `gemm` crate's parallel kernels use rayon's global pool.
-    std::env::set_var("RAYON_NUM_THREADS", a.threads.to_string());
     vgrad::tensor::set_num_threads(a.threads);
     let c = match &a.config_file {
         Some(path) => Configs::parse(

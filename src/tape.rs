@@ -267,7 +267,7 @@ impl<T: Element> Tape<T> {
     }
 
     pub(crate) fn shape(&self, id: usize) -> Shape {
-        self.nodes.borrow()[id].value.shape().into()
+        Shape::from_slice(self.nodes.borrow()[id].value.shape())
     }
 
     pub(crate) fn requires_grad(&self, id: usize) -> bool {
@@ -305,7 +305,7 @@ impl<T: Element> Tape<T> {
             let nodes = self.nodes.borrow();
             parents.iter().any(|&p| nodes[p].requires_grad)
         };
-        self.push_node(op, parents.into(), value, rg)
+        self.push_node(op, Parents::from_slice(parents), value, rg)
     }
 
     fn note_anomaly(

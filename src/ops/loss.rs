@@ -106,7 +106,7 @@ fn one_hot<T: Element>(shape: &[usize], targets: &[usize]) -> Tensor<T> {
     for (i, &t) in targets.iter().enumerate() {
         buf[i * c + t] = T::one();
     }
-    Tensor::from_parts(buf, shape.into())
+    Tensor::from_parts(buf, crate::tensor::Shape::from_slice(shape))
 }
 
 /// Checks class-index targets against an input of shape `[N, C]`; `op` names the caller.

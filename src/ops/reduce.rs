@@ -56,7 +56,7 @@ fn one_hot_along<T: Element>(shape: &[usize], axis: usize, arg: &[usize]) -> Ten
         let (o, i) = (pos / inner, pos % inner);
         sel[(o * n + k) * inner + i] = T::one();
     }
-    Tensor::from_parts(sel, shape.into())
+    Tensor::from_parts(sel, crate::tensor::Shape::from_slice(shape))
 }
 
 impl<'t, T: Element> Var<'t, T> {

@@ -131,7 +131,7 @@ impl<T: Element> Tensor<T> {
         );
         // SAFETY: the loop wrote each of the n elements.
         unsafe { out.set_len(n) };
-        Tensor::from_parts(out, self.shape.clone())
+        Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 
     /// Applies `f` elementwise to two tensors of the same shape.
@@ -156,7 +156,7 @@ impl<T: Element> Tensor<T> {
                     .collect()
             },
         );
-        Tensor::from_parts(out, self.shape.clone())
+        Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 
     /// Applies `f` elementwise to three tensors of the same shape (used by fused backward
@@ -186,7 +186,7 @@ impl<T: Element> Tensor<T> {
                     .collect()
             },
         );
-        Tensor::from_parts(out, self.shape.clone())
+        Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 
     /// Applies `f` elementwise with NumPy broadcasting; `op` names the operation in panics.
@@ -322,7 +322,7 @@ impl<T: Element> Tensor<T> {
         );
         Tensor {
             data: self.data.clone(),
-            shape: shape.into(),
+            shape: Shape::from_slice(shape),
         }
     }
 
@@ -361,7 +361,7 @@ impl<T: Element> Tensor<T> {
                 buf.extend(std::iter::repeat_n(src[oi], n));
             }
         });
-        Tensor::from_parts(buf, shape.into())
+        Tensor::from_parts(buf, Shape::from_slice(shape))
     }
 
     /// Sums over the axes along which `shape` was broadcast to give this tensor's shape: the
@@ -409,7 +409,7 @@ impl<T: Element> Tensor<T> {
                 )
             },
         );
-        Tensor::from_parts(acc, shape.into())
+        Tensor::from_parts(acc, Shape::from_slice(shape))
     }
 
     /// Sum of all elements, as a scalar (shape `[]`) tensor.
@@ -588,7 +588,7 @@ impl<T: Element> Tensor<T> {
                 &self.data[(o * n + start) * inner..(o * n + start + len) * inner],
             );
         }
-        let mut shape = self.shape.clone();
+        let mut shape = Shape::from_slice(&self.shape);
         shape[axis] = len;
         Tensor::from_parts(buf, shape)
     }
@@ -611,7 +611,7 @@ impl<T: Element> Tensor<T> {
             );
             buf.extend_from_slice(&self.data[i * row..(i + 1) * row]);
         }
-        let mut shape = self.shape.clone();
+        let mut shape = Shape::from_slice(&self.shape);
         shape[0] = indices.len();
         Tensor::from_parts(buf, shape)
     }
@@ -643,7 +643,7 @@ impl<T: Element> Tensor<T> {
                 *d += x;
             }
         }
-        let mut shape = self.shape.clone();
+        let mut shape = Shape::from_slice(&self.shape);
         shape[0] = rows;
         Tensor::from_parts(buf, shape)
     }
@@ -702,7 +702,7 @@ impl<T: Element> Tensor<T> {
                 }
             }
         }
-        Tensor::from_parts(buf, self.shape.clone())
+        Tensor::from_parts(buf, Shape::from_slice(&self.shape))
     }
 }
 

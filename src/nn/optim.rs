@@ -132,6 +132,28 @@ fn check_beta(what: &str, x: f64) -> Result<()> {
     }
 }
 
+/// The four [`Optimizer`] methods every optimiser implements the same way, given the paths (from
+/// `self`) of its learning rate and its [`Tracker`].
+macro_rules! shared_optimizer_methods {
+    (lr: $($lr:tt).+, tracker: $($tr:tt).+) => {
+        fn lr(&self) -> f64 {
+            self.$($lr).+
+        }
+        fn set_lr(&mut self, lr: f64) -> Result<()> {
+            check_lr(lr)?;
+            self.$($lr).+ = lr;
+            Ok(())
+        }
+        fn track_updates(&mut self, on: bool) {
+            self.$($tr).+.on = on;
+            self.$($tr).+.stats.clear();
+        }
+        fn last_updates(&self) -> &[UpdateStat] {
+            &self.$($tr).+.stats
+        }
+    };
+}
+
 /// Update statistics, recorded only when switched on.
 #[derive(Debug, Default)]
 struct Tracker {
@@ -403,24 +425,7 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
         })
     }
 
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr(lr)?;
-        self.cfg.lr = lr;
-        Ok(())
-    }
-
-    fn track_updates(&mut self, on: bool) {
-        self.tracker.on = on;
-        self.tracker.stats.clear();
-    }
-
-    fn last_updates(&self) -> &[UpdateStat] {
-        &self.tracker.stats
-    }
+    shared_optimizer_methods!(lr: cfg.lr, tracker: tracker);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -649,21 +654,7 @@ macro_rules! adam_optimizer {
             fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
                 self.0.step(model, grads)
             }
-            fn lr(&self) -> f64 {
-                self.0.lr
-            }
-            fn set_lr(&mut self, lr: f64) -> Result<()> {
-                check_lr(lr)?;
-                self.0.lr = lr;
-                Ok(())
-            }
-            fn track_updates(&mut self, on: bool) {
-                self.0.tracker.on = on;
-                self.0.tracker.stats.clear();
-            }
-            fn last_updates(&self) -> &[UpdateStat] {
-                &self.0.tracker.stats
-            }
+            shared_optimizer_methods!(lr: 0.lr, tracker: 0.tracker);
         }
     };
 }
@@ -818,24 +809,7 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
         })
     }
 
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr(lr)?;
-        self.cfg.lr = lr;
-        Ok(())
-    }
-
-    fn track_updates(&mut self, on: bool) {
-        self.tracker.on = on;
-        self.tracker.stats.clear();
-    }
-
-    fn last_updates(&self) -> &[UpdateStat] {
-        &self.tracker.stats
-    }
+    shared_optimizer_methods!(lr: cfg.lr, tracker: tracker);
 }
 
 #[cfg(test)]

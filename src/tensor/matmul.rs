@@ -17,7 +17,16 @@ static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 /// in synchronisation than it saves (measured on the 64- and 256-wide configs).
 const PARALLEL_MIN_MACS: usize = 1 << 22;
 
-/// Sets how many threads large matrix products may use (at least 1).
+/// Sets how many threads large matrix products (and large plain SGD updates) may use, at least 1.
+/// The calling thread is one of them: with `n` threads, `n − 1` helper threads are started on
+/// first use and share each large product with it (see DESIGN.md, "Threads"). Products under 2²²
+/// multiply-adds always run on the calling thread alone.
+///
+/// # Example
+/// ```
+/// vgrad::tensor::set_num_threads(1); // everything on the calling thread
+/// assert_eq!(vgrad::tensor::num_threads(), 1);
+/// ```
 pub fn set_num_threads(n: usize) {
     NUM_THREADS.store(n.max(1), Ordering::Relaxed);
 }

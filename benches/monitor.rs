@@ -14,7 +14,7 @@
 //! time elsewhere), with the matmul pool limited to that thread: on a shared two-core machine
 //! wall-clock time mostly measures the other tenants.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use rand::{rngs::StdRng, SeedableRng};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -150,4 +150,42 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `MONITOR_PROFILE=bare|every|every10 [MONITOR_STEPS=n]` runs that many steps of one variant
+/// and exits, without criterion: a fixed workload for `valgrind --tool=callgrind`, whose
+/// instruction counts hold steady on a shared machine where times do not.
+fn profile(variant: &str) {
+    vgrad::tensor::set_num_threads(1);
+    let steps: usize = std::env::var("MONITOR_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let (x, t) = data();
+    let mut net = net();
+    let every = match variant {
+        "bare" => None,
+        "every" => Some(1),
+        "every10" => Some(10),
+        other => panic!("MONITOR_PROFILE={other}: expected bare, every or every10"),
+    };
+    let mut mon = every.map(|every| {
+        GradMonitor::new(MonitorConfig {
+            every,
+            ..MonitorConfig::default()
+        })
+    });
+    for _ in 0..steps {
+        step(&mut net, &x, &t, mon.as_mut());
+    }
+    black_box(mon.as_ref().map(|m| m.steps().len()));
+}
+
+fn main() {
+    match std::env::var("MONITOR_PROFILE") {
+        Ok(variant) => profile(&variant),
+        Err(_) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}

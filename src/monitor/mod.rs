@@ -80,6 +80,7 @@
 
 mod diagnose;
 mod export;
+mod passes;
 mod plot;
 mod stats;
 
@@ -90,7 +91,7 @@ use crate::nn::{Activation, Ctx, Module, Param, ParamGrads, ParamId, Visitor};
 use crate::ops::Op;
 use crate::tape::{HookHandle, Tape, Var};
 use crate::tensor::{Element, Tensor};
-use stats::{activation_of, distance, norm, value_stats, Moments, ValueStats};
+use stats::{activation_of, norm, norm_and_distance, value_stats, Moments, ValueStats};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -400,14 +401,14 @@ impl<T: Element> GradMonitor<T> {
     ) -> ParamGrads<T> {
         if !self.is_due() {
             if self.snapshot.is_some() {
-                self.update_from(&param_groups(model));
+                let _ = self.update_from(&param_groups(model));
             }
             self.next_step += 1;
             return ctx.param_grads(&loss.backward());
         }
         // The model's parameters are walked once per step, for all three uses.
         let groups = param_groups(model);
-        self.update_from(&groups);
+        let weight_norms = self.update_from(&groups);
         let tape = ctx.tape();
         let handle = self.watch_groups(tape, &groups);
         let grads = loss.backward();
@@ -415,7 +416,7 @@ impl<T: Element> GradMonitor<T> {
         let grads = ctx.param_grads(&grads);
         let value = loss.value();
         let loss = (value.numel() == 1).then(|| value.item().to_f64().unwrap_or(f64::NAN));
-        self.record_groups(groups, &grads, loss);
+        self.record_groups(groups, weight_norms, &grads, loss);
         grads
     }
 
@@ -518,13 +519,18 @@ impl<T: Element> GradMonitor<T> {
         loss: Option<f64>,
     ) -> &StepRecord {
         let groups = param_groups(model);
-        self.update_from(&groups);
-        self.record_groups(groups, grads, loss)
+        let weight_norms = self.update_from(&groups);
+        self.record_groups(groups, weight_norms, grads, loss)
     }
 
+    /// Records one step; `weight_norms[i]` is ‖W‖ of `groups[i]` when [`update_from`] measured
+    /// it already.
+    ///
+    /// [`update_from`]: GradMonitor::update_from
     fn record_groups(
         &mut self,
         groups: Vec<Group<T>>,
+        weight_norms: Vec<Option<f64>>,
         grads: &ParamGrads<T>,
         loss: Option<f64>,
     ) -> &StepRecord {
@@ -548,7 +554,10 @@ impl<T: Element> GradMonitor<T> {
                 .bias
                 .as_ref()
                 .map(|(id, _)| grads.get_id(*id).map_or(0.0, |t| norm(t)));
-            let weight_norm = norm(main);
+            let weight_norm = match weight_norms.get(depth) {
+                Some(&Some(n)) => n,
+                _ => norm(main),
+            };
             let own = captured.get(g.path.as_str()).copied().unwrap_or_default();
             let activation = watch
                 .as_ref()
@@ -602,32 +611,39 @@ impl<T: Element> GradMonitor<T> {
     /// [`backward`]: GradMonitor::backward
     pub fn after_update<M: Module<T> + ?Sized>(&mut self, model: &M) {
         if self.snapshot.is_some() {
-            self.update_from(&param_groups(model));
+            let _ = self.update_from(&param_groups(model));
         }
     }
 
-    fn update_from(&mut self, now: &[Group<T>]) {
+    /// Fills in the latest step's update ratios from the weights `now`, and returns ‖W‖ of each
+    /// of `now`'s groups that it measured on the way (one pass over the old and new weights
+    /// gives both), for the record of the step about to be taken.
+    fn update_from(&mut self, now: &[Group<T>]) -> Vec<Option<f64>> {
+        let mut norms = vec![None; now.len()];
         let Some(before) = self.snapshot.take() else {
-            return;
+            return norms;
         };
         let Some(step) = self.steps.last_mut() else {
-            return;
+            return norms;
         };
         // The same model gives the same layers in the same order; match by name otherwise.
         let find_now = |i: usize, name: &str| match now.get(i) {
-            Some(g) if g.path == name => Some(&g.main.2),
-            _ => now.iter().find(|g| g.path == name).map(|g| &g.main.2),
+            Some(g) if g.path == name => Some(i),
+            _ => now.iter().position(|g| g.path == name),
         };
         for (i, (name, b)) in before.iter().enumerate() {
             let layer = match step.layers.get_mut(i) {
                 Some(l) if l.name == *name => Some(l),
                 _ => step.layers.iter_mut().find(|l| l.name == *name),
             };
-            if let (Some(layer), Some(a)) = (layer, find_now(i, name)) {
+            if let (Some(layer), Some(j)) = (layer, find_now(i, name)) {
+                let (norm, dist) = norm_and_distance(&now[j].main.2, b);
                 // The snapshot is the weight this record's ‖W‖ was measured on.
-                layer.update_ratio = Some(distance(a, b) / layer.weight_norm);
+                layer.update_ratio = Some(dist / layer.weight_norm);
+                norms[j] = Some(norm);
             }
         }
+        norms
     }
 
     /// Reads the records in plain words, with the thresholds of this monitor's

@@ -311,13 +311,47 @@ struct Need<T: Element> {
     kind: Option<Activation<T>>,
 }
 
+/// One labelled node the observer measures.
+struct Slot<T: Element> {
+    label: Arc<str>,
+    need: Need<T>,
+    /// For a layer's output: the slot of the activation that follows it.
+    follower: Option<usize>,
+    /// What backward showed, once it reached the node.
+    stats: Option<NodeStats>,
+}
+
+/// The labelled nodes the observer measures, shared between it and [`GradMonitor::record`]:
+/// one lookup by label per node during backward, none per node afterwards.
+#[derive(Default)]
+struct Observed<T: Element> {
+    /// Label → index in `slots`.
+    index: FastMap<Arc<str>, usize>,
+    slots: Vec<Slot<T>>,
+}
+
+impl<T: Element> Observed<T> {
+    /// The slot for `label`, made with `need` if there is none yet.
+    fn slot(&mut self, label: &Arc<str>, need: Need<T>) -> usize {
+        let next = self.slots.len();
+        let i = *self.index.entry(label.clone()).or_insert(next);
+        if i == next {
+            self.slots.push(Slot {
+                label: label.clone(),
+                need,
+                follower: None,
+                stats: None,
+            });
+        }
+        i
+    }
+}
+
 /// The state between [`GradMonitor::watch`] and [`GradMonitor::record`].
-struct Watch {
-    /// Layer path → the label of the activation that follows it.
-    activation_of: FastMap<Arc<str>, Arc<str>>,
+struct Watch<T: Element> {
     /// Labelled sums that are not layers: skip connections.
     skip_connections: usize,
-    captured: Rc<RefCell<FastMap<Arc<str>, NodeStats>>>,
+    observed: Rc<RefCell<Observed<T>>>,
 }
 
 /// Records per-layer gradient statistics step by step and explains them.
@@ -330,10 +364,11 @@ pub struct GradMonitor<T: Element> {
     config: MonitorConfig,
     steps: Vec<StepRecord>,
     next_step: usize,
-    watch: Option<Watch>,
-    /// The main weight of each layer at the last recorded step, to measure the update after it.
-    /// Tensors share storage, so this is a reference count per layer, not a copy.
-    snapshot: Option<Vec<(String, Tensor<T>)>>,
+    watch: Option<Watch<T>>,
+    /// The main weight of each layer of the last recorded step (in the order of its records), to
+    /// measure the update after it. Tensors share storage, so this is a reference count per
+    /// layer, not a copy.
+    snapshot: Option<Vec<Tensor<T>>>,
 }
 
 impl<T: Element> std::fmt::Debug for GradMonitor<T> {
@@ -441,10 +476,13 @@ impl<T: Element> GradMonitor<T> {
                 is_add: matches!(op, Op::Add),
             })
             .collect();
-        let layers: FastSet<&str> = groups.iter().map(|g| g.path.as_str()).collect();
+        let mut layers: FastSet<&str> = FastSet::default();
+        layers.reserve(groups.len());
+        layers.extend(groups.iter().map(|g| g.path.as_str()));
         let want_values = self.config.activation_stats;
-        let mut needs: FastMap<Arc<str>, Need<T>> = FastMap::default();
-        let mut activation_of = FastMap::default();
+        let mut observed = Observed::<T>::default();
+        observed.index.reserve(2 * layers.len());
+        observed.slots.reserve(2 * layers.len());
         for (i, n) in nodes.iter().enumerate() {
             if !layers.contains(&*n.label) {
                 continue;
@@ -453,22 +491,23 @@ impl<T: Element> GradMonitor<T> {
             // A layer's own output statistics are what the activation after it shows, shifted
             // and squashed: measured only where no activation follows (an output layer, a layer
             // before a normalisation), which keeps the cost of a watched step down.
-            needs.insert(
-                n.label.clone(),
-                Need {
-                    grad: true,
-                    value: want_values && follower.is_none_or(|a| std::ptr::eq(a, n)),
-                    kind: n.activation,
-                },
-            );
+            let need = Need {
+                grad: true,
+                value: want_values && follower.is_none_or(|a| std::ptr::eq(a, n)),
+                kind: n.activation,
+            };
+            // A layer run twice (shared weights): its last call decides what is measured.
+            let own = observed.slot(&n.label, need);
+            observed.slots[own].need = need;
             if let Some(a) = follower {
-                activation_of.insert(n.label.clone(), a.label.clone());
-                let e = needs.entry(a.label.clone()).or_insert(Need {
+                let need = Need {
                     grad: false,
                     value: false,
                     kind: a.activation,
-                });
-                e.value |= want_values;
+                };
+                let after = observed.slot(&a.label, need);
+                observed.slots[after].need.value |= want_values;
+                observed.slots[own].follower = Some(after);
             }
         }
         let skip_connections = nodes
@@ -476,16 +515,17 @@ impl<T: Element> GradMonitor<T> {
             .filter(|n| n.is_add && !layers.contains(&*n.label))
             .count();
 
-        let captured: Rc<RefCell<FastMap<Arc<str>, NodeStats>>> = Rc::default();
-        let sink = captured.clone();
+        let observed = Rc::new(RefCell::new(observed));
+        let sink = observed.clone();
         let margin = self.config.saturation_margin;
         let handle = tape.on_labelled_grad(move |label, value, grad| {
-            let Some((key, need)) = needs.get_key_value(label) else {
+            let mut sink = sink.borrow_mut();
+            let Some(&i) = sink.index.get(label) else {
                 return;
             };
-            let grad_norm = need.grad.then(|| norm(grad));
-            let mut sink = sink.borrow_mut();
-            match sink.get_mut(label) {
+            let slot = &mut sink.slots[i];
+            let grad_norm = slot.need.grad.then(|| norm(grad));
+            match slot.stats.as_mut() {
                 // A layer run twice (shared weights): combine the gradient norms in quadrature,
                 // keep the statistics of the last call (backward sees it first).
                 Some(prev) => {
@@ -494,17 +534,17 @@ impl<T: Element> GradMonitor<T> {
                     }
                 }
                 None => {
+                    let need = slot.need;
                     let value = need
                         .value
                         .then(|| value_stats(value, need.kind.as_ref(), margin));
-                    sink.insert(key.clone(), NodeStats { grad_norm, value });
+                    slot.stats = Some(NodeStats { grad_norm, value });
                 }
             }
         });
         self.watch = Some(Watch {
-            activation_of,
             skip_connections,
-            captured,
+            observed,
         });
         handle
     }
@@ -535,13 +575,15 @@ impl<T: Element> GradMonitor<T> {
         loss: Option<f64>,
     ) -> &StepRecord {
         let watch = self.watch.take();
-        let captured = watch
-            .as_ref()
-            .map(|w| std::mem::take(&mut *w.captured.borrow_mut()))
+        let skip_connections = watch.as_ref().map_or(0, |w| w.skip_connections);
+        let observed = watch
+            .map(|w| std::mem::take(&mut *w.observed.borrow_mut()))
             .unwrap_or_default();
+        let stats_of = |i: usize| observed.slots[i].stats;
 
         let mut layers = Vec::with_capacity(groups.len());
-        for (depth, g) in groups.iter().enumerate() {
+        let mut snapshot = Vec::with_capacity(groups.len());
+        for (depth, g) in groups.into_iter().enumerate() {
             let (_, main_id, main) = &g.main;
             let (wn, wmean, wmax) = match grads.get_id(*main_id) {
                 Some(t) => {
@@ -558,15 +600,15 @@ impl<T: Element> GradMonitor<T> {
                 Some(&Some(n)) => n,
                 _ => norm(main),
             };
-            let own = captured.get(g.path.as_str()).copied().unwrap_or_default();
-            let activation = watch
-                .as_ref()
-                .and_then(|w| w.activation_of.get(g.path.as_str()))
-                .and_then(|label| {
-                    let v = captured.get(label)?.value?;
+            let own_slot = observed.index.get(g.path.as_str()).copied();
+            let own = own_slot.and_then(stats_of).unwrap_or_default();
+            let activation = own_slot
+                .and_then(|i| observed.slots[i].follower)
+                .and_then(|i| {
+                    let v = stats_of(i)?.value?;
                     let kind = v.kind?;
                     Some(ActivationStats {
-                        name: label.to_string(),
+                        name: String::from(&*observed.slots[i].label),
                         kind,
                         mean: v.mean,
                         std: v.std,
@@ -575,7 +617,7 @@ impl<T: Element> GradMonitor<T> {
                     })
                 });
             layers.push(LayerRecord {
-                name: g.path.clone(),
+                name: g.path,
                 kind: LayerKind::of(main.ndim()),
                 depth,
                 weight_shape: main.shape().to_vec(),
@@ -591,13 +633,14 @@ impl<T: Element> GradMonitor<T> {
                 update_ratio: None,
                 activation,
             });
+            snapshot.push(g.main.2);
         }
-        self.snapshot = Some(groups.into_iter().map(|g| (g.path, g.main.2)).collect());
+        self.snapshot = Some(snapshot);
         self.steps.push(StepRecord {
             step: self.next_step,
             loss,
             layers,
-            skip_connections: watch.map_or(0, |w| w.skip_connections),
+            skip_connections,
         });
         self.next_step += 1;
         self.steps.last().expect("just pushed")
@@ -631,14 +674,10 @@ impl<T: Element> GradMonitor<T> {
             Some(g) if g.path == name => Some(i),
             _ => now.iter().position(|g| g.path == name),
         };
-        for (i, (name, b)) in before.iter().enumerate() {
-            let layer = match step.layers.get_mut(i) {
-                Some(l) if l.name == *name => Some(l),
-                _ => step.layers.iter_mut().find(|l| l.name == *name),
-            };
-            if let (Some(layer), Some(j)) = (layer, find_now(i, name)) {
+        // The snapshot holds the weights this record's layers' ‖W‖ were measured on, in order.
+        for (i, (layer, b)) in step.layers.iter_mut().zip(&before).enumerate() {
+            if let Some(j) = find_now(i, &layer.name) {
                 let (norm, dist) = norm_and_distance(&now[j].main.2, b);
-                // The snapshot is the weight this record's ‖W‖ was measured on.
                 layer.update_ratio = Some(dist / layer.weight_norm);
                 norms[j] = Some(norm);
             }
@@ -691,8 +730,26 @@ struct Group<T: Element> {
     path: String,
     /// `(local name, id, value)` of `weight`, or of the first parameter when there is no
     /// `weight`.
-    main: (String, ParamId, Tensor<T>),
+    main: (Local, ParamId, Tensor<T>),
     bias: Option<(ParamId, Tensor<T>)>,
+}
+
+/// A parameter's local name, as far as grouping cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Local {
+    Weight,
+    Bias,
+    Other,
+}
+
+impl Local {
+    fn of(name: &str) -> Local {
+        match name {
+            "weight" => Local::Weight,
+            "bias" => Local::Bias,
+            _ => Local::Other,
+        }
+    }
 }
 
 /// Parameters grouped by module path, in visiting order. A visitor of its own rather than
@@ -703,6 +760,8 @@ fn param_groups<T: Element, M: Module<T> + ?Sized>(model: &M) -> Vec<Group<T>> {
         path: String,
         marks: Vec<usize>,
         groups: Vec<Group<T>>,
+        /// Path → index in `groups`, for a module whose parameters are not visited together.
+        index: FastMap<String, usize>,
     }
     impl<T: Element> Visitor<T> for Grouper<T> {
         fn enter(&mut self, name: &str) {
@@ -717,27 +776,31 @@ fn param_groups<T: Element, M: Module<T> + ?Sized>(model: &M) -> Vec<Group<T>> {
             self.path.truncate(m);
         }
         fn param(&mut self, local: &str, p: &Param<T>) {
+            let local = Local::of(local);
             let value = p.value().clone();
             // A module's parameters are visited together, so the group is nearly always the
             // last one.
             let found = match self.groups.last() {
                 Some(g) if g.path == self.path => Some(self.groups.len() - 1),
-                _ => self.groups.iter().position(|g| g.path == self.path),
+                _ => self.index.get(self.path.as_str()).copied(),
             };
             match found {
                 Some(i) => {
                     let g = &mut self.groups[i];
-                    if local == "weight" && g.main.0 != "weight" {
-                        g.main = (local.to_string(), p.id(), value);
-                    } else if local == "bias" {
+                    if local == Local::Weight && g.main.0 != Local::Weight {
+                        g.main = (local, p.id(), value);
+                    } else if local == Local::Bias {
                         g.bias = Some((p.id(), value));
                     }
                 }
-                None => self.groups.push(Group {
-                    path: self.path.clone(),
-                    bias: (local == "bias").then(|| (p.id(), value.clone())),
-                    main: (local.to_string(), p.id(), value),
-                }),
+                None => {
+                    self.index.insert(self.path.clone(), self.groups.len());
+                    self.groups.push(Group {
+                        path: self.path.clone(),
+                        bias: (local == Local::Bias).then(|| (p.id(), value.clone())),
+                        main: (local, p.id(), value),
+                    });
+                }
             }
         }
     }
@@ -745,11 +808,12 @@ fn param_groups<T: Element, M: Module<T> + ?Sized>(model: &M) -> Vec<Group<T>> {
         path: String::new(),
         marks: Vec::new(),
         groups: Vec::new(),
+        index: FastMap::default(),
     };
     model.visit(&mut v);
     // A group whose only parameter is its bias keeps it as its main parameter, not twice.
     for g in &mut v.groups {
-        if g.main.0 == "bias" {
+        if g.main.0 == Local::Bias {
             g.bias = None;
         }
     }

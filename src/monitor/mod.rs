@@ -75,8 +75,15 @@
 //!
 //! The tape skips all hook work when no hook is registered, so a model trained without a monitor
 //! pays nothing. With [`MonitorConfig::every`] above 1 the monitor watches only every n-th step
-//! and the steps in between run bare. The `monitor` benchmark measures the overhead of watching
-//! every step of a 50-layer, width-64 ReLU network on a batch of 64.
+//! and the steps in between run bare.
+//!
+//! A watched step reads each layer's tensors five times — the weight gradient, the weight with
+//! its value at the previous step, the gradient at the output, and the activation twice (its
+//! mean, then its spread about the mean) — each pass accumulating in f64 with several sums in
+//! flight (AVX2 where the CPU has it). The `monitor` benchmark measures the overhead on a
+//! 50-layer, width-64 ReLU network with a batch of 64: on the project's 2-vCPU machine, watching
+//! every step adds about 12% to a 1.3 ms training step (+8.7% in instructions), and watching
+//! every 10th step about 2%.
 
 mod diagnose;
 mod export;

@@ -114,23 +114,28 @@ pub(crate) fn relu_sum_dead<T: Element>(d: &[T], features: usize) -> (f64, usize
         portable::column_max(d, &mut max);
         max.iter().filter(|m| **m <= T::zero()).count()
     };
-    let (total, dead) = 'fast: {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(isa) = x86::Avx2::detect() {
-            if let Some(d) = cast::<T, f32>(d) {
-                break 'fast x86::column_sums(isa, d, features);
-            }
-            if let Some(d) = cast::<T, f64>(d) {
-                break 'fast x86::column_sums(isa, d, features);
-            }
-        }
-        (portable::sum_map(d, f), dead_by_max(d))
-    };
+    let (total, dead) =
+        column_sums(d, features).unwrap_or_else(|| (portable::sum_map(d, f), dead_by_max(d)));
     if total.is_nan() {
         (total, dead_by_max(d))
     } else {
         (total, dead)
     }
+}
+
+/// `(Σx, columns whose sum is ≤ 0)` from the AVX2 column sums, where the CPU has them.
+fn column_sums<T: Element>(d: &[T], features: usize) -> Option<(f64, usize)> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(isa) = x86::Avx2::detect() {
+        if let Some(d) = cast::<T, f32>(d) {
+            return Some(x86::column_sums(isa, d, features));
+        }
+        if let Some(d) = cast::<T, f64>(d) {
+            return Some(x86::column_sums(isa, d, features));
+        }
+    }
+    let _ = (d, features);
+    None
 }
 
 /// Loops over lane arrays that LLVM vectorises for whatever the build targets.

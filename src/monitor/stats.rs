@@ -1,157 +1,15 @@
-//! One-pass statistics of tensors, accumulated in f64.
+//! Statistics of tensors, accumulated in f64.
 //!
-//! The monitor runs these on every watched gradient and activation, so each is a single pass with
-//! no allocation, written with eight independent accumulators so the compiler can vectorise it
-//! (one running sum would chain every addition to the previous one). Norms square in f64, which
+//! The monitor runs these on every watched gradient, weight and activation, each a pass or two
+//! with no allocation (the loops are in [`passes`](super::passes)). Norms square in f64, which
 //! cannot underflow for f32 data (the smallest f32 squared is ~1e-90) nor overflow (the largest
 //! squared is ~1e77); for f64 data whose squares leave f64's range the scaled
 //! [`Tensor::norm_l2`] takes over.
 
+use super::passes::{moments, norm_distance_sq, relu_sum_dead, sum, sum_sq, sum_sq_about};
 use crate::nn::Activation;
 use crate::ops::Op;
 use crate::tensor::{Element, Tensor};
-
-/// Independent accumulators per pass: eight f64 lanes, one AVX-512 or two AVX2 registers.
-const LANES: usize = 8;
-
-#[inline(always)]
-fn f<T: Element>(x: T) -> f64 {
-    x.to_f64().unwrap_or(f64::NAN)
-}
-
-// Each pass keeps one accumulator array: with two (a sum and a sum of squares together) LLVM's
-// SLP vectoriser pairs them into two-lane vectors instead of filling the lanes of one, and a
-// second pass over data still in cache costs less than that. The ragged tail is summed after
-// the main loop, in a scalar of its own: updating single lanes of the accumulator before the
-// loop also stopped the vectoriser.
-
-/// `Σ g(x)` over a slice, `g` mapping an element to f64.
-#[inline(always)]
-fn sum_map<T: Element>(d: &[T], g: impl Fn(T) -> f64) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let chunks = d.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..LANES {
-            acc[i] += g(c[i]);
-        }
-    }
-    let tail: f64 = rest.iter().map(|&x| g(x)).sum();
-    acc.iter().sum::<f64>() + tail
-}
-
-#[inline(always)]
-fn sum_sq_generic<T: Element>(d: &[T]) -> f64 {
-    sum_map(d, |x| f(x) * f(x))
-}
-
-/// `Σ(x − c)²`.
-#[inline(always)]
-fn sum_sq_about_generic<T: Element>(d: &[T], c0: f64) -> f64 {
-    sum_map(d, |x| (f(x) - c0) * (f(x) - c0))
-}
-
-#[inline(always)]
-fn sum_generic<T: Element>(d: &[T]) -> f64 {
-    sum_map(d, f)
-}
-
-#[inline(always)]
-fn sum_abs_generic<T: Element>(d: &[T]) -> f64 {
-    sum_map(d, |x| f(x).abs())
-}
-
-/// max |x|, skipping NaN (the sums report NaN). A maximum is exact in the element type, so it
-/// is taken there, at twice the lanes of f64 for f32 data.
-#[inline(always)]
-fn max_abs_generic<T: Element>(d: &[T]) -> f64 {
-    const WIDE: usize = 2 * LANES;
-    let mut acc = [T::zero(); WIDE];
-    let chunks = d.chunks_exact(WIDE);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..WIDE {
-            let a = c[i].abs();
-            acc[i] = if a > acc[i] { a } else { acc[i] };
-        }
-    }
-    let tail = rest.iter().fold(T::zero(), |m, &x| m.max(x.abs()));
-    acc.iter().fold(f(tail), |m, &x| m.max(f(x)))
-}
-
-/// Per feature (last axis of a `[rows, features]` buffer), the largest value over the rows, into
-/// `out` (which starts at zero): a ReLU unit is dead when its maximum is zero.
-#[inline(always)]
-fn column_max_generic<T: Element>(d: &[T], out: &mut [T]) {
-    for row in d.chunks_exact(out.len()) {
-        for (m, &x) in out.iter_mut().zip(row) {
-            // `max` rather than a comparison: LLVM turns a conditional update into masked stores.
-            *m = m.max(x);
-        }
-    }
-}
-
-/// `Σ(a − b)²` over two slices of one length.
-#[inline(always)]
-fn distance_sq_generic<T: Element>(a: &[T], b: &[T]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            let d = f(x[i]) - f(y[i]);
-            acc[i] += d * d;
-        }
-    }
-    let tail: f64 = ra
-        .iter()
-        .zip(rb)
-        .map(|(&x, &y)| (f(x) - f(y)) * (f(x) - f(y)))
-        .sum();
-    acc.iter().sum::<f64>() + tail
-}
-
-/// Defines `$name` as a call of the `#[inline(always)]` function `$generic`, compiled again for
-/// AVX-512 and for AVX2 and chosen at run time, as `tensor::simd::dispatch` does for the
-/// elementwise ops. The crate is built for baseline x86-64 (two f64 lanes) and these passes run
-/// over every watched tensor each step. (Passing the generic function through `dispatch` as a
-/// closure left the closure uninlined and compiled for the baseline.)
-macro_rules! multiversion {
-    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $generic:ident) => {
-        fn $name<T: Element>($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn avx512<T: Element>($($arg: $ty),*) -> $ret {
-                    $generic($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2<T: Element>($($arg: $ty),*) -> $ret {
-                    $generic($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports every feature `avx512` is compiled for.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: as above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $generic($($arg),*)
-        }
-    };
-}
-
-multiversion!(sum_sq(d: &[T]) -> f64 = sum_sq_generic);
-multiversion!(sum_sq_about(d: &[T], c0: f64) -> f64 = sum_sq_about_generic);
-multiversion!(sum(d: &[T]) -> f64 = sum_generic);
-multiversion!(sum_abs(d: &[T]) -> f64 = sum_abs_generic);
-multiversion!(max_abs(d: &[T]) -> f64 = max_abs_generic);
-multiversion!(distance_sq(a: &[T], b: &[T]) -> f64 = distance_sq_generic);
-multiversion!(column_max(d: &[T], out: &mut [T]) -> () = column_max_generic);
 
 /// ‖x‖₂ from an f64 sum of squares, or the scaled norm when that sum left f64's range (f64
 /// data only: tiny values whose squares underflow, or huge ones whose squares overflow).
@@ -180,28 +38,26 @@ pub(crate) struct Moments {
 impl Moments {
     pub(crate) fn of<T: Element>(t: &Tensor<T>) -> Moments {
         let d = t.data();
-        let total_abs = sum_abs(d);
+        let (total_sq, total_abs, max) = moments(d);
         let n = d.len().max(1) as f64;
         Moments {
-            norm: norm_from(sum_sq(d), t),
+            norm: norm_from(total_sq, t),
             mean_abs: total_abs / n,
             // The comparisons skip NaN; the sum does not, so it tells.
-            max_abs: if total_abs.is_nan() {
-                f64::NAN
-            } else {
-                max_abs(d)
-            },
+            max_abs: if total_abs.is_nan() { f64::NAN } else { max },
         }
     }
 }
 
-/// ‖a − b‖₂ for two tensors of one shape (NaN if the shapes differ): the size of an update, `b`
-/// being the value before it.
-pub(crate) fn distance<T: Element>(after: &Tensor<T>, before: &Tensor<T>) -> f64 {
+/// `(‖after‖₂, ‖after − before‖₂)` for two tensors of one shape (the distance NaN if the shapes
+/// differ): a weight's norm and the size of the update that made it, `before` being the value
+/// before the update.
+pub(crate) fn norm_and_distance<T: Element>(after: &Tensor<T>, before: &Tensor<T>) -> (f64, f64) {
     if after.shape() != before.shape() {
-        return f64::NAN;
+        return (norm(after), f64::NAN);
     }
-    distance_sq(after.data(), before.data()).sqrt()
+    let (total_sq, dist_sq) = norm_distance_sq(after.data(), before.data());
+    (norm_from(total_sq, after), dist_sq.sqrt())
 }
 
 /// Mean, standard deviation and the activation-specific fractions of one layer output.
@@ -288,15 +144,24 @@ pub(crate) fn value_stats<T: Element>(
         return ValueStats::default();
     }
     // Two passes, the mean first: exact even when the mean dwarfs the spread (a saturated sigmoid
-    // sits near 1 with a tiny std), where E[x²] − E[x]² would cancel.
+    // sits near 1 with a tiny std), where E[x²] − E[x]² would cancel. A ReLU's dead units come
+    // out of the first pass.
     let nf = n as f64;
-    let mean = sum(data) / nf;
+    let features = v.shape().last().copied().unwrap_or(1).max(1);
+    let (total, dead) = match kind {
+        Some(Activation::Relu) => {
+            let (total, dead) = relu_sum_dead(data, features);
+            (total, Some(dead as f64 / features as f64))
+        }
+        _ => (sum(data), None),
+    };
+    let mean = total / nf;
     let var = sum_sq_about(data, mean) / nf;
     let mut out = ValueStats {
         mean,
         std: var.sqrt(),
         saturated: None,
-        dead: None,
+        dead,
         kind: kind.map(|k| activation_f64(*k)),
     };
     // Counted in the element type: the thresholds are exact enough at 0.01 for f32.
@@ -310,13 +175,6 @@ pub(crate) fn value_stats<T: Element>(
         Some(Activation::Tanh) => {
             let c = count(|y, m| y.abs() > T::one() - m, m);
             out.saturated = Some(c as f64 / nf);
-        }
-        Some(Activation::Relu) => {
-            let features = v.shape().last().copied().unwrap_or(1).max(1);
-            let mut max = vec![T::zero(); features];
-            column_max(data, &mut max);
-            let dead = max.iter().filter(|m| **m <= T::zero()).count();
-            out.dead = Some(dead as f64 / features as f64);
         }
         _ => {}
     }

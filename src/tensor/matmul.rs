@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Below this many multiply-adds a product runs on one thread: splitting smaller work costs more
-/// in synchronisation than it saves (measured on the 64- and 256-wide configs).
-const PARALLEL_MIN_MACS: usize = 1 << 22;
+/// in synchronisation than it saves. With the helper threads, 2²⁰ (resbn's 128³ products are
+/// split: 2.7-3.5 ms vs 3.6-3.8 ms at 2 threads; the 64³ products of the deep configs are not)
+/// beat rayon's 2²².
+const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// Sets how many threads large matrix products (and large plain SGD updates) may use, at least 1.
 /// The calling thread is one of them: with `n` threads, `n − 1` helper threads are started on
-/// first use and share each large product with it (see DESIGN.md, "Threads"). Products under 2²²
+/// first use and share each large product with it (see DESIGN.md, "Threads"). Products under 2²⁰
 /// multiply-adds always run on the calling thread alone.
 ///
 /// # Example

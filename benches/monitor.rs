@@ -9,7 +9,9 @@
 //! (below; 2000 rounds, median wall-clock time per step, three runs): bare 1.26–1.29 ms;
 //! recording every step +11.5% to +12.2%, every 10th step +2.0% to +2.4%. The same harness on
 //! the monitor before its statistics passes were rewritten (four chains of f64 sums, fused
-//! passes): +21%, and +2% to +4%. In instructions (callgrind, `MONITOR_PROFILE=every`, the AVX2
+//! passes): +21%, and +2% to +4%. Re-run on main after merging with the fused Linear (which made
+//! the bare step cheaper): bare 1.28–1.30 ms, every step +12.8% and +14.1%, every 10th +2.8% and
+//! +3.2% (two runs, 2000 rounds). In instructions (callgrind, `MONITOR_PROFILE=every`, the AVX2
 //! path valgrind runs): bare 17.81M per step, every step 19.35M (+8.7%), every 10th step 17.98M
 //! (+0.9%); before, 17.85M, 20.08M (+12.5%) and 18.09M (+1.4%).
 //!

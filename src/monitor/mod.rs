@@ -82,8 +82,8 @@
 //! mean, then its spread about the mean) — each pass accumulating in f64 with several sums in
 //! flight (AVX2 where the CPU has it). The `monitor` benchmark measures the overhead on a
 //! 50-layer, width-64 ReLU network with a batch of 64: on the project's 2-vCPU machine, watching
-//! every step adds about 12% to a 1.3 ms training step (+8.7% in instructions), and watching
-//! every 10th step about 2%.
+//! every step adds 12–14% to a 1.3 ms training step (+8.7% in instructions), and watching
+//! every 10th step about 2–3%.
 
 mod diagnose;
 mod export;

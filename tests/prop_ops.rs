@@ -587,7 +587,11 @@ fn reshape_targets(s: &[usize]) -> Vec<Vec<usize>> {
         vec![n, 1],
         s.iter().rev().copied().collect(),
     ];
-    t.extend((1..=n).filter(|a| n % a == 0).map(|a| vec![a, n / a]));
+    t.extend(
+        (1..=n)
+            .filter(|a| n.is_multiple_of(*a))
+            .map(|a| vec![a, n / a]),
+    );
     let mut with_one = s.to_vec();
     with_one.insert(1.min(s.len()), 1);
     t.push(with_one);

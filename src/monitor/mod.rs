@@ -424,7 +424,7 @@ impl<T: Element> GradMonitor<T> {
     /// Whether the next call to [`backward`](GradMonitor::backward) records (see
     /// [`MonitorConfig::every`]).
     pub fn is_due(&self) -> bool {
-        self.next_step % self.config.every.max(1) == 0
+        self.next_step.is_multiple_of(self.config.every.max(1))
     }
 
     /// Runs `loss.backward()` and returns the parameters' gradients, as

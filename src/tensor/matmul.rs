@@ -6,6 +6,7 @@
 //! scalar kernels at run time, so one binary runs everywhere.
 
 use super::kernels::broadcast_shapes;
+use super::parallel::SharedPtr;
 use super::{Element, Shape, Tensor};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,15 +109,16 @@ unsafe fn gemm_into<T: Element>(
     let extent = if by_cols { n } else { m };
     let chunk = extent.div_ceil(2 * threads).next_multiple_of(16);
     let parts = extent.div_ceil(chunk);
-    let out = SendPtr(dst.as_mut_ptr() as *mut T);
+    let out = SharedPtr(dst.as_mut_ptr() as *mut T);
     let (lp, rp) = (
-        SendPtr(lhs.data.as_ptr() as *mut T),
-        SendPtr(rhs.data.as_ptr() as *mut T),
+        SharedPtr(lhs.data.as_ptr() as *mut T),
+        SharedPtr(rhs.data.as_ptr() as *mut T),
     );
     super::parallel::run(parts, threads, &|part| {
         let lo = part * chunk;
         let len = chunk.min(extent - lo);
-        // SAFETY: blocks are disjoint ranges of rows or columns of dst, every pointer offset stays
+        // SAFETY (also what SharedPtr asks): blocks are disjoint ranges of rows or columns of
+        // dst, the operands are only read, every pointer offset stays
         // inside its operand (lo < extent), and dst outlives `run`, which returns only when every
         // block is written.
         unsafe {
@@ -149,20 +151,6 @@ unsafe fn gemm_into<T: Element>(
             }
         }
     });
-}
-
-/// A raw pointer the parallel blocks share; each block touches a disjoint part of what it points to.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-// SAFETY: used only for operands that are read concurrently and disjoint blocks of the output.
-unsafe impl<T> Sync for SendPtr<T> {}
-unsafe impl<T> Send for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the field).
-    fn get(self) -> *mut T {
-        self.0
-    }
 }
 
 /// dst[m, n] (row stride `dst_rs`, column stride 1) = lhs[m, k] · rhs[k, n] (or += with

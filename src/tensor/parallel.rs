@@ -118,7 +118,7 @@ fn helper_loop(slot: &'static Slot) {
                 break;
             }
             polls = polls.wrapping_add(1);
-            if polls % 64 != 0 || start.elapsed() < SPIN {
+            if !polls.is_multiple_of(64) || start.elapsed() < SPIN {
                 std::hint::spin_loop();
             } else {
                 thread::park();
@@ -199,6 +199,29 @@ pub(crate) fn run(pieces: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
 /// microseconds, about what one core needs for 2¹⁸ simple element updates.
 pub(crate) const PARALLEL_MIN_ELEMS: usize = 1 << 18;
 
+/// A raw pointer shared by the pieces of one parallel kernel.
+///
+/// Whoever builds one promises that the pieces only read through it, or write disjoint parts of
+/// what it points to, and that the memory outlives the [`run`] that uses it.
+pub(crate) struct SharedPtr<T>(pub(crate) *mut T);
+// Not derived: the derive would require `T: Copy`.
+impl<T> Clone for SharedPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedPtr<T> {}
+// SAFETY: see the type's contract, which every construction site upholds.
+unsafe impl<T> Sync for SharedPtr<T> {}
+unsafe impl<T> Send for SharedPtr<T> {}
+
+impl<T> SharedPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the field).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 /// Calls `f(start, chunk)` on disjoint consecutive chunks covering `out` (`start` is the chunk's
 /// offset), spread over up to [`num_threads`](super::num_threads) threads when `out` has at least
 /// [`PARALLEL_MIN_ELEMS`] elements, else once on the calling thread.
@@ -211,20 +234,13 @@ pub(crate) fn for_chunks<T: Send>(out: &mut [T], f: &(dyn Fn(usize, &mut [T]) + 
     // Two chunks per thread, as for products: a thread that starts late does fewer.
     let chunk = n.div_ceil(2 * threads).next_multiple_of(64);
     let pieces = n.div_ceil(chunk);
-    struct Base<T>(*mut T);
-    // SAFETY: each piece index is claimed exactly once (see `run`), so the chunks handed out
-    // are disjoint, and `out` stays borrowed until `run` returns.
-    unsafe impl<T: Send> Sync for Base<T> {}
-    impl<T> Base<T> {
-        fn get(&self) -> *mut T {
-            self.0
-        }
-    }
-    let base = Base(out.as_mut_ptr());
+    // Each piece index is claimed exactly once (see `run`), so the chunks handed out are
+    // disjoint, and `out` stays borrowed until `run` returns.
+    let base = SharedPtr(out.as_mut_ptr());
     run(pieces, threads, &|i| {
         let start = i * chunk;
         let len = chunk.min(n - start);
-        // SAFETY: see `Base`; start + len ≤ n.
+        // SAFETY: the chunks are disjoint (above) and start + len ≤ n.
         let part = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), len) };
         f(start, part);
     });

@@ -153,8 +153,8 @@ pub(crate) fn run(pieces: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     }
     let mut team = match TEAM.get_or_init(|| Mutex::new(Vec::new())).try_lock() {
         Ok(t) => t,
-        // A piece panicked on the calling thread while it held the team; `Collect` had already
-        // brought every helper back to IDLE, so the team is sound.
+        // Pieces' panics are caught, so only a failed helper spawn can poison the lock, and
+        // that happens before any job is posted: every slot is still IDLE, the team is sound.
         Err(TryLockError::Poisoned(p)) => p.into_inner(),
         Err(TryLockError::WouldBlock) => return (0..pieces).for_each(f),
     };

@@ -1,9 +1,11 @@
-//! Matrix products through the `gemm` crate, with transposes passed as strides.
+//! Matrix products, with transposes passed as strides. On x86-64 CPUs with AVX-512 they run on
+//! vgrad's own kernel ([`super::gemm512`]); elsewhere, and for outputs narrower than 16 columns,
+//! on the `gemm` crate.
 //!
-//! Why `gemm`: on the shared benchmark configs it beat `matrixmultiply` on four of five training
-//! steps at one thread (deep 64-wide stacks 0.85 vs 1.06 ms, resbn 2.82 vs 3.54 ms; only the
-//! 1024-wide step favoured `matrixmultiply`, 54.5 vs 57.2 ms), and it selects AVX-512 / AVX2 /
-//! scalar kernels at run time, so one binary runs everywhere.
+//! Why `gemm` as the fallback: on the shared benchmark configs it beat `matrixmultiply` on four
+//! of five training steps at one thread (deep 64-wide stacks 0.85 vs 1.06 ms, resbn 2.82 vs
+//! 3.54 ms), and it selects AVX-512 / AVX2 / scalar kernels at run time, so one binary runs
+//! everywhere.
 
 use super::kernels::broadcast_shapes;
 use super::parallel::SharedPtr;
@@ -174,6 +176,49 @@ unsafe fn gemm_block<T: Element>(
     dst_rs: usize,
     accumulate: bool,
 ) {
+    // vgrad's own AVX-512 kernel where the CPU has it, except for outputs narrower than one
+    // f32 vector (a network's last layer), where its 32-wide tiles would be mostly padding: the
+    // `gemm` crate was 2× faster on the 1024-wide step's [256, 1024] · [1024, 10].
+    #[cfg(target_arch = "x86_64")]
+    if n >= 16 && super::gemm512::available() {
+        use std::any::TypeId;
+        // SAFETY: the caller's contract is the kernel's; m, n, k > 0 (gemm_into returns early
+        // otherwise) and the CPU has AVX-512F. The casts are identities: T is the type checked.
+        unsafe {
+            if TypeId::of::<T>() == TypeId::of::<f32>() {
+                return super::gemm512::f32s::gemm(
+                    m,
+                    k,
+                    n,
+                    lhs_ptr as *const f32,
+                    lhs.rs,
+                    lhs.cs,
+                    rhs_ptr as *const f32,
+                    rhs.rs,
+                    rhs.cs,
+                    dst as *mut f32,
+                    dst_rs,
+                    accumulate,
+                );
+            }
+            if TypeId::of::<T>() == TypeId::of::<f64>() {
+                return super::gemm512::f64s::gemm(
+                    m,
+                    k,
+                    n,
+                    lhs_ptr as *const f64,
+                    lhs.rs,
+                    lhs.cs,
+                    rhs_ptr as *const f64,
+                    rhs.rs,
+                    rhs.cs,
+                    dst as *mut f64,
+                    dst_rs,
+                    accumulate,
+                );
+            }
+        }
+    }
     // SAFETY: the caller's contract; without `accumulate`, read_dst = false so dst's prior
     // contents are never read.
     unsafe {

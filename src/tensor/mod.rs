@@ -10,6 +10,8 @@
 //! the same operations live on [`Var`](crate::Var).
 
 mod element;
+#[cfg(target_arch = "x86_64")]
+mod gemm512;
 mod kernels;
 mod matmul;
 pub(crate) mod parallel;

@@ -1,0 +1,128 @@
+//! Criterion benchmarks of the matrix products inside the shared configs' training steps, each
+//! through vgrad (`Tensor::matmul_t`: its own AVX-512 kernel where the CPU has one) and through
+//! the `gemm` crate called directly with the same strides, in the same run. This is the evidence
+//! for src/tensor/gemm512.rs: the crate is vgrad's fallback, and the GEMM-only "floor" of
+//! `scripts/compare.py` is measured with it.
+//!
+//! ```sh
+//! cargo bench --bench gemm                 # every shape (about half a minute)
+//! cargo bench --bench gemm -- 1024         # the 1024-wide step's products
+//! ```
+//!
+//! One thread (`set_num_threads(1)` and `Parallelism::None`). Throughput is reported in
+//! elements, where one element is one multiply-add: GFLOP/s = 2 × Melem/s / 1000.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
+use std::time::Duration;
+use vgrad::Tensor;
+
+/// One product `op(a)[m, k] · op(b)[k, n]` and where it occurs.
+struct Shape {
+    what: &'static str,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+}
+
+/// A hidden layer of width `w` at batch `b` runs three products per step: the forward x·Wᵀ, the
+/// input gradient dY·W and the weight gradient dYᵀ·X.
+fn layer(batch: usize, w: usize) -> [Shape; 3] {
+    [
+        Shape {
+            what: "forward x·wT",
+            m: batch,
+            n: w,
+            k: w,
+            ta: false,
+            tb: true,
+        },
+        Shape {
+            what: "input grad dy·w",
+            m: batch,
+            n: w,
+            k: w,
+            ta: false,
+            tb: false,
+        },
+        Shape {
+            what: "weight grad dyT·x",
+            m: w,
+            n: w,
+            k: batch,
+            ta: true,
+            tb: false,
+        },
+    ]
+}
+
+fn values(len: usize, seed: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * 7 + seed) % 13) as f32 * 0.1 - 0.6)
+        .collect()
+}
+
+fn bench_shapes(c: &mut Criterion) {
+    vgrad::tensor::set_num_threads(1);
+    // (batch, width) of deep_*, mid_relu and wide_relu.
+    for (batch, w) in [(64, 64), (128, 256), (256, 1024)] {
+        for s in layer(batch, w) {
+            let Shape {
+                m, n, k, ta, tb, ..
+            } = s;
+            let a_shape = if ta { [k, m] } else { [m, k] };
+            let b_shape = if tb { [n, k] } else { [k, n] };
+            let a = Tensor::from_vec(values(m * k, 1), &a_shape).unwrap();
+            let b = Tensor::from_vec(values(k * n, 2), &b_shape).unwrap();
+            let mut group = c.benchmark_group(format!("gemm/{m}x{n}x{k} {}", s.what));
+            group
+                .sample_size(20)
+                .warm_up_time(Duration::from_millis(300))
+                .measurement_time(Duration::from_secs(1))
+                .throughput(Throughput::Elements((m * n * k) as u64));
+            group.bench_function("vgrad", |bch| {
+                bch.iter(|| black_box(a.matmul_t(&b, ta, tb)))
+            });
+            let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+            let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+            group.bench_function("gemm crate", |bch| {
+                bch.iter(|| {
+                    let mut out = Vec::<f32>::with_capacity(m * n);
+                    // SAFETY: the strides stay inside a and b; out has room for m × n and is
+                    // not read (read_dst = false), then every element is written.
+                    unsafe {
+                        gemm::gemm(
+                            m,
+                            n,
+                            k,
+                            out.as_mut_ptr(),
+                            1,
+                            n as isize,
+                            false,
+                            a.data().as_ptr(),
+                            csa,
+                            rsa,
+                            b.data().as_ptr(),
+                            csb,
+                            rsb,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                        out.set_len(m * n);
+                    }
+                    black_box(out)
+                })
+            });
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, bench_shapes);
+criterion_main!(benches);

@@ -218,7 +218,7 @@ impl<T: Element, F: FnMut(ParamId, &[T], &[T], &mut Vec<T>)> VisitorMut<T> for A
             return;
         };
         let old = p.value();
-        let mut out = Vec::with_capacity(old.numel());
+        let mut out = crate::tensor::pool::with_capacity(old.numel());
         (self.update)(p.id(), old.data(), g.data(), &mut out);
         debug_assert_eq!(out.len(), old.numel());
         if self.tracker.on {

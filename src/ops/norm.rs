@@ -63,7 +63,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
             }
             let nn = T::of(n as f64);
             let k: Vec<T> = (0..c).map(|j| gam.data()[j] * s[j] / nn).collect();
-            let mut dxv = Vec::with_capacity(n * c);
+            let mut dxv = crate::tensor::pool::with_capacity(n * c);
             for (grow, xrow) in gd.chunks_exact(c).zip(xh.chunks_exact(c)) {
                 dxv.extend((0..c).map(|j| k[j] * (nn * grow[j] - db[j] - xrow[j] * dg[j])));
             }
@@ -139,8 +139,8 @@ impl<'t, T: Element> Var<'t, T> {
         let (gv, bv) = (gamma.value(), beta.value());
         let (mean, var) = column_stats(xv.data(), n, c);
         let inv: Vec<T> = var.iter().map(|&v| (v + eps).sqrt().recip()).collect();
-        let mut xhat = Vec::with_capacity(n * c);
-        let mut y = Vec::with_capacity(n * c);
+        let mut xhat = crate::tensor::pool::with_capacity(n * c);
+        let mut y = crate::tensor::pool::with_capacity(n * c);
         for row in xv.data().chunks_exact(c) {
             for j in 0..c {
                 let h = (row[j] - mean[j]) * inv[j];

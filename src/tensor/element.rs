@@ -6,9 +6,29 @@ use std::iter::Sum;
 use std::ops::{AddAssign, MulAssign, SubAssign};
 
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
+    use super::super::pool::{Pool, POOL_F32, POOL_F64};
+    use std::cell::RefCell;
+    use std::thread::LocalKey;
+
+    // `private_interfaces`: the trait is public only so that `Element` can name it; outside the
+    // crate nobody can reach it, let alone call `pool`.
+    #[allow(private_interfaces)]
+    pub trait Sealed: Sized + 'static {
+        /// The calling thread's pool of recycled buffers of this type.
+        fn pool() -> &'static LocalKey<RefCell<Pool<Self>>>;
+    }
+    #[allow(private_interfaces)]
+    impl Sealed for f32 {
+        fn pool() -> &'static LocalKey<RefCell<Pool<Self>>> {
+            &POOL_F32
+        }
+    }
+    #[allow(private_interfaces)]
+    impl Sealed for f64 {
+        fn pool() -> &'static LocalKey<RefCell<Pool<Self>>> {
+            &POOL_F64
+        }
+    }
 }
 
 /// A floating-point element type: implemented for `f32` and `f64` only (sealed).

@@ -32,6 +32,9 @@ const KC: usize = 256;
 /// every left panel passes over it.
 const B_BLOCK_BYTES: usize = 512 * 1024;
 
+/// Most elements (k × n) of a row-major right operand read in place rather than packed.
+const DIRECT_B_MAX: usize = 1 << 16;
+
 /// Whether this CPU can run the kernels in this module.
 pub(super) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
@@ -163,7 +166,7 @@ macro_rules! avx512_gemm {
     ) => {
         /// The AVX-512 kernels for one element type; see the module docs.
         pub(super) mod $module {
-            use super::{take_buffer, $transpose, B_BLOCK_BYTES, KC, MR};
+            use super::{take_buffer, $transpose, B_BLOCK_BYTES, DIRECT_B_MAX, KC, MR};
             use std::arch::x86_64::*;
             use std::cell::Cell;
 
@@ -208,6 +211,9 @@ macro_rules! avx512_gemm {
                 // kernel's broadcasts stream along them, and packing it (an element-by-element
                 // transpose) cost more than it saved: 256×1024×1024 5.10 vs 5.34 ms unpacked.
                 let direct_a = csa == 1;
+                // Likewise a row-major right operand that is small enough to stay in L2 and has
+                // no ragged panel (a full panel row is two in-bounds vector loads).
+                let direct_b = csb == 1 && n % NR == 0 && k * n <= DIRECT_B_MAX;
                 let kc_max = KC.min(k);
                 let nc_max = NC.min(n.next_multiple_of(NR));
                 let (mut abuf, aoff) = take_buffer(&PACK_A, m_panels * MR * kc_max);
@@ -230,16 +236,10 @@ macro_rules! avx512_gemm {
                     let mut jc = 0;
                     while jc < n {
                         let nc = nc_max.min(n - jc);
-                        unsafe {
-                            pack_b(
-                                kc,
-                                nc,
-                                b.offset(pc as isize * rsb + jc as isize * csb),
-                                rsb,
-                                csb,
-                                bp,
-                            )
-                        };
+                        let bslab = unsafe { b.offset(pc as isize * rsb + jc as isize * csb) };
+                        if !direct_b {
+                            unsafe { pack_b(kc, nc, bslab, rsb, csb, bp) };
+                        }
                         for ip in 0..m_panels {
                             let rows = MR.min(m - ip * MR);
                             let apanel = unsafe {
@@ -249,41 +249,20 @@ macro_rules! avx512_gemm {
                                     ap.add(ip * MR * kc) as *const T
                                 }
                             };
-                            let mut jp = 0;
-                            while jp < nc {
-                                let cols = NR.min(nc - jp);
-                                // SAFETY: the tile lies inside the m × n block of c.
-                                unsafe {
-                                    let ct = c.add(ip * MR * rsc + jc + jp);
-                                    let bpanel = bp.add(jp * kc);
-                                    match rows {
-                                        8 => tile::<8>(
-                                            kc, apanel, ars, acs, bpanel, ct, rsc, cols, load_c,
-                                        ),
-                                        7 => tile::<7>(
-                                            kc, apanel, ars, acs, bpanel, ct, rsc, cols, load_c,
-                                        ),
-                                        6 => tile::<6>(
-                                            kc, apanel, ars, acs, bpanel, ct, rsc, cols, load_c,
-                                        ),
-                                        5 => tile::<5>(
-                                            kc, apanel, ars, acs, bpanel, ct, rsc, cols, load_c,
-                                        ),
-                                        4 => tile::<4>(
-                                            kc, apanel, ars, acs, bpanel, ct, rsc, cols, load_c,
-                                        ),
-                                        3 => tile::<3>(
-                                            kc, apanel, ars, acs, bpanel, ct, rsc, cols, load_c,
-                                        ),
-                                        2 => tile::<2>(
-                                            kc, apanel, ars, acs, bpanel, ct, rsc, cols, load_c,
-                                        ),
-                                        _ => tile::<1>(
-                                            kc, apanel, ars, acs, bpanel, ct, rsc, cols, load_c,
-                                        ),
-                                    }
+                            // SAFETY: the row panel lies inside c; the right operand is the
+                            // packed block or, read in place, the slab's rows.
+                            unsafe {
+                                let crow = c.add(ip * MR * rsc + jc);
+                                if direct_b {
+                                    sweep::<true>(
+                                        rows, kc, nc, apanel, ars, acs, bslab, rsb, crow, rsc,
+                                        load_c,
+                                    )
+                                } else {
+                                    sweep::<false>(
+                                        rows, kc, nc, apanel, ars, acs, bp, 0, crow, rsc, load_c,
+                                    )
                                 }
-                                jp += NR;
                             }
                         }
                         jc += nc;
@@ -292,6 +271,52 @@ macro_rules! avx512_gemm {
                 }
                 PACK_A.with(|s| s.set(abuf));
                 PACK_B.with(|s| s.set(bbuf));
+            }
+
+            /// One row panel of the output (`rows` ≤ MR rows, `nc` columns) against every
+            /// right panel of the block: `b` is the packed block, or with `DIRECT_B` the
+            /// operand's rows in place (row stride `rsb`). Generic over the layout so that the
+            /// packed case keeps its constant panel stride in the kernel's inner loop.
+            ///
+            /// # Safety
+            /// As [`gemm`]; the panels and the output rows are in bounds.
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = "avx512f")]
+            #[inline]
+            unsafe fn sweep<const DIRECT_B: bool>(
+                rows: usize,
+                kc: usize,
+                nc: usize,
+                apanel: *const T,
+                ars: isize,
+                acs: isize,
+                b: *const T,
+                rsb: isize,
+                c: *mut T,
+                rsc: usize,
+                load_c: bool,
+            ) {
+                let brs = if DIRECT_B { rsb } else { NR as isize };
+                let mut jp = 0;
+                while jp < nc {
+                    let cols = NR.min(nc - jp);
+                    // SAFETY: the caller's contract.
+                    unsafe {
+                        let ct = c.add(jp);
+                        let bp = if DIRECT_B { b.add(jp) } else { b.add(jp * kc) };
+                        match rows {
+                            8 => tile::<8>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, load_c),
+                            7 => tile::<7>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, load_c),
+                            6 => tile::<6>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, load_c),
+                            5 => tile::<5>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, load_c),
+                            4 => tile::<4>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, load_c),
+                            3 => tile::<3>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, load_c),
+                            2 => tile::<2>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, load_c),
+                            _ => tile::<1>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, load_c),
+                        }
+                    }
+                    jp += NR;
+                }
             }
 
             /// Packs rows 0..m, columns 0..kc of `a` into panels of MR rows, each stored column by
@@ -432,6 +457,7 @@ macro_rules! avx512_gemm {
                 ars: isize,
                 acs: isize,
                 bpanel: *const T,
+                brs: isize,
                 c: *mut T,
                 rsc: usize,
                 cols: usize,
@@ -450,7 +476,7 @@ macro_rules! avx512_gemm {
                             hi[i] = $fmadd(ai, b1, hi[i]);
                         }
                         a = a.offset(acs);
-                        b = b.add(NR);
+                        b = b.offset(brs);
                     }
                 }
                 unsafe {
@@ -594,13 +620,16 @@ mod tests {
     }
 
     /// Wider than one packed block of the right operand (NC columns), so the block loop runs
-    /// more than once, with a ragged last block.
+    /// more than once, with a ragged last block; and right operands read in place.
     #[test]
-    fn spans_several_packed_blocks() -> Result<(), TestCaseError> {
+    fn spans_several_packed_blocks_and_reads_small_operands_in_place() -> Result<(), TestCaseError> {
         if !available() {
             eprintln!("no AVX-512 on this CPU: the kernel cannot run here");
             return Ok(());
         }
+        // Right operands read in place (row-major, whole panels, small), with padded output.
+        check!(f32s, f32, 1e-5, 13, 70, 64, false, false, true, 2, 9);
+        check!(f64s, f64, 1e-13, 13, 300, 48, true, false, false, 1, 10);
         for tb in [false, true] {
             check!(f32s, f32, 1e-5, 9, 260, 1100, false, tb, false, 0, 7);
             check!(f64s, f64, 1e-13, 9, 260, 600, true, tb, true, 1, 8);

@@ -388,7 +388,7 @@ impl<T: Element> Tensor<T> {
                 unsafe { gemm_into(rows, k, out, lhs, rhs, dst, false) }
             }),
             Some(b) => {
-                let mut v = Vec::with_capacity(rows * out);
+                let mut v = super::pool::with_capacity(rows * out);
                 for _ in 0..rows {
                     v.extend_from_slice(b.data());
                 }
@@ -412,7 +412,7 @@ impl<T: Element> Tensor<T> {
 
 /// A `Vec` of `len` elements written entirely by `fill`, without zero-filling it first.
 fn filled_by<T: Element>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
+    let mut v = super::pool::with_capacity(len);
     fill(&mut v.spare_capacity_mut()[..len]);
     // SAFETY: every caller's `fill` writes all `len` elements (gemm_into writes each of its
     // m·n outputs, and the batched loop covers every matrix of the output).

@@ -15,10 +15,12 @@ mod gemm512;
 mod kernels;
 mod matmul;
 pub(crate) mod parallel;
+pub(crate) mod pool;
 pub(crate) mod simd;
 
 pub use element::Element;
 pub use matmul::{num_threads, set_num_threads};
+pub use pool::release_buffers;
 pub use simd::set_flush_denormal;
 
 use crate::error::{Error, Result};
@@ -43,8 +45,9 @@ pub type Shape = SmallVec<[usize; 4]>;
 /// ```
 pub struct Tensor<T> {
     // `Arc<Vec<T>>` rather than `Arc<[T]>`: kernels fill a `Vec`, and wrapping it costs one small
-    // allocation where `Arc<[T]>::from(Vec)` would copy the whole buffer.
-    data: Arc<Vec<T>>,
+    // allocation where `Arc<[T]>::from(Vec)` would copy the whole buffer. The `Buffer` wrapper
+    // hands the `Vec` to the thread's pool when the last clone is dropped (see `pool`).
+    data: Arc<pool::Buffer<T>>,
     shape: Shape,
 }
 
@@ -75,7 +78,7 @@ impl<T: Element> Tensor<T> {
             });
         }
         Ok(Tensor {
-            data: Arc::new(data),
+            data: Arc::new(pool::Buffer::new(data)),
             shape: Shape::from_slice(shape),
         })
     }
@@ -91,7 +94,7 @@ impl<T: Element> Tensor<T> {
     /// A 1-D tensor holding `data`.
     pub fn vector(data: &[T]) -> Self {
         Tensor {
-            data: Arc::new(data.to_vec()),
+            data: Arc::new(pool::Buffer::new(data.to_vec())),
             shape: [data.len()].as_slice().into(),
         }
     }
@@ -99,7 +102,7 @@ impl<T: Element> Tensor<T> {
     /// A 0-dimensional tensor holding one value.
     pub fn scalar(value: T) -> Self {
         Tensor {
-            data: Arc::new(vec![value]),
+            data: Arc::new(pool::Buffer::new(vec![value])),
             shape: Shape::new(),
         }
     }
@@ -108,7 +111,7 @@ impl<T: Element> Tensor<T> {
     pub fn full(shape: &[usize], value: T) -> Self {
         let n: usize = shape.iter().product();
         Tensor {
-            data: Arc::new(vec![value; n]),
+            data: Arc::new(pool::Buffer::new(pool::filled(n, value))),
             shape: Shape::from_slice(shape),
         }
     }
@@ -127,7 +130,7 @@ impl<T: Element> Tensor<T> {
     pub fn from_fn(shape: &[usize], f: impl FnMut(usize) -> T) -> Self {
         let n: usize = shape.iter().product();
         Tensor {
-            data: Arc::new((0..n).map(f).collect()),
+            data: Arc::new(pool::Buffer::new((0..n).map(f).collect())),
             shape: Shape::from_slice(shape),
         }
     }
@@ -136,7 +139,7 @@ impl<T: Element> Tensor<T> {
     pub(crate) fn from_parts(data: Vec<T>, shape: Shape) -> Self {
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
         Tensor {
-            data: Arc::new(data),
+            data: Arc::new(pool::Buffer::new(data)),
             shape,
         }
     }
@@ -208,12 +211,12 @@ impl<T: Element> Tensor<T> {
     /// Converts every element to another element type.
     pub fn cast<U: Element>(&self) -> Tensor<U> {
         Tensor {
-            data: Arc::new(
+            data: Arc::new(pool::Buffer::new(
                 self.data
                     .iter()
                     .map(|x| U::of(x.to_f64().unwrap_or(f64::NAN)))
                     .collect(),
-            ),
+            )),
             shape: Shape::from_slice(&self.shape),
         }
     }

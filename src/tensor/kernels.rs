@@ -6,6 +6,7 @@
 use super::simd::dispatch;
 use super::{Element, Shape, Tensor};
 use smallvec::smallvec;
+use std::mem::MaybeUninit;
 
 /// The NumPy broadcast of two shapes.
 ///
@@ -110,6 +111,41 @@ fn filled<T: Element>(n: usize, value: T) -> Vec<T> {
     super::pool::filled(n, value)
 }
 
+// The elementwise loops take their output as a `&mut` argument: inlined, it keeps its
+// no-alias guarantee, so a value the closure captures by reference (`one` in σ' = y(1 − y)) is
+// loaded once and the loop vectorises. Written inline over a recycled `Vec`, LLVM had to assume
+// each store might change that value: σ's backward ran scalar, 8% of a deep sigmoid step.
+
+/// out[i] = f(a[i]).
+#[inline(always)]
+fn write1<T: Copy>(out: &mut [MaybeUninit<T>], a: &[T], f: &impl Fn(T) -> T) {
+    for (o, &x) in out.iter_mut().zip(a) {
+        o.write(f(x));
+    }
+}
+
+/// out[i] = f(a[i], b[i]).
+#[inline(always)]
+fn write2<T: Copy>(out: &mut [MaybeUninit<T>], a: &[T], b: &[T], f: &impl Fn(T, T) -> T) {
+    let n = out.len().min(a.len()).min(b.len());
+    for i in 0..n {
+        out[i].write(f(a[i], b[i]));
+    }
+}
+
+/// out[i] = f(a[i], b[i], c[i]).
+#[inline(always)]
+fn write3<T: Copy>(
+    out: &mut [MaybeUninit<T>],
+    (a, b, c): (&[T], &[T], &[T]),
+    f: &impl Fn(T, T, T) -> T,
+) {
+    let n = out.len().min(a.len()).min(b.len()).min(c.len());
+    for i in 0..n {
+        out[i].write(f(a[i], b[i], c[i]));
+    }
+}
+
 impl<T: Element> Tensor<T> {
     /// Applies `f` to every element.
     #[inline]
@@ -120,14 +156,7 @@ impl<T: Element> Tensor<T> {
         // AVX2 (sigmoid's forward was 17% of a deep sigmoid step when this ran baseline SSE2).
         dispatch(
             #[inline(always)]
-            || {
-                for (o, &x) in out.spare_capacity_mut()[..n]
-                    .iter_mut()
-                    .zip(self.data.iter())
-                {
-                    o.write(f(x));
-                }
-            },
+            || write1(&mut out.spare_capacity_mut()[..n], &self.data[..n], &f),
         );
         // SAFETY: the loop wrote each of the n elements.
         unsafe { out.set_len(n) };
@@ -151,16 +180,12 @@ impl<T: Element> Tensor<T> {
         dispatch(
             #[inline(always)]
             || {
-                // Indexed over slices cut to n, so the bounds checks fold away and the loop
-                // vectorises (a zip of three iterators stayed scalar).
-                let (o, a, b) = (
+                write2(
                     &mut out.spare_capacity_mut()[..n],
                     &self.data[..n],
                     &other.data[..n],
-                );
-                for i in 0..n {
-                    o[i].write(f(a[i], b[i]));
-                }
+                    &f,
+                )
             },
         );
         // SAFETY: the loop wrote each of the n elements.
@@ -189,12 +214,11 @@ impl<T: Element> Tensor<T> {
         dispatch(
             #[inline(always)]
             || {
-                // Indexed, as in `zip_map`: a zip of four iterators stayed scalar.
-                let o = &mut out.spare_capacity_mut()[..n];
-                let (x, y, z) = (&self.data[..n], &b.data[..n], &c.data[..n]);
-                for i in 0..n {
-                    o[i].write(f(x[i], y[i], z[i]));
-                }
+                write3(
+                    &mut out.spare_capacity_mut()[..n],
+                    (&self.data[..n], &b.data[..n], &c.data[..n]),
+                    &f,
+                )
             },
         );
         // SAFETY: the loop wrote each of the n elements.

@@ -10,11 +10,15 @@
 
 use super::{Algebra, InputGrads, Op};
 use crate::tape::Var;
-use crate::tensor::{Element, Tensor};
+use crate::tensor::simd::dispatch;
+use crate::tensor::{pool, Element, Tensor};
 use smallvec::smallvec;
+use std::mem::MaybeUninit;
 
 /// Column statistics of `[N, C]` data: mean and biased variance, accumulated in T over rows so
-/// the inner loop runs along contiguous memory (vectorised over C).
+/// the inner loop runs along contiguous memory (vectorised over C). Inlined into the callers'
+/// `dispatch`, so it is compiled for AVX-512 / AVX2.
+#[inline(always)]
 fn column_stats<T: Element>(x: &[T], n: usize, c: usize) -> (Vec<T>, Vec<T>) {
     let inv_n = T::one() / T::of(n as f64);
     let mut mean = vec![T::zero(); c];
@@ -33,6 +37,71 @@ fn column_stats<T: Element>(x: &[T], n: usize, c: usize) -> (Vec<T>, Vec<T>) {
     }
     var.iter_mut().for_each(|s| *s *= inv_n);
     (mean, var)
+}
+
+// The row loops below take their outputs as `&mut` arguments and run inside `dispatch`: written
+// with `push` and outside it, the forward ran scalar SSE2 and was 15% of the resbn step.
+
+/// x̂ = (x − μ)·s and y = γ·x̂ + β, row by row, for `[N, C]` data with per-column μ, s, γ, β.
+#[inline(always)]
+fn normalise<T: Element>(
+    xhat: &mut [MaybeUninit<T>],
+    y: &mut [MaybeUninit<T>],
+    x: &[T],
+    (mean, inv): (&[T], &[T]),
+    (gamma, beta): (&[T], &[T]),
+) {
+    let c = mean.len();
+    for ((hrow, yrow), xrow) in xhat
+        .chunks_exact_mut(c)
+        .zip(y.chunks_exact_mut(c))
+        .zip(x.chunks_exact(c))
+    {
+        let (hrow, yrow, xrow) = (&mut hrow[..c], &mut yrow[..c], &xrow[..c]);
+        let (mean, inv, gamma, beta) = (&mean[..c], &inv[..c], &gamma[..c], &beta[..c]);
+        for j in 0..c {
+            let h = (xrow[j] - mean[j]) * inv[j];
+            hrow[j].write(h);
+            yrow[j].write(h * gamma[j] + beta[j]);
+        }
+    }
+}
+
+/// dβ += Σₙ g and dγ += Σₙ g·x̂ over the rows of `[N, C]` data.
+#[inline(always)]
+fn column_sums<T: Element>(db: &mut [T], dg: &mut [T], g: &[T], xhat: &[T]) {
+    let c = db.len();
+    let dg = &mut dg[..c];
+    for (grow, hrow) in g.chunks_exact(c).zip(xhat.chunks_exact(c)) {
+        let (grow, hrow) = (&grow[..c], &hrow[..c]);
+        for j in 0..c {
+            db[j] += grow[j];
+            dg[j] += grow[j] * hrow[j];
+        }
+    }
+}
+
+/// dx = k·(N·g − dβ − x̂·dγ) row by row, with k = γ·s/N per column.
+#[inline(always)]
+fn input_grad<T: Element>(
+    dx: &mut [MaybeUninit<T>],
+    g: &[T],
+    xhat: &[T],
+    (k, db, dg): (&[T], &[T], &[T]),
+    nn: T,
+) {
+    let c = k.len();
+    for ((drow, grow), hrow) in dx
+        .chunks_exact_mut(c)
+        .zip(g.chunks_exact(c))
+        .zip(xhat.chunks_exact(c))
+    {
+        let (drow, grow, hrow) = (&mut drow[..c], &grow[..c], &hrow[..c]);
+        let (k, db, dg) = (&k[..c], &db[..c], &dg[..c]);
+        for j in 0..c {
+            drow[j].write(k[j] * (nn * grow[j] - db[j] - hrow[j] * dg[j]));
+        }
+    }
 }
 
 /// Backward of the fused op. With x̂ the normalised input and `s = 1/√(σ² + ε)`:
@@ -55,18 +124,24 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
             let (gd, xh, s) = (gv.data(), xhat.data(), inv_std.data());
             let mut db = vec![T::zero(); c];
             let mut dg = vec![T::zero(); c];
-            for (grow, xrow) in gd.chunks_exact(c).zip(xh.chunks_exact(c)) {
-                for j in 0..c {
-                    db[j] += grow[j];
-                    dg[j] += grow[j] * xrow[j];
-                }
-            }
             let nn = T::of(n as f64);
             let k: Vec<T> = (0..c).map(|j| gam.data()[j] * s[j] / nn).collect();
-            let mut dxv = crate::tensor::pool::with_capacity(n * c);
-            for (grow, xrow) in gd.chunks_exact(c).zip(xh.chunks_exact(c)) {
-                dxv.extend((0..c).map(|j| k[j] * (nn * grow[j] - db[j] - xrow[j] * dg[j])));
-            }
+            let mut dxv = pool::with_capacity(n * c);
+            dispatch(
+                #[inline(always)]
+                || {
+                    column_sums(&mut db, &mut dg, gd, xh);
+                    input_grad(
+                        &mut dxv.spare_capacity_mut()[..n * c],
+                        gd,
+                        xh,
+                        (&k, &db, &dg),
+                        nn,
+                    );
+                },
+            );
+            // SAFETY: input_grad wrote all n·c elements.
+            unsafe { dxv.set_len(n * c) };
             [
                 Tensor::from_parts(dxv, shape.clone()),
                 Tensor::from_parts(dg, [c].as_slice().into()),
@@ -137,16 +212,29 @@ impl<'t, T: Element> Var<'t, T> {
         );
         let xv = self.value();
         let (gv, bv) = (gamma.value(), beta.value());
-        let (mean, var) = column_stats(xv.data(), n, c);
+        let (mean, var) = dispatch(
+            #[inline(always)]
+            || column_stats(xv.data(), n, c),
+        );
         let inv: Vec<T> = var.iter().map(|&v| (v + eps).sqrt().recip()).collect();
-        let mut xhat = crate::tensor::pool::with_capacity(n * c);
-        let mut y = crate::tensor::pool::with_capacity(n * c);
-        for row in xv.data().chunks_exact(c) {
-            for j in 0..c {
-                let h = (row[j] - mean[j]) * inv[j];
-                xhat.push(h);
-                y.push(h * gv.data()[j] + bv.data()[j]);
-            }
+        let mut xhat = pool::with_capacity(n * c);
+        let mut y = pool::with_capacity(n * c);
+        dispatch(
+            #[inline(always)]
+            || {
+                normalise(
+                    &mut xhat.spare_capacity_mut()[..n * c],
+                    &mut y.spare_capacity_mut()[..n * c],
+                    xv.data(),
+                    (&mean, &inv),
+                    (gv.data(), bv.data()),
+                )
+            },
+        );
+        // SAFETY: normalise wrote all n·c elements of both.
+        unsafe {
+            xhat.set_len(n * c);
+            y.set_len(n * c);
         }
         let cs: crate::tensor::Shape = [c].as_slice().into();
         let op = Op::BatchNorm {

@@ -871,7 +871,7 @@ impl<'t, T: Element> Algebra<T> for Var<'t, T> {
         _g: &Self,
         _x: &Self,
         _y: &Self,
-        _kernel: impl Fn(T, T, T) -> T,
+        _kernel: impl Fn(T, T, T) -> T + Sync,
         compose: impl FnOnce() -> Self,
     ) -> Self {
         compose()

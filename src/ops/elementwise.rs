@@ -62,41 +62,41 @@ pub(crate) fn unary_forward<T: Element>(op: &Op<T>, x: &Tensor<T>) -> Tensor<T> 
     match *op {
         // Exact small powers skip libm's powf (~165 instructions per element): BatchNorm's
         // variance squares every activation, and powf was 30% of the resbn benchmark.
-        Op::PowF(p) if p == T::one() + T::one() => x.map(|v| v * v),
+        Op::PowF(p) if p == T::one() + T::one() => x.map_par(|v| v * v),
         Op::PowF(p) if p == T::one() => x.clone(),
-        Op::PowF(p) => x.map(|v| v.powf(p)),
-        Op::Exp => x.map(T::exp_fast),
-        Op::Ln => x.map(T::ln),
-        Op::Sqrt => x.map(T::sqrt),
-        Op::Abs => x.map(T::abs),
-        Op::Erf => x.map(T::erf),
-        Op::Sigmoid => x.map(sigmoid),
-        Op::Tanh => x.map(T::tanh),
+        Op::PowF(p) => x.map_par(|v| v.powf(p)),
+        Op::Exp => x.map_par(T::exp_fast),
+        Op::Ln => x.map_par(T::ln),
+        Op::Sqrt => x.map_par(T::sqrt),
+        Op::Abs => x.map_par(T::abs),
+        Op::Erf => x.map_par(T::erf),
+        Op::Sigmoid => x.map_par(sigmoid),
+        Op::Tanh => x.map_par(T::tanh),
         // `v <= 0` is false for NaN, so NaN propagates as in PyTorch.
-        Op::Relu => x.map(|v| if v <= T::zero() { T::zero() } else { v }),
-        Op::LeakyRelu(s) => x.map(|v| if v > T::zero() { v } else { v * s }),
-        Op::Elu(a) => x.map(|v| if v > T::zero() { v } else { a * v.exp_m1() }),
+        Op::Relu => x.map_par(|v| if v <= T::zero() { T::zero() } else { v }),
+        Op::LeakyRelu(s) => x.map_par(|v| if v > T::zero() { v } else { v * s }),
+        Op::Elu(a) => x.map_par(|v| if v > T::zero() { v } else { a * v.exp_m1() }),
         Op::Selu => {
             let (a, l) = (c::<T>(SELU_ALPHA), c::<T>(SELU_SCALE));
-            x.map(|v| l * if v > T::zero() { v } else { a * v.exp_m1() })
+            x.map_par(|v| l * if v > T::zero() { v } else { a * v.exp_m1() })
         }
         Op::Gelu(GeluApprox::None) => {
             let r = T::FRAC_1_SQRT_2();
-            x.map(|v| c::<T>(0.5) * v * (T::one() + (v * r).erf()))
+            x.map_par(|v| c::<T>(0.5) * v * (T::one() + (v * r).erf()))
         }
         Op::Gelu(GeluApprox::Tanh) => {
             let k = T::FRAC_2_SQRT_PI() * T::FRAC_1_SQRT_2(); // √(2/π)
             let cc = c::<T>(GELU_TANH_C);
-            x.map(|v| c::<T>(0.5) * v * (T::one() + (k * (v + cc * v * v * v)).tanh()))
+            x.map_par(|v| c::<T>(0.5) * v * (T::one() + (k * (v + cc * v * v * v)).tanh()))
         }
-        Op::Softplus { beta, threshold } => x.map(|v| {
+        Op::Softplus { beta, threshold } => x.map_par(|v| {
             if v * beta > threshold {
                 v
             } else {
                 (v * beta).exp().ln_1p() / beta
             }
         }),
-        Op::Silu => x.map(|v| v * sigmoid(v)),
+        Op::Silu => x.map_par(|v| v * sigmoid(v)),
         _ => unreachable!("unary_forward called with non-unary op {}", op.name()),
     }
 }

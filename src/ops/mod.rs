@@ -205,7 +205,7 @@ pub(crate) trait Algebra<T: Element>: Clone + Sized {
         g: &Self,
         x: &Self,
         y: &Self,
-        kernel: impl Fn(T, T, T) -> T,
+        kernel: impl Fn(T, T, T) -> T + Sync,
         compose: impl FnOnce() -> Self,
     ) -> Self;
     /// Multiplies by a constant derived from this operand's value (a mask, a selector).
@@ -290,7 +290,7 @@ impl<T: Element> Algebra<T> for Tensor<T> {
         g: &Self,
         x: &Self,
         y: &Self,
-        kernel: impl Fn(T, T, T) -> T,
+        kernel: impl Fn(T, T, T) -> T + Sync,
         _compose: impl FnOnce() -> Self,
     ) -> Self {
         g.zip3_map(x, y, kernel)

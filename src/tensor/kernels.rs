@@ -146,6 +146,20 @@ fn write3<T: Copy>(
     }
 }
 
+/// A recycled buffer of `n` elements written by `fill(start, chunk)` over disjoint chunks, in
+/// parallel when `n` reaches the threshold of [`super::parallel::for_chunks`]. `fill` must write
+/// every element of its chunk.
+fn filled_in_chunks<T: Element>(
+    n: usize,
+    fill: &(dyn Fn(usize, &mut [MaybeUninit<T>]) + Sync),
+) -> Vec<T> {
+    let mut out = super::pool::with_capacity(n);
+    super::parallel::for_chunks(&mut out.spare_capacity_mut()[..n], fill);
+    // SAFETY: the chunks cover all n elements and `fill` writes each of its own.
+    unsafe { out.set_len(n) };
+    out
+}
+
 impl<T: Element> Tensor<T> {
     /// Applies `f` to every element.
     #[inline]
@@ -200,7 +214,7 @@ impl<T: Element> Tensor<T> {
         &self,
         b: &Tensor<T>,
         c: &Tensor<T>,
-        f: impl Fn(T, T, T) -> T,
+        f: impl Fn(T, T, T) -> T + Sync,
     ) -> Tensor<T> {
         assert!(
             self.shape == b.shape && b.shape == c.shape,
@@ -209,20 +223,28 @@ impl<T: Element> Tensor<T> {
             b.shape(),
             c.shape()
         );
-        let n = self.numel();
-        let mut out = super::pool::with_capacity(n);
-        dispatch(
-            #[inline(always)]
-            || {
-                write3(
-                    &mut out.spare_capacity_mut()[..n],
-                    (&self.data[..n], &b.data[..n], &c.data[..n]),
-                    &f,
-                )
-            },
-        );
-        // SAFETY: the loop wrote each of the n elements.
-        unsafe { out.set_len(n) };
+        let (x, y, z) = (&self.data[..], &b.data[..], &c.data[..]);
+        let out = filled_in_chunks(self.numel(), &|s, o| {
+            let e = s + o.len();
+            dispatch(
+                #[inline(always)]
+                || write3(o, (&x[s..e], &y[s..e], &z[s..e]), &f),
+            )
+        });
+        Tensor::from_parts(out, Shape::from_slice(&self.shape))
+    }
+
+    /// [`Tensor::map`] for the engine's own `Sync` closures: a large tensor (2¹⁸ elements or
+    /// more) is split over the matrix-product threads.
+    pub(crate) fn map_par(&self, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
+        let x = &self.data[..];
+        let out = filled_in_chunks(self.numel(), &|s, o| {
+            let e = s + o.len();
+            dispatch(
+                #[inline(always)]
+                || write1(o, &x[s..e], &f),
+            )
+        });
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 
@@ -778,6 +800,29 @@ pub(crate) fn reduced_shape(shape: &[usize], axis: usize, keepdim: bool) -> Shap
 
 #[cfg(test)]
 mod tests {
+
+    /// Tensors large enough to be split over threads: every element is computed exactly once,
+    /// from its own inputs (checked against a plain loop, so a chunk written twice, skipped or
+    /// offset would show).
+    #[test]
+    fn large_elementwise_ops_split_over_threads_cover_every_element() {
+        let n = crate::tensor::parallel::PARALLEL_MIN_ELEMS + 77;
+        crate::tensor::set_num_threads(2);
+        let x = Tensor::<f64>::from_fn(&[n], |i| (i as f64 * 0.37).sin());
+        let y = Tensor::<f64>::from_fn(&[n], |i| (i as f64 * 0.11).cos());
+        let z = Tensor::<f64>::from_fn(&[n], |i| i as f64);
+        let m = x.map_par(|v| 2.0 * v + 1.0);
+        let t = x.zip3_map(&y, &z, |a, b, c| a * b - c);
+        for i in 0..n {
+            let (a, b, c) = (x.data()[i], y.data()[i], z.data()[i]);
+            assert!(
+                (m.data()[i] - (2.0 * a + 1.0)).abs() < 1e-12,
+                "map_par at {i}"
+            );
+            assert!((t.data()[i] - (a * b - c)).abs() < 1e-9, "zip3_map at {i}");
+        }
+    }
+
     use super::*;
 
     fn t(data: &[f64], shape: &[usize]) -> Tensor<f64> {

@@ -103,13 +103,14 @@ unsafe fn gemm_into<T: Element>(
         return;
     }
     // Cut the output into blocks along its longer side, so each block repacks the smaller
-    // operand (a column block needs all of lhs, a row block all of rhs). Two blocks per thread,
-    // so a thread that starts late (its core busy) leaves work to the others instead of holding
-    // them up. Block edges are multiples of 16, the AVX-512 f32 lane count, so no block ends in
-    // a ragged kernel tile that the whole product would not have had.
+    // operand (a column block needs all of lhs, a row block all of rhs). One block per thread:
+    // with vgrad's kernel, every extra block repacks an operand, and two per thread were 2-4%
+    // slower on the 2-thread steps; a block a helper has not started is still taken back by the
+    // caller (`parallel::run`). Block edges are multiples of 16, the AVX-512 f32 lane count, so
+    // no block ends in a ragged kernel tile that the whole product would not have had.
     let by_cols = n >= m;
     let extent = if by_cols { n } else { m };
-    let chunk = extent.div_ceil(2 * threads).next_multiple_of(16);
+    let chunk = extent.div_ceil(threads).next_multiple_of(16);
     let parts = extent.div_ceil(chunk);
     let out = SharedPtr(dst.as_mut_ptr() as *mut T);
     let (lp, rp) = (

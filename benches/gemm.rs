@@ -5,8 +5,8 @@
 //! `scripts/compare.py` is measured with it.
 //!
 //! ```sh
-//! cargo bench --bench gemm                 # every shape (about half a minute)
-//! cargo bench --bench gemm -- 1024         # the 1024-wide step's products
+//! cargo bench --bench gemm                 # every shape, f32 and f64 (about a minute)
+//! cargo bench --bench gemm -- f32/256      # the 1024-wide step's products in f32
 //! ```
 //!
 //! One thread (`set_num_threads(1)` and `Parallelism::None`). Throughput is reported in
@@ -15,7 +15,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use vgrad::Tensor;
+use vgrad::{Element, Tensor};
 
 /// One product `op(a)[m, k] · op(b)[k, n]` and where it occurs.
 struct Shape {
@@ -58,14 +58,20 @@ fn layer(batch: usize, w: usize) -> [Shape; 3] {
     ]
 }
 
-fn values(len: usize, seed: usize) -> Vec<f32> {
+fn values<T: Element>(len: usize, seed: usize) -> Vec<T> {
     (0..len)
-        .map(|i| ((i * 7 + seed) % 13) as f32 * 0.1 - 0.6)
+        .map(|i| T::of(((i * 7 + seed) % 13) as f64 * 0.1 - 0.6))
         .collect()
 }
 
 fn bench_shapes(c: &mut Criterion) {
     vgrad::tensor::set_num_threads(1);
+    bench_dtype::<f32>(c);
+    bench_dtype::<f64>(c);
+}
+
+fn bench_dtype<T: Element>(c: &mut Criterion) {
+    let dtype = T::DTYPE.to_lowercase();
     // (batch, width) of deep_*, mid_relu and wide_relu.
     for (batch, w) in [(64, 64), (128, 256), (256, 1024)] {
         for s in layer(batch, w) {
@@ -74,9 +80,9 @@ fn bench_shapes(c: &mut Criterion) {
             } = s;
             let a_shape = if ta { [k, m] } else { [m, k] };
             let b_shape = if tb { [n, k] } else { [k, n] };
-            let a = Tensor::from_vec(values(m * k, 1), &a_shape).unwrap();
-            let b = Tensor::from_vec(values(k * n, 2), &b_shape).unwrap();
-            let mut group = c.benchmark_group(format!("gemm/{m}x{n}x{k} {}", s.what));
+            let a = Tensor::<T>::from_vec(values(m * k, 1), &a_shape).unwrap();
+            let b = Tensor::<T>::from_vec(values(k * n, 2), &b_shape).unwrap();
+            let mut group = c.benchmark_group(format!("gemm/{dtype}/{m}x{n}x{k} {}", s.what));
             group
                 .sample_size(20)
                 .warm_up_time(Duration::from_millis(300))
@@ -89,7 +95,7 @@ fn bench_shapes(c: &mut Criterion) {
             let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
             group.bench_function("gemm crate", |bch| {
                 bch.iter(|| {
-                    let mut out = Vec::<f32>::with_capacity(m * n);
+                    let mut out = Vec::<T>::with_capacity(m * n);
                     // SAFETY: the strides stay inside a and b; out has room for m × n and is
                     // not read (read_dst = false), then every element is written.
                     unsafe {
@@ -107,8 +113,8 @@ fn bench_shapes(c: &mut Criterion) {
                             b.data().as_ptr(),
                             csb,
                             rsb,
-                            0.0,
-                            1.0,
+                            T::zero(),
+                            T::one(),
                             false,
                             false,
                             false,

@@ -33,7 +33,7 @@ const KC: usize = 256;
 const B_BLOCK_BYTES: usize = 512 * 1024;
 
 /// Most elements (k × n) of a row-major right operand read in place rather than packed.
-const DIRECT_B_MAX: usize = 1 << 16;
+const DIRECT_B_MAX_BYTES: usize = 1 << 18;
 
 /// Whether this CPU can run the kernels in this module.
 pub(super) fn available() -> bool {
@@ -211,7 +211,7 @@ macro_rules! avx512_gemm {
     ) => {
         /// The AVX-512 kernels for one element type; see the module docs.
         pub(super) mod $module {
-            use super::{take_buffer, $transpose, B_BLOCK_BYTES, DIRECT_B_MAX, KC, MR};
+            use super::{take_buffer, $transpose, B_BLOCK_BYTES, DIRECT_B_MAX_BYTES, KC, MR};
             use std::arch::x86_64::*;
             use std::cell::Cell;
 
@@ -258,7 +258,9 @@ macro_rules! avx512_gemm {
                 let direct_a = csa == 1;
                 // Likewise a row-major right operand that is small enough to stay in L2 and has
                 // no ragged panel (a full panel row is two in-bounds vector loads).
-                let direct_b = csb == 1 && n % NR == 0 && k * n <= DIRECT_B_MAX;
+                let direct_b = csb == 1
+                    && n % NR == 0
+                    && k * n * std::mem::size_of::<T>() <= DIRECT_B_MAX_BYTES;
                 let kc_max = KC.min(k);
                 let nc_max = NC.min(n.next_multiple_of(NR));
                 let (mut abuf, aoff) = take_buffer(&PACK_A, m_panels * MR * kc_max);

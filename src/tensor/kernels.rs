@@ -147,14 +147,21 @@ fn write3<T: Copy>(
 }
 
 /// A recycled buffer of `n` elements written by `fill(start, chunk)` over disjoint chunks, in
-/// parallel when `n` reaches the threshold of [`super::parallel::for_chunks`]. `fill` must write
-/// every element of its chunk.
+/// parallel when `n` reaches [`PARALLEL_MIN_ELEMS`](super::parallel::PARALLEL_MIN_ELEMS).
+/// `fill` must write every element of its chunk. Below the threshold `fill` is called directly,
+/// not through `for_chunks`' `dyn Fn`: the 1×1 ops of the per-op overhead benchmark take this path.
+#[inline(always)]
 fn filled_in_chunks<T: Element>(
     n: usize,
-    fill: &(dyn Fn(usize, &mut [MaybeUninit<T>]) + Sync),
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
 ) -> Vec<T> {
     let mut out = super::pool::with_capacity(n);
-    super::parallel::for_chunks(&mut out.spare_capacity_mut()[..n], fill);
+    let dst = &mut out.spare_capacity_mut()[..n];
+    if n < super::parallel::PARALLEL_MIN_ELEMS {
+        fill(0, dst);
+    } else {
+        super::parallel::for_chunks(dst, &fill);
+    }
     // SAFETY: the chunks cover all n elements and `fill` writes each of its own.
     unsafe { out.set_len(n) };
     out
@@ -224,13 +231,17 @@ impl<T: Element> Tensor<T> {
             c.shape()
         );
         let (x, y, z) = (&self.data[..], &b.data[..], &c.data[..]);
-        let out = filled_in_chunks(self.numel(), &|s, o| {
-            let e = s + o.len();
-            dispatch(
-                #[inline(always)]
-                || write3(o, (&x[s..e], &y[s..e], &z[s..e]), &f),
-            )
-        });
+        let out = filled_in_chunks(
+            self.numel(),
+            #[inline(always)]
+            |s, o| {
+                let e = s + o.len();
+                dispatch(
+                    #[inline(always)]
+                    || write3(o, (&x[s..e], &y[s..e], &z[s..e]), &f),
+                )
+            },
+        );
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 
@@ -238,13 +249,17 @@ impl<T: Element> Tensor<T> {
     /// more) is split over the matrix-product threads.
     pub(crate) fn map_par(&self, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
         let x = &self.data[..];
-        let out = filled_in_chunks(self.numel(), &|s, o| {
-            let e = s + o.len();
-            dispatch(
-                #[inline(always)]
-                || write1(o, &x[s..e], &f),
-            )
-        });
+        let out = filled_in_chunks(
+            self.numel(),
+            #[inline(always)]
+            |s, o| {
+                let e = s + o.len();
+                dispatch(
+                    #[inline(always)]
+                    || write1(o, &x[s..e], &f),
+                )
+            },
+        );
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 

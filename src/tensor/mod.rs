@@ -136,6 +136,7 @@ impl<T: Element> Tensor<T> {
     }
 
     /// Wraps an already-shaped buffer; callers inside the crate guarantee the length.
+    #[inline]
     pub(crate) fn from_parts(data: Vec<T>, shape: Shape) -> Self {
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
         Tensor {

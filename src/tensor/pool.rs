@@ -67,14 +67,25 @@ impl<T> Pool<T> {
 }
 
 /// An empty `Vec` with room for exactly `len` elements, recycled when the pool has one.
+#[inline]
 pub(crate) fn with_capacity<T: Element>(len: usize) -> Vec<T> {
+    // The size test inline, the pool lookup out of line: the 1-element tensors of the per-op
+    // overhead benchmark should pay one comparison.
     if len >= MIN_ELEMS {
-        // `try_with`: during thread teardown the pool may already be gone.
-        if let Ok(Some(v)) = T::pool().try_with(|p| p.borrow_mut().take(len)) {
+        if let Some(v) = take::<T>(len) {
             return v;
         }
     }
     Vec::with_capacity(len)
+}
+
+#[inline(never)]
+fn take<T: Element>(len: usize) -> Option<Vec<T>> {
+    // `try_with`: during thread teardown the pool may already be gone.
+    T::pool()
+        .try_with(|p| p.borrow_mut().take(len))
+        .ok()
+        .flatten()
 }
 
 /// `n` copies of `value` in a recycled buffer when there is one.
@@ -141,6 +152,7 @@ impl<T> DerefMut for Buffer<T> {
 }
 
 impl<T> Drop for Buffer<T> {
+    #[inline]
     fn drop(&mut self) {
         if self.data.capacity() >= MIN_ELEMS {
             (self.recycle)(std::mem::take(&mut self.data));

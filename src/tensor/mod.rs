@@ -1,7 +1,9 @@
 //! `Tensor<T>`: an immutable, n-dimensional, row-major array with shared storage.
 //!
-//! A tensor is a shape plus an `Arc<Vec<T>>` buffer, so `clone` is a reference-count increment and
-//! the tape can keep every intermediate value without copying it. Tensors are always contiguous:
+//! A tensor is a shape plus an `Arc`-shared `Vec<T>` buffer, so `clone` is a reference-count
+//! increment and the tape can keep every intermediate value without copying it. When the last
+//! tensor sharing a buffer is dropped, the buffer is kept for the next tensor of its size on the
+//! same thread ([`release_buffers`] frees them). Tensors are always contiguous:
 //! a transpose materialises its result, and the one place where a strided view pays — a matmul
 //! with a transposed operand — passes the transpose to the GEMM as strides instead
 //! (see [`Tensor::matmul_t`]).

@@ -5,9 +5,9 @@
 //! no transposed copy is ever made. Leading batch axes broadcast; their gradients are summed
 //! back to each operand's own shape.
 //!
-//! [`Var::linear`] fuses a layer's `x·wᵀ + b` into one node: the GEMM accumulates onto rows
-//! pre-filled with the bias, so the product's output is never written twice and the tape holds
-//! one node and one buffer per layer instead of two.
+//! [`Var::linear`] fuses a layer's `x·wᵀ + b` into one node: the GEMM adds the bias as it first
+//! stores each output tile, so the output is written once and the tape holds one node and one
+//! buffer per layer instead of two.
 
 use super::{Algebra, InputGrads, Op};
 use crate::tape::Var;
@@ -84,7 +84,7 @@ impl<'t, T: Element> Var<'t, T> {
     /// A fully connected layer's product `self·weightᵀ + bias` as one node, for `self` of shape
     /// `[.., in]`, `weight` `[out, in]` (PyTorch's layout) and `bias` `[out]`; the result is
     /// `[.., out]`. Same values as `self.matmul_t(weight, false, true) + bias`, computed in one
-    /// GEMM that accumulates onto the bias.
+    /// GEMM that adds the bias as it stores the product.
     ///
     /// Derivative: `d self = G·weight`, `d weight = Gᵀ·self` (leading axes folded into rows),
     /// `d bias = Σ_rows G`.

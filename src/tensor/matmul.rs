@@ -58,12 +58,14 @@ struct Operand<'a, T> {
 }
 
 /// dst[m, n] (row-major, contiguous) = lhs[m, k] · rhs[k, n], writing every element of `dst`;
-/// with `accumulate`, dst += lhs · rhs instead.
+/// with `accumulate`, dst += lhs · rhs instead; with a `bias` (n values, not with `accumulate`),
+/// dst = lhs · rhs + bias in every row, the bias added as each output tile is first stored.
 /// Without `accumulate`, `dst` may be uninitialised: the GEMM is told not to read it, so output
 /// buffers are never zero-filled first (that memset was 9% of a deep network's training step).
 ///
 /// # Safety
 /// With `accumulate`, every element of `dst` must be initialised.
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_into<T: Element>(
     m: usize,
     k: usize,
@@ -72,14 +74,21 @@ unsafe fn gemm_into<T: Element>(
     rhs: Operand<'_, T>,
     dst: &mut [MaybeUninit<T>],
     accumulate: bool,
+    bias: Option<&[T]>,
 ) {
     debug_assert_eq!(dst.len(), m * n);
+    debug_assert!(bias.is_none_or(|b| b.len() == n && !accumulate));
+    let bias_ptr = bias.map_or(std::ptr::null(), <[T]>::as_ptr);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst.fill(MaybeUninit::new(T::zero()));
+            for row in dst.chunks_exact_mut(n) {
+                for (d, j) in row.iter_mut().zip(0..) {
+                    d.write(bias.map_or(T::zero(), |b| b[j]));
+                }
+            }
         }
         return;
     }
@@ -98,6 +107,7 @@ unsafe fn gemm_into<T: Element>(
                 dst.as_mut_ptr() as *mut T,
                 n,
                 accumulate,
+                bias_ptr,
             )
         };
         return;
@@ -113,9 +123,10 @@ unsafe fn gemm_into<T: Element>(
     let chunk = extent.div_ceil(threads).next_multiple_of(16);
     let parts = extent.div_ceil(chunk);
     let out = SharedPtr(dst.as_mut_ptr() as *mut T);
-    let (lp, rp) = (
+    let (lp, rp, bp) = (
         SharedPtr(lhs.data.as_ptr() as *mut T),
         SharedPtr(rhs.data.as_ptr() as *mut T),
+        SharedPtr(bias_ptr as *mut T),
     );
     super::parallel::run(parts, threads, &|part| {
         let lo = part * chunk;
@@ -137,6 +148,11 @@ unsafe fn gemm_into<T: Element>(
                     out.get().add(lo),
                     n,
                     accumulate,
+                    if bp.get().is_null() {
+                        bp.get()
+                    } else {
+                        bp.get().add(lo)
+                    },
                 )
             } else {
                 gemm_block(
@@ -150,6 +166,7 @@ unsafe fn gemm_into<T: Element>(
                     out.get().add(lo * n),
                     n,
                     accumulate,
+                    bp.get(),
                 )
             }
         }
@@ -157,7 +174,7 @@ unsafe fn gemm_into<T: Element>(
 }
 
 /// dst[m, n] (row stride `dst_rs`, column stride 1) = lhs[m, k] · rhs[k, n] (or += with
-/// `accumulate`) on one thread, where `lhs_ptr`/`rhs_ptr` point at element (0, 0) of the block
+/// `accumulate`, or + the row `bias` when that is not null) on one thread, where `lhs_ptr`/`rhs_ptr` point at element (0, 0) of the block
 /// and the operands give its strides.
 ///
 /// # Safety
@@ -176,6 +193,7 @@ unsafe fn gemm_block<T: Element>(
     dst: *mut T,
     dst_rs: usize,
     accumulate: bool,
+    bias: *const T,
 ) {
     // vgrad's own AVX-512 kernel where the CPU has it, except for outputs narrower than one
     // f32 vector (a network's last layer), where its 32-wide tiles would be mostly padding: the
@@ -200,6 +218,7 @@ unsafe fn gemm_block<T: Element>(
                     dst as *mut f32,
                     dst_rs,
                     accumulate,
+                    bias as *const f32,
                 );
             }
             if TypeId::of::<T>() == TypeId::of::<f64>() {
@@ -216,10 +235,22 @@ unsafe fn gemm_block<T: Element>(
                     dst as *mut f64,
                     dst_rs,
                     accumulate,
+                    bias as *const f64,
                 );
             }
         }
     }
+    // The crate takes no bias: pre-fill the block's rows with it and accumulate onto them.
+    let accumulate = if bias.is_null() {
+        accumulate
+    } else {
+        for i in 0..m {
+            // SAFETY: row i of the block is inside dst (the caller's contract) and the bias
+            // has n entries; the rows do not overlap the bias.
+            unsafe { std::ptr::copy_nonoverlapping(bias, dst.add(i * dst_rs), n) };
+        }
+        true
+    };
     // SAFETY: the caller's contract; without `accumulate`, read_dst = false so dst's prior
     // contents are never read.
     unsafe {
@@ -307,7 +338,7 @@ impl<T: Element> Tensor<T> {
             };
             // SAFETY: not accumulating, so dst may be uninitialised.
             let out = filled_by(rows * n, |dst| unsafe {
-                gemm_into(rows, k, n, lhs, rhs, dst, false)
+                gemm_into(rows, k, n, lhs, rhs, dst, false, None)
             });
             let mut shape: Shape = a[..a.len() - 2].into();
             shape.extend_from_slice(&[m, n]);
@@ -339,6 +370,7 @@ impl<T: Element> Tensor<T> {
                         },
                         &mut out[i * m * n..(i + 1) * m * n],
                         false,
+                        None,
                     )
                 };
             }
@@ -351,7 +383,8 @@ impl<T: Element> Tensor<T> {
 
 impl<T: Element> Tensor<T> {
     /// `self·weightᵀ + bias` for `self` `[.., in]`, `weight` `[out, in]`, `bias` `[out]`: one
-    /// GEMM accumulating onto rows pre-filled with the bias; see [`Var::linear`](crate::Var::linear).
+    /// GEMM that adds the bias as it first stores each output tile; see
+    /// [`Var::linear`](crate::Var::linear).
     ///
     /// # Panics
     /// If `self` has no axes, `weight` is not 2-D, the inner extents differ or `bias` is not
@@ -383,28 +416,10 @@ impl<T: Element> Tensor<T> {
             rs: 1,
             cs: k as isize,
         };
-        let data = match bias {
-            None => filled_by(rows * out, |dst| {
-                // SAFETY: not accumulating, so dst may be uninitialised.
-                unsafe { gemm_into(rows, k, out, lhs, rhs, dst, false) }
-            }),
-            Some(b) => {
-                let mut v = super::pool::with_capacity(rows * out);
-                for _ in 0..rows {
-                    v.extend_from_slice(b.data());
-                }
-                // SAFETY: every element was just initialised to its bias, and the GEMM writes
-                // only initialised values through the MaybeUninit view.
-                unsafe {
-                    let dst = std::slice::from_raw_parts_mut(
-                        v.as_mut_ptr() as *mut MaybeUninit<T>,
-                        v.len(),
-                    );
-                    gemm_into(rows, k, out, lhs, rhs, dst, true)
-                };
-                v
-            }
-        };
+        let data = filled_by(rows * out, |dst| {
+            // SAFETY: not accumulating, so dst may be uninitialised; the bias has `out` values.
+            unsafe { gemm_into(rows, k, out, lhs, rhs, dst, false, bias.map(|b| b.data())) }
+        });
         let mut shape: Shape = xs[..xs.len() - 1].into();
         shape.push(out);
         Tensor::from_parts(data, shape)

@@ -316,17 +316,20 @@ impl<T: Element> Trainer<T> {
         }
     }
 
-    /// One training step; returns the loss before the update.
+    /// One training step; returns the loss before the update. The tape lives only until the
+    /// gradients are out, as PyTorch frees its graph in `backward()`: the update then runs with
+    /// the activations' buffers already back in the pool.
     pub fn step(&mut self) -> T {
-        let tape = Tape::new();
-        let mut ctx = Ctx::new(&tape);
-        let pred = self.model.forward(&mut ctx, tape.constant(self.x.clone()));
-        let loss = match &self.target {
-            Target::Mse(y) => mse_loss(pred, y, Reduction::Mean),
-            Target::Labels(t) => cross_entropy(pred, t, Reduction::Mean),
+        let (value, grads) = {
+            let tape = Tape::new();
+            let mut ctx = Ctx::new(&tape);
+            let pred = self.model.forward(&mut ctx, tape.constant(self.x.clone()));
+            let loss = match &self.target {
+                Target::Mse(y) => mse_loss(pred, y, Reduction::Mean),
+                Target::Labels(t) => cross_entropy(pred, t, Reduction::Mean),
+            };
+            (loss.value().item(), ctx.param_grads(&loss.backward()))
         };
-        let value = loss.value().item();
-        let grads = ctx.param_grads(&loss.backward());
         self.opt
             .step(&mut self.model, &grads)
             .expect("every gradient has its parameter's shape");

@@ -41,6 +41,13 @@ impl<T: Element> Param<T> {
         &self.value
     }
 
+    /// The value's elements for writing, when no other tensor shares its buffer (the tape that
+    /// bound it has been dropped, and no clone of the value is alive): lets an optimiser update
+    /// in place. `None` when the buffer is shared.
+    pub(crate) fn data_mut(&mut self) -> Option<&mut [T]> {
+        self.value.data_mut()
+    }
+
     /// Replaces the value (an optimiser step, a checkpoint load).
     ///
     /// # Panics

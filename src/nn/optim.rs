@@ -192,11 +192,18 @@ impl<T: Element> Visitor<T> for ShapeCheck<'_, T> {
     }
 }
 
+/// An update that overwrites θ with its new value given g, for optimisers without state.
+type InPlace<'a, T> = dyn Fn(&mut [T], &[T]) + Sync + 'a;
+
 /// Applies `update(id, θ, g, out)` to every parameter with a gradient; `update` pushes the
 /// new value of each element onto `out` (which has the right capacity) and updates its state.
+/// With an `in_place` rule, a parameter whose buffer nothing else shares (its tape already
+/// dropped) is updated where it lies instead: same arithmetic, one memory stream fewer, no new
+/// buffer. Statistics for the monitor need the old value, so they keep the copying path.
 struct Apply<'a, T: Element, F> {
     grads: &'a ParamGrads<T>,
     update: F,
+    in_place: Option<&'a InPlace<'a, T>>,
     tracker: &'a mut Tracker,
     path: DottedPath,
 }
@@ -217,6 +224,12 @@ impl<T: Element, F: FnMut(ParamId, &[T], &[T], &mut Vec<T>)> VisitorMut<T> for A
         let Some(g) = self.grads.get_id(p.id()) else {
             return;
         };
+        if let (Some(rule), false) = (self.in_place, self.tracker.on) {
+            if let Some(theta) = p.data_mut() {
+                rule(theta, g.data());
+                return;
+            }
+        }
         let old = p.value();
         let mut out = crate::tensor::pool::with_capacity(old.numel());
         (self.update)(p.id(), old.data(), g.data(), &mut out);
@@ -244,6 +257,17 @@ fn apply<T: Element>(
     tracker: &mut Tracker,
     update: impl FnMut(ParamId, &[T], &[T], &mut Vec<T>),
 ) -> Result<()> {
+    apply_with(model, grads, tracker, update, None)
+}
+
+/// [`apply`], with an in-place rule for parameters whose buffer is not shared (see [`Apply`]).
+fn apply_with<T: Element>(
+    model: &mut dyn Module<T>,
+    grads: &ParamGrads<T>,
+    tracker: &mut Tracker,
+    update: impl FnMut(ParamId, &[T], &[T], &mut Vec<T>),
+    in_place: Option<&InPlace<'_, T>>,
+) -> Result<()> {
     let mut check = ShapeCheck {
         grads,
         path: DottedPath::default(),
@@ -257,6 +281,7 @@ fn apply<T: Element>(
     model.visit_mut(&mut Apply {
         grads,
         update,
+        in_place,
         tracker,
         path: DottedPath::default(),
     });
@@ -312,6 +337,12 @@ impl Default for SgdConfig {
 /// * with momentum μ ≠ 0: b ← g on the first step, then b ← μ·b + (1 − dampening)·g; and
 ///   g ← g + μ·b with Nesterov, g ← b without
 /// * θ ← θ − lr·g
+///
+/// Without momentum (and with the update monitor off), a parameter whose buffer nothing else
+/// shares is updated in place. That is the case when the training loop drops the step's tape
+/// before calling [`Optimizer::step`], as PyTorch frees its graph in `backward()`; while the tape
+/// lives it holds each parameter's value, and the update writes a new buffer. Same values either
+/// way.
 ///
 /// # Example
 /// ```
@@ -371,58 +402,90 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
         let one_minus_damp = T::of(1.0 - damp);
         let wd_t = T::of(wd);
         let bufs = &mut self.momentum_buffers;
-        apply(model, grads, &mut self.tracker, |id, theta, grad, out| {
-            let decay = |p: T, g: T| if wd != 0.0 { g + wd_t * p } else { g };
-            if c.momentum == 0.0 {
-                // One vectorised pass writing straight into the output's capacity, with the
-                // weight-decay test hoisted out of the loop (this update was 21-24% of the deep
-                // benchmark steps as a per-element `push`). Same arithmetic as the general path,
-                // so results are unchanged.
-                // Large parameters are split over the matrix-product threads.
-                let n = theta.len();
-                crate::tensor::parallel::for_chunks(&mut out.spare_capacity_mut()[..n], &|s, o| {
-                    let (p, g) = (&theta[s..s + o.len()], &grad[s..s + o.len()]);
-                    crate::tensor::simd::dispatch(
-                        #[inline(always)]
-                        || {
-                            if wd == 0.0 {
-                                for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
-                                    o.write(p - lr * g);
-                                }
-                            } else {
-                                for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
-                                    o.write(p - lr * (g + wd_t * p));
-                                }
+        // Without momentum the update has no state, so a parameter nothing else holds (the
+        // loop dropped its tape before stepping) is updated where it lies: the same arithmetic
+        // as the copying path below, so results are identical.
+        let plain = |theta: &mut [T], grad: &[T]| {
+            crate::tensor::parallel::for_chunks(theta, &|s, t| {
+                let g = &grad[s..s + t.len()];
+                crate::tensor::simd::dispatch(
+                    #[inline(always)]
+                    || {
+                        if wd == 0.0 {
+                            for (p, &g) in t.iter_mut().zip(g) {
+                                *p -= lr * g;
                             }
+                        } else {
+                            for (p, &g) in t.iter_mut().zip(g) {
+                                *p -= lr * (g + wd_t * *p);
+                            }
+                        }
+                    },
+                )
+            })
+        };
+        let in_place: Option<&InPlace<'_, T>> = (c.momentum == 0.0).then_some(&plain);
+        apply_with(
+            model,
+            grads,
+            &mut self.tracker,
+            |id, theta, grad, out| {
+                let decay = |p: T, g: T| if wd != 0.0 { g + wd_t * p } else { g };
+                if c.momentum == 0.0 {
+                    // One vectorised pass writing straight into the output's capacity, with the
+                    // weight-decay test hoisted out of the loop (this update was 21-24% of the deep
+                    // benchmark steps as a per-element `push`). Same arithmetic as the general path,
+                    // so results are unchanged.
+                    // Large parameters are split over the matrix-product threads.
+                    let n = theta.len();
+                    crate::tensor::parallel::for_chunks(
+                        &mut out.spare_capacity_mut()[..n],
+                        &|s, o| {
+                            let (p, g) = (&theta[s..s + o.len()], &grad[s..s + o.len()]);
+                            crate::tensor::simd::dispatch(
+                                #[inline(always)]
+                                || {
+                                    if wd == 0.0 {
+                                        for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                                            o.write(p - lr * g);
+                                        }
+                                    } else {
+                                        for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                                            o.write(p - lr * (g + wd_t * p));
+                                        }
+                                    }
+                                },
+                            )
                         },
-                    )
-                });
-                // SAFETY: the chunks cover all n elements and each wrote every one of its own.
-                unsafe { out.set_len(n) };
-                return;
-            }
-            match bufs.get_mut(&id) {
-                // First step: the buffer is the (decayed) gradient itself, undamped.
-                None => {
-                    let mut b = Vec::with_capacity(theta.len());
-                    for (&p, &g) in theta.iter().zip(grad) {
-                        let d = decay(p, g);
-                        b.push(d);
-                        let d = if c.nesterov { d + mu * d } else { d };
-                        out.push(p - lr * d);
-                    }
-                    bufs.insert(id, b);
+                    );
+                    // SAFETY: the chunks cover all n elements and each wrote every one of its own.
+                    unsafe { out.set_len(n) };
+                    return;
                 }
-                Some(b) => {
-                    for ((&p, &g), b) in theta.iter().zip(grad).zip(b.iter_mut()) {
-                        let d = decay(p, g);
-                        *b = *b * mu + one_minus_damp * d;
-                        let d = if c.nesterov { d + mu * *b } else { *b };
-                        out.push(p - lr * d);
+                match bufs.get_mut(&id) {
+                    // First step: the buffer is the (decayed) gradient itself, undamped.
+                    None => {
+                        let mut b = Vec::with_capacity(theta.len());
+                        for (&p, &g) in theta.iter().zip(grad) {
+                            let d = decay(p, g);
+                            b.push(d);
+                            let d = if c.nesterov { d + mu * d } else { d };
+                            out.push(p - lr * d);
+                        }
+                        bufs.insert(id, b);
+                    }
+                    Some(b) => {
+                        for ((&p, &g), b) in theta.iter().zip(grad).zip(b.iter_mut()) {
+                            let d = decay(p, g);
+                            *b = *b * mu + one_minus_damp * d;
+                            let d = if c.nesterov { d + mu * *b } else { *b };
+                            out.push(p - lr * d);
+                        }
                     }
                 }
-            }
-        })
+            },
+            in_place,
+        )
     }
 
     shared_optimizer_methods!(lr: cfg.lr, tracker: tracker);
@@ -877,6 +940,56 @@ mod tests {
         for ((o, n), g) in w.data().iter().zip(new.data()).zip(gw.data()) {
             assert!((n - (o - 0.5 * (g + 0.1 * o))).abs() < 1e-15);
         }
+    }
+
+    /// With the tape dropped before the step, plain SGD overwrites the parameter's own buffer;
+    /// while a clone of the value is alive it builds a new one. Both give the same values.
+    #[test]
+    fn plain_sgd_updates_an_unshared_parameter_in_place_with_the_same_result() {
+        let w = Tensor::from_fn(&[5, 4], |i| (i as f64 * 0.37).sin());
+        let x = Tensor::from_fn(&[3, 4], |i| (i as f64 * 0.11).cos());
+        let step = |keep_clone: bool| {
+            let mut lin = Linear::from_tensors(w.clone(), None).unwrap();
+            let g = {
+                let tape = Tape::new();
+                let mut ctx = Ctx::new(&tape);
+                let loss = lin
+                    .forward(&mut ctx, tape.constant(x.clone()))
+                    .square()
+                    .mean();
+                ctx.param_grads(&loss.backward())
+            };
+            // `w` itself shares the buffer until the layer's value is detached from it.
+            let own = lin.weight().value().map(|v| v);
+            lin.weight_mut().set(own);
+            let before = lin.weight().value().data().as_ptr();
+            let held = keep_clone.then(|| lin.weight().value().clone());
+            let mut opt = Sgd::new(SgdConfig {
+                lr: 0.5,
+                weight_decay: 0.1,
+                ..Default::default()
+            })
+            .unwrap();
+            opt.step(&mut lin, &g).unwrap();
+            let after = lin.weight().value();
+            (after.data().as_ptr() == before, after.clone(), held)
+        };
+        let (same_buffer, in_place, _) = step(false);
+        assert!(same_buffer, "unshared: updated where it lies");
+        let (same_buffer, copied, held) = step(true);
+        assert!(!same_buffer, "shared: a new buffer");
+        assert_eq!(
+            held.unwrap().data(),
+            w.data(),
+            "the clone still holds the old value"
+        );
+        for (a, b) in in_place.data().iter().zip(copied.data()) {
+            assert!((a - b).abs() <= 1e-15 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        assert!(
+            in_place.data().iter().zip(w.data()).any(|(n, o)| n != o),
+            "it moved"
+        );
     }
 
     fn ids(m: &Sequential<f64>) -> Vec<ParamId> {

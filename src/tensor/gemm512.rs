@@ -764,6 +764,38 @@ mod tests {
         Ok(())
     }
 
+    /// Runs an `n × n` register transpose between buffers with the given row strides and checks
+    /// every element, and that nothing past the block's columns is written.
+    fn check_transpose<T: Copy + PartialEq + std::fmt::Debug + From<u16>>(
+        n: usize,
+        transpose: unsafe fn(*const T, isize, *mut T, usize),
+        src_stride: usize,
+        dst_stride: usize,
+    ) {
+        let src: Vec<T> = (0..n * src_stride).map(|i| T::from(i as u16)).collect();
+        let untouched = T::from(u16::MAX);
+        let mut dst = vec![untouched; n * dst_stride];
+        // SAFETY: n rows of n within both buffers; the caller checked the CPU.
+        unsafe {
+            transpose(
+                src.as_ptr(),
+                src_stride as isize,
+                dst.as_mut_ptr(),
+                dst_stride,
+            )
+        };
+        for r in 0..n {
+            for c in 0..dst_stride {
+                let want = if c < n {
+                    src[c * src_stride + r]
+                } else {
+                    untouched
+                };
+                assert_eq!(dst[r * dst_stride + c], want, "{n}×{n}: row {r} column {c}");
+            }
+        }
+    }
+
     #[test]
     fn register_transposes_turn_blocks_round() {
         if !available() {
@@ -771,25 +803,7 @@ mod tests {
             return;
         }
         // Source rows 20 apart, destination rows 40 apart: the strides are honoured too.
-        let src: Vec<f32> = (0..16 * 20).map(|i| i as f32).collect();
-        let mut dst = vec![-1.0f32; 16 * 40];
-        // SAFETY: 16 rows of 16 within both buffers.
-        unsafe { transpose16(src.as_ptr(), 20, dst.as_mut_ptr(), 40) };
-        for r in 0..16 {
-            for c in 0..40 {
-                let want = if c < 16 { src[c * 20 + r] } else { -1.0 };
-                assert_eq!(dst[r * 40 + c], want, "f32 row {r} column {c}");
-            }
-        }
-        let src: Vec<f64> = (0..8 * 11).map(|i| i as f64).collect();
-        let mut dst = vec![-1.0f64; 8 * 9];
-        // SAFETY: 8 rows of 8 within both buffers.
-        unsafe { transpose8(src.as_ptr(), 11, dst.as_mut_ptr(), 9) };
-        for r in 0..8 {
-            for c in 0..9 {
-                let want = if c < 8 { src[c * 11 + r] } else { -1.0 };
-                assert_eq!(dst[r * 9 + c], want, "f64 row {r} column {c}");
-            }
-        }
+        check_transpose::<f32>(16, transpose16, 20, 40);
+        check_transpose::<f64>(8, transpose8, 11, 9);
     }
 }

@@ -201,44 +201,34 @@ unsafe fn gemm_block<T: Element>(
     #[cfg(target_arch = "x86_64")]
     if n >= 16 && super::gemm512::available() {
         use std::any::TypeId;
-        // SAFETY: the caller's contract is the kernel's; m, n, k > 0 (gemm_into returns early
-        // otherwise) and the CPU has AVX-512F. The casts are identities: T is the type checked.
-        unsafe {
-            if TypeId::of::<T>() == TypeId::of::<f32>() {
-                return super::gemm512::f32s::gemm(
-                    m,
-                    k,
-                    n,
-                    lhs_ptr as *const f32,
-                    lhs.rs,
-                    lhs.cs,
-                    rhs_ptr as *const f32,
-                    rhs.rs,
-                    rhs.cs,
-                    dst as *mut f32,
-                    dst_rs,
-                    accumulate,
-                    bias as *const f32,
-                );
-            }
-            if TypeId::of::<T>() == TypeId::of::<f64>() {
-                return super::gemm512::f64s::gemm(
-                    m,
-                    k,
-                    n,
-                    lhs_ptr as *const f64,
-                    lhs.rs,
-                    lhs.cs,
-                    rhs_ptr as *const f64,
-                    rhs.rs,
-                    rhs.cs,
-                    dst as *mut f64,
-                    dst_rs,
-                    accumulate,
-                    bias as *const f64,
-                );
-            }
+        // SAFETY (of each call): the caller's contract is the kernel's; m, n, k > 0 (gemm_into
+        // returns early otherwise) and the CPU has AVX-512F. The casts are identities: T is the
+        // type checked.
+        macro_rules! own_kernel {
+            ($t:ty, $module:ident) => {
+                if TypeId::of::<T>() == TypeId::of::<$t>() {
+                    return unsafe {
+                        super::gemm512::$module::gemm(
+                            m,
+                            k,
+                            n,
+                            lhs_ptr as *const $t,
+                            lhs.rs,
+                            lhs.cs,
+                            rhs_ptr as *const $t,
+                            rhs.rs,
+                            rhs.cs,
+                            dst as *mut $t,
+                            dst_rs,
+                            accumulate,
+                            bias as *const $t,
+                        )
+                    };
+                }
+            };
         }
+        own_kernel!(f32, f32s);
+        own_kernel!(f64, f64s);
     }
     // The crate takes no bias: pre-fill the block's rows with it and accumulate onto them.
     let accumulate = if bias.is_null() {

@@ -3,6 +3,7 @@
 //! Every kernel is generic over the element and over the closure it applies, so each call site
 //! compiles to its own loop: no per-element dynamic dispatch.
 
+use super::pool::filled;
 use super::simd::dispatch;
 use super::{Element, Shape, Tensor};
 use smallvec::smallvec;
@@ -104,11 +105,6 @@ fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
         shape[axis],
         shape[axis + 1..].iter().product(),
     )
-}
-
-/// `n` copies of `value`, in a recycled buffer when one is free.
-fn filled<T: Element>(n: usize, value: T) -> Vec<T> {
-    super::pool::filled(n, value)
 }
 
 // The elementwise loops take their output as a `&mut` argument: inlined, it keeps its

@@ -369,9 +369,15 @@ impl<T: Element> Tensor<T> {
             other.shape()
         );
         if let Some(d) = self.data_mut() {
-            for (x, &y) in d.iter_mut().zip(other.data.iter()) {
-                *x += y;
-            }
+            // Inside the dispatch, or this fan-out sum (every residual block's skip) runs as SSE2.
+            dispatch(
+                #[inline(always)]
+                || {
+                    for (x, &y) in d.iter_mut().zip(other.data.iter()) {
+                        *x += y;
+                    }
+                },
+            );
             return self;
         }
         self.zip_map(other, |a, b| a + b)

@@ -106,10 +106,11 @@ pub(crate) enum Op<T: Element> {
     BceWithLogits {
         mean: bool,
     },
-    // Batch normalisation with batch statistics; keeps x̂ and 1/√(σ² + ε) for backward.
+    // Batch normalisation with batch statistics; keeps the batch mean and 1/√(σ² + ε) for
+    // backward, which recomputes x̂ from the input (as PyTorch saves x, mean and invstd).
     BatchNorm {
         eps: T,
-        xhat: Tensor<T>,
+        mean: Tensor<T>,
         inv_std: Tensor<T>,
     },
     // User-defined.

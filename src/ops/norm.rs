@@ -42,64 +42,65 @@ fn column_stats<T: Element>(x: &[T], n: usize, c: usize) -> (Vec<T>, Vec<T>) {
 // The row loops below take their outputs as `&mut` arguments and run inside `dispatch`: written
 // with `push` and outside it, the forward ran scalar SSE2 and was 15% of the resbn step.
 
-/// x̂ = (x − μ)·s and y = γ·x̂ + β, row by row, for `[N, C]` data with per-column μ, s, γ, β.
+/// y = γ·(x − μ)·s + β, row by row, for `[N, C]` data with per-column μ, s, γ, β.
 #[inline(always)]
 fn normalise<T: Element>(
-    xhat: &mut [MaybeUninit<T>],
     y: &mut [MaybeUninit<T>],
     x: &[T],
     (mean, inv): (&[T], &[T]),
     (gamma, beta): (&[T], &[T]),
 ) {
     let c = mean.len();
-    for ((hrow, yrow), xrow) in xhat
-        .chunks_exact_mut(c)
-        .zip(y.chunks_exact_mut(c))
-        .zip(x.chunks_exact(c))
-    {
-        let (hrow, yrow, xrow) = (&mut hrow[..c], &mut yrow[..c], &xrow[..c]);
+    for (yrow, xrow) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        let (yrow, xrow) = (&mut yrow[..c], &xrow[..c]);
         let (mean, inv, gamma, beta) = (&mean[..c], &inv[..c], &gamma[..c], &beta[..c]);
         for j in 0..c {
-            let h = (xrow[j] - mean[j]) * inv[j];
-            hrow[j].write(h);
-            yrow[j].write(h * gamma[j] + beta[j]);
+            yrow[j].write((xrow[j] - mean[j]) * inv[j] * gamma[j] + beta[j]);
         }
     }
 }
 
-/// dβ += Σₙ g and dγ += Σₙ g·x̂ over the rows of `[N, C]` data.
+/// dβ += Σₙ g and dγ += Σₙ g·x̂ over the rows of `[N, C]` data, with x̂ = (x − μ)·s recomputed.
 #[inline(always)]
-fn column_sums<T: Element>(db: &mut [T], dg: &mut [T], g: &[T], xhat: &[T]) {
+fn column_sums<T: Element>(
+    (db, dg): (&mut [T], &mut [T]),
+    g: &[T],
+    x: &[T],
+    (mean, inv): (&[T], &[T]),
+) {
     let c = db.len();
-    let dg = &mut dg[..c];
-    for (grow, hrow) in g.chunks_exact(c).zip(xhat.chunks_exact(c)) {
-        let (grow, hrow) = (&grow[..c], &hrow[..c]);
+    let (dg, mean, inv) = (&mut dg[..c], &mean[..c], &inv[..c]);
+    for (grow, xrow) in g.chunks_exact(c).zip(x.chunks_exact(c)) {
+        let (grow, xrow) = (&grow[..c], &xrow[..c]);
         for j in 0..c {
             db[j] += grow[j];
-            dg[j] += grow[j] * hrow[j];
+            dg[j] += grow[j] * ((xrow[j] - mean[j]) * inv[j]);
         }
     }
 }
 
-/// dx = k·(N·g − dβ − x̂·dγ) row by row, with k = γ·s/N per column.
+/// dx = k·(N·g − dβ − x̂·dγ) row by row, with k = γ·s/N per column and x̂ = (x − μ)·s.
 #[inline(always)]
 fn input_grad<T: Element>(
     dx: &mut [MaybeUninit<T>],
     g: &[T],
-    xhat: &[T],
+    x: &[T],
+    (mean, inv): (&[T], &[T]),
     (k, db, dg): (&[T], &[T], &[T]),
     nn: T,
 ) {
     let c = k.len();
-    for ((drow, grow), hrow) in dx
+    for ((drow, grow), xrow) in dx
         .chunks_exact_mut(c)
         .zip(g.chunks_exact(c))
-        .zip(xhat.chunks_exact(c))
+        .zip(x.chunks_exact(c))
     {
-        let (drow, grow, hrow) = (&mut drow[..c], &grow[..c], &hrow[..c]);
+        let (drow, grow, xrow) = (&mut drow[..c], &grow[..c], &xrow[..c]);
         let (k, db, dg) = (&k[..c], &db[..c], &dg[..c]);
+        let (mean, inv) = (&mean[..c], &inv[..c]);
         for j in 0..c {
-            drow[j].write(k[j] * (nn * grow[j] - db[j] - hrow[j] * dg[j]));
+            let h = (xrow[j] - mean[j]) * inv[j];
+            drow[j].write(k[j] * (nn * grow[j] - db[j] - h * dg[j]));
         }
     }
 }
@@ -112,7 +113,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
     g: &A,
     needs: &[bool],
 ) -> InputGrads<A> {
-    let Op::BatchNorm { eps, xhat, inv_std } = op else {
+    let Op::BatchNorm { eps, mean, inv_std } = op else {
         unreachable!("norm::backward called with {}", op.name())
     };
     let (xa, gamma) = (&x[0], &x[1]);
@@ -120,8 +121,8 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
     let (n, c) = (shape[0], shape[1]);
     let [dx, dgamma, dbeta] = A::fork(
         || {
-            let (gv, gam) = (g.value(), gamma.value());
-            let (gd, xh, s) = (gv.data(), xhat.data(), inv_std.data());
+            let (gv, gam, xv) = (g.value(), gamma.value(), xa.value());
+            let (gd, xd, mu, s) = (gv.data(), xv.data(), mean.data(), inv_std.data());
             // Per-channel vectors from the pool too: at width 128 an f64 one is 1 KiB, and
             // each such malloc made glibc consolidate its free lists (1.5% of resbn's step).
             let mut db = pool::filled(c, T::zero());
@@ -133,11 +134,12 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
             dispatch(
                 #[inline(always)]
                 || {
-                    column_sums(&mut db, &mut dg, gd, xh);
+                    column_sums((&mut db, &mut dg), gd, xd, (mu, s));
                     input_grad(
                         &mut dxv.spare_capacity_mut()[..n * c],
                         gd,
-                        xh,
+                        xd,
+                        (mu, s),
                         (&k, &db, &dg),
                         nn,
                     );
@@ -221,13 +223,11 @@ impl<'t, T: Element> Var<'t, T> {
         );
         let mut inv = pool::with_capacity(c);
         inv.extend(var.iter().map(|&v| (v + eps).sqrt().recip()));
-        let mut xhat = pool::with_capacity(n * c);
         let mut y = pool::with_capacity(n * c);
         dispatch(
             #[inline(always)]
             || {
                 normalise(
-                    &mut xhat.spare_capacity_mut()[..n * c],
                     &mut y.spare_capacity_mut()[..n * c],
                     xv.data(),
                     (&mean, &inv),
@@ -235,15 +235,15 @@ impl<'t, T: Element> Var<'t, T> {
                 )
             },
         );
-        // SAFETY: normalise wrote all n·c elements of both.
-        unsafe {
-            xhat.set_len(n * c);
-            y.set_len(n * c);
-        }
+        // SAFETY: normalise wrote all n·c elements.
+        unsafe { y.set_len(n * c) };
+        // x̂ is not kept: backward recomputes it from the input, which the tape holds anyway.
+        // One [N, C] buffer less per layer, and one output stream less here.
         let cs: crate::tensor::Shape = [c].as_slice().into();
+        let mean = Tensor::from_parts(mean, cs.clone());
         let op = Op::BatchNorm {
             eps,
-            xhat: Tensor::from_parts(xhat, shape.clone()),
+            mean: mean.clone(),
             inv_std: Tensor::from_parts(inv, cs.clone()),
         };
         let out = self.record(
@@ -251,11 +251,7 @@ impl<'t, T: Element> Var<'t, T> {
             &[self.id, gamma.id, beta.id],
             Tensor::from_parts(y, shape),
         );
-        (
-            out,
-            Tensor::from_parts(mean, cs.clone()),
-            Tensor::from_parts(var, cs),
-        )
+        (out, mean, Tensor::from_parts(var, cs))
     }
 }
 

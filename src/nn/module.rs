@@ -1,9 +1,9 @@
 //! Parameters, the `Module` trait, the naming visitor, and the forward context that binds
 //! parameters to a tape.
 
+use crate::tape::FastIdMap;
 use crate::tape::{Gradients, Tape, Var};
 use crate::tensor::{Element, Tensor};
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -281,7 +281,7 @@ impl<T: Element, F: FnMut(&str, &Tensor<T>, bool)> Visitor<T> for NamedVisitor<F
 pub struct Ctx<'t, T: Element> {
     tape: &'t Tape<T>,
     path: DottedPath,
-    bound: HashMap<ParamId, (String, Var<'t, T>)>,
+    bound: FastIdMap<ParamId, (String, Var<'t, T>)>,
 }
 
 impl<'t, T: Element> Ctx<'t, T> {
@@ -290,7 +290,7 @@ impl<'t, T: Element> Ctx<'t, T> {
         Ctx {
             tape,
             path: DottedPath::default(),
-            bound: HashMap::new(),
+            bound: FastIdMap::default(),
         }
     }
 
@@ -358,13 +358,13 @@ impl<'t, T: Element> Ctx<'t, T> {
 
 /// Gradients of a model's parameters, keyed by [`ParamId`] and carrying dotted names.
 pub struct ParamGrads<T: Element> {
-    by_id: HashMap<ParamId, (String, Tensor<T>)>,
+    by_id: FastIdMap<ParamId, (String, Tensor<T>)>,
 }
 
 impl<T: Element> Default for ParamGrads<T> {
     fn default() -> Self {
         ParamGrads {
-            by_id: HashMap::new(),
+            by_id: FastIdMap::default(),
         }
     }
 }

@@ -21,8 +21,8 @@
 
 use super::module::{DottedPath, Module, Param, ParamGrads, ParamId, Visitor, VisitorMut};
 use crate::error::{Error, Result};
+use crate::tape::FastIdMap;
 use crate::tensor::{norm_l2_f64, Element, Tensor};
-use std::collections::HashMap;
 
 /// A gradient-descent optimiser over a [`Module`]'s parameters.
 ///
@@ -356,7 +356,7 @@ impl Default for SgdConfig {
 #[derive(Debug)]
 pub struct Sgd<T: Element> {
     cfg: SgdConfig,
-    momentum_buffers: HashMap<ParamId, Vec<T>>,
+    momentum_buffers: FastIdMap<ParamId, Vec<T>>,
     tracker: Tracker,
 }
 
@@ -384,7 +384,7 @@ impl<T: Element> Sgd<T> {
         }
         Ok(Sgd {
             cfg,
-            momentum_buffers: HashMap::new(),
+            momentum_buffers: FastIdMap::default(),
             tracker: Tracker::default(),
         })
     }
@@ -558,7 +558,7 @@ struct AdamCore<T: Element> {
     eps: f64,
     weight_decay: f64,
     decoupled: bool,
-    state: HashMap<ParamId, AdamState<T>>,
+    state: FastIdMap<ParamId, AdamState<T>>,
     tracker: Tracker,
 }
 
@@ -582,7 +582,7 @@ impl<T: Element> AdamCore<T> {
             eps,
             weight_decay,
             decoupled,
-            state: HashMap::new(),
+            state: FastIdMap::default(),
             tracker: Tracker::default(),
         })
     }
@@ -786,7 +786,7 @@ struct RMSpropState<T> {
 #[derive(Debug)]
 pub struct RMSprop<T: Element> {
     cfg: RMSpropConfig,
-    state: HashMap<ParamId, RMSpropState<T>>,
+    state: FastIdMap<ParamId, RMSpropState<T>>,
     tracker: Tracker,
 }
 
@@ -810,7 +810,7 @@ impl<T: Element> RMSprop<T> {
         }
         Ok(RMSprop {
             cfg,
-            state: HashMap::new(),
+            state: FastIdMap::default(),
             tracker: Tracker::default(),
         })
     }

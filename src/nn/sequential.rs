@@ -25,6 +25,9 @@ use std::fmt;
 #[derive(Default)]
 pub struct Sequential<T: Element> {
     children: Vec<Box<dyn Module<T>>>,
+    // "0", "1", …: made once, not formatted three times per child per training step (forward,
+    // the optimiser's shape check and its update each walk the children by name).
+    names: Vec<String>,
 }
 
 impl<T: Element> Sequential<T> {
@@ -32,17 +35,19 @@ impl<T: Element> Sequential<T> {
     pub fn new() -> Self {
         Sequential {
             children: Vec::new(),
+            names: Vec::new(),
         }
     }
 
     /// Appends a child; returns `self` for chaining.
     pub fn push(mut self, m: impl Module<T> + 'static) -> Self {
-        self.children.push(Box::new(m));
+        self.push_boxed(Box::new(m));
         self
     }
 
     /// Appends an already boxed child.
     pub fn push_boxed(&mut self, m: Box<dyn Module<T>>) {
+        self.names.push(self.children.len().to_string());
         self.children.push(m);
     }
 
@@ -70,23 +75,23 @@ impl<T: Element> Sequential<T> {
 impl<T: Element> Module<T> for Sequential<T> {
     fn forward<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         let mut h = x;
-        for (i, c) in self.children.iter_mut().enumerate() {
-            h = ctx.scoped(&i.to_string(), |ctx| c.forward(ctx, h));
+        for (name, c) in self.names.iter().zip(&mut self.children) {
+            h = ctx.scoped(name, |ctx| c.forward(ctx, h));
         }
         h
     }
 
     fn visit(&self, v: &mut dyn Visitor<T>) {
-        for (i, c) in self.children.iter().enumerate() {
-            v.enter(&i.to_string());
+        for (name, c) in self.names.iter().zip(&self.children) {
+            v.enter(name);
             c.visit(v);
             v.exit();
         }
     }
 
     fn visit_mut(&mut self, v: &mut dyn VisitorMut<T>) {
-        for (i, c) in self.children.iter_mut().enumerate() {
-            v.enter(&i.to_string());
+        for (name, c) in self.names.iter().zip(&mut self.children) {
+            v.enter(name);
             c.visit_mut(v);
             v.exit();
         }

@@ -1,7 +1,7 @@
 //! # Vanishing gradients: seen, measured, and fixed
 //!
 //! ```sh
-//! cargo run --release --example vanishing            # the full run, about 15 s (release, 2 cores)
+//! cargo run --release --example vanishing            # the full run, about 8 s once built (release, 2 cores)
 //! cargo run --release --example vanishing -- --quick # a smoke run
 //! cargo run --release --example vanishing -- --out DIR
 //! ```

@@ -106,9 +106,10 @@ impl<T: Element> Module<T> for Sequential<T> {
 
 impl<T: Element> fmt::Debug for Sequential<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<String> = (0..self.children.len()).map(|i| i.to_string()).collect();
-        let kids: Vec<(String, &dyn fmt::Debug)> = names
-            .into_iter()
+        let kids: Vec<(String, &dyn fmt::Debug)> = self
+            .names
+            .iter()
+            .cloned()
             .zip(self.children.iter().map(|c| c as &dyn fmt::Debug))
             .collect();
         fmt_container(f, "Sequential", &kids)

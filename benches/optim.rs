@@ -1,4 +1,4 @@
-//! Criterion benchmarks of one optimiser step over mid_relu's parameters (8 Linear layers of
+//! Criterion benchmarks of one optimiser step, and of gradient clipping, over mid_relu's parameters (8 Linear layers of
 //! width 256: 460,554 parameters), f32, one thread:
 //!
 //! ```sh
@@ -14,8 +14,8 @@ use common::{build_model, Configs, Trainer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{rngs::StdRng, SeedableRng};
 use vgrad::nn::{
-    Adam, AdamConfig, AdamW, AdamWConfig, Ctx, Module, Optimizer, RMSprop, RMSpropConfig, Sgd,
-    SgdConfig,
+    clip_grad_norm, Adam, AdamConfig, AdamW, AdamWConfig, Ctx, Module, Optimizer, RMSprop,
+    RMSpropConfig, Sgd, SgdConfig,
 };
 use vgrad::Tape;
 
@@ -67,6 +67,13 @@ fn optimiser_steps(c: &mut Criterion) {
             b.iter(|| opt.step(&mut model, &grads).expect("shapes match"))
         });
     }
+    // Gradient clipping, as a loop runs it before the step: the total norm, then the scaling
+    // (max_norm below the norm, so every gradient is rescaled each time).
+    let mut grads = grads;
+    let total = clip_grad_norm(&mut grads, f64::MAX);
+    group.bench_function("clip_grad_norm", |b| {
+        b.iter(|| clip_grad_norm(&mut grads, total * 0.5))
+    });
     group.finish();
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch's side of `cargo bench --bench optim`: one optimiser step over mid_relu's parameters
-(7 x Linear(256, 256) + Linear(256, 10), 463,114 parameters, f32), one thread, fixed gradients,
-default (foreach) implementations. Prints the median time per step of 15 batches of 100 steps.
+(7 x Linear(256, 256) + Linear(256, 10), 463,114 parameters, f32), and one clip_grad_norm_; one
+thread, fixed gradients, default (foreach) implementations. Prints the median time per step of
+15 batches of 100 steps.
 
   python3 scripts/torch_optim_step.py
 """
@@ -37,3 +38,15 @@ for name, make in optimisers:
             opt.step()
         times.append((time.perf_counter() - t) / 100)
     print(f"{name} {statistics.median(times) * 1e6:.1f} us")
+
+# Gradient clipping over the same gradients (max_norm half the norm, so every gradient is scaled).
+total = torch.nn.utils.clip_grad_norm_(params, float("inf")).item()
+for _ in range(50):
+    torch.nn.utils.clip_grad_norm_(params, total * 0.5)
+times = []
+for _ in range(15):
+    t = time.perf_counter()
+    for _ in range(100):
+        torch.nn.utils.clip_grad_norm_(params, total * 0.5)
+    times.append((time.perf_counter() - t) / 100)
+print(f"clip_grad_norm {statistics.median(times) * 1e6:.1f} us")

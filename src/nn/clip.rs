@@ -1,6 +1,7 @@
 //! Gradient clipping, as PyTorch's `torch.nn.utils.clip_grad_norm_` and `clip_grad_value_`.
 
 use super::module::ParamGrads;
+use crate::tensor::simd::dispatch;
 use crate::tensor::{norm_l2_f64, Element, Tensor};
 
 /// Rescales all gradients together so that their global L2 norm is at most `max_norm`, and
@@ -42,7 +43,7 @@ pub fn clip_grad_norm<T: Element>(grads: &mut ParamGrads<T>, max_norm: f64) -> f
     if coef.is_nan() || coef < 1.0 {
         let c = T::of(coef);
         for g in grads.values_mut() {
-            *g = scale(g, |x| x * c);
+            update(g, move |x| x * c);
         }
     }
     total
@@ -73,7 +74,7 @@ pub fn clip_grad_value<T: Element>(grads: &mut ParamGrads<T>, clip: f64) {
     let (lo, hi) = (T::of(-clip), T::of(clip));
     for g in grads.values_mut() {
         // Comparisons rather than `clamp` so NaN passes through, as in PyTorch.
-        *g = scale(g, |x| {
+        update(g, move |x| {
             if x < lo {
                 lo
             } else if x > hi {
@@ -85,9 +86,21 @@ pub fn clip_grad_value<T: Element>(grads: &mut ParamGrads<T>, clip: f64) {
     }
 }
 
-fn scale<T: Element>(g: &Tensor<T>, f: impl Fn(T) -> T) -> Tensor<T> {
-    let data: Vec<T> = g.data().iter().map(|&x| f(x)).collect();
-    Tensor::from_parts(data, g.shape().into())
+/// Applies `f` to every element of `g`: in place when nothing else shares the gradient's
+/// buffer, else into a new tensor. Either way the loop runs inside the run-time dispatch (a
+/// collected iterator ran scalar: 20% of `clip_grad_norm`'s time).
+fn update<T: Element>(g: &mut Tensor<T>, f: impl Fn(T) -> T + Copy) {
+    match g.data_mut() {
+        Some(d) => dispatch(
+            #[inline(always)]
+            move || {
+                for x in d {
+                    *x = f(*x);
+                }
+            },
+        ),
+        None => *g = g.map(f),
+    }
 }
 
 #[cfg(test)]

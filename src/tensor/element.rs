@@ -58,6 +58,9 @@ pub trait Element:
     fn erf(self) -> Self;
     /// Converts from `f64`, rounding to nearest for `f32`.
     fn of(x: f64) -> Self;
+    /// Converts to `f64`, exactly. Unlike `ToPrimitive::to_f64` it returns no `Option`, so loops
+    /// that widen (the f64 norms) vectorise.
+    fn widen(self) -> f64;
     /// `eˣ` computed branch-free so that loops over slices vectorise; within 2 ulp of the
     /// correctly rounded value, NaN in gives NaN out. The engine's `exp`, `sigmoid` and softmax
     /// kernels use it.
@@ -75,6 +78,10 @@ impl Element for f32 {
         x as f32
     }
     #[inline(always)]
+    fn widen(self) -> f64 {
+        f64::from(self)
+    }
+    #[inline(always)]
     fn exp_fast(self) -> Self {
         super::simd::exp_f32(self)
     }
@@ -89,6 +96,10 @@ impl Element for f64 {
     #[inline]
     fn of(x: f64) -> Self {
         x
+    }
+    #[inline(always)]
+    fn widen(self) -> f64 {
+        self
     }
     #[inline(always)]
     fn exp_fast(self) -> Self {

@@ -1,8 +1,7 @@
 //! Parameters, the `Module` trait, the naming visitor, and the forward context that binds
 //! parameters to a tape.
 
-use crate::tape::FastIdMap;
-use crate::tape::{Gradients, Tape, Var};
+use crate::tape::{FastIdMap, Gradients, Tape, Var};
 use crate::tensor::{Element, Tensor};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

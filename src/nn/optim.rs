@@ -13,9 +13,11 @@
 //!   optimisers (a generator's and a discriminator's).
 //! * Hyperparameters are `f64`; they are rounded to the element type once per step, and the
 //!   element-wise maths then runs in `T`, as PyTorch's does in the parameter's dtype.
-//! * A step computes each parameter's new value into one fresh buffer; there is no per-element
-//!   dynamic dispatch. With [`Optimizer::track_updates`] on, a step also records ‖Δθ‖ and ‖θ‖
-//!   per parameter (one extra pass over each buffer); off, it costs nothing.
+//! * A step overwrites each parameter where it lies when nothing else shares its buffer (a
+//!   training loop that dropped its tape), and a copy otherwise; either way one vectorised pass
+//!   per buffer, with no per-element dynamic dispatch. With [`Optimizer::track_updates`] on, a
+//!   step also records ‖Δθ‖ and ‖θ‖ per parameter (it then updates a copy, to keep the old
+//!   value, and takes one extra pass over each buffer); off, it costs nothing.
 //!
 //! Not implemented: AMSGrad, `maximize`, parameter groups (one learning rate for the model).
 
@@ -337,8 +339,8 @@ impl Default for SgdConfig {
 ///   g ← g + μ·b with Nesterov, g ← b without
 /// * θ ← θ − lr·g
 ///
-/// Without momentum (and with the update monitor off), a parameter whose buffer nothing else
-/// shares is updated in place. That is the case when the training loop drops the step's tape
+/// With the update monitor off, a parameter whose buffer nothing else shares is updated in place
+/// (as by every optimiser here). That is the case when the training loop drops the step's tape
 /// before calling [`Optimizer::step`], as PyTorch frees its graph in `backward()`; while the tape
 /// lives it holds each parameter's value, and the update writes a new buffer. Same values either
 /// way.

@@ -112,6 +112,15 @@ fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 // loaded once and the loop vectorises. Written inline over a recycled `Vec`, LLVM had to assume
 // each store might change that value: σ's backward ran scalar, 8% of a deep sigmoid step.
 
+/// Σ x in sixteen lanes ([`lanes`](super::simd::lanes)), then the lanes; inlined into the
+/// callers' `dispatch`.
+#[inline(always)]
+fn lane_sum<T: Element>(x: &[T]) -> T {
+    super::simd::lanes(x, T::zero(), |a, v| a + v)
+        .iter()
+        .fold(T::zero(), |s, &a| s + a)
+}
+
 /// out[i] = f(a[i]).
 #[inline(always)]
 fn write1<T: Copy>(out: &mut [MaybeUninit<T>], a: &[T], f: &impl Fn(T) -> T) {
@@ -488,9 +497,15 @@ impl<T: Element> Tensor<T> {
         Tensor::from_parts(acc, Shape::from_slice(shape))
     }
 
-    /// Sum of all elements, as a scalar (shape `[]`) tensor.
+    /// Sum of all elements, as a scalar (shape `[]`) tensor. Summed in sixteen lanes inside the
+    /// run-time dispatch: one running sum cannot vectorise (859 vs 55 µs per million f32
+    /// elements here); the lanes round differently, usually better.
     pub fn sum_all(&self) -> Tensor<T> {
-        Tensor::scalar(self.data.iter().copied().sum())
+        let x = &self.data[..];
+        Tensor::scalar(dispatch(
+            #[inline(always)]
+            move || lane_sum(x),
+        ))
     }
 
     /// Sum over one axis; with `keepdim` the axis stays with extent 1.
@@ -502,15 +517,31 @@ impl<T: Element> Tensor<T> {
         check_axis("sum", self.shape(), axis);
         let (outer, n, inner) = split_at_axis(&self.shape, axis);
         let mut out = filled(outer * inner, T::zero());
-        for o in 0..outer {
-            let dst = &mut out[o * inner..(o + 1) * inner];
-            for k in 0..n {
-                let src = &self.data[(o * n + k) * inner..(o * n + k + 1) * inner];
-                for (d, &x) in dst.iter_mut().zip(src) {
-                    *d += x;
+        let (src, dst) = (&self.data[..], &mut out[..]);
+        dispatch(
+            #[inline(always)]
+            move || {
+                if dst.is_empty() {
+                    return;
                 }
-            }
-        }
+                if inner == 1 {
+                    // The last axis: each output is one contiguous row.
+                    for (d, row) in dst.iter_mut().zip(src.chunks_exact(n.max(1))) {
+                        *d = lane_sum(row);
+                    }
+                    return;
+                }
+                // Rows of `inner` values added onto the output row: vectorised over `inner`.
+                for (o, dst) in dst.chunks_exact_mut(inner).enumerate() {
+                    for k in 0..n {
+                        let row = &src[(o * n + k) * inner..(o * n + k + 1) * inner];
+                        for (d, &x) in dst.iter_mut().zip(row) {
+                            *d += x;
+                        }
+                    }
+                }
+            },
+        );
         Tensor::from_parts(out, reduced_shape(&self.shape, axis, keepdim))
     }
 
@@ -817,6 +848,41 @@ pub(crate) fn reduced_shape(shape: &[usize], axis: usize, keepdim: bool) -> Shap
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Sums against a plain f64 loop, over every axis of a 3-D tensor whose extents leave
+        /// every remainder of the sixteen lanes (and include empty axes).
+        #[test]
+        fn sums_match_a_plain_loop(
+            (d0, d1, d2) in (0usize..4, 0usize..40, 0usize..20),
+            seed in 0u64..1000,
+        ) {
+            let n = d0 * d1 * d2;
+            let v: Vec<f32> = (0..n)
+                .map(|i| (((i as u64 * 2654435761 + seed) % 2001) as f32 - 1000.0) / 7.0)
+                .collect();
+            let t = Tensor::from_vec(v.clone(), &[d0, d1, d2]).unwrap();
+            let plain: f64 = v.iter().map(|&x| f64::from(x)).sum();
+            let tol = |want: f64| 1e-5 * (1.0 + want.abs() + n as f64);
+            let got = f64::from(t.sum_all().item());
+            prop_assert!((got - plain).abs() <= tol(plain), "sum_all {got} vs {plain}");
+            let dims = [d0, d1, d2];
+            for axis in 0..3 {
+                let s = t.sum_axis(axis, false);
+                for o in 0..dims[..axis].iter().product::<usize>() {
+                    for i in 0..dims[axis + 1..].iter().product::<usize>() {
+                        let inner: usize = dims[axis + 1..].iter().product();
+                        let want: f64 = (0..dims[axis])
+                            .map(|k| f64::from(v[(o * dims[axis] + k) * inner + i]))
+                            .sum();
+                        let got = f64::from(s.data()[o * inner + i]);
+                        prop_assert!((got - want).abs() <= tol(want), "axis {axis}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
 
     /// Tensors large enough to be split over threads: every element is computed exactly once,
     /// from its own inputs (checked against a plain loop, so a chunk written twice, skipped or

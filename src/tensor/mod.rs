@@ -256,22 +256,19 @@ impl<T: Element> Tensor<T> {
 /// so the result can differ from the sequential form in the last bits.
 #[inline(always)]
 fn norm_l2_slice<T: Element>(x: &[T]) -> f64 {
-    const LANES: usize = 16;
-    // The largest magnitude, lane by lane; NaN compares false and is skipped here (the sum
-    // below carries it, and the early returns look for it).
-    let mut lanes = [T::zero(); LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            let a = v.abs();
-            *m = if a > *m { a } else { *m };
+    // The largest magnitude; NaN compares false and is skipped here (the sum below carries it,
+    // and the early return looks for it).
+    let larger = |m: T, v: T| {
+        let a = v.abs();
+        if a > m {
+            a
+        } else {
+            m
         }
-    }
-    let mut big = T::zero();
-    for &a in lanes.iter().chain(chunks.remainder()) {
-        let a = a.abs();
-        big = if a > big { a } else { big };
-    }
+    };
+    let big = simd::lanes(x, T::zero(), larger)
+        .iter()
+        .fold(T::zero(), |m, &a| larger(m, a));
     let scale = big.widen();
     if scale == 0.0 || !scale.is_finite() {
         return if x.iter().any(|v| v.is_nan()) {
@@ -281,19 +278,11 @@ fn norm_l2_slice<T: Element>(x: &[T]) -> f64 {
         };
     }
     let inv = 1.0 / scale;
-    let mut acc = [0.0f64; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            let s = v.widen() * inv;
-            *a += s * s;
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+    let squares = simd::lanes(x, 0.0f64, move |acc, v| {
         let s = v.widen() * inv;
-        *a += s * s;
-    }
-    scale * acc.iter().sum::<f64>().sqrt()
+        acc + s * s
+    });
+    scale * squares.iter().sum::<f64>().sqrt()
 }
 
 /// ‖x‖₂ in f64, scaled by the largest magnitude first so that neither tiny nor huge values

@@ -92,6 +92,27 @@ pub(crate) fn exp_f64(x: f64) -> f64 {
     }
 }
 
+/// Folds `x` into sixteen independent accumulators, element `i` into lane `i % 16`, and returns
+/// the lanes for the caller to combine. One running accumulator is a chain of dependent
+/// operations that cannot vectorise; sixteen fill a vector register (two in f64), so a reduction
+/// inlined into [`dispatch`] runs at the speed of memory. The sums built on it (`sum_all`, the
+/// last-axis `sum_axis`, `norm_l2`) therefore round differently from a sequential sum, usually
+/// for the better.
+#[inline(always)]
+pub(crate) fn lanes<T: Copy, A: Copy>(x: &[T], zero: A, add: impl Fn(A, T) -> A) -> [A; 16] {
+    let mut acc = [zero; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = add(*a, v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = add(*a, v);
+    }
+    acc
+}
+
 /// Compiles `body` three times — for AVX-512, for AVX2 with FMA, and for the baseline — and runs
 /// the best one the CPU supports. `body` must be a loop over slices; inlined into each
 /// `#[target_feature]` function, it is vectorised for that instruction set.

@@ -54,7 +54,7 @@ pub trait CustomOp<T: Element> {
 
 pub(crate) fn backward<T: Element, A: Algebra<T>>(
     op: &Arc<dyn CustomOp<T>>,
-    x: &[A],
+    x: &[&A],
     y: &A,
     g: &A,
     needs: &[bool],

@@ -324,7 +324,7 @@ fn scaled_exp_below_zero<T: Element, A: Algebra<T>>(x: &A, c: T) -> A {
 /// gradient (times the other factor for `mul`), summed over the axes it was broadcast along.
 pub(crate) fn binary_backward<T: Element, A: Algebra<T>>(
     op: &Op<T>,
-    x: &[A],
+    x: &[&A],
     g: &A,
     needs: &[bool],
 ) -> InputGrads<A> {
@@ -336,8 +336,8 @@ pub(crate) fn binary_backward<T: Element, A: Algebra<T>>(
         ],
         // d(a·b) = b·da + a·db
         Op::Mul => smallvec![
-            needs[0].then(|| g.mul(&x[1]).sum_to(&x[0].shape())),
-            needs[1].then(|| g.mul(&x[0]).sum_to(&x[1].shape())),
+            needs[0].then(|| g.mul(x[1]).sum_to(&x[0].shape())),
+            needs[1].then(|| g.mul(x[0]).sum_to(&x[1].shape())),
         ],
         // d(a + s) = da
         Op::AddScalar(_) => smallvec![Some(g.clone())],
@@ -349,30 +349,32 @@ pub(crate) fn binary_backward<T: Element, A: Algebra<T>>(
 
 impl<'t, T: Element> Var<'t, T> {
     pub(crate) fn apply_unary(self, op: Op<T>) -> Var<'t, T> {
-        let v = unary_forward(&op, &self.value());
+        let v = unary_forward(&op, &self.value_ref());
         self.record(op, &[self.id], v)
     }
 
     #[track_caller]
     fn binary(self, other: Var<'t, T>, op: Op<T>) -> Var<'t, T> {
         self.same_tape(op.name(), &other);
-        let (a, b) = (self.value(), other.value());
-        let v = match op {
-            Op::Add => a.add(&b),
-            _ => a.mul(&b),
+        let v = {
+            let (a, b) = (self.value_ref(), other.value_ref());
+            match op {
+                Op::Add => a.add(&b),
+                _ => a.mul(&b),
+            }
         };
         self.record(op, &[self.id, other.id], v)
     }
 
     /// `s · self`. Derivative: `s`.
     pub fn scale(self, s: T) -> Var<'t, T> {
-        let v = self.value().scale(s);
+        let v = self.value_ref().scale(s);
         self.record(Op::MulScalar(s), &[self.id], v)
     }
 
     /// `self + s`. Derivative: 1.
     pub fn add_scalar(self, s: T) -> Var<'t, T> {
-        let v = self.value().add_scalar(s);
+        let v = self.value_ref().add_scalar(s);
         self.record(Op::AddScalar(s), &[self.id], v)
     }
 

@@ -35,18 +35,18 @@ fn reduction_scale<T: Element>(n: usize, mean: bool) -> T {
 /// Backward of the fused losses. `g` is the (scalar) gradient of the loss.
 pub(crate) fn backward<T: Element, A: Algebra<T>>(
     op: &Op<T>,
-    x: &[A],
+    x: &[&A],
     g: &A,
     needs: &[bool],
 ) -> InputGrads<A> {
     match op {
         // d/dz [lse(z) − z_t] = softmax(z) − onehot(t), per row, times the reduction's scale.
         Op::CrossEntropy { targets, mean } => {
-            smallvec![Some(cross_entropy_backward(&x[0], g, targets, *mean))]
+            smallvec![Some(cross_entropy_backward(x[0], g, targets, *mean))]
         }
         // d/dz [max(z,0) − z·y + log(1 + e^(−|z|))] = σ(z) − y, and d/dy = −z.
         Op::BceWithLogits { mean } => {
-            let (z, y) = (&x[0], &x[1]);
+            let (z, y) = (x[0], x[1]);
             let shape = z.shape();
             let s: T = reduction_scale(shape.iter().product(), *mean);
             let gb = g.broadcast_to(&shape);

@@ -62,7 +62,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
 /// Gradients of `y = x·wᵀ (+ b)` with `x: [.., in]`, `w: [out, in]`, `b: [out]`, `g: [.., out]`:
 /// `dx = g·w`, `dw = gᵀ·x` (over all leading axes folded into rows), `db = Σ_rows g`.
 pub(crate) fn linear_backward<T: Element, A: Algebra<T>>(
-    x: &[A],
+    x: &[&A],
     g: &A,
     needs: &[bool],
 ) -> InputGrads<A> {
@@ -71,7 +71,7 @@ pub(crate) fn linear_backward<T: Element, A: Algebra<T>>(
     let rows = xs[..xs.len() - 1].iter().product::<usize>();
     let g2 = g.reshape(&[rows, out]);
     let mut grads: InputGrads<A> = smallvec![
-        needs[0].then(|| g2.matmul_t(&x[1], false, false).reshape(&xs)),
+        needs[0].then(|| g2.matmul_t(x[1], false, false).reshape(&xs)),
         needs[1].then(|| g2.matmul_t(&x[0].reshape(&[rows, inp]), true, false)),
     ];
     if x.len() == 3 {
@@ -142,7 +142,7 @@ impl<'t, T: Element> Var<'t, T> {
     #[track_caller]
     pub fn matmul_t(self, other: Var<'t, T>, ta: bool, tb: bool) -> Var<'t, T> {
         self.same_tape("matmul", &other);
-        let v = self.value().matmul_t(&other.value(), ta, tb);
+        let v = self.value_ref().matmul_t(&other.value_ref(), ta, tb);
         self.record(Op::MatMul { ta, tb }, &[self.id, other.id], v)
     }
 }

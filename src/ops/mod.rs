@@ -311,7 +311,7 @@ impl<T: Element> Algebra<T> for Tensor<T> {
 /// gradient `g`, computed only for inputs whose `needs` flag is set.
 pub(crate) fn backward<T: Element, A: Algebra<T>>(
     op: &Op<T>,
-    x: &[A],
+    x: &[&A],
     y: &A,
     g: &A,
     needs: &[bool],
@@ -335,11 +335,11 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
         | Op::Selu
         | Op::Gelu(_)
         | Op::Softplus { .. }
-        | Op::Silu => smallvec::smallvec![Some(elementwise::unary_backward(op, &x[0], y, g))],
-        Op::MatMul { ta, tb } => matmul::backward(&x[0], &x[1], g, *ta, *tb, needs),
+        | Op::Silu => smallvec::smallvec![Some(elementwise::unary_backward(op, x[0], y, g))],
+        Op::MatMul { ta, tb } => matmul::backward(x[0], x[1], g, *ta, *tb, needs),
         Op::Linear => matmul::linear_backward(x, g, needs),
         Op::SumAll | Op::SumAxis { .. } | Op::MaxAll | Op::MaxAxis { .. } => {
-            smallvec::smallvec![Some(reduce::backward(op, &x[0], y, g))]
+            smallvec::smallvec![Some(reduce::backward(op, x[0], y, g))]
         }
         Op::BroadcastTo
         | Op::SumTo

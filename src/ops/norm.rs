@@ -109,14 +109,14 @@ fn input_grad<T: Element>(
 /// `dβ = Σₙ g`, `dγ = Σₙ g·x̂`, `dx = γ·s/N · (N·g − dβ − x̂·dγ)`.
 pub(crate) fn backward<T: Element, A: Algebra<T>>(
     op: &Op<T>,
-    x: &[A],
+    x: &[&A],
     g: &A,
     needs: &[bool],
 ) -> InputGrads<A> {
     let Op::BatchNorm { eps, mean, inv_std } = op else {
         unreachable!("norm::backward called with {}", op.name())
     };
-    let (xa, gamma) = (&x[0], &x[1]);
+    let (xa, gamma) = (x[0], x[1]);
     let shape = xa.shape();
     let (n, c) = (shape[0], shape[1]);
     let [dx, dgamma, dbeta] = A::fork(

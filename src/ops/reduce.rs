@@ -62,7 +62,7 @@ fn one_hot_along<T: Element>(shape: &[usize], axis: usize, arg: &[usize]) -> Ten
 impl<'t, T: Element> Var<'t, T> {
     /// Sum of all elements, a scalar. Derivative: 1 for every element.
     pub fn sum(self) -> Var<'t, T> {
-        let v = self.value().sum_all();
+        let v = self.value_ref().sum_all();
         self.record(Op::SumAll, &[self.id], v)
     }
 
@@ -73,13 +73,13 @@ impl<'t, T: Element> Var<'t, T> {
     /// If `axis` is out of range.
     #[track_caller]
     pub fn sum_axis(self, axis: usize, keepdim: bool) -> Var<'t, T> {
-        let v = self.value().sum_axis(axis, keepdim);
+        let v = self.value_ref().sum_axis(axis, keepdim);
         self.record(Op::SumAxis { axis, keepdim }, &[self.id], v)
     }
 
     /// Mean of all elements; composed as `sum · (1/n)`. Derivative: `1/n` for every element.
     pub fn mean(self) -> Var<'t, T> {
-        let n = self.value().numel();
+        let n = self.value_ref().numel();
         self.sum().scale(T::one() / T::of(n as f64))
     }
 
@@ -106,7 +106,7 @@ impl<'t, T: Element> Var<'t, T> {
     /// If the tensor is empty.
     #[track_caller]
     pub fn max(self) -> Var<'t, T> {
-        let v = self.value().max_all();
+        let v = self.value_ref().max_all();
         self.record(Op::MaxAll, &[self.id], v)
     }
 
@@ -117,7 +117,7 @@ impl<'t, T: Element> Var<'t, T> {
     /// If `axis` is out of range or empty.
     #[track_caller]
     pub fn max_axis(self, axis: usize, keepdim: bool) -> Var<'t, T> {
-        let (v, arg) = self.value().max_axis(axis, keepdim);
+        let (v, arg) = self.value_ref().max_axis(axis, keepdim);
         let arg: Arc<[usize]> = arg.into();
         self.record(Op::MaxAxis { axis, keepdim, arg }, &[self.id], v)
     }

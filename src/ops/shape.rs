@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 pub(crate) fn backward<T: Element, A: Algebra<T>>(
     op: &Op<T>,
-    x: &[A],
+    x: &[&A],
     g: &A,
     needs: &[bool],
 ) -> InputGrads<A> {
@@ -77,7 +77,7 @@ impl<'t, T: Element> Var<'t, T> {
         if self.shape().as_slice() == shape {
             return self;
         }
-        let v = self.value().broadcast_to(shape);
+        let v = self.value_ref().broadcast_to(shape);
         self.record(Op::BroadcastTo, &[self.id], v)
     }
 
@@ -91,7 +91,7 @@ impl<'t, T: Element> Var<'t, T> {
         if self.shape().as_slice() == shape {
             return self;
         }
-        let v = self.value().sum_to(shape);
+        let v = self.value_ref().sum_to(shape);
         self.record(Op::SumTo, &[self.id], v)
     }
 
@@ -101,7 +101,7 @@ impl<'t, T: Element> Var<'t, T> {
     /// If the element counts differ.
     #[track_caller]
     pub fn reshape(self, shape: &[usize]) -> Var<'t, T> {
-        let v = self.value().reshape(shape);
+        let v = self.value_ref().reshape(shape);
         self.record(Op::Reshape, &[self.id], v)
     }
 
@@ -112,7 +112,7 @@ impl<'t, T: Element> Var<'t, T> {
     /// If `perm` is not a permutation of the axes.
     #[track_caller]
     pub fn permute(self, perm: &[usize]) -> Var<'t, T> {
-        let v = self.value().permute(perm);
+        let v = self.value_ref().permute(perm);
         self.record(Op::Permute(perm.into()), &[self.id], v)
     }
 
@@ -158,7 +158,7 @@ impl<'t, T: Element> Var<'t, T> {
     /// If the axis or range is out of bounds.
     #[track_caller]
     pub fn narrow(self, axis: usize, start: usize, len: usize) -> Var<'t, T> {
-        let v = self.value().narrow(axis, start, len);
+        let v = self.value_ref().narrow(axis, start, len);
         self.record(Op::Narrow { axis, start }, &[self.id], v)
     }
 
@@ -175,7 +175,7 @@ impl<'t, T: Element> Var<'t, T> {
 
     #[track_caller]
     pub(crate) fn gather_rows_shared(self, idx: Arc<[usize]>) -> Var<'t, T> {
-        let v = self.value().gather_rows(&idx);
+        let v = self.value_ref().gather_rows(&idx);
         self.record(Op::GatherRows(idx), &[self.id], v)
     }
 
@@ -191,7 +191,7 @@ impl<'t, T: Element> Var<'t, T> {
 
     #[track_caller]
     pub(crate) fn scatter_add_rows_shared(self, idx: Arc<[usize]>, rows: usize) -> Var<'t, T> {
-        let v = self.value().scatter_add_rows(&idx, rows);
+        let v = self.value_ref().scatter_add_rows(&idx, rows);
         self.record(Op::ScatterAddRows(idx), &[self.id], v)
     }
 }

@@ -31,7 +31,7 @@ impl<'t, T: Element> Var<'t, T> {
     /// If `axis` is out of range.
     #[track_caller]
     pub fn softmax(self, axis: usize) -> Var<'t, T> {
-        let v = softmax_value(&self.value(), axis);
+        let v = softmax_value(&self.value_ref(), axis);
         self.record(Op::Softmax { axis }, &[self.id], v)
     }
 
@@ -42,7 +42,7 @@ impl<'t, T: Element> Var<'t, T> {
     /// If `axis` is out of range.
     #[track_caller]
     pub fn log_softmax(self, axis: usize) -> Var<'t, T> {
-        let v = self.value().log_softmax(axis);
+        let v = self.value_ref().log_softmax(axis);
         self.record(Op::LogSoftmax { axis }, &[self.id], v)
     }
 }

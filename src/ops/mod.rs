@@ -81,7 +81,7 @@ pub(crate) enum Op<T: Element> {
     BroadcastTo,
     SumTo,
     Reshape,
-    Permute(SmallVec<[usize; 4]>),
+    Permute(Arc<[usize]>),
     Concat {
         axis: usize,
     },
@@ -106,15 +106,19 @@ pub(crate) enum Op<T: Element> {
     BceWithLogits {
         mean: bool,
     },
-    // Batch normalisation with batch statistics; keeps the batch mean and 1/√(σ² + ε) for
-    // backward, which recomputes x̂ from the input (as PyTorch saves x, mean and invstd).
-    BatchNorm {
-        eps: T,
-        mean: Tensor<T>,
-        inv_std: Tensor<T>,
-    },
+    // Batch normalisation with batch statistics. Behind a pointer, as every payload wider than
+    // two words: each node stores an `Op`, and the 1×1 chain moves a node per op.
+    BatchNorm(Arc<BatchNormSaved<T>>),
     // User-defined.
     Custom(Arc<dyn CustomOp<T>>),
+}
+
+/// What batch normalisation keeps for backward: the batch mean and 1/√(σ² + ε). Backward
+/// recomputes x̂ from the input, as PyTorch saves x, mean and invstd.
+pub(crate) struct BatchNormSaved<T> {
+    pub(crate) eps: T,
+    pub(crate) mean: Tensor<T>,
+    pub(crate) inv_std: Tensor<T>,
 }
 
 impl<T: Element> Op<T> {
@@ -158,7 +162,7 @@ impl<T: Element> Op<T> {
             Op::LogSoftmax { .. } => "log_softmax",
             Op::CrossEntropy { .. } => "cross_entropy",
             Op::BceWithLogits { .. } => "binary_cross_entropy_with_logits",
-            Op::BatchNorm { .. } => "batch_norm",
+            Op::BatchNorm(_) => "batch_norm",
             Op::Custom(c) => c.name(),
         }
     }
@@ -352,7 +356,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
         Op::Softmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, false, y, g))],
         Op::LogSoftmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, true, y, g))],
         Op::CrossEntropy { .. } | Op::BceWithLogits { .. } => loss::backward(op, x, g, needs),
-        Op::BatchNorm { .. } => norm::backward(op, x, g, needs),
+        Op::BatchNorm(_) => norm::backward(op, x, g, needs),
         Op::Custom(c) => custom::backward(c, x, y, g, needs),
     }
 }

@@ -8,12 +8,13 @@
 //! against finite differences; under `create_graph` it runs the composition itself, so second
 //! derivatives are exact.
 
-use super::{Algebra, InputGrads, Op};
+use super::{Algebra, BatchNormSaved, InputGrads, Op};
 use crate::tape::Var;
 use crate::tensor::simd::dispatch;
 use crate::tensor::{pool, Element, Tensor};
 use smallvec::smallvec;
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 /// Column statistics of `[N, C]` data: mean and biased variance, accumulated in T over rows so
 /// the inner loop runs along contiguous memory (vectorised over C). Inlined into the callers'
@@ -113,9 +114,10 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
     g: &A,
     needs: &[bool],
 ) -> InputGrads<A> {
-    let Op::BatchNorm { eps, mean, inv_std } = op else {
+    let Op::BatchNorm(saved) = op else {
         unreachable!("norm::backward called with {}", op.name())
     };
+    let BatchNormSaved { eps, mean, inv_std } = &**saved;
     let (xa, gamma) = (x[0], x[1]);
     let shape = xa.shape();
     let (n, c) = (shape[0], shape[1]);
@@ -241,11 +243,11 @@ impl<'t, T: Element> Var<'t, T> {
         // One [N, C] buffer less per layer, and one output stream less here.
         let cs: crate::tensor::Shape = [c].as_slice().into();
         let mean = Tensor::from_parts(mean, cs.clone());
-        let op = Op::BatchNorm {
+        let op = Op::BatchNorm(Arc::new(BatchNormSaved {
             eps,
             mean: mean.clone(),
             inv_std: Tensor::from_parts(inv, cs.clone()),
-        };
+        }));
         let out = self.record(
             op,
             &[self.id, gamma.id, beta.id],

@@ -507,14 +507,15 @@ impl<T: Element> Tape<T> {
             if node.parents.is_empty() {
                 continue;
             }
-            let needs: SmallVec<[bool; 2]> = node
-                .parents
-                .iter()
-                .map(|&p| nodes[p].requires_grad)
-                .collect();
-            // Borrowed, not cloned: a clone per input is a reference-count round trip.
-            let inputs: SmallVec<[&Tensor<T>; 2]> =
-                node.parents.iter().map(|&p| &nodes[p].value).collect();
+            // Inputs borrowed, not cloned: a clone per input is a reference-count round trip.
+            // Both lists filled by one loop of pushes rather than two `collect`s (SmallVec's
+            // generic `extend`): 3% of the 1×1 chain's time per op.
+            let mut needs = SmallVec::<[bool; 2]>::new();
+            let mut inputs = SmallVec::<[&Tensor<T>; 2]>::new();
+            for &p in &node.parents {
+                needs.push(nodes[p].requires_grad);
+                inputs.push(&nodes[p].value);
+            }
             let grads = ops::backward(&node.op, &inputs, &node.value, &g, &needs);
             // The node's own gradient is no longer needed: free it before accumulating, so an
             // input gradient that shared its buffer can be updated in place.

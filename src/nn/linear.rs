@@ -168,6 +168,7 @@ impl<T: Element> Linear<T> {
 impl<T: Element> Module<T> for Linear<T> {
     /// # Panics
     /// If the input's last axis is not `in_features` (the message names both shapes).
+    #[track_caller]
     fn forward<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         let w = ctx.param("weight", &self.weight);
         let b = self.bias.as_ref().map(|b| ctx.param("bias", b));

@@ -2,7 +2,7 @@
 
 use super::{Algebra, Op};
 use crate::tape::Var;
-use crate::tensor::{Element, Tensor};
+use crate::tensor::Element;
 
 /// Backward of softmax / log_softmax from the output `y`:
 /// softmax: `dx = y ⊙ (g − Σ g⊙y)`; log_softmax: `dx = g − eʸ ⊙ Σ g`, sums along `axis`.
@@ -17,11 +17,6 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(axis: usize, log: bool, y: &A,
     }
 }
 
-/// Softmax of a value, for callers without a tape.
-pub(crate) fn softmax_value<T: Element>(x: &Tensor<T>, axis: usize) -> Tensor<T> {
-    x.softmax(axis)
-}
-
 impl<'t, T: Element> Var<'t, T> {
     /// `softmax(x)ᵢ = e^(xᵢ − m) / Σⱼ e^(xⱼ − m)` along `axis`, with `m` the maximum, so logits
     /// like `[1000, 0, −1000]` give finite values. Derivative: `∂yᵢ/∂xⱼ = yᵢ(δᵢⱼ − yⱼ)`, applied
@@ -31,7 +26,7 @@ impl<'t, T: Element> Var<'t, T> {
     /// If `axis` is out of range.
     #[track_caller]
     pub fn softmax(self, axis: usize) -> Var<'t, T> {
-        let v = softmax_value(&self.value_ref(), axis);
+        let v = self.value_ref().softmax(axis);
         self.record(Op::Softmax { axis }, &[self.id], v)
     }
 

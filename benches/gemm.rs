@@ -7,6 +7,7 @@
 //! ```sh
 //! cargo bench --bench gemm                 # every shape, f32 and f64 (about a minute)
 //! cargo bench --bench gemm -- f32/256      # the 1024-wide step's products in f32
+//! cargo bench --bench gemm -- gemm_cold    # mid_relu's products with operands out of cache
 //! ```
 //!
 //! One thread (`set_num_threads(1)` and `Parallelism::None`). Throughput is reported in
@@ -58,6 +59,38 @@ fn layer(batch: usize, w: usize) -> [Shape; 3] {
     ]
 }
 
+impl Shape {
+    /// The left and right operands, stored transposed where the product reads them so, with
+    /// values from `seed` and `seed + 1`.
+    fn operands<T: Element>(&self, seed: usize) -> (Tensor<T>, Tensor<T>) {
+        let Shape {
+            m, n, k, ta, tb, ..
+        } = *self;
+        let a_shape = if ta { [k, m] } else { [m, k] };
+        let b_shape = if tb { [n, k] } else { [k, n] };
+        (
+            Tensor::from_vec(values(m * k, seed), &a_shape).unwrap(),
+            Tensor::from_vec(values(k * n, seed + 1), &b_shape).unwrap(),
+        )
+    }
+
+    /// A benchmark group named `{prefix}/{m}x{n}x{k} {what}`, counting multiply-adds.
+    fn group<'c>(
+        &self,
+        c: &'c mut Criterion,
+        prefix: &str,
+    ) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+        let Shape { m, n, k, what, .. } = *self;
+        let mut group = c.benchmark_group(format!("{prefix}/{m}x{n}x{k} {what}"));
+        group
+            .sample_size(20)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1))
+            .throughput(Throughput::Elements((m * n * k) as u64));
+        group
+    }
+}
+
 fn values<T: Element>(len: usize, seed: usize) -> Vec<T> {
     (0..len)
         .map(|i| T::of(((i * 7 + seed) % 13) as f64 * 0.1 - 0.6))
@@ -78,16 +111,8 @@ fn bench_dtype<T: Element>(c: &mut Criterion) {
             let Shape {
                 m, n, k, ta, tb, ..
             } = s;
-            let a_shape = if ta { [k, m] } else { [m, k] };
-            let b_shape = if tb { [n, k] } else { [k, n] };
-            let a = Tensor::<T>::from_vec(values(m * k, 1), &a_shape).unwrap();
-            let b = Tensor::<T>::from_vec(values(k * n, 2), &b_shape).unwrap();
-            let mut group = c.benchmark_group(format!("gemm/{dtype}/{m}x{n}x{k} {}", s.what));
-            group
-                .sample_size(20)
-                .warm_up_time(Duration::from_millis(300))
-                .measurement_time(Duration::from_secs(1))
-                .throughput(Throughput::Elements((m * n * k) as u64));
+            let (a, b) = s.operands::<T>(1);
+            let mut group = s.group(c, &format!("gemm/{dtype}"));
             group.bench_function("vgrad", |bch| {
                 bch.iter(|| black_box(a.matmul_t(&b, ta, tb)))
             });
@@ -127,6 +152,33 @@ fn bench_dtype<T: Element>(c: &mut Criterion) {
             });
             group.finish();
         }
+    }
+    bench_cold::<T>(c);
+}
+
+/// Operand sets cycled through by [`bench_cold`]: 24 sets of mid_relu's operands are 18 MiB in
+/// f32 and 36 in f64, more than this machine's 32 MiB L3, so every product starts from memory.
+const COLD_SETS: usize = 24;
+
+/// mid_relu's three products with operands that are not in cache, as inside a training step,
+/// where each product's operands were last touched a layer or a step earlier: each iteration
+/// takes the next of [`COLD_SETS`] operand sets. Hot (above) they run at 2.0× f32's time in f64;
+/// cold, f64 lost more (BENCHMARKS.md, "Where mid_relu's f64 step goes").
+fn bench_cold<T: Element>(c: &mut Criterion) {
+    let dtype = T::DTYPE.to_lowercase();
+    for s in layer(128, 256) {
+        let (ta, tb) = (s.ta, s.tb);
+        let sets: Vec<_> = (0..COLD_SETS).map(|i| s.operands::<T>(2 * i)).collect();
+        let mut group = s.group(c, &format!("gemm_cold/{dtype}"));
+        let mut next = 0;
+        group.bench_function("vgrad", |bch| {
+            bch.iter(|| {
+                let (a, b) = &sets[next % COLD_SETS];
+                next += 1;
+                black_box(a.matmul_t(b, ta, tb))
+            })
+        });
+        group.finish();
     }
 }
 

@@ -810,6 +810,7 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
             T::of(0.5),
         );
         let use_momentum = c.momentum > 0.0;
+        let decay_on = c.weight_decay != 0.0;
         let state = &mut self.state;
         apply(model, grads, &mut self.tracker, |id, theta, grad| {
             let n = theta.len();
@@ -834,11 +835,7 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
                 move || match (c.centered, use_momentum) {
                     (false, false) => {
                         for ((p, &g), sq) in theta.iter_mut().zip(grad).zip(sq) {
-                            let g = if c.weight_decay != 0.0 {
-                                g + wd * *p
-                            } else {
-                                g
-                            };
+                            let g = decayed(*p, g, wd, decay_on);
                             *sq = *sq * alpha + one_minus_alpha * g * g;
                             *p += neg_lr * (g / (sq.sqrt() + eps));
                         }
@@ -846,11 +843,7 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
                     (false, true) => {
                         let it = theta.iter_mut().zip(grad).zip(sq).zip(&mut buf[..n]);
                         for (((p, &g), sq), b) in it {
-                            let g = if c.weight_decay != 0.0 {
-                                g + wd * *p
-                            } else {
-                                g
-                            };
+                            let g = decayed(*p, g, wd, decay_on);
                             *sq = *sq * alpha + one_minus_alpha * g * g;
                             *b = *b * mu + g / (sq.sqrt() + eps);
                             *p += neg_lr * *b;
@@ -859,11 +852,7 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
                     (true, false) => {
                         let it = theta.iter_mut().zip(grad).zip(sq).zip(&mut ga[..n]);
                         for (((p, &g), sq), ga) in it {
-                            let g = if c.weight_decay != 0.0 {
-                                g + wd * *p
-                            } else {
-                                g
-                            };
+                            let g = decayed(*p, g, wd, decay_on);
                             *sq = *sq * alpha + one_minus_alpha * g * g;
                             *ga = lerp(*ga, g, one_minus_alpha, half);
                             let avg = (*sq - *ga * *ga).sqrt() + eps;
@@ -878,11 +867,7 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
                             .zip(&mut ga[..n])
                             .zip(&mut buf[..n]);
                         for ((((p, &g), sq), ga), b) in it {
-                            let g = if c.weight_decay != 0.0 {
-                                g + wd * *p
-                            } else {
-                                g
-                            };
+                            let g = decayed(*p, g, wd, decay_on);
                             *sq = *sq * alpha + one_minus_alpha * g * g;
                             *ga = lerp(*ga, g, one_minus_alpha, half);
                             let avg = (*sq - *ga * *ga).sqrt() + eps;

@@ -76,6 +76,10 @@ pub(crate) struct Node<T: Element> {
     pub(crate) requires_grad: bool,
 }
 
+/// What [`Var::backward_leaves`] calls for each leaf: its id, its gradient and its value (taken
+/// out of the tape); returns the value to put back.
+pub(crate) type LeafFn<'f, T> = dyn FnMut(usize, Tensor<T>, Tensor<T>) -> Tensor<T> + 'f;
+
 /// A gradient hook: sees a node's complete gradient and may return a replacement.
 type HookFn<T> = Box<dyn FnMut(&Tensor<T>) -> Option<Tensor<T>>>;
 
@@ -478,7 +482,18 @@ impl<T: Element> Tape<T> {
     }
 
     /// The reverse sweep on plain tensors: fused kernels, nothing recorded.
-    fn backward_values(&self, root: usize, seed: Tensor<T>) -> Gradients<T> {
+    ///
+    /// With `on_leaf`, a leaf's gradient is handed to it as soon as it is complete instead of
+    /// being returned, together with the leaf's value taken out of the tape; what it returns
+    /// becomes the leaf's value. A leaf's gradient is complete when the sweep reaches it: every
+    /// node that reads it was recorded after it, so has been swept already, and no rule still to
+    /// run reads its value.
+    fn backward_values(
+        &self,
+        root: usize,
+        seed: Tensor<T>,
+        mut on_leaf: Option<&mut LeafFn<'_, T>>,
+    ) -> Gradients<T> {
         let hooks = self.has_hooks();
         let anomaly = self.detect_anomaly.get();
         let retained = self.retained.borrow().clone();
@@ -494,6 +509,19 @@ impl<T: Element> Tape<T> {
             if hooks && self.requires_grad(i) {
                 if let Some(r) = self.run_hooks(i, &g) {
                     g = r;
+                }
+            }
+            if let Some(f) = on_leaf.as_deref_mut() {
+                let mut nodes = self.nodes.borrow_mut();
+                let node = &mut nodes[i];
+                if node.requires_grad && matches!(node.op, Op::Leaf) {
+                    // Taken out, so that the tape's reference does not make the value shared
+                    // (an optimiser then updates the parameter's buffer where it lies).
+                    let value = std::mem::replace(&mut node.value, Tensor::zeros(&[0]));
+                    drop(nodes);
+                    let value = f(i, g, value);
+                    self.nodes.borrow_mut()[i].value = value;
+                    continue;
                 }
             }
             let nodes = self.nodes.borrow();
@@ -760,7 +788,26 @@ impl<'t, T: Element> Var<'t, T> {
             "backward: seed of shape {:?} for an output of shape {shape:?}",
             seed.shape()
         );
-        self.tape.backward_values(self.id, seed)
+        self.tape.backward_values(self.id, seed, None)
+    }
+
+    /// Backward from this scalar, handing each leaf's gradient to `f` as soon as it is complete
+    /// (with the leaf's value, taken out of the tape; `f` returns the value to put back) instead
+    /// of collecting the gradients: the sweep behind [`Optimizer::backward_step`].
+    ///
+    /// # Panics
+    /// If this variable holds more than one element.
+    ///
+    /// [`Optimizer::backward_step`]: crate::nn::Optimizer::backward_step
+    #[track_caller]
+    pub(crate) fn backward_leaves(self, f: &mut LeafFn<'_, T>) {
+        let shape = self.shape();
+        assert!(
+            shape.iter().product::<usize>() == 1,
+            "backward_step: loss of shape {shape:?} is not a scalar"
+        );
+        self.tape
+            .backward_values(self.id, Tensor::ones(&shape), Some(f));
     }
 
     /// Like [`backward`](Var::backward), but every gradient is recorded on the tape as a `Var`

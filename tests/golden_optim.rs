@@ -149,7 +149,14 @@ fn optimizer<T: Element>(class: &str, cfg: &Value) -> Box<dyn Optimizer<T>> {
     }
 }
 
-fn run_optimizer_case<T: Element>(g: &Value, case: &Value, rtol: f64, atol: f64) {
+/// How a case's steps are run: gradients collected, then `step`; or `backward_step`.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    TwoCalls,
+    Fused,
+}
+
+fn run_optimizer_case<T: Element>(g: &Value, case: &Value, rtol: f64, atol: f64, path: Path) {
     let name = case["name"].as_str().unwrap();
     let (mut net, ids) = model::<T>(g);
     let frozen: Vec<ParamId> = case["frozen"]
@@ -166,6 +173,11 @@ fn run_optimizer_case<T: Element>(g: &Value, case: &Value, rtol: f64, atol: f64)
         let mut ctx = Ctx::new(&tape);
         let pred = net.forward(&mut ctx, tape.constant(x.clone()));
         let loss = (pred - tape.constant(y.clone())).square().mean();
+        if path == Path::Fused {
+            opt.backward_step(&mut net, &ctx, loss).unwrap();
+            check_step(name, step, &net, expected, rtol, atol);
+            continue;
+        }
         let all = ctx.param_grads(&loss.backward());
         // A frozen parameter has no gradient, like PyTorch's `grad is None`.
         let mut grads = ParamGrads::default();
@@ -175,15 +187,26 @@ fn run_optimizer_case<T: Element>(g: &Value, case: &Value, rtol: f64, atol: f64)
             }
         }
         opt.step(&mut net, &grads).unwrap();
-        for (pname, value) in net.state_dict() {
-            assert_close(
-                &format!("{name} step {} {pname}", step + 1),
-                &to_f64(&value),
-                &floats(&expected[&pname]),
-                rtol,
-                atol,
-            );
-        }
+        check_step(name, step, &net, expected, rtol, atol);
+    }
+}
+
+fn check_step<T: Element>(
+    name: &str,
+    step: usize,
+    net: &Sequential<T>,
+    expected: &Value,
+    rtol: f64,
+    atol: f64,
+) {
+    for (pname, value) in net.state_dict() {
+        assert_close(
+            &format!("{name} step {} {pname}", step + 1),
+            &to_f64(&value),
+            &floats(&expected[&pname]),
+            rtol,
+            atol,
+        );
     }
 }
 
@@ -193,12 +216,32 @@ fn every_optimizer_matches_pytorch_for_three_steps() {
     let cases = g["optimizers"].as_array().unwrap();
     assert!(cases.len() >= 15, "all optimiser cases present");
     for case in cases {
-        match case["dtype"].as_str().unwrap() {
-            "float64" => run_optimizer_case::<f64>(&g, case, 1e-10, 1e-12),
-            "float32" => run_optimizer_case::<f32>(&g, case, 2e-5, 1e-6),
-            other => panic!("dtype {other}"),
+        run_case(&g, case, Path::TwoCalls);
+    }
+}
+
+fn run_case(g: &Value, case: &Value, path: Path) {
+    match case["dtype"].as_str().unwrap() {
+        "float64" => run_optimizer_case::<f64>(g, case, 1e-10, 1e-12, path),
+        "float32" => run_optimizer_case::<f32>(g, case, 2e-5, 1e-6, path),
+        other => panic!("dtype {other}"),
+    }
+}
+
+/// The same cases through `Optimizer::backward_step`, which updates each parameter during the
+/// backward sweep (all but the frozen-parameter case, whose gradient the test drops by hand).
+#[test]
+fn every_optimizer_matches_pytorch_when_stepped_in_backward() {
+    let g = golden();
+    let cases = g["optimizers"].as_array().unwrap();
+    let mut ran = 0;
+    for case in cases {
+        if case["frozen"].as_array().unwrap().is_empty() {
+            run_case(&g, case, Path::Fused);
+            ran += 1;
         }
     }
+    assert!(ran + 1 >= cases.len(), "only the frozen case is skipped");
 }
 
 #[test]

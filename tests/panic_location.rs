@@ -5,7 +5,9 @@
 use rand::{rngs::StdRng, SeedableRng};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
-use vgrad::nn::{cross_entropy, mse_loss, BatchNorm1d, Ctx, Linear, Module, Reduction};
+use vgrad::nn::{
+    cross_entropy, mse_loss, BatchNorm1d, Ctx, Linear, Module, Optimizer, Reduction, Sgd, SgdConfig,
+};
 use vgrad::{Tape, Tensor};
 
 /// Where the last panic happened: file and line.
@@ -68,6 +70,12 @@ fn shape_panics_point_at_the_callers_line() {
     expect_here!("Linear", lin.forward(&mut Ctx::new(&t), a));
     let mut bn = BatchNorm1d::<f32>::new(5).unwrap();
     expect_here!("BatchNorm1d", bn.forward(&mut Ctx::new(&t), a));
+    // The optimiser step fused into backward, on a loss that is not a scalar.
+    let mut opt = Sgd::<f32>::new(SgdConfig::default()).unwrap();
+    expect_here!(
+        "backward_step",
+        opt.backward_step(&mut lin, &Ctx::new(&t), a)
+    );
     let _ = panic::take_hook();
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -13,9 +13,12 @@
 //!   in training mode, then `Linear(width, out)`.
 //!
 //! All Linear layers have a bias and PyTorch's default initialisation. One training step is what
-//! a vgrad user writes: a fresh tape, forward, loss (MSE or cross-entropy, mean), backward,
-//! `Sgd::step` with the config's learning rate. Gradients are fresh each step (vgrad returns them
-//! as a value), which is PyTorch's `zero_grad(set_to_none=True)`.
+//! a vgrad user writes: a fresh tape, forward, loss (MSE or cross-entropy, mean), then backward
+//! and the SGD update with the config's learning rate, by default in one sweep
+//! (`Optimizer::backward_step`, each layer updated as soon as its gradient is complete) or, with
+//! [`StepKind::TwoCalls`], as `backward` then `Sgd::step`. Both give the same weights. Gradients
+//! are fresh each step (vgrad returns them as a value), which is PyTorch's
+//! `zero_grad(set_to_none=True)`.
 
 // Each bench target uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -270,12 +273,32 @@ pub enum Target<T: Element> {
     Labels(Vec<usize>),
 }
 
+/// How a training step runs backward and the update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StepKind {
+    /// `Optimizer::backward_step`: each parameter updated during the backward sweep.
+    Fused,
+    /// `backward`, then `Optimizer::step` over the collected gradients (PyTorch's order).
+    TwoCalls,
+}
+
+impl StepKind {
+    /// The name the benchmark lines carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Fused => "fused",
+            StepKind::TwoCalls => "two_calls",
+        }
+    }
+}
+
 /// A model, its optimiser and the fixed batch it trains on: everything one step needs.
 pub struct Trainer<T: Element> {
     pub model: Sequential<T>,
     pub opt: Sgd<T>,
     pub x: Tensor<T>,
     pub target: Target<T>,
+    pub kind: StepKind,
 }
 
 impl<T: Element> Trainer<T> {
@@ -313,12 +336,13 @@ impl<T: Element> Trainer<T> {
             opt,
             x,
             target,
+            kind: StepKind::Fused,
         }
     }
 
-    /// One training step; returns the loss before the update. The tape lives only until the
-    /// gradients are out, as PyTorch frees its graph in `backward()`: the update then runs with
-    /// the activations' buffers already back in the pool.
+    /// One training step; returns the loss before the update. With [`StepKind::TwoCalls`] the
+    /// tape lives only until the gradients are out, as PyTorch frees its graph in `backward()`:
+    /// the update then runs with the activations' buffers already back in the pool.
     pub fn step(&mut self) -> T {
         let (value, grads) = {
             let tape = Tape::new();
@@ -328,7 +352,14 @@ impl<T: Element> Trainer<T> {
                 Target::Mse(y) => mse_loss(pred, y, Reduction::Mean),
                 Target::Labels(t) => cross_entropy(pred, t, Reduction::Mean),
             };
-            (loss.value().item(), ctx.param_grads(&loss.backward()))
+            let value = loss.value().item();
+            if self.kind == StepKind::Fused {
+                self.opt
+                    .backward_step(&mut self.model, &ctx, loss)
+                    .expect("the fused SGD step returns no error");
+                return value;
+            }
+            (value, ctx.param_grads(&loss.backward()))
         };
         self.opt
             .step(&mut self.model, &grads)

@@ -40,11 +40,10 @@ impl<T: Element> Param<T> {
         &self.value
     }
 
-    /// The value's elements for writing, when no other tensor shares its buffer (the tape that
-    /// bound it has been dropped, and no clone of the value is alive): lets an optimiser update
-    /// in place. `None` when the buffer is shared.
-    pub(crate) fn data_mut(&mut self) -> Option<&mut [T]> {
-        self.value.data_mut()
+    /// The value itself, for the optimisers' swaps. Whatever is left in it must have the
+    /// parameter's shape by the time anything else can see the parameter.
+    pub(crate) fn value_mut(&mut self) -> &mut Tensor<T> {
+        &mut self.value
     }
 
     /// Replaces the value (an optimiser step, a checkpoint load).
@@ -341,6 +340,13 @@ impl<'t, T: Element> Ctx<'t, T> {
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    /// The bound parameters by the tape id of their leaf: `(leaf id, (parameter id, name))`.
+    pub(crate) fn leaves(&self) -> impl Iterator<Item = (usize, (ParamId, &str))> + '_ {
+        self.bound
+            .iter()
+            .map(|(id, (name, var))| (var.id, (*id, name.as_str())))
     }
 
     /// Picks the parameters' gradients out of a backward result, keyed by parameter.

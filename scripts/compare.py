@@ -40,8 +40,10 @@ REFERENCE below); deep configs <= 1.4x the GEMM floor, mid/wide <= 1.05x; overhe
 
 Extras: --overhead (1000-op sigmoid chain, fwd+bwd and no-grad forward, at 1 thread),
 --mem (peak RSS by /usr/bin/time -v over the configs.json "memory" runs, 1 thread),
---f64 (vgrad f64 vs f32, alternated, at each thread count), --raw FILE (every JSON line with
-its round and the load average), --markdown FILE (the report, also printed).
+--f64 (vgrad f64 vs f32 at each thread count, from `peers --f64-ratio`: f32 and f64 steps in
+alternating blocks within one process), --two-calls (vgrad's step as backward, then Sgd::step,
+instead of the update fused into backward), --raw FILE (every JSON line with its round and the
+load average), --markdown FILE (the report, also printed).
 
 Never run this while another benchmark runs: the machine has two cores.
 """
@@ -176,7 +178,7 @@ class Peer:
 def build_peers(a, shared):
     peers = {}
     exe = cargo_executable(["bench", "--bench", "peers", "--no-run"], "peers", cwd=ROOT)
-    peers["vgrad"] = Peer("vgrad", [exe])
+    peers["vgrad"] = Peer("vgrad", [exe] + (["--two-calls"] if a.two_calls else []))
     if not a.no_torch:
         if importable("torch"):
             peers["torch"] = Peer("torch", [sys.executable, os.path.join(shared, "torch_mlp.py")])
@@ -372,23 +374,26 @@ def compare_memory(a, peers, rec):
 
 
 def compare_f64(a, peers, names, threads, rec):
+    """f64 against f32, from vgrad's --f64-ratio runs: each interleaves blocks of f32 and f64
+    steps in one process, so both see the same moment of the machine (the f64 step's time
+    drifts by up to 15% over seconds on this shared VM, f32's by ~3%)."""
     v = peers["vgrad"]
     ms = {c: {"f32": [], "f64": []} for c in names}
     ratio = {c: [] for c in names}
     for r in range(a.rounds):
         for c in names:
-            got = {}
-            for dt in (("f32", "f64") if r % 2 == 0 else ("f64", "f32")):
-                load = rec.load_now()
-                lines = v.run(threads, ["--configs", c] + step_args(a) + (["--f64"] if dt == "f64" else []))
-                for l in lines:
-                    rec.add(l, round=r, load1=load)
-                got[dt] = [l["median_ms"] for l in lines if l.get("bench") == "mlp"][0]
-                ms[c][dt].append(got[dt])
-            ratio[c].append(got["f64"] / got["f32"])
-            log(f"  f64 threads={threads} round {r + 1}/{a.rounds} {c}: f32 {fmt(got['f32'])} f64 {fmt(got['f64'])}")
-    # The rounds' spread beside the median: on a shared machine the f64 time drifts by more than
-    # the margin to the target, so one figure alone says less than it seems to.
+            load = rec.load_now()
+            lines = v.run(threads, ["--configs", c, "--f64-ratio"] + step_args(a))
+            for l in lines:
+                rec.add(l, round=r, load1=load)
+            got = [l for l in lines if l.get("bench") == "f64_ratio"][0]
+            ms[c]["f32"].append(got["f32_median_ms"])
+            ms[c]["f64"].append(got["f64_median_ms"])
+            ratio[c].append(got["ratio"])
+            log(f"  f64 threads={threads} round {r + 1}/{a.rounds} {c}: f32 {fmt(got['f32_median_ms'])} "
+                f"f64 {fmt(got['f64_median_ms'])} ratio {got['ratio']:.3f} "
+                f"(blocks p10-p90 {got['block_ratio_p10']:.2f}-{got['block_ratio_p90']:.2f})")
+    # The rounds' spread beside the median: one figure alone says less than it seems to.
     rows = ["| config | f32 ms | f64 ms | f64/f32 | rounds' f64/f32 | target ≤ 2.2× |",
             "|---|---|---|---|---|---|"]
     for c in names:
@@ -421,6 +426,7 @@ def main():
     ap.add_argument("--overhead", action="store_true", help="per-op overhead chain (1 thread)")
     ap.add_argument("--mem", action="store_true", help="peak RSS by /usr/bin/time -v (1 thread)")
     ap.add_argument("--f64", action="store_true", help="vgrad f64 vs f32")
+    ap.add_argument("--two-calls", action="store_true", help="vgrad steps as backward, then Sgd::step")
     ap.add_argument("--no-steps", action="store_true", help="skip the training-step comparison")
     ap.add_argument("--wait-load", type=float, default=None, help="wait until the 1-min load is below this")
     ap.add_argument("--wait-max", type=float, default=600, help="longest wait for --wait-load, seconds")

@@ -15,7 +15,7 @@
 //!   element-wise maths then runs in `T`, as PyTorch's does in the parameter's dtype.
 //! * [`Optimizer::backward_step`] runs backward and the step in one sweep, updating each
 //!   parameter as soon as its gradient is complete: the same values, less memory traffic (the
-//!   f64 training steps of the benchmarks 2-5% faster) and no set of gradients held at once.
+//!   f64 training steps of the benchmarks 3-5% faster) and no set of gradients held at once.
 //! * A step overwrites each parameter where it lies when nothing else shares its buffer (a
 //!   training loop that dropped its tape, or `backward_step`), and a copy otherwise; either way one vectorised pass
 //!   per buffer, with no per-element dynamic dispatch. With [`Optimizer::track_updates`] on, a

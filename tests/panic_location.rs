@@ -71,11 +71,8 @@ fn shape_panics_point_at_the_callers_line() {
     let mut bn = BatchNorm1d::<f32>::new(5).unwrap();
     expect_here!("BatchNorm1d", bn.forward(&mut Ctx::new(&t), a));
     // The optimiser step fused into backward, on a loss that is not a scalar.
-    let mut opt = Sgd::<f32>::new(SgdConfig::default()).unwrap();
-    expect_here!(
-        "backward_step",
-        opt.backward_step(&mut lin, &Ctx::new(&t), a)
-    );
+    let (mut opt, ctx) = (Sgd::<f32>::new(SgdConfig::default()).unwrap(), Ctx::new(&t));
+    expect_here!("backward_step", opt.backward_step(&mut lin, &ctx, a));
     let _ = panic::take_hook();
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

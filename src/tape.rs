@@ -171,10 +171,26 @@ pub struct Tape<T: Element> {
 // builds one tape per step with the same number of nodes, and growing the list again each step
 // meant a chain of reallocations (copying every node) and, when the large old list was freed,
 // a consolidation pass in malloc: about a tenth of the per-op overhead benchmark's instructions.
+//
+// The nodes are dropped newest first, so their buffers and allocations are freed in the reverse
+// of the order the next tape will ask for them: the buffer pool and malloc's free lists hand out
+// the block freed last first, so the next tape's first node gets the first node's old block,
+// touched last by the backward sweep. The 1×1 chain: 0.153 → 0.147 µs per op (four alternated
+// runs); the training steps are unchanged within noise. In place, not by `pop`: moving each
+// node out first made the chain 4% slower instead.
 impl<T: Element> Drop for Tape<T> {
     fn drop(&mut self) {
         let mut nodes = std::mem::take(self.nodes.get_mut());
-        nodes.clear();
+        let len = nodes.len();
+        // SAFETY: the length is zeroed first, so the list never drops these nodes again, and
+        // each is dropped once, in place (a panicking drop would leak the rest, not free twice).
+        unsafe {
+            nodes.set_len(0);
+            let base = nodes.as_mut_ptr();
+            for i in (0..len).rev() {
+                std::ptr::drop_in_place(base.add(i));
+            }
+        }
         spare_nodes::put(nodes);
     }
 }
@@ -1010,6 +1026,24 @@ impl<'t, T: Element> Algebra<T> for Var<'t, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dropped tape frees its nodes newest first, so the buffer pool hands the next tape's
+    /// nodes the buffers of the nodes recorded in the same place (the oldest first).
+    #[test]
+    fn the_next_tape_gets_its_buffers_back_in_recording_order() {
+        let x = Tensor::<f64>::ones(&[256]);
+        let record = || {
+            let tape = Tape::new();
+            let v = tape.constant(x.clone());
+            let (a, b) = (v.exp(), v.tanh());
+            let ptr = |v: Var<'_, f64>| v.value_ref().data().as_ptr();
+            (ptr(a), ptr(b))
+        };
+        let first = record();
+        let second = record();
+        assert_eq!(second, first, "each node gets its predecessor's buffer");
+        assert_ne!(first.0, first.1);
+    }
 
     /// A dropped tape's (emptied) node list is handed to the thread's next tape of the same
     /// element type; a tape of the other type starts with a fresh list.

@@ -5,8 +5,10 @@
 //! A 2→32→32→2 ReLU network learns to separate two interleaving half moons, trained with Adam
 //! on the softmax cross-entropy: the whole training loop. Each step records a forward pass on a
 //! fresh [`Tape`](crate::Tape), through a [`Ctx`] that binds the model's parameters to it;
-//! `backward` gives the gradients and the optimiser applies them. The same program is
-//! `examples/quickstart.rs` (`cargo run --release --example quickstart`).
+//! `backward` gives the gradients and the optimiser applies them
+//! ([`Optimizer::backward_step`] does both in one sweep when the loop needs nothing from the
+//! gradients themselves). The same program is `examples/quickstart.rs`
+//! (`cargo run --release --example quickstart`).
 //!
 //! ```
 //! use rand::{rngs::StdRng, SeedableRng};

@@ -240,3 +240,48 @@ fn parameters_of_another_module_are_left_alone() {
         assert!(a.data() != b.data(), "the head moved");
     }
 }
+
+#[test]
+fn a_parameter_used_twice_is_updated_once_with_both_uses_summed() {
+    let x = Tensor::from_vec((0..12).map(|i| i as f64 / 6.0 - 1.0).collect(), &[3, 4]).unwrap();
+    let y = Tensor::from_vec((0..12).map(|i| (i % 5) as f64 / 2.0).collect(), &[3, 4]).unwrap();
+    let mut rng = StdRng::seed_from_u64(5);
+    let (mut a, mut b) = {
+        let l = Linear::<f64>::new(4, 4, &mut rng).unwrap();
+        (l.clone(), l)
+    };
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        ..Default::default()
+    };
+    let (mut fused, mut split) = (Sgd::new(cfg).unwrap(), Sgd::new(cfg).unwrap());
+    let start = a.weight().value().clone();
+    for _ in 0..3 {
+        // The same layer applied twice: one leaf per parameter, two uses.
+        let tape = Tape::new();
+        let mut ctx = Ctx::new(&tape);
+        let h = a.forward(&mut ctx, tape.constant(x.clone()));
+        let l = (a.forward(&mut ctx, h) - tape.constant(y.clone()))
+            .square()
+            .mean();
+        fused.backward_step(&mut a, &ctx, l).unwrap();
+
+        let tape = Tape::new();
+        let mut ctx = Ctx::new(&tape);
+        let h = b.forward(&mut ctx, tape.constant(x.clone()));
+        let l = (b.forward(&mut ctx, h) - tape.constant(y.clone()))
+            .square()
+            .mean();
+        split.step(&mut b, &ctx.param_grads(&l.backward())).unwrap();
+    }
+    for ((name, p), (_, q)) in a.state_dict().iter().zip(b.state_dict()) {
+        for (u, v) in p.data().iter().zip(q.data()) {
+            assert!((u - v).abs() <= 1e-15 * v.abs(), "{name}: {u:e} vs {v:e}");
+        }
+    }
+    assert!(
+        a.weight().value().data() != start.data(),
+        "the weight moved"
+    );
+}

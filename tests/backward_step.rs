@@ -101,7 +101,7 @@ fn optimisers() -> Vec<(&'static str, Box<dyn Optimizer<f64>>)> {
     ]
 }
 
-fn assert_same_state(what: &str, a: &Sequential<f64>, b: &Sequential<f64>) {
+fn assert_same_state(what: &str, a: &dyn Module<f64>, b: &dyn Module<f64>) {
     for ((name, x), (_, y)) in a.state_dict().iter().zip(b.state_dict()) {
         assert_eq!(x.shape(), y.shape(), "{what} {name}: shape");
         for (i, (p, q)) in x.data().iter().zip(y.data()).enumerate() {
@@ -241,6 +241,20 @@ fn parameters_of_another_module_are_left_alone() {
     }
 }
 
+/// The same layer applied twice: one leaf per parameter, two uses.
+fn twice<'t>(
+    l: &mut Linear<f64>,
+    ctx: &mut Ctx<'t, f64>,
+    x: &Tensor<f64>,
+    y: &Tensor<f64>,
+) -> Var<'t, f64> {
+    let tape = ctx.tape();
+    let h = l.forward(ctx, tape.constant(x.clone()));
+    (l.forward(ctx, h) - tape.constant(y.clone()))
+        .square()
+        .mean()
+}
+
 #[test]
 fn a_parameter_used_twice_is_updated_once_with_both_uses_summed() {
     let x = Tensor::from_vec((0..12).map(|i| i as f64 / 6.0 - 1.0).collect(), &[3, 4]).unwrap();
@@ -257,28 +271,17 @@ fn a_parameter_used_twice_is_updated_once_with_both_uses_summed() {
     };
     let (mut fused, mut split) = (Sgd::new(cfg).unwrap(), Sgd::new(cfg).unwrap());
     let start = a.weight().value().clone();
-    for _ in 0..3 {
-        // The same layer applied twice: one leaf per parameter, two uses.
+    for step in 0..3 {
         let tape = Tape::new();
         let mut ctx = Ctx::new(&tape);
-        let h = a.forward(&mut ctx, tape.constant(x.clone()));
-        let l = (a.forward(&mut ctx, h) - tape.constant(y.clone()))
-            .square()
-            .mean();
+        let l = twice(&mut a, &mut ctx, &x, &y);
         fused.backward_step(&mut a, &ctx, l).unwrap();
 
         let tape = Tape::new();
         let mut ctx = Ctx::new(&tape);
-        let h = b.forward(&mut ctx, tape.constant(x.clone()));
-        let l = (b.forward(&mut ctx, h) - tape.constant(y.clone()))
-            .square()
-            .mean();
+        let l = twice(&mut b, &mut ctx, &x, &y);
         split.step(&mut b, &ctx.param_grads(&l.backward())).unwrap();
-    }
-    for ((name, p), (_, q)) in a.state_dict().iter().zip(b.state_dict()) {
-        for (u, v) in p.data().iter().zip(q.data()) {
-            assert!((u - v).abs() <= 1e-15 * v.abs(), "{name}: {u:e} vs {v:e}");
-        }
+        assert_same_state(&format!("step {step}"), &a, &b);
     }
     assert!(
         a.weight().value().data() != start.data(),

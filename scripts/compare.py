@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Compare vgrad's training steps with PyTorch (and optionally candle, JAX and the GEMM floor)
+"""Compare vgrad's training steps with PyTorch (and optionally candle, burn, JAX and the GEMM
+floor)
 in one run, alternating the programs so drift in the machine's speed cancels within each pair.
 
 Usage (from anywhere; paths are found from this file):
 
   python3 scripts/compare.py                              # 1 and 2 threads, vgrad vs torch, 3 rounds
   python3 scripts/compare.py --threads 1 --rounds 5 --configs deep_relu,resbn
-  python3 scripts/compare.py --floor --candle --overhead --mem --f64 \\
+  python3 scripts/compare.py --floor --candle --burn --jax --overhead --mem --f64 \\
       --markdown out/compare.md --raw out/compare.jsonl   # everything BENCHMARKS.md quotes
   python3 scripts/compare.py --wait-load 0.5 ...          # first wait (up to --wait-max s) for a quiet machine
 
@@ -18,6 +19,9 @@ What it runs (each program prints the JSON lines of ../shared/bench/README.md):
           not importable, or with --no-torch).
   candle  (--candle) ../shared/bench/candle_mlp, copied to target/peer-src/ (shared/ is
           read-only and cargo must write a lock file) and built there; RAYON_NUM_THREADS=N.
+  burn    (--burn) ../shared/bench/burn_mlp with its flex backend (the faster of its two CPU
+          backends here), copied and built like candle; RAYON_NUM_THREADS=N. It implements the
+          plain MLP configs only, so resbn has no burn figure.
   jax     (--jax) ../shared/bench/jax_mlp.py, when jax is importable.
   floor   (--floor) `step_gemm --impls gemm` from ../shared/bench/gemm built with
           `--features v4` (AVX-512 kernels, as vgrad's GEMM): the time of a step's matmuls
@@ -196,6 +200,11 @@ def build_peers(a, shared):
         # candle takes no --threads flag: RAYON_NUM_THREADS sets its pool and gemm parallelism.
         peers["candle"] = Peer("candle", [exe, "train"], threads_flag=False)
         peers["candle_overhead"] = Peer("candle", [exe, "overhead"], threads_flag=False)
+    if a.burn:
+        src = writable_copy(os.path.join(shared, "burn_mlp"), "burn_mlp")
+        env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "peer-build", "burn"))
+        exe = cargo_executable(["build", "--release", "--manifest-path", os.path.join(src, "Cargo.toml")], "burn_mlp", env=env)
+        peers["burn"] = Peer("burn", [exe, "train", "--backend", "flex"], threads_flag=False)
     if a.floor:
         src = writable_copy(os.path.join(shared, "gemm"), "gemm")
         env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "peer-build", "gemm"))
@@ -252,7 +261,7 @@ def step_args(a):
 def compare_steps(a, peers, names, threads, rec):
     """Rounds of every program on every config; returns {config: {peer: [ms per round]}} and
     the per-round ratios {config: {peer: [peer/vgrad]}} ('floor' as vgrad/floor)."""
-    order = [p for p in ("vgrad", "torch", "jax", "candle", "floor") if p in peers]
+    order = [p for p in ("vgrad", "torch", "jax", "candle", "burn", "floor") if p in peers]
     times = {c: {p: [] for p in order} for c in names}
     ratios = {c: {p: [] for p in order if p != "vgrad"} for c in names}
     for r in range(a.rounds):
@@ -282,7 +291,7 @@ def compare_steps(a, peers, names, threads, rec):
 
 
 def steps_table(names, threads, times, ratios, floor_measured):
-    peers = [p for p in ("torch", "jax", "candle") if names and p in times[names[0]]]
+    peers = [p for p in ("torch", "jax", "candle", "burn") if names and p in times[names[0]]]
     head = ["config", "vgrad ms"]
     for p in peers:
         head += [f"{p} ms", f"{p}/vgrad"]
@@ -421,6 +430,7 @@ def main():
     ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "bench"), help="the shared peer benchmarks")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--candle", action="store_true", help="also run candle (builds it once)")
+    ap.add_argument("--burn", action="store_true", help="also run burn, flex backend (builds it once)")
     ap.add_argument("--jax", action="store_true", help="also run JAX when importable")
     ap.add_argument("--floor", action="store_true", help="also run the GEMM floor (step_gemm, v4)")
     ap.add_argument("--overhead", action="store_true", help="per-op overhead chain (1 thread)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare vgrad's training steps with PyTorch (and optionally candle, burn, JAX and the GEMM
-floor)
-in one run, alternating the programs so drift in the machine's speed cancels within each pair.
+floor) in one run, alternating the programs so drift in the machine's speed cancels within each
+pair.
 
 Usage (from anywhere; paths are found from this file):
 

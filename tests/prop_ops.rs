@@ -459,15 +459,18 @@ proptest! {
 // ---------------------------------------------------------------- matmul
 
 /// `(a, b, ta, tb)` for `matmul_t`: matrices up to 4×4, batch axes (0–2 of extent 1–3) that
-/// broadcast against each other, and each operand stored transposed when its flag is set.
-fn matmul_case() -> impl Strategy<Value = (Tensor<f64>, Tensor<f64>, bool, bool)> {
+/// broadcast against each other, and each operand stored transposed when its flag, drawn from
+/// `transposes`, is set.
+fn matmul_case(
+    transposes: impl Strategy<Value = bool> + Clone,
+) -> impl Strategy<Value = (Tensor<f64>, Tensor<f64>, bool, bool)> {
     (
         bcast_pair(0..=2, 1..=3),
         1usize..=4,
         1usize..=4,
         1usize..=4,
-        any::<bool>(),
-        any::<bool>(),
+        transposes.clone(),
+        transposes,
     )
         .prop_flat_map(|((ba, bb), m, kk, n, ta, tb)| {
             let mut sa = ba;
@@ -487,12 +490,14 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn matmul_t_batched((a, b, ta, tb) in matmul_case()) {
+    fn matmul_t_batched((a, b, ta, tb) in matmul_case(any::<bool>())) {
         check!([a, b], ALL, |v| v[0].matmul_t(v[1], ta, tb))?;
     }
 
+    // Drawn without transposes rather than filtered: a filter rejected three cases in four,
+    // and past ~20,000 cases (a soak run) proptest gave up on its reject limit.
     #[test]
-    fn matmul_plain((a, b, _, _) in matmul_case().prop_filter("no transposes", |c| !c.2 && !c.3)) {
+    fn matmul_plain((a, b, _, _) in matmul_case(Just(false))) {
         check!([a, b], ALL, |v| v[0].matmul(v[1]))?;
     }
 }

@@ -156,6 +156,16 @@ def writable_copy(src, name):
     return dst
 
 
+def build_shared_rust(shared, project, build_dir, binary=None, args=()):
+    """Builds a writable copy of the shared cargo project `project` (release, with `args`) in
+    target/peer-build/`build_dir` and returns the path of its executable `binary` (by default
+    the project's name)."""
+    src = writable_copy(os.path.join(shared, project), project)
+    env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "peer-build", build_dir))
+    return cargo_executable(["build", "--release", *args, "--manifest-path", os.path.join(src, "Cargo.toml")],
+                            binary or project, env=env)
+
+
 def importable(module):
     return subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode == 0
 
@@ -194,22 +204,15 @@ def build_peers(a, shared):
         else:
             log("--jax: jax is not importable, skipped")
     if a.candle:
-        src = writable_copy(os.path.join(shared, "candle_mlp"), "candle_mlp")
-        env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "peer-build", "candle"))
-        exe = cargo_executable(["build", "--release", "--manifest-path", os.path.join(src, "Cargo.toml")], "candle_mlp", env=env)
+        exe = build_shared_rust(shared, "candle_mlp", "candle")
         # candle takes no --threads flag: RAYON_NUM_THREADS sets its pool and gemm parallelism.
         peers["candle"] = Peer("candle", [exe, "train"], threads_flag=False)
         peers["candle_overhead"] = Peer("candle", [exe, "overhead"], threads_flag=False)
     if a.burn:
-        src = writable_copy(os.path.join(shared, "burn_mlp"), "burn_mlp")
-        env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "peer-build", "burn"))
-        exe = cargo_executable(["build", "--release", "--manifest-path", os.path.join(src, "Cargo.toml")], "burn_mlp", env=env)
+        exe = build_shared_rust(shared, "burn_mlp", "burn")
         peers["burn"] = Peer("burn", [exe, "train", "--backend", "flex"], threads_flag=False)
     if a.floor:
-        src = writable_copy(os.path.join(shared, "gemm"), "gemm")
-        env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "peer-build", "gemm"))
-        exe = cargo_executable(["build", "--release", "--features", "v4", "--bin", "step_gemm",
-                                "--manifest-path", os.path.join(src, "Cargo.toml")], "step_gemm", env=env)
+        exe = build_shared_rust(shared, "gemm", "gemm", binary="step_gemm", args=["--features", "v4", "--bin", "step_gemm"])
         peers["floor"] = Peer("floor", [exe, "--impls", "gemm"])
     return peers
 

@@ -7,6 +7,10 @@
 //! [`load_safetensors`] reads into the same-structured vgrad model, and
 //! `model.load_state_dict(safetensors.torch.load_file(path))` reads one vgrad wrote.
 //!
+//! An optimiser's state (momentum buffers, moment estimates, step counts, hyperparameters) is
+//! saved beside the model with [`save_optimizer`] and loaded with [`load_optimizer`], so a
+//! training run can stop and resume exactly.
+//!
 //! # Dtypes
 //! Tensors are written as `T::DTYPE` (`F32` or `F64`). Buffers named `num_batches_tracked`
 //! (BatchNorm's counter, an `int64` in PyTorch) are written as `I64` and must hold whole
@@ -43,11 +47,12 @@
 //! ```
 
 use super::module::{DottedPath, Module, Param, VisitorMut};
+use super::optim::{Optimizer, OptimizerState};
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
 use safetensors::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -255,12 +260,17 @@ pub fn load_safetensors<T: Element>(
     model: &mut dyn Module<T>,
     path: impl AsRef<Path>,
 ) -> Result<()> {
-    let path = path.as_ref();
+    load_file(path.as_ref(), |bytes| load_safetensors_bytes(model, bytes))
+}
+
+/// Reads the whole file at `path` and hands its bytes to `load`, naming the file in a format
+/// error.
+fn load_file(path: &Path, load: impl FnOnce(&[u8]) -> Result<()>) -> Result<()> {
     let bytes = fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    load_safetensors_bytes(model, &bytes).map_err(|e| match e {
+    load(&bytes).map_err(|e| match e {
         Error::Format(msg) => Error::Format(format!("{}: {msg}", path.display())),
         other => other,
     })
@@ -430,6 +440,158 @@ fn decode<T: Element>(name: &str, dtype: Dtype, bytes: &[u8], numel: usize) -> R
         }
     }
     Ok(out)
+}
+
+/// Serialises `opt`'s state for `model` ([`Optimizer::state_dict`]) to safetensors bytes, so
+/// that training can resume where it stopped: save the model with [`save_safetensors`] and the
+/// optimiser with this, load both back, and the next steps are those the uninterrupted run
+/// would have taken.
+///
+/// Each buffer is a tensor named `<parameter>.<buffer>` with PyTorch's buffer names
+/// (`0.weight.exp_avg`, `0.weight.momentum_buffer`, …) in `T::DTYPE`, so Python's
+/// `safetensors.torch.load_file` reads them. The header's metadata holds the rest as text:
+/// `optimizer` (the kind: `SGD`, `Adam`, `AdamW`, `RMSprop`), `hyper.<name>` for each
+/// hyperparameter and `step.<parameter>` for each step count. A learning-rate schedule is not
+/// part of it: an [`LrScheduler`](crate::nn::LrScheduler) is its base rate and step count,
+/// which the training loop saves as it likes and restores with
+/// [`set_epoch`](crate::nn::LrScheduler::set_epoch).
+///
+/// # Errors
+/// The errors of [`Optimizer::state_dict`]; [`Error::Format`] if serialisation fails.
+///
+/// # Example
+/// ```
+/// use rand::{SeedableRng, rngs::StdRng};
+/// use vgrad::nn::{load_optimizer_bytes, save_optimizer_bytes, Adam, AdamConfig, Ctx, Linear};
+/// use vgrad::nn::{Module, Optimizer};
+/// use vgrad::{Tape, Tensor};
+///
+/// let mut model = Linear::<f64>::new(2, 1, &mut StdRng::seed_from_u64(0))?;
+/// let mut opt = Adam::new(AdamConfig { lr: 0.1, ..Default::default() })?;
+/// let x = Tensor::from_vec(vec![1.0, 2.0], &[1, 2])?;
+/// let tape = Tape::new();
+/// let mut ctx = Ctx::new(&tape);
+/// let loss = model.forward(&mut ctx, tape.constant(x)).square().sum();
+/// opt.backward_step(&mut model, &ctx, loss)?;
+///
+/// let bytes = save_optimizer_bytes(&opt, &model)?;
+/// let mut resumed = Adam::new(AdamConfig::default())?; // lr 1e-3: the file's 0.1 replaces it
+/// load_optimizer_bytes(&mut resumed, &model, &bytes)?;
+/// assert_eq!(resumed.lr(), 0.1);
+/// let state = resumed.state_dict(&model)?;
+/// assert_eq!(state.steps["weight"], 1);
+/// assert_eq!(state.buffers["weight.exp_avg"].shape(), &[1, 2]);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+pub fn save_optimizer_bytes<T: Element>(
+    opt: &dyn Optimizer<T>,
+    model: &dyn Module<T>,
+) -> Result<Vec<u8>> {
+    let state = opt.state_dict(model)?;
+    let encoded = state
+        .buffers
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), encode(name, t)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // Rust prints an f64 with the fewest digits that parse back to the same value.
+    let hyper = state
+        .hyper
+        .iter()
+        .map(|(name, x)| (format!("hyper.{name}"), x.to_string()));
+    let steps = state
+        .steps
+        .iter()
+        .map(|(name, n)| (format!("step.{name}"), n.to_string()));
+    let metadata = std::iter::once(("optimizer".to_string(), state.kind.clone()))
+        .chain(hyper)
+        .chain(steps)
+        .collect();
+    safetensors::serialize(encoded.iter().map(|(n, e)| (n.as_str(), e)), Some(metadata))
+        .map_err(|e| format_err(format!("safetensors serialisation failed: {e}")))
+}
+
+/// Saves `opt`'s state for `model` to a safetensors file at `path`, atomically (as
+/// [`save_safetensors`]); see [`save_optimizer_bytes`] for the contents.
+///
+/// # Errors
+/// [`Error::Io`] (with `path`) as for [`save_safetensors`]; the errors of
+/// [`save_optimizer_bytes`].
+pub fn save_optimizer<T: Element>(
+    opt: &dyn Optimizer<T>,
+    model: &dyn Module<T>,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let bytes = save_optimizer_bytes(opt, model)?;
+    write_atomic(path.as_ref(), &bytes)
+}
+
+/// Reads an optimiser state file and loads it into `opt` for `model`; see
+/// [`load_optimizer_bytes`].
+///
+/// # Errors
+/// [`Error::Io`] (with `path`) if the file cannot be read; the errors of
+/// [`load_optimizer_bytes`]. On any error the optimiser is unchanged.
+pub fn load_optimizer<T: Element>(
+    opt: &mut dyn Optimizer<T>,
+    model: &dyn Module<T>,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    load_file(path.as_ref(), |bytes| {
+        load_optimizer_bytes(opt, model, bytes)
+    })
+}
+
+/// Loads bytes written by [`save_optimizer_bytes`] into `opt`
+/// ([`Optimizer::load_state_dict`]): the file's hyperparameters replace `opt`'s, and its
+/// buffers and step counts become the state of `model`'s parameters of the same names.
+/// Tensors are decoded as for [`load_safetensors_bytes`] (`F32` or `F64`, converted to `T`).
+///
+/// # Errors
+/// [`Error::Format`] for a truncated or corrupted file, one without the `optimizer` entry (a
+/// model's weights, say), a hyperparameter or step count that does not parse, and the errors
+/// of [`Optimizer::load_state_dict`]: another kind of optimiser, names that do not match
+/// `model`, a buffer of the wrong shape. On any error the optimiser is unchanged.
+pub fn load_optimizer_bytes<T: Element>(
+    opt: &mut dyn Optimizer<T>,
+    model: &dyn Module<T>,
+    bytes: &[u8],
+) -> Result<()> {
+    check_offsets(bytes)?;
+    let file = SafeTensors::deserialize(bytes)
+        .map_err(|e| format_err(format!("not a valid safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| format_err(format!("not a valid safetensors file: {e}")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let kind = metadata.get("optimizer").ok_or_else(|| {
+        format_err("no `optimizer` entry in the metadata: not an optimiser state file")
+    })?;
+    let mut state = OptimizerState {
+        kind: kind.clone(),
+        hyper: BTreeMap::new(),
+        buffers: BTreeMap::new(),
+        steps: BTreeMap::new(),
+    };
+    for (key, text) in &metadata {
+        let unparsable = || format_err(format!("metadata `{key}`: `{text}` is not a number"));
+        if let Some(name) = key.strip_prefix("hyper.") {
+            let x = text.parse::<f64>().map_err(|_| unparsable())?;
+            state.hyper.insert(name.to_string(), x);
+        } else if let Some(name) = key.strip_prefix("step.") {
+            let n = text.parse::<u64>().map_err(|_| unparsable())?;
+            state.steps.insert(name.to_string(), n);
+        }
+    }
+    for (name, view) in file.tensors() {
+        let numel = view
+            .shape()
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| format_err(format!("`{name}`: shape {:?} overflows", view.shape())))?;
+        let data = decode::<T>(&name, view.dtype(), view.data(), numel)?;
+        let t = Tensor::from_vec(data, view.shape())?;
+        state.buffers.insert(name, t);
+    }
+    opt.load_state_dict(model, &state)
 }
 
 /// Moves the decoded tensors into the model, by dotted name.

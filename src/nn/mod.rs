@@ -94,7 +94,8 @@ mod sequential;
 pub use activation::Activation;
 pub use batchnorm::{BatchNorm1d, BatchNormConfig};
 pub use checkpoint::{
-    load_safetensors, load_safetensors_bytes, save_safetensors, save_safetensors_bytes,
+    load_optimizer, load_optimizer_bytes, load_safetensors, load_safetensors_bytes, save_optimizer,
+    save_optimizer_bytes, save_safetensors, save_safetensors_bytes,
 };
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use dropout::Dropout;
@@ -106,8 +107,8 @@ pub use module::{
     Ctx, DottedPath, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut,
 };
 pub use optim::{
-    Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RMSprop, RMSpropConfig, Sgd, SgdConfig,
-    UpdateStat,
+    Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, OptimizerState, RMSprop, RMSpropConfig, Sgd,
+    SgdConfig, UpdateStat,
 };
 pub use residual::{Residual, ResidualConfig};
 pub use schedule::{

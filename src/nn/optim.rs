@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::tape::{FastIdMap, Var};
 use crate::tensor::simd::dispatch;
 use crate::tensor::{norm_l2_f64, Element, Tensor};
+use std::collections::BTreeMap;
 
 /// A gradient-descent optimiser over a [`Module`]'s parameters.
 ///
@@ -142,6 +143,62 @@ pub trait Optimizer<T: Element> {
     /// Per-parameter statistics of the last step, in the model's visiting order; empty unless
     /// [`track_updates`](Optimizer::track_updates) is on.
     fn last_updates(&self) -> &[UpdateStat];
+
+    /// Everything the optimiser carries from step to step, named after `model`'s parameters:
+    /// its hyperparameters (with the current learning rate) and each parameter's buffers and
+    /// step count. PyTorch's `optimizer.state_dict()`, keyed by parameter name instead of
+    /// position; [`save_optimizer`](crate::nn::save_optimizer) writes it to a file.
+    ///
+    /// State held for parameters `model` does not have is left out.
+    ///
+    /// # Errors
+    /// [`Error::Config`] from the default, for optimisers that do not implement it (every one
+    /// in this module does); [`Error::Format`] if two of `model`'s parameters share a name.
+    fn state_dict(&self, model: &dyn Module<T>) -> Result<OptimizerState<T>> {
+        let _ = model;
+        Err(Error::Config(
+            "this optimiser does not implement state_dict".into(),
+        ))
+    }
+
+    /// Replaces the optimiser's hyperparameters and per-parameter state with `state`, mapped
+    /// onto `model`'s parameters by name: training then continues exactly as it would have
+    /// from where `state` was taken (PyTorch's `load_state_dict`, which also restores the
+    /// hyperparameters). A parameter without state in `state` starts fresh, as one the
+    /// optimiser has not yet stepped.
+    ///
+    /// # Errors
+    /// [`Error::Format`] if `state` comes from another kind of optimiser, names a hyperparameter,
+    /// parameter or buffer that does not belong, lacks one that does, or holds a buffer whose
+    /// shape differs from its parameter's; [`Error::Config`] if its hyperparameters are invalid
+    /// (as for the constructor) or the optimiser does not implement loading (the default). On
+    /// error the optimiser is unchanged.
+    fn load_state_dict(&mut self, model: &dyn Module<T>, state: &OptimizerState<T>) -> Result<()> {
+        let _ = (model, state);
+        Err(Error::Config(
+            "this optimiser does not implement load_state_dict".into(),
+        ))
+    }
+}
+
+/// An optimiser's state in a form that can be saved and loaded: see
+/// [`Optimizer::state_dict`], and [`save_optimizer`](crate::nn::save_optimizer) for the file.
+///
+/// Names follow PyTorch's: the optimiser's class name, its hyperparameters, and its buffers
+/// (`momentum_buffer`, `exp_avg`, `exp_avg_sq`, `square_avg`, `grad_avg`), each stored under
+/// `<parameter>.<buffer>` (for example `0.weight.exp_avg`) with its parameter's shape.
+#[derive(Clone, Debug)]
+pub struct OptimizerState<T: Element> {
+    /// The optimiser that wrote it: `SGD`, `Adam`, `AdamW` or `RMSprop`.
+    pub kind: String,
+    /// Hyperparameters by name (`lr`, `momentum`, `beta1`, `beta2`, …); switches
+    /// (`nesterov`, `centered`) as 0 or 1.
+    pub hyper: BTreeMap<String, f64>,
+    /// Per-parameter buffers under `<parameter>.<buffer>`.
+    pub buffers: BTreeMap<String, Tensor<T>>,
+    /// Per-parameter step counts by parameter name (Adam and AdamW, whose bias correction
+    /// depends on them).
+    pub steps: BTreeMap<String, u64>,
 }
 
 /// What one step did to one parameter: the update-to-weight ratio ‖Δθ‖/‖θ‖ a gradient
@@ -231,6 +288,16 @@ macro_rules! shared_optimizer_methods {
         }
         fn last_updates(&self) -> &[UpdateStat] {
             &self.$($tr).+.stats
+        }
+        fn state_dict(&self, model: &dyn Module<T>) -> Result<OptimizerState<T>> {
+            self.export_state(model)
+        }
+        fn load_state_dict(
+            &mut self,
+            model: &dyn Module<T>,
+            state: &OptimizerState<T>,
+        ) -> Result<()> {
+            self.import_state(model, state)
         }
     };
 }
@@ -468,6 +535,195 @@ impl<T: Element> VisitorMut<T> for Swap<'_, T> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Saving and loading state: the shared half of `state_dict` and `load_state_dict`.
+
+/// One of `model`'s parameters as the state maps see it.
+struct NamedParam {
+    name: String,
+    id: ParamId,
+    shape: Vec<usize>,
+}
+
+/// `model`'s parameters in visiting order.
+///
+/// # Errors
+/// [`Error::Format`] if two share a name (their state could not be told apart in a file).
+fn named_params<T: Element>(model: &dyn Module<T>) -> Result<Vec<NamedParam>> {
+    struct Collect(DottedPath, Vec<NamedParam>);
+    impl<T: Element> Visitor<T> for Collect {
+        fn enter(&mut self, name: &str) {
+            self.0.enter(name);
+        }
+        fn exit(&mut self) {
+            self.0.exit();
+        }
+        fn param(&mut self, name: &str, p: &Param<T>) {
+            self.1.push(NamedParam {
+                name: self.0.full(name),
+                id: p.id(),
+                shape: p.value().shape().to_vec(),
+            });
+        }
+    }
+    let mut c = Collect(DottedPath::default(), Vec::new());
+    model.visit(&mut c);
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &c.1 {
+        if !seen.insert(p.name.as_str()) {
+            return Err(Error::Format(format!(
+                "the model has two parameters named `{}`",
+                p.name
+            )));
+        }
+    }
+    Ok(c.1)
+}
+
+/// Builds an [`OptimizerState`]: `of(id)` lists the buffers a parameter has under the
+/// optimiser's configuration and its step count, or `None` when it has no state yet.
+#[allow(clippy::type_complexity)]
+fn export_state<'s, T: Element>(
+    kind: &str,
+    hyper: &[(&str, f64)],
+    model: &dyn Module<T>,
+    of: impl Fn(ParamId) -> Option<(Vec<(&'static str, &'s [T])>, Option<u64>)>,
+) -> Result<OptimizerState<T>> {
+    let mut state = OptimizerState {
+        kind: kind.to_string(),
+        hyper: hyper.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
+        buffers: BTreeMap::new(),
+        steps: BTreeMap::new(),
+    };
+    for p in named_params(model)? {
+        let Some((buffers, step)) = of(p.id) else {
+            continue;
+        };
+        for (buffer, data) in buffers {
+            let t = Tensor::from_vec(data.to_vec(), &p.shape)?;
+            state.buffers.insert(format!("{}.{buffer}", p.name), t);
+        }
+        if let Some(step) = step {
+            state.steps.insert(p.name, step);
+        }
+    }
+    Ok(state)
+}
+
+/// A parameter's state as read back from an [`OptimizerState`].
+struct Imported<T> {
+    buffers: BTreeMap<&'static str, Vec<T>>,
+    step: Option<u64>,
+}
+
+impl<T> Imported<T> {
+    /// The buffer's data, if the state has one of that name.
+    fn take(&mut self, buffer: &str) -> Option<Vec<T>> {
+        self.buffers.remove(buffer)
+    }
+}
+
+/// A switch stored as a number.
+fn flag(on: bool) -> f64 {
+    if on {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Checks `state` against the optimiser (`kind`, the names of its hyperparameters and
+/// buffers) and `model`, and returns the hyperparameters by name and each parameter's state.
+/// Step counts are allowed only when `with_steps`.
+#[allow(clippy::type_complexity)]
+fn import_state<'s, T: Element>(
+    state: &'s OptimizerState<T>,
+    kind: &str,
+    hyper: &[&str],
+    buffers: &[&'static str],
+    with_steps: bool,
+    model: &dyn Module<T>,
+) -> Result<(
+    impl Fn(&str) -> f64 + 's,
+    FastIdMap<ParamId, (String, Imported<T>)>,
+)> {
+    let bad = |msg: String| Err(Error::Format(format!("{kind} state: {msg}")));
+    if state.kind != kind {
+        return bad(format!("written by {}, not {kind}", state.kind));
+    }
+    let expected: std::collections::BTreeSet<&str> = hyper.iter().copied().collect();
+    let present: std::collections::BTreeSet<&str> =
+        state.hyper.keys().map(String::as_str).collect();
+    if expected != present {
+        return bad(format!(
+            "hyperparameters {present:?}, expected {expected:?}"
+        ));
+    }
+    let params = named_params(model)?;
+    let by_name: BTreeMap<&str, &NamedParam> =
+        params.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut out: FastIdMap<ParamId, (String, Imported<T>)> = FastIdMap::default();
+    fn entry<'o, T>(
+        out: &'o mut FastIdMap<ParamId, (String, Imported<T>)>,
+        p: &NamedParam,
+    ) -> &'o mut Imported<T> {
+        let fresh = || {
+            let empty = Imported {
+                buffers: BTreeMap::new(),
+                step: None,
+            };
+            (p.name.clone(), empty)
+        };
+        &mut out.entry(p.id).or_insert_with(fresh).1
+    }
+    for (key, t) in &state.buffers {
+        // Parameter names have dots in them; buffer names do not.
+        let found = key.rsplit_once('.').and_then(|(param, buffer)| {
+            let buffer = *buffers.iter().find(|&&b| b == buffer)?;
+            Some((by_name.get(param)?, buffer))
+        });
+        let Some((p, buffer)) = found else {
+            return bad(format!(
+                "`{key}` is not one of the model's parameters followed by one of {buffers:?}"
+            ));
+        };
+        if t.shape() != p.shape.as_slice() {
+            return bad(format!(
+                "`{key}` has shape {:?}, its parameter {:?}",
+                t.shape(),
+                p.shape
+            ));
+        }
+        entry(&mut out, p).buffers.insert(buffer, t.to_vec());
+    }
+    for (name, &step) in &state.steps {
+        let Some(p) = by_name.get(name.as_str()).filter(|_| with_steps) else {
+            return bad(format!("unexpected step count for `{name}`"));
+        };
+        entry(&mut out, p).step = Some(step);
+    }
+    let hyper = |name: &str| state.hyper[name];
+    Ok((hyper, out))
+}
+
+/// A switch stored as 0 or 1.
+fn switch(kind: &str, name: &str, x: f64) -> Result<bool> {
+    match x {
+        0.0 => Ok(false),
+        1.0 => Ok(true),
+        _ => Err(Error::Format(format!(
+            "{kind} state: `{name}` must be 0 or 1, got {x}"
+        ))),
+    }
+}
+
+/// The error for a parameter whose buffers do not fit the optimiser's configuration.
+fn incomplete<R>(kind: &str, param: &str, needs: &str) -> Result<R> {
+    Err(Error::Format(format!(
+        "{kind} state: `{param}` needs exactly {needs} with this configuration"
+    )))
+}
+
 /// g + wd·θ when weight decay is on (L2 decay folded into the gradient), else g.
 #[inline(always)]
 fn decayed<T: Element>(p: T, g: T, wd: T, on: bool) -> T {
@@ -651,6 +907,58 @@ impl<T: Element> Sgd<T> {
     }
 }
 
+impl<T: Element> Sgd<T> {
+    const KIND: &'static str = "SGD";
+    const HYPER: [&'static str; 5] = ["lr", "momentum", "dampening", "nesterov", "weight_decay"];
+
+    fn export_state(&self, model: &dyn Module<T>) -> Result<OptimizerState<T>> {
+        let c = &self.cfg;
+        let hyper = [
+            c.lr,
+            c.momentum,
+            c.dampening,
+            flag(c.nesterov),
+            c.weight_decay,
+        ];
+        let hyper: Vec<_> = Self::HYPER.into_iter().zip(hyper).collect();
+        export_state(Self::KIND, &hyper, model, |id| {
+            let b = self.momentum_buffers.get(&id)?;
+            Some((vec![("momentum_buffer", &b[..])], None))
+        })
+    }
+
+    fn import_state(&mut self, model: &dyn Module<T>, state: &OptimizerState<T>) -> Result<()> {
+        let kind = Self::KIND;
+        let (h, params) = import_state(
+            state,
+            kind,
+            &Self::HYPER,
+            &["momentum_buffer"],
+            false,
+            model,
+        )?;
+        let cfg = SgdConfig {
+            lr: h("lr"),
+            momentum: h("momentum"),
+            dampening: h("dampening"),
+            nesterov: switch(kind, "nesterov", h("nesterov"))?,
+            weight_decay: h("weight_decay"),
+        };
+        Sgd::<T>::new(cfg)?;
+        let mut buffers = FastIdMap::default();
+        for (id, (name, mut s)) in params {
+            // Only parameters with a buffer are listed; plain SGD keeps none.
+            match s.take("momentum_buffer") {
+                Some(b) if cfg.momentum != 0.0 => buffers.insert(id, b),
+                _ => return incomplete(kind, &name, "no momentum_buffer"),
+            };
+        }
+        self.cfg = cfg;
+        self.momentum_buffers = buffers;
+        Ok(())
+    }
+}
+
 impl<T: Element> Optimizer<T> for Sgd<T> {
     shared_optimizer_methods!(lr: cfg.lr, tracker: tracker);
 }
@@ -800,6 +1108,60 @@ impl<T: Element> AdamCore<T> {
     }
 }
 
+impl<T: Element> AdamCore<T> {
+    const HYPER: [&'static str; 5] = ["lr", "beta1", "beta2", "eps", "weight_decay"];
+
+    fn kind(&self) -> &'static str {
+        if self.decoupled {
+            "AdamW"
+        } else {
+            "Adam"
+        }
+    }
+
+    fn export_state(&self, model: &dyn Module<T>) -> Result<OptimizerState<T>> {
+        let (b1, b2) = self.betas;
+        let hyper = [self.lr, b1, b2, self.eps, self.weight_decay];
+        let hyper: Vec<_> = Self::HYPER.into_iter().zip(hyper).collect();
+        export_state(self.kind(), &hyper, model, |id| {
+            let s = self.state.get(&id)?;
+            Some((
+                vec![("exp_avg", &s.m[..]), ("exp_avg_sq", &s.v[..])],
+                Some(s.step),
+            ))
+        })
+    }
+
+    fn import_state(&mut self, model: &dyn Module<T>, state: &OptimizerState<T>) -> Result<()> {
+        let kind = self.kind();
+        let buffers = ["exp_avg", "exp_avg_sq"];
+        let (h, params) = import_state(state, kind, &Self::HYPER, &buffers, true, model)?;
+        let betas = (h("beta1"), h("beta2"));
+        let fresh = AdamCore::<T>::new(
+            kind,
+            h("lr"),
+            betas,
+            h("eps"),
+            h("weight_decay"),
+            self.decoupled,
+        )?;
+        let mut moments = FastIdMap::default();
+        for (id, (name, mut s)) in params {
+            let (Some(m), Some(v), Some(step)) = (s.take("exp_avg"), s.take("exp_avg_sq"), s.step)
+            else {
+                return incomplete(kind, &name, "exp_avg, exp_avg_sq and a step count");
+            };
+            moments.insert(id, AdamState { step, m, v });
+        }
+        *self = AdamCore {
+            state: moments,
+            tracker: std::mem::take(&mut self.tracker),
+            ..fresh
+        };
+        Ok(())
+    }
+}
+
 /// Adam (Kingma & Ba) with L2 weight decay, as PyTorch's `torch.optim.Adam`.
 ///
 /// Update rule for each parameter θ with gradient g, at its t-th update (t counts from 1):
@@ -888,6 +1250,16 @@ macro_rules! adam_optimizer {
         impl<T: Element> $ty<T> {
             fn parts(&mut self) -> (&mut Tracker, impl FnMut(ParamId, &mut [T], &[T]) + '_) {
                 self.0.parts()
+            }
+            fn export_state(&self, model: &dyn Module<T>) -> Result<OptimizerState<T>> {
+                self.0.export_state(model)
+            }
+            fn import_state(
+                &mut self,
+                model: &dyn Module<T>,
+                state: &OptimizerState<T>,
+            ) -> Result<()> {
+                self.0.import_state(model, state)
             }
         }
         impl<T: Element> Optimizer<T> for $ty<T> {
@@ -1078,6 +1450,79 @@ impl<T: Element> RMSprop<T> {
             );
         };
         (&mut self.tracker, rule)
+    }
+}
+
+impl<T: Element> RMSprop<T> {
+    const KIND: &'static str = "RMSprop";
+    const HYPER: [&'static str; 6] = ["lr", "alpha", "eps", "weight_decay", "momentum", "centered"];
+
+    fn export_state(&self, model: &dyn Module<T>) -> Result<OptimizerState<T>> {
+        let c = &self.cfg;
+        let hyper = [
+            c.lr,
+            c.alpha,
+            c.eps,
+            c.weight_decay,
+            c.momentum,
+            flag(c.centered),
+        ];
+        let hyper: Vec<_> = Self::HYPER.into_iter().zip(hyper).collect();
+        export_state(Self::KIND, &hyper, model, |id| {
+            let s = self.state.get(&id)?;
+            let mut buffers = vec![("square_avg", &s.square_avg[..])];
+            if c.centered {
+                buffers.push(("grad_avg", &s.grad_avg[..]));
+            }
+            if c.momentum > 0.0 {
+                buffers.push(("momentum_buffer", &s.buf[..]));
+            }
+            Some((buffers, None))
+        })
+    }
+
+    fn import_state(&mut self, model: &dyn Module<T>, state: &OptimizerState<T>) -> Result<()> {
+        let kind = Self::KIND;
+        let buffers = ["square_avg", "grad_avg", "momentum_buffer"];
+        let (h, params) = import_state(state, kind, &Self::HYPER, &buffers, false, model)?;
+        let cfg = RMSpropConfig {
+            lr: h("lr"),
+            alpha: h("alpha"),
+            eps: h("eps"),
+            weight_decay: h("weight_decay"),
+            momentum: h("momentum"),
+            centered: switch(kind, "centered", h("centered"))?,
+        };
+        RMSprop::<T>::new(cfg)?;
+        let use_momentum = cfg.momentum > 0.0;
+        let mut averages = FastIdMap::default();
+        for (id, (name, mut s)) in params {
+            let (sq, ga, buf) = (
+                s.take("square_avg"),
+                s.take("grad_avg"),
+                s.take("momentum_buffer"),
+            );
+            let Some(square_avg) =
+                sq.filter(|_| ga.is_some() == cfg.centered && buf.is_some() == use_momentum)
+            else {
+                let needs = match (cfg.centered, use_momentum) {
+                    (false, false) => "square_avg",
+                    (true, false) => "square_avg and grad_avg",
+                    (false, true) => "square_avg and momentum_buffer",
+                    (true, true) => "square_avg, grad_avg and momentum_buffer",
+                };
+                return incomplete(kind, &name, needs);
+            };
+            let fresh = RMSpropState {
+                square_avg,
+                grad_avg: ga.unwrap_or_default(),
+                buf: buf.unwrap_or_default(),
+            };
+            averages.insert(id, fresh);
+        }
+        self.cfg = cfg;
+        self.state = averages;
+        Ok(())
     }
 }
 

@@ -358,6 +358,24 @@ impl<S: LrSchedule> LrScheduler<S> {
         self.base_lr
     }
 
+    /// Moves the scheduler to step `epoch` without touching an optimiser: to resume a run,
+    /// rebuild the scheduler with [`with_base_lr`](Self::with_base_lr) and the saved
+    /// [`base_lr`](Self::base_lr), then set the saved [`epoch`](Self::epoch); the optimiser
+    /// loaded with [`load_optimizer`](crate::nn::load_optimizer) already has that step's rate.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::nn::{LrScheduler, StepLR};
+    /// let mut sched = LrScheduler::with_base_lr(StepLR::new(10, 0.5)?, 0.1)?;
+    /// sched.set_epoch(25);
+    /// assert_eq!(sched.epoch(), 25);
+    /// assert!((sched.last_lr() - 0.025).abs() < 1e-15);
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    pub fn set_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch;
+    }
+
     /// Advances one step and sets the optimiser's rate; returns the new rate.
     ///
     /// # Errors

@@ -7,8 +7,9 @@ Needs torch (written against 2.15). The Rust tests only read the JSON; they neve
 Contents
 * "model": the initial weights (state_dict order) of Sequential(Linear(3,4), Tanh, Linear(4,2)),
   a fixed input x [6,3] and target y [6,2]; the loss is mse = ((model(x) - y)**2).mean().
-* "optimizers": for each case, the optimiser's constructor arguments and the parameters after
-  each of three steps (forward, backward, step, repeated). foreach=False pins PyTorch's
+* "optimizers": for each case, the optimiser's constructor arguments, the parameters after
+  each of three steps (forward, backward, step, repeated), and "state": the optimiser's state
+  after the third (its buffers and step count per parameter name). foreach=False pins PyTorch's
   single-tensor code path, the one vgrad mirrors. Cases in float64 unless "dtype" is float32.
   "frozen" lists parameters with requires_grad=False (grad None: skipped by the optimiser).
 * "schedules": base lr 0.1; the lr after construction (t=0) and after each of 29 scheduler
@@ -85,10 +86,22 @@ def run_optimizer(name, cls, kwargs, dtype_name, frozen):
         loss.backward()
         opt.step()
         steps.append({n: flat(t) for n, t in model.state_dict().items()})
+    # The optimiser's per-parameter state after the last step, by parameter name (PyTorch keys
+    # it by position): its buffers and, where it keeps one, the step count.
+    names = {id(p): n for n, p in model.named_parameters()}
+    state = {}
+    for p, s in opt.state.items():
+        entry = {}
+        for k, v in s.items():
+            if k == "step":
+                entry[k] = int(v)
+            elif v is not None:
+                entry[k] = flat(v)
+        state[names[id(p)]] = entry
     cfg = dict(kwargs)
     if "betas" in cfg:
         cfg["betas"] = list(cfg["betas"])
-    return {"name": name, "class": cls, "config": cfg, "dtype": dtype_name, "frozen": frozen, "steps": steps}
+    return {"name": name, "class": cls, "config": cfg, "dtype": dtype_name, "frozen": frozen, "steps": steps, "state": state}
 
 
 def lr_sequence(make_sched, n=30):

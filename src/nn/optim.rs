@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::tape::{FastIdMap, Var};
 use crate::tensor::simd::dispatch;
 use crate::tensor::{norm_l2_f64, Element, Tensor};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A gradient-descent optimiser over a [`Module`]'s parameters.
 ///
@@ -568,7 +568,7 @@ fn named_params<T: Element>(model: &dyn Module<T>) -> Result<Vec<NamedParam>> {
     }
     let mut c = Collect(DottedPath::default(), Vec::new());
     model.visit(&mut c);
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     for p in &c.1 {
         if !seen.insert(p.name.as_str()) {
             return Err(Error::Format(format!(
@@ -623,15 +623,6 @@ impl<T> Imported<T> {
     }
 }
 
-/// A switch stored as a number.
-fn flag(on: bool) -> f64 {
-    if on {
-        1.0
-    } else {
-        0.0
-    }
-}
-
 /// Checks `state` against the optimiser (`kind`, the names of its hyperparameters and
 /// buffers) and `model`, and returns the hyperparameters by name and each parameter's state.
 /// Step counts are allowed only when `with_steps`.
@@ -651,9 +642,8 @@ fn import_state<'s, T: Element>(
     if state.kind != kind {
         return bad(format!("written by {}, not {kind}", state.kind));
     }
-    let expected: std::collections::BTreeSet<&str> = hyper.iter().copied().collect();
-    let present: std::collections::BTreeSet<&str> =
-        state.hyper.keys().map(String::as_str).collect();
+    let expected: BTreeSet<&str> = hyper.iter().copied().collect();
+    let present: BTreeSet<&str> = state.hyper.keys().map(String::as_str).collect();
     if expected != present {
         return bad(format!(
             "hyperparameters {present:?}, expected {expected:?}"
@@ -662,7 +652,7 @@ fn import_state<'s, T: Element>(
     let params = named_params(model)?;
     let by_name: BTreeMap<&str, &NamedParam> =
         params.iter().map(|p| (p.name.as_str(), p)).collect();
-    let mut out: FastIdMap<ParamId, (String, Imported<T>)> = FastIdMap::default();
+    // The state read so far for one parameter, created on first use.
     fn entry<'o, T>(
         out: &'o mut FastIdMap<ParamId, (String, Imported<T>)>,
         p: &NamedParam,
@@ -676,6 +666,7 @@ fn import_state<'s, T: Element>(
         };
         &mut out.entry(p.id).or_insert_with(fresh).1
     }
+    let mut out: FastIdMap<ParamId, (String, Imported<T>)> = FastIdMap::default();
     for (key, t) in &state.buffers {
         // Parameter names have dots in them; buffer names do not.
         let found = key.rsplit_once('.').and_then(|(param, buffer)| {
@@ -706,7 +697,16 @@ fn import_state<'s, T: Element>(
     Ok((hyper, out))
 }
 
-/// A switch stored as 0 or 1.
+/// A switch stored as a number: 0 or 1.
+fn flag(on: bool) -> f64 {
+    if on {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// A switch read back from a number, which must be 0 or 1.
 fn switch(kind: &str, name: &str, x: f64) -> Result<bool> {
     match x {
         0.0 => Ok(false),

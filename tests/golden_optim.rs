@@ -394,24 +394,32 @@ fn reduce_on_plateau_matches_pytorch() {
             min_lr: f("min_lr"),
             eps: f("eps"),
         };
-        let mut opt = Sgd::<f64>::new(SgdConfig {
-            lr: 0.1,
-            ..Default::default()
-        })
-        .unwrap();
-        let mut plateau = ReduceLROnPlateau::new(opt.lr(), cfg).unwrap();
-        // null in the JSON is the NaN metric the generator fed PyTorch.
-        let actual: Vec<f64> = floats(&case["metrics"])
-            .into_iter()
-            .map(|m| plateau.step(m, &mut opt).unwrap())
-            .collect();
-        assert_close(
-            &format!("plateau case {i}"),
-            &actual,
-            &floats(&case["lrs"]),
-            1e-12,
-            0.0,
-        );
+        // Run straight through, and resumed from its saved state before every observation.
+        for resumed in [false, true] {
+            let mut opt = Sgd::<f64>::new(SgdConfig {
+                lr: 0.1,
+                ..Default::default()
+            })
+            .unwrap();
+            let mut plateau = ReduceLROnPlateau::new(opt.lr(), cfg).unwrap();
+            // null in the JSON is the NaN metric the generator fed PyTorch.
+            let actual: Vec<f64> = floats(&case["metrics"])
+                .into_iter()
+                .map(|m| {
+                    if resumed {
+                        plateau = ReduceLROnPlateau::from_state(cfg, plateau.state()).unwrap();
+                    }
+                    plateau.step(m, &mut opt).unwrap()
+                })
+                .collect();
+            assert_close(
+                &format!("plateau case {i}, resumed {resumed}"),
+                &actual,
+                &floats(&case["lrs"]),
+                1e-12,
+                0.0,
+            );
+        }
     }
 }
 

@@ -454,7 +454,10 @@ fn decode<T: Element>(name: &str, dtype: Dtype, bytes: &[u8], numel: usize) -> R
 /// hyperparameter and `step.<parameter>` for each step count. A learning-rate schedule is not
 /// part of it: an [`LrScheduler`](crate::nn::LrScheduler) is its base rate and step count,
 /// which the training loop saves as it likes and restores with
-/// [`set_epoch`](crate::nn::LrScheduler::set_epoch).
+/// [`set_epoch`](crate::nn::LrScheduler::set_epoch) (a
+/// [`ReduceLROnPlateau`](crate::nn::ReduceLROnPlateau): its
+/// [`state`](crate::nn::ReduceLROnPlateau::state) and
+/// [`from_state`](crate::nn::ReduceLROnPlateau::from_state)).
 ///
 /// # Errors
 /// The errors of [`Optimizer::state_dict`]; [`Error::Format`] if serialisation fails.

@@ -113,6 +113,6 @@ pub use optim::{
 pub use residual::{Residual, ResidualConfig};
 pub use schedule::{
     CosineAnnealingLR, ExponentialLR, LinearWarmup, LrSchedule, LrScheduler, PlateauConfig,
-    PlateauMode, ReduceLROnPlateau, SequentialLR, StepLR, ThresholdMode,
+    PlateauMode, PlateauState, ReduceLROnPlateau, SequentialLR, StepLR, ThresholdMode,
 };
 pub use sequential::Sequential;

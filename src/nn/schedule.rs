@@ -561,6 +561,62 @@ impl ReduceLROnPlateau {
     pub fn num_bad_epochs(&self) -> usize {
         self.num_bad
     }
+
+    /// What the scheduler carries from one observation to the next: with its configuration,
+    /// all a checkpoint needs to resume it ([`from_state`](Self::from_state)).
+    pub fn state(&self) -> PlateauState {
+        PlateauState {
+            lr: self.lr,
+            best: self.best,
+            num_bad_epochs: self.num_bad,
+            cooldown_counter: self.cooldown_counter,
+        }
+    }
+
+    /// A scheduler that continues from `state`, taken with [`state`](Self::state) (PyTorch's
+    /// `load_state_dict`): its next observations give the rates the original's would have.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), and [`Error::Config`] if `state.best` is NaN (no metric could
+    /// then ever improve on it).
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::nn::{PlateauConfig, ReduceLROnPlateau};
+    /// let cfg = PlateauConfig { patience: 1, ..Default::default() };
+    /// let mut run = ReduceLROnPlateau::new(0.1, cfg)?;
+    /// run.observe(1.0);
+    /// run.observe(1.0); // one bad epoch so far
+    /// let mut resumed = ReduceLROnPlateau::from_state(cfg, run.state())?;
+    /// assert_eq!(resumed.observe(1.0), run.observe(1.0)); // both reduce now
+    /// assert!((resumed.lr() - 0.01).abs() < 1e-15);
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    pub fn from_state(cfg: PlateauConfig, state: PlateauState) -> Result<Self> {
+        if state.best.is_nan() {
+            return Err(config_err(
+                "ReduceLROnPlateau best metric must not be NaN".to_string(),
+            ));
+        }
+        let mut s = ReduceLROnPlateau::new(state.lr, cfg)?;
+        s.best = state.best;
+        s.num_bad = state.num_bad_epochs;
+        s.cooldown_counter = state.cooldown_counter;
+        Ok(s)
+    }
+}
+
+/// The running state of a [`ReduceLROnPlateau`], for checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlateauState {
+    /// The current rate.
+    pub lr: f64,
+    /// The best metric so far (±∞ before the first observation).
+    pub best: f64,
+    /// Consecutive observations without improvement.
+    pub num_bad_epochs: usize,
+    /// Observations left in the cooldown after the last reduction.
+    pub cooldown_counter: usize,
 }
 
 #[cfg(test)]

@@ -19,6 +19,10 @@ mod vanishing;
 #[path = "../examples/gradient_flow.rs"]
 mod gradient_flow;
 
+#[allow(dead_code)]
+#[path = "../examples/resume.rs"]
+mod resume;
+
 use learning_rate::{Options, Verdict};
 use std::path::PathBuf;
 
@@ -140,4 +144,34 @@ fn gradient_flow_quick_run_writes_every_plot_and_record() {
     }
     let flow = std::fs::read_to_string(out.join("flow.svg")).unwrap();
     assert!(flow.starts_with("<svg") && flow.contains("sigmoid + Xavier"));
+}
+
+#[test]
+fn resume_quick_run_continues_exactly_and_a_fresh_optimiser_does_not() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples_smoke_resume");
+    let _ = std::fs::remove_dir_all(&out);
+    let s = resume::run(4, &out).unwrap();
+    assert_eq!(s.resumed_at, 2);
+    assert_eq!(s.uninterrupted.len(), 4);
+    // Same weights and data order, same operations: the resumed run is the uninterrupted one.
+    for (e, (a, b)) in s.uninterrupted.iter().zip(&s.resumed).enumerate() {
+        assert!((a - b).abs() <= 1e-12 * a.abs(), "epoch {e}: {a} vs {b}");
+    }
+    assert!(s.resumed_max_diff <= 1e-7, "{}", s.resumed_max_diff);
+    assert!((s.test_accuracy[0] - s.test_accuracy[1]).abs() < 1e-12);
+    // Without the optimiser's state the first epoch after the restart already differs.
+    let (a, c) = (s.uninterrupted[2], s.weights_only[2]);
+    assert!((a - c).abs() > 1e-3 * a, "{a} vs {c}");
+    assert!(
+        s.weights_only_max_diff > 1e-3,
+        "{}",
+        s.weights_only_max_diff
+    );
+    // Both checkpoint files were written, and nothing else (no temporary files left).
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["model.safetensors", "optimizer.safetensors"]);
 }

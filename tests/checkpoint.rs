@@ -13,8 +13,9 @@ use serde_json::Value;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use vgrad::nn::{
-    load_safetensors, load_safetensors_bytes, save_safetensors, save_safetensors_bytes, Activation,
-    Ctx, Linear, LinearConfig, Module, Param, Sequential, Visitor, VisitorMut,
+    load_optimizer_bytes, load_safetensors, load_safetensors_bytes, save_optimizer_bytes,
+    save_safetensors, save_safetensors_bytes, Activation, Adam, AdamConfig, Ctx, Linear,
+    LinearConfig, Module, Optimizer, Param, Sequential, Visitor, VisitorMut,
 };
 use vgrad::{Element, Error, Tape, Tensor, Var};
 
@@ -541,6 +542,59 @@ proptest! {
             Err(e) => {
                 prop_assert!(matches!(e, Error::Format(_)), "{:?}", e);
                 prop_assert_eq!(bits(&model), before);
+            }
+        }
+    }
+}
+
+/// An Adam state file for `mlp(10)` after two steps, the model and the optimiser that wrote it.
+fn adam_state_bytes() -> (Sequential<f32>, Adam<f32>, Vec<u8>) {
+    let mut model = mlp::<f32>(10);
+    let mut opt = Adam::new(AdamConfig::default()).unwrap();
+    let x = Tensor::from_fn(&[5, 4], |i| (i as f32 * 0.37).sin());
+    for _ in 0..2 {
+        let tape = Tape::new();
+        let mut ctx = Ctx::new(&tape);
+        let loss = model
+            .forward(&mut ctx, tape.constant(x.clone()))
+            .square()
+            .mean();
+        opt.backward_step(&mut model, &ctx, loss).unwrap();
+    }
+    let bytes = save_optimizer_bytes(&opt, &model).unwrap();
+    (model, opt, bytes)
+}
+
+/// An optimiser's whole state as comparable values: hyperparameters and steps as text, each
+/// buffer as raw bits.
+fn state_bits(opt: &Adam<f32>, model: &Sequential<f32>) -> (String, Vec<(String, Vec<u32>)>) {
+    let s = opt.state_dict(model).unwrap();
+    let scalars = format!("{} {:?} {:?}", s.kind, s.hyper, s.steps);
+    let buffers = s.buffers.iter().map(|(k, t)| {
+        let b = t.data().iter().map(|x| x.to_bits()).collect();
+        (k.clone(), b)
+    });
+    (scalars, buffers.collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// The same for an optimiser state file: loading returns, and an `Err` (a malformed file,
+    /// or hyperparameters the constructor would refuse) leaves the optimiser as it was.
+    #[test]
+    fn optimizer_loader_never_panics_and_never_half_loads(m in mutation()) {
+        let (model, mut opt, valid) = adam_state_bytes();
+        let bytes = apply(&valid, &m);
+        let before = state_bits(&opt, &model);
+        match load_optimizer_bytes(&mut opt, &model, &bytes) {
+            Ok(()) => {
+                let after = opt.state_dict(&model).unwrap();
+                prop_assert_eq!(after.buffers.len(), before.1.len());
+            }
+            Err(e) => {
+                prop_assert!(matches!(e, Error::Format(_) | Error::Config(_)), "{:?}", e);
+                prop_assert_eq!(state_bits(&opt, &model), before);
             }
         }
     }

@@ -527,3 +527,75 @@ fn nll_of_log_softmax_equals_cross_entropy() {
             .allclose(gb.wrt(z).unwrap(), 1e-12, 1e-14));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Gradient accumulation
+
+/// Gradients of the mean-squared loss of `model` on rows `rows` of `x` against `y`.
+fn mean_loss_grads(
+    model: &mut Sequential<f64>,
+    x: &Tensor<f64>,
+    y: &Tensor<f64>,
+    rows: std::ops::Range<usize>,
+) -> vgrad::nn::ParamGrads<f64> {
+    let tape = Tape::new();
+    let mut ctx = Ctx::new(&tape);
+    let (start, len) = (rows.start, rows.len());
+    let pred = model.forward(&mut ctx, tape.constant(x.narrow(0, start, len)));
+    let loss = mse_loss(
+        pred,
+        tape.constant(y.narrow(0, start, len)),
+        Reduction::Mean,
+    );
+    ctx.param_grads(&loss.backward())
+}
+
+#[test]
+fn accumulated_micro_batch_gradients_equal_the_full_batch_gradient() {
+    // No BatchNorm: its batch statistics make a micro-batch's gradient depend on the others.
+    let mut r = rng();
+    let mut model = Sequential::new()
+        .push(Linear::new(3, 6, &mut r).unwrap())
+        .push(Activation::Tanh)
+        .push(Linear::new(6, 2, &mut r).unwrap());
+    let (x, y) = (input(12, 3), input(12, 2).scale(0.5));
+    let whole = mean_loss_grads(&mut model, &x, &y, 0..12);
+    // Three micro-batches of 4, each with its mean loss: the sum scaled by 1/3.
+    let mut acc = vgrad::nn::ParamGrads::default();
+    for k in 0..3 {
+        acc.accumulate(mean_loss_grads(&mut model, &x, &y, 4 * k..4 * k + 4))
+            .unwrap();
+    }
+    acc.scale(1.0 / 3.0);
+    assert_eq!(acc.len(), whole.len());
+    for (name, g) in whole.named() {
+        let a = acc.get_name(name).unwrap();
+        for (p, q) in a.data().iter().zip(g.data()) {
+            assert!(
+                (p - q).abs() <= 1e-12 * (1.0 + q.abs()),
+                "{name}: {p} vs {q}"
+            );
+        }
+    }
+}
+
+#[test]
+fn accumulating_gradients_of_another_shape_is_an_error_that_adds_nothing() {
+    let layer = Linear::<f64>::new(3, 4, &mut rng()).unwrap();
+    let (w, b) = (layer.weight().id(), layer.bias().unwrap().id());
+    let mut acc = vgrad::nn::ParamGrads::default();
+    acc.insert(w, "weight".into(), Tensor::full(&[4, 3], 1.0));
+    let mut other = vgrad::nn::ParamGrads::default();
+    other.insert(b, "bias".into(), Tensor::full(&[4], 2.0));
+    other.insert(w, "weight".into(), Tensor::full(&[5, 3], 1.0));
+    let err = acc.accumulate(other).unwrap_err();
+    assert!(matches!(err, Error::Shape(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`weight` has shape [4, 3] here and [5, 3]"),
+        "{err}"
+    );
+    // Nothing was added, not even the bias that did fit.
+    assert_eq!(acc.len(), 1);
+    assert_eq!(acc.get_id(w).unwrap().to_vec(), vec![1.0; 12]);
+}

@@ -425,6 +425,77 @@ impl<T: Element> ParamGrads<T> {
         self.by_id.is_empty()
     }
 
+    /// Adds `other`'s gradients to these, parameter by parameter, as PyTorch's `.grad` sums
+    /// over repeated `backward()` calls; a parameter only `other` has takes its gradient as it
+    /// is. This is gradient accumulation: run backward on k micro-batches, accumulate, step
+    /// once. With a mean loss per micro-batch, [`scale`](Self::scale) the sum by 1/k (as a
+    /// PyTorch loop divides each loss by k) to get the gradient of the mean over all of them.
+    /// (A BatchNorm layer in training mode normalises each micro-batch by its own statistics,
+    /// so there the result is not the large batch's gradient, in PyTorch as here.)
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) if a parameter's two gradients differ in shape;
+    /// nothing is added then.
+    ///
+    /// # Example
+    /// ```
+    /// use rand::{SeedableRng, rngs::StdRng};
+    /// use vgrad::nn::{Ctx, Linear, Module, ParamGrads};
+    /// use vgrad::{Tape, Tensor};
+    ///
+    /// let mut layer = Linear::<f64>::new(3, 2, &mut StdRng::seed_from_u64(0))?;
+    /// let x = Tensor::from_fn(&[4, 3], |i| i as f64 / 7.0);
+    /// let mut grads_of = |rows: std::ops::Range<usize>| {
+    ///     let tape = Tape::new();
+    ///     let mut ctx = Ctx::new(&tape);
+    ///     let loss = layer.forward(&mut ctx, tape.constant(x.narrow(0, rows.start, rows.len()))).square().sum();
+    ///     ctx.param_grads(&loss.backward())
+    /// };
+    /// let whole = grads_of(0..4);
+    /// let mut acc = ParamGrads::default();
+    /// acc.accumulate(grads_of(0..2))?;
+    /// acc.accumulate(grads_of(2..4))?;
+    /// let (a, b) = (acc.get_name("weight").unwrap(), whole.get_name("weight").unwrap());
+    /// assert!(a.data().iter().zip(b.data()).all(|(p, q)| (p - q).abs() < 1e-12));
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    pub fn accumulate(&mut self, other: ParamGrads<T>) -> crate::Result<()> {
+        for (id, (name, g)) in &other.by_id {
+            if let Some((_, mine)) = self.by_id.get(id) {
+                if mine.shape() != g.shape() {
+                    return Err(crate::Error::Shape(format!(
+                        "accumulate: gradient of `{name}` has shape {:?} here and {:?} in the other",
+                        mine.shape(),
+                        g.shape()
+                    )));
+                }
+            }
+        }
+        for (id, (name, g)) in other.by_id {
+            match self.by_id.get_mut(&id) {
+                Some((_, mine)) => {
+                    let sum = std::mem::replace(mine, Tensor::zeros(&[0]));
+                    *mine = sum.accumulate(&g);
+                }
+                None => {
+                    self.by_id.insert(id, (name, g));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Multiplies every gradient by `factor` (in place where nothing else shares a buffer).
+    pub fn scale(&mut self, factor: f64) {
+        let s = T::of(factor);
+        for (_, g) in self.by_id.values_mut() {
+            match g.data_mut() {
+                Some(d) => d.iter_mut().for_each(|x| *x *= s),
+                None => *g = g.scale(s),
+            }
+        }
+    }
+
     /// The global L2 norm of all gradients together, accumulated in f64 with scaling so that
     /// tiny (1e-32) or huge values neither underflow nor overflow.
     pub fn total_norm(&self) -> f64 {

@@ -12,11 +12,11 @@ use serde_json::Value;
 use std::sync::OnceLock;
 use vgrad::nn::init::{calculate_gain, Dist, FanMode, Init, Nonlinearity};
 use vgrad::nn::{
-    binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss, Activation, BatchNorm1d,
-    BatchNormConfig, Ctx, Linear, Module, ParamGrads, Reduction, Residual, ResidualConfig,
-    Sequential,
+    binary_cross_entropy_with_logits, cross_entropy, huber_loss, l1_loss, mse_loss, nll_loss,
+    smooth_l1_loss, Activation, BatchNorm1d, BatchNormConfig, Ctx, Linear, Module, ParamGrads,
+    Reduction, Residual, ResidualConfig, Sequential,
 };
-use vgrad::{Element, GeluApprox, Tape, Tensor};
+use vgrad::{Element, GeluApprox, Tape, Tensor, Var};
 
 fn golden() -> &'static Value {
     static G: OnceLock<Value> = OnceLock::new();
@@ -392,24 +392,8 @@ fn losses<T: Element>(tol: Tol) {
     }
     for c in g["mse_loss"].as_array().unwrap() {
         let what = format!("mse_loss {}", c["reduction"]);
-        let tape = Tape::new();
-        let p = tape.leaf(tensor::<T>(&c["pred"]));
-        let y = tape.leaf(tensor::<T>(&c["target"]));
-        let loss = mse_loss(p, y, reduction(&c["reduction"]));
-        check_scalar(&what, loss.value().item(), f(&c["loss"]), tol);
-        let gr = loss.backward();
-        check(
-            &format!("{what} dpred"),
-            gr.wrt(p).unwrap(),
-            &c["dpred"],
-            tol,
-        );
-        check(
-            &format!("{what} dtarget"),
-            gr.wrt(y).unwrap(),
-            &c["dtarget"],
-            tol,
-        );
+        let red = reduction(&c["reduction"]);
+        regression_case::<T>(&what, c, tol, |p, y| mse_loss(p, y, red));
     }
     for c in g["bce_with_logits"].as_array().unwrap() {
         let what = format!("bce_with_logits {}", c["reduction"]);
@@ -432,6 +416,51 @@ fn losses<T: Element>(tol: Tol) {
             tol,
         );
     }
+    let regression = g["regression_losses"].as_array().unwrap();
+    assert_eq!(
+        regression.len(),
+        12,
+        "l1, huber ×2, smooth_l1 ×3, each mean and sum"
+    );
+    for c in regression {
+        let name = c["loss_fn"].as_str().unwrap();
+        let what = format!("{name}({}) {}", c["param"], c["reduction"]);
+        let red = reduction(&c["reduction"]);
+        let k = T::of(c["param"].as_f64().unwrap_or(0.0));
+        regression_case::<T>(&what, c, tol, |p, y| match name {
+            "l1_loss" => l1_loss(p, y, red),
+            "huber_loss" => huber_loss(p, y, k, red),
+            "smooth_l1_loss" => smooth_l1_loss(p, y, k, red),
+            other => panic!("unknown loss {other}"),
+        });
+    }
+}
+
+/// A loss of a prediction and a target against the case's value and both gradients.
+fn regression_case<T: Element>(
+    what: &str,
+    c: &Value,
+    tol: Tol,
+    loss: impl for<'t> Fn(Var<'t, T>, Var<'t, T>) -> Var<'t, T>,
+) {
+    let tape = Tape::new();
+    let p = tape.leaf(tensor::<T>(&c["pred"]));
+    let y = tape.leaf(tensor::<T>(&c["target"]));
+    let loss = loss(p, y);
+    check_scalar(what, loss.value().item(), f(&c["loss"]), tol);
+    let gr = loss.backward();
+    check(
+        &format!("{what} dpred"),
+        gr.wrt(p).unwrap(),
+        &c["dpred"],
+        tol,
+    );
+    check(
+        &format!("{what} dtarget"),
+        gr.wrt(y).unwrap(),
+        &c["dtarget"],
+        tol,
+    );
 }
 
 #[test]

@@ -126,6 +126,9 @@ fn apply<'t, T: Element>(op: &str, p: &Value, v: &[Var<'t, T>]) -> Var<'t, T> {
         }),
         "softplus" => x.softplus(f("beta"), f("threshold")),
         "silu" => x.silu(),
+        "clamp" => x.clamp(f("min"), f("max")),
+        "clamp_min" => x.clamp_min(f("min")),
+        "clamp_max" => x.clamp_max(f("max")),
         "matmul_t" => x.matmul_t(v[1], b("ta"), b("tb")),
         "sum" => x.sum(),
         "sum_axis" => x.sum_axis(u("axis"), b("keepdim")),
@@ -367,6 +370,9 @@ fn fixture_covers_every_op() {
         "gelu",
         "softplus",
         "silu",
+        "clamp",
+        "clamp_min",
+        "clamp_max",
         "matmul_t",
         "sum",
         "sum_axis",
@@ -413,6 +419,11 @@ fn subgradients_at_kinks_are_pytorchs_exact_choices() {
     assert_eq!(grad_at(20.1, |x| x.softplus(1.0, 20.0)), 1.0);
     assert_eq!(grad_at(10.05, |x| x.softplus(2.0, 20.0)), 1.0);
     assert!(grad_at(20.0, |x| x.softplus(1.0, 20.0)) < 1.0);
+    // clamp passes no gradient at either bound, nor does its one-sided forms at theirs.
+    assert_eq!(grad_at(1.0, |x| x.clamp(-1.0, 1.0)), 0.0);
+    assert_eq!(grad_at(-1.0, |x| x.clamp(-1.0, 1.0)), 0.0);
+    assert_eq!(grad_at(0.0, |x| x.clamp_min(0.0)), 0.0);
+    assert_eq!(grad_at(0.0, |x| x.clamp_max(0.0)), 0.0);
     // selu'(0) = λα.
     let la = 1.050_700_987_355_480_5 * 1.673_263_242_354_377_2;
     assert!((grad_at(0.0, |x| x.selu()) - la).abs() < 1e-15);

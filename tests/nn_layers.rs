@@ -599,3 +599,19 @@ fn accumulating_gradients_of_another_shape_is_an_error_that_adds_nothing() {
     assert_eq!(acc.len(), 1);
     assert_eq!(acc.get_id(w).unwrap().to_vec(), vec![1.0; 12]);
 }
+
+#[test]
+#[should_panic(expected = "huber_loss: delta must be positive and finite, got 0")]
+fn huber_loss_needs_a_positive_delta() {
+    let tape = Tape::<f64>::new();
+    let p = tape.leaf(Tensor::zeros(&[2]));
+    vgrad::nn::huber_loss(p, Tensor::zeros(&[2]), 0.0, Reduction::Mean);
+}
+
+#[test]
+#[should_panic(expected = "smooth_l1_loss: prediction of shape [2] and target of shape [3] differ")]
+fn smooth_l1_loss_shapes_must_match() {
+    let tape = Tape::<f64>::new();
+    let p = tape.leaf(Tensor::zeros(&[2]));
+    vgrad::nn::smooth_l1_loss(p, Tensor::zeros(&[3]), 1.0, Reduction::Mean);
+}

@@ -6,7 +6,8 @@ use rand::{rngs::StdRng, SeedableRng};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 use vgrad::nn::{
-    cross_entropy, mse_loss, BatchNorm1d, Ctx, Linear, Module, Optimizer, Reduction, Sgd, SgdConfig,
+    cross_entropy, huber_loss, mse_loss, smooth_l1_loss, BatchNorm1d, Ctx, Linear, Module,
+    Optimizer, Reduction, Sgd, SgdConfig,
 };
 use vgrad::{Tape, Tensor};
 
@@ -65,6 +66,9 @@ fn shape_panics_point_at_the_callers_line() {
     expect_here!("Tensor::matmul", x.matmul(&y));
     // Losses and layers.
     expect_here!("mse_loss", mse_loss(a, b, Reduction::Mean));
+    expect_here!("huber_loss", huber_loss(a, b, 1.0, Reduction::Mean));
+    expect_here!("huber_loss", huber_loss(a, a, 0.0, Reduction::Mean));
+    expect_here!("smooth_l1_loss", smooth_l1_loss(a, a, -1.0, Reduction::Sum));
     expect_here!("cross_entropy", cross_entropy(a, &[0, 7], Reduction::Mean));
     let mut lin = Linear::<f32>::new(5, 2, &mut StdRng::seed_from_u64(0)).unwrap();
     expect_here!("Linear", lin.forward(&mut Ctx::new(&t), a));

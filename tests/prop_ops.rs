@@ -422,6 +422,21 @@ proptest! {
     }
 
     #[test]
+    fn clamp(
+        (x, lo, hi) in (any_tensor(-3.0..3.0f64), -1.5..0.0f64, 0.1..1.5f64)
+            .prop_filter("no element within 1e-3 of a bound", |(x, lo, hi)| {
+                x.data().iter().all(|v| (v - lo).abs() > 1e-3 && (v - hi).abs() > 1e-3)
+            }),
+        side in 0..3usize,
+    ) {
+        match side {
+            0 => check!([x], ALL, |v| v[0].clamp(k(lo), k(hi)))?,
+            1 => check!([x], ALL, |v| v[0].clamp_min(k(lo)))?,
+            _ => check!([x], ALL, |v| v[0].clamp_max(k(hi)))?,
+        }
+    }
+
+    #[test]
     fn selu(x in any_tensor(signed(1e-3, 4.0))) {
         check!([x], ALL, |v| v[0].selu())?;
     }
@@ -727,6 +742,43 @@ proptest! {
     #[test]
     fn log_softmax((x, axis) in with_axis(-8.0..8.0)) {
         check!([x], ALL, |v| v[0].log_softmax(axis))?;
+    }
+}
+
+// ---------------------------------------------------------------- regression losses
+
+/// A prediction and a target of one random shape whose residuals stay 1e-3 away from 0 and
+/// from ±`kink` (the composed losses' kinks).
+fn residual_pair(kink: f64) -> impl Strategy<Value = (Tensor<f64>, Tensor<f64>)> {
+    shape()
+        .prop_flat_map(|s| (tensor(s.clone(), -3.0..3.0), tensor(s, -3.0..3.0)))
+        .prop_filter("residuals away from the kinks", move |(p, y)| {
+            p.data().iter().zip(y.data()).all(|(a, b)| {
+                let d = (a - b).abs();
+                d > 1e-3 && (d - kink).abs() > 1e-3
+            })
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn l1_loss((p, y) in residual_pair(0.0)) {
+        use vgrad::nn::{l1_loss, Reduction};
+        check!([p, y], ALL, |v| l1_loss(v[0], v[1], Reduction::Mean))?;
+    }
+
+    #[test]
+    fn huber_loss((p, y) in residual_pair(0.8)) {
+        use vgrad::nn::{huber_loss, Reduction};
+        check!([p, y], ALL, |v| huber_loss(v[0], v[1], k(0.8), Reduction::Sum))?;
+    }
+
+    #[test]
+    fn smooth_l1_loss((p, y) in residual_pair(0.5)) {
+        use vgrad::nn::{smooth_l1_loss, Reduction};
+        check!([p, y], ALL, |v| smooth_l1_loss(v[0], v[1], k(0.5), Reduction::Mean))?;
     }
 }
 

@@ -4,6 +4,9 @@
 //! | function | formula per element (then mean or sum) | rule |
 //! |---|---|---|
 //! | [`mse_loss`] | `(p − y)²` | composed from primitives |
+//! | [`l1_loss`] | `\|p − y\|` | composed |
+//! | [`huber_loss`] | `½d²` for `\|d\| < δ`, else `δ(\|d\| − ½δ)`, `d = p − y` | composed (a clamp) |
+//! | [`smooth_l1_loss`] | `½d²/β` for `\|d\| < β`, else `\|d\| − ½β` | composed (a clamp) |
 //! | [`cross_entropy`] | `−log softmax(z)ᵢ[tᵢ]`, per row | fused, `(softmax(z) − onehot(t))/N` |
 //! | [`nll_loss`] | `−xᵢ[tᵢ]`, per row | composed (a gather) |
 //! | [`binary_cross_entropy_with_logits`] | `max(z, 0) − z·y + log(1 + e^(−\|z\|))` | fused, `σ(z) − y` |
@@ -100,14 +103,140 @@ pub fn mse_loss<'t, T: Element>(
     target: impl LossTarget<'t, T>,
     reduction: Reduction,
 ) -> Var<'t, T> {
+    let (pred, target) = regression_operands("mse_loss", pred, target);
+    reduction.apply((pred - target).square())
+}
+
+/// Checks a regression loss's operands: same tape, same shape.
+#[track_caller]
+fn regression_operands<'t, T: Element>(
+    name: &str,
+    pred: Var<'t, T>,
+    target: impl LossTarget<'t, T>,
+) -> (Var<'t, T>, Var<'t, T>) {
     let target = target.into_var(pred.tape());
-    pred.same_tape("mse_loss", &target);
+    pred.same_tape(name, &target);
     let (ps, ts) = (pred.shape(), target.shape());
     assert!(
         ps == ts,
-        "mse_loss: prediction of shape {ps:?} and target of shape {ts:?} differ"
+        "{name}: prediction of shape {ps:?} and target of shape {ts:?} differ"
     );
-    reduction.apply((pred - target).square())
+    (pred, target)
+}
+
+/// Mean absolute error, `mean(|p − y|)` (or the sum), composed from `sub`, `abs` and a
+/// reduction.
+///
+/// Derivative: `sign(p − y)/n` with respect to `p` for the mean, `sign(p − y)` for the sum
+/// (0 where `p = y`, as PyTorch's); the negation with respect to `y`.
+///
+/// # Panics
+/// As [`mse_loss`].
+///
+/// # Example
+/// ```
+/// use vgrad::nn::loss::{l1_loss, Reduction};
+/// use vgrad::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let p = tape.leaf(Tensor::vector(&[1.0, 2.0, 3.0]));
+/// let loss = l1_loss(p, Tensor::vector(&[0.0, 4.0, 3.0]), Reduction::Sum);
+/// assert_eq!(loss.value().item(), 3.0);
+/// assert_eq!(loss.backward().wrt(p).unwrap().data(), &[1.0, -1.0, 0.0]);
+/// ```
+#[track_caller]
+pub fn l1_loss<'t, T: Element>(
+    pred: Var<'t, T>,
+    target: impl LossTarget<'t, T>,
+    reduction: Reduction,
+) -> Var<'t, T> {
+    let (pred, target) = regression_operands("l1_loss", pred, target);
+    reduction.apply((pred - target).abs())
+}
+
+/// `½q² + δ(a − q)` with `a = |d|` and `q = min(a, δ)`: Huber's function of the residual
+/// `d`, composed so that its derivative is PyTorch's everywhere, `d` inside and `±δ` outside,
+/// including at `|d| = δ` and (through `abs`) 0 at `d = 0`.
+fn huber<'t, T: Element>(d: Var<'t, T>, delta: T) -> Var<'t, T> {
+    let a = d.abs();
+    let q = a.clamp_max(delta);
+    q.square().scale(T::of(0.5)) + (a - q).scale(delta)
+}
+
+#[track_caller]
+fn check_positive<T: Element>(name: &str, what: &str, x: T) {
+    assert!(
+        x > T::zero() && x.is_finite(),
+        "{name}: {what} must be positive and finite, got {}",
+        x.to_f64().unwrap_or(f64::NAN)
+    );
+}
+
+/// Huber loss with threshold `delta` (PyTorch's `huber_loss`, default `delta = 1`): per
+/// element `½d²` where `|d| < δ` and `δ(|d| − ½δ)` elsewhere, with `d = p − y`; then the mean
+/// or the sum. Quadratic near the target, linear (so robust to outliers) far from it.
+///
+/// Derivative with respect to `p`: `d` where `|d| ≤ δ`, `δ·sign(d)` elsewhere (divided by the
+/// element count for the mean); the negation with respect to `y`.
+///
+/// # Panics
+/// As [`mse_loss`], and if `delta` is not positive and finite (PyTorch also rejects
+/// `delta ≤ 0`).
+///
+/// # Example
+/// ```
+/// use vgrad::nn::loss::{huber_loss, Reduction};
+/// use vgrad::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let p = tape.leaf(Tensor::vector(&[0.5, 3.0]));
+/// let loss = huber_loss(p, Tensor::vector(&[0.0, 0.0]), 1.0, Reduction::Sum);
+/// assert!((loss.value().item() - (0.125 + 2.5)).abs() < 1e-12);
+/// assert_eq!(loss.backward().wrt(p).unwrap().data(), &[0.5, 1.0]);
+/// ```
+#[track_caller]
+pub fn huber_loss<'t, T: Element>(
+    pred: Var<'t, T>,
+    target: impl LossTarget<'t, T>,
+    delta: T,
+    reduction: Reduction,
+) -> Var<'t, T> {
+    check_positive("huber_loss", "delta", delta);
+    let (pred, target) = regression_operands("huber_loss", pred, target);
+    reduction.apply(huber(pred - target, delta))
+}
+
+/// Smooth L1 loss with threshold `beta` (PyTorch's `smooth_l1_loss`, default `beta = 1`): per
+/// element `½d²/β` where `|d| < β` and `|d| − ½β` elsewhere, with `d = p − y`; `beta = 0` is
+/// [`l1_loss`]. It is [`huber_loss`] divided by `β`.
+///
+/// Derivative with respect to `p`: `d/β` where `|d| ≤ β`, `sign(d)` elsewhere (divided by the
+/// element count for the mean); the negation with respect to `y`.
+///
+/// # Panics
+/// As [`mse_loss`], and if `beta` is negative or not finite (PyTorch also rejects `beta < 0`).
+///
+/// # Example
+/// ```
+/// use vgrad::nn::loss::{smooth_l1_loss, Reduction};
+/// use vgrad::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let p = tape.leaf(Tensor::vector(&[0.25, -2.0]));
+/// let loss = smooth_l1_loss(p, Tensor::vector(&[0.0, 0.0]), 0.5, Reduction::Sum);
+/// assert!((loss.value().item() - (0.0625 + 1.75)).abs() < 1e-12);
+/// assert_eq!(loss.backward().wrt(p).unwrap().data(), &[0.5, -1.0]);
+/// ```
+#[track_caller]
+pub fn smooth_l1_loss<'t, T: Element>(
+    pred: Var<'t, T>,
+    target: impl LossTarget<'t, T>,
+    beta: T,
+    reduction: Reduction,
+) -> Var<'t, T> {
+    if beta == T::zero() {
+        return l1_loss(pred, target, reduction);
+    }
+    check_positive("smooth_l1_loss", "beta", beta);
+    let (pred, target) = regression_operands("smooth_l1_loss", pred, target);
+    reduction.apply(huber(pred - target, beta).scale(T::one() / beta))
 }
 
 /// Softmax cross-entropy of logits `[N, C]` against class indices `targets` (one per row, each

@@ -101,7 +101,8 @@ pub use clip::{clip_grad_norm, clip_grad_value};
 pub use dropout::Dropout;
 pub use linear::{Linear, LinearConfig};
 pub use loss::{
-    binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss, LossTarget, Reduction,
+    binary_cross_entropy_with_logits, cross_entropy, huber_loss, l1_loss, mse_loss, nll_loss,
+    smooth_l1_loss, LossTarget, Reduction,
 };
 pub use module::{
     Ctx, DottedPath, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut,

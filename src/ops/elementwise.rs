@@ -6,7 +6,7 @@
 //!
 //! Values and subgradients at kinks follow PyTorch: relu'(0) = 0, abs'(0) = 0,
 //! leaky_relu'(0) = slope, elu'(0) = α, selu'(0) = λα, softplus returns x with gradient exactly 1
-//! where βx > threshold.
+//! where βx > threshold, clamp' = 0 at both bounds.
 
 use super::{Algebra, InputGrads, Op};
 use crate::tape::Var;
@@ -97,6 +97,17 @@ pub(crate) fn unary_forward<T: Element>(op: &Op<T>, x: &Tensor<T>) -> Tensor<T> 
             }
         }),
         Op::Silu => x.map_par(|v| v * sigmoid(v)),
+        // The lower bound first, then the upper: with min > max every element becomes max,
+        // as in PyTorch. A NaN x passes through both comparisons; a NaN bound gives NaN.
+        Op::Clamp { min, max } if min.is_nan() || max.is_nan() => x.map_par(|_| T::nan()),
+        Op::Clamp { min, max } => x.map_par(|v| {
+            let v = if v < min { min } else { v };
+            if v > max {
+                max
+            } else {
+                v
+            }
+        }),
         _ => unreachable!("unary_forward called with non-unary op {}", op.name()),
     }
 }
@@ -303,6 +314,20 @@ pub(crate) fn unary_backward<T: Element, A: Algebra<T>>(op: &Op<T>, x: &A, y: &A
                 g.mul(&s.mul(&x.mul(&s.neg().add_scalar(one)).add_scalar(one)))
             },
         ),
+        // clamp' = 1 strictly inside the bounds, 0 outside and at a finite bound (PyTorch
+        // 2.15 passes no gradient at x = min or x = max either)
+        Op::Clamp { min, max } => {
+            let inside = move |v: T| {
+                (v > min || min == T::neg_infinity()) && (v < max || max == T::infinity())
+            };
+            A::pointwise(
+                g,
+                x,
+                y,
+                move |g, x, _| if inside(x) { g } else { zero },
+                || g.mul_const(x.value().map(|v| step(inside(v)))),
+            )
+        }
         _ => unreachable!("unary_backward called with non-unary op {}", op.name()),
     }
 }
@@ -463,6 +488,38 @@ impl<'t, T: Element> Var<'t, T> {
     /// SiLU (swish), `x·σ(x)`. Derivative: `σ(x)(1 + x(1 − σ(x)))`.
     pub fn silu(self) -> Var<'t, T> {
         self.apply_unary(Op::Silu)
+    }
+
+    /// `min(max(x, min), max)`, PyTorch's `clamp`: with `min > max` every element becomes
+    /// `max`; a NaN element stays NaN; a NaN bound makes every element NaN. An infinite bound
+    /// is no bound ([`clamp_min`](Var::clamp_min), [`clamp_max`](Var::clamp_max)).
+    /// Derivative: 1 where `min < x < max`, else 0, also at `x = min` and `x = max` (as
+    /// PyTorch 2.15's, measured; `relu` is `clamp_min(0)` there too).
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// let x = tape.leaf(Tensor::vector(&[-2.0, 0.0, 0.5, 1.0, 3.0]));
+    /// let y = x.clamp(0.0, 1.0);
+    /// assert_eq!(y.value().to_vec(), [0.0, 0.0, 0.5, 1.0, 1.0]);
+    /// let g = y.sum().backward();
+    /// assert_eq!(g.wrt(x).unwrap().to_vec(), [0.0, 0.0, 1.0, 0.0, 0.0]);
+    /// ```
+    pub fn clamp(self, min: T, max: T) -> Var<'t, T> {
+        self.apply_unary(Op::Clamp { min, max })
+    }
+
+    /// `max(x, min)`: [`clamp`](Var::clamp) with no upper bound. Derivative: 1 where `x > min`,
+    /// else 0.
+    pub fn clamp_min(self, min: T) -> Var<'t, T> {
+        self.clamp(min, T::infinity())
+    }
+
+    /// `min(x, max)`: [`clamp`](Var::clamp) with no lower bound. Derivative: 1 where `x < max`,
+    /// else 0.
+    pub fn clamp_max(self, max: T) -> Var<'t, T> {
+        self.clamp(T::neg_infinity(), max)
     }
 }
 

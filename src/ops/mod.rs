@@ -58,6 +58,11 @@ pub(crate) enum Op<T: Element> {
         threshold: T,
     },
     Silu,
+    /// `min(max(x, min), max)`; an infinite bound is no bound.
+    Clamp {
+        min: T,
+        max: T,
+    },
     // Linear algebra.
     MatMul {
         ta: bool,
@@ -146,6 +151,7 @@ impl<T: Element> Op<T> {
             Op::Gelu(_) => "gelu",
             Op::Softplus { .. } => "softplus",
             Op::Silu => "silu",
+            Op::Clamp { .. } => "clamp",
             Op::MatMul { .. } => "matmul",
             Op::Linear => "linear",
             Op::SumAll | Op::SumAxis { .. } => "sum",
@@ -339,7 +345,10 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
         | Op::Selu
         | Op::Gelu(_)
         | Op::Softplus { .. }
-        | Op::Silu => smallvec::smallvec![Some(elementwise::unary_backward(op, x[0], y, g))],
+        | Op::Silu
+        | Op::Clamp { .. } => {
+            smallvec::smallvec![Some(elementwise::unary_backward(op, x[0], y, g))]
+        }
         Op::MatMul { ta, tb } => matmul::backward(x[0], x[1], g, *ta, *tb, needs),
         Op::Linear => matmul::linear_backward(x, g, needs),
         Op::SumAll | Op::SumAxis { .. } | Op::MaxAll | Op::MaxAxis { .. } => {

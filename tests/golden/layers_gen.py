@@ -227,6 +227,34 @@ def bce_cases():
     return out
 
 
+def regression_cases():
+    # Fixed values (no random draws, so the other cases' streams are untouched): residuals
+    # d = p - y of exactly 0, exactly +-1, +-0.5 and +-2 (the thresholds used below), and some
+    # in between and beyond.
+    p0 = torch.tensor([[0.0, 1.0, -1.0, 0.5], [2.5, -0.25, 3.0, 0.7], [-2.0, 1.5, 0.1, -4.0]],
+                      dtype=DT)
+    y0 = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.5, 0.25, 0.0, 1.2], [0.0, 1.5, 0.3, -1.0]],
+                      dtype=DT)
+    losses = [
+        ("l1_loss", None, lambda p, y, red, _: F.l1_loss(p, y, reduction=red)),
+        ("huber_loss", 1.0, lambda p, y, red, k: F.huber_loss(p, y, reduction=red, delta=k)),
+        ("huber_loss", 0.5, lambda p, y, red, k: F.huber_loss(p, y, reduction=red, delta=k)),
+        ("smooth_l1_loss", 1.0, lambda p, y, red, k: F.smooth_l1_loss(p, y, reduction=red, beta=k)),
+        ("smooth_l1_loss", 0.5, lambda p, y, red, k: F.smooth_l1_loss(p, y, reduction=red, beta=k)),
+        ("smooth_l1_loss", 0.0, lambda p, y, red, k: F.smooth_l1_loss(p, y, reduction=red, beta=k)),
+    ]
+    out = []
+    for name, k, fn in losses:
+        for red in ["mean", "sum"]:
+            p, y = p0.clone().requires_grad_(), y0.clone().requires_grad_()
+            loss = fn(p, y, red, k)
+            loss.backward()
+            out.append({"loss_fn": name, "param": k, "reduction": red, "pred": t(p),
+                        "target": t(y), "loss": loss.item(), "dpred": t(p.grad),
+                        "dtarget": t(y.grad)})
+    return out
+
+
 # --- Initialisation -------------------------------------------------------------------------
 
 def gains():
@@ -309,6 +337,7 @@ def main():
         "bce_with_logits": bce_cases(),
         "gains": gains(),
         "init": init_cases(),
+        "regression_losses": regression_cases(),
     }
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json")
     with open(path, "w") as f:

@@ -113,6 +113,20 @@ case("gelu_exact_kink", "gelu", [[-3.0, -1.0, -0.0, 0.0, 0.5, 3.0]], F.gelu,
 case("gelu_tanh_kink", "gelu", [[-3.0, -1.0, -0.0, 0.0, 0.5, 3.0]],
      lambda x: F.gelu(x, approximate="tanh"), {"approximate": "tanh"}, seed="ones", rtol=1e-10)
 
+# clamp: values at and beside both bounds (PyTorch passes no gradient at x = min or x = max),
+# one-sided forms, min > max (every element becomes max, no gradient), and NaN / infinities.
+BOUNDS = [-3.0, -1.0 - 1e-12, -1.0, -0.5, 0.0, 0.75, 1.0, 1.0 + 1e-12, 4.0]
+case("clamp_bounds", "clamp", [BOUNDS], lambda x: torch.clamp(x, -1.0, 1.0),
+     {"min": -1.0, "max": 1.0}, seed="ones")
+case("clamp_ramp_seed", "clamp", [[-2.0, -0.25, 0.5, 2.0]], lambda x: torch.clamp(x, -0.5, 1.5),
+     {"min": -0.5, "max": 1.5})
+case("clamp_min", "clamp_min", [BOUNDS], lambda x: torch.clamp(x, min=0.0), {"min": 0.0},
+     seed="ones")
+case("clamp_max", "clamp_max", [BOUNDS], lambda x: torch.clamp(x, max=0.75), {"max": 0.75},
+     seed="ones")
+case("clamp_min_above_max", "clamp", [[-2.0, 0.5, 1.5, 3.0]], lambda x: torch.clamp(x, 2.0, 1.0),
+     {"min": 2.0, "max": 1.0}, seed="ones")
+
 # Tails of ELU/SELU: the derivative α·eˣ must keep its relative accuracy for very negative x
 # (computed as y + α it cancels to 0 once eˣ < ulp(α)). Relative tolerance only.
 TAIL = [-100.0, -40.0, -20.0, -16.0, -10.0, -5.0]
@@ -279,6 +293,9 @@ NONFINITE = [
     ("ln", torch.log, {}, [NAN, -INF, INF, 0.0, -1.0]),
     ("sqrt", torch.sqrt, {}, [NAN, -INF, INF, 0.0, -1.0]),
     ("erf", torch.erf, {}, [NAN, -INF, INF]),
+    ("clamp", lambda x: torch.clamp(x, -1.0, 1.0), {"min": -1.0, "max": 1.0}, [NAN, -INF, INF]),
+    ("clamp_min", lambda x: torch.clamp(x, min=0.0), {"min": 0.0}, [NAN, -INF, INF]),
+    ("clamp_max", lambda x: torch.clamp(x, max=0.0), {"max": 0.0}, [NAN, -INF, INF]),
 ]
 for op, fn, params, xs in NONFINITE:
     case(f"{op}_nonfinite", op, [xs], fn, params, seed="ones")

@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 use vgrad::nn::init::{calculate_gain, Dist, FanMode, Init, Nonlinearity};
 use vgrad::nn::{
     binary_cross_entropy_with_logits, cross_entropy, huber_loss, l1_loss, mse_loss, nll_loss,
-    smooth_l1_loss, Activation, BatchNorm1d, BatchNormConfig, Ctx, Linear, Module, ParamGrads,
-    Reduction, Residual, ResidualConfig, Sequential,
+    smooth_l1_loss, Activation, BatchNorm1d, BatchNormConfig, Ctx, LayerNorm, LayerNormConfig,
+    Linear, Module, ParamGrads, Reduction, Residual, ResidualConfig, Sequential,
 };
 use vgrad::{Element, GeluApprox, Tape, Tensor, Var};
 
@@ -283,6 +283,56 @@ fn batchnorm1d_train_running_stats_and_eval_match_pytorch_f64() {
 #[test]
 fn batchnorm1d_train_running_stats_and_eval_match_pytorch_f32() {
     batchnorm::<f32>(F32);
+}
+
+// --- LayerNorm ---------------------------------------------------------------------------------
+
+fn layernorm<T: Element>(tol: Tol) {
+    let cases = golden()["layernorm"].as_array().unwrap().clone();
+    assert_eq!(cases.len(), 4);
+    for (k, c) in cases.iter().enumerate() {
+        let what = format!("layernorm{k}");
+        let cfg = LayerNormConfig {
+            eps: f(&c["eps"]),
+            elementwise_affine: c["elementwise_affine"].as_bool().unwrap(),
+            bias: c["bias"].as_bool().unwrap(),
+        };
+        let features = c["features"].as_u64().unwrap() as usize;
+        let mut ln = LayerNorm::<T>::with_config(features, cfg).unwrap();
+        assert_eq!(format!("{ln:?}"), c["repr"].as_str().unwrap());
+        if let Some(w) = ln.weight_mut() {
+            w.set(tensor(&c["weight"]));
+        }
+        if let Some(b) = ln.bias_mut() {
+            b.set(tensor(&c["bias_value"]));
+        }
+        let tape = Tape::new();
+        let mut ctx = Ctx::new(&tape);
+        let x = tape.leaf(tensor(&c["x"]));
+        let y = ln.forward(&mut ctx, x);
+        check(&format!("{what} y"), &y.value(), &c["y"], tol);
+        let g = y.backward_with(tensor(&c["seed"]));
+        check(&format!("{what} dx"), g.wrt(x).unwrap(), &c["dx"], tol);
+        let pg = ctx.param_grads(&g);
+        let expected = ["weight", "bias"].map(|n| c.get(format!("d{n}")).is_some());
+        assert_eq!(pg.len(), expected.iter().filter(|&&e| e).count(), "{what}");
+        for (name, present) in ["weight", "bias"].into_iter().zip(expected) {
+            if present {
+                let want = &c[format!("d{name}")];
+                check(&format!("{what} d{name}"), param_grad(&pg, name), want, tol);
+            }
+        }
+    }
+}
+
+#[test]
+fn layernorm_matches_pytorch_f64() {
+    layernorm::<f64>(F64);
+}
+
+#[test]
+fn layernorm_matches_pytorch_f32() {
+    layernorm::<f32>(F32);
 }
 
 // --- Residual block ---------------------------------------------------------------------------

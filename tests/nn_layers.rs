@@ -7,7 +7,8 @@ use std::cell::RefCell;
 use vgrad::nn::init::Init;
 use vgrad::nn::{
     cross_entropy, mse_loss, nll_loss, Activation, BatchNorm1d, BatchNormConfig, Ctx, Dropout,
-    Linear, LinearConfig, Module, Reduction, Residual, ResidualConfig, Sequential,
+    LayerNorm, LayerNormConfig, Linear, LinearConfig, Module, Reduction, Residual, ResidualConfig,
+    Sequential,
 };
 use vgrad::{gradcheck, Error, GeluApprox, GradcheckOptions, Tape, Tensor};
 
@@ -101,6 +102,19 @@ fn every_parameter_of_every_layer_gets_a_finite_nonzero_gradient() {
         &[],
     );
 
+    // LayerNorm, with and without its affine parameters, on a 3-D input too.
+    check_param_grads(&mut LayerNorm::new(5).unwrap(), x.clone(), &[]);
+    let bare = LayerNormConfig {
+        elementwise_affine: false,
+        ..Default::default()
+    };
+    check_param_grads(
+        &mut LayerNorm::with_config(5, bare).unwrap(),
+        x.clone(),
+        &[],
+    );
+    check_param_grads(&mut LayerNorm::new(5).unwrap(), x.reshape(&[2, 4, 5]), &[]);
+
     // Residual blocks: identity skip, and projection with a scaled branch.
     let mut res = Residual::new(mlp_block(5, 7, 5, &mut rng));
     check_param_grads(&mut res, x.clone(), &[]);
@@ -173,6 +187,66 @@ fn batchnorm_training_gradient_passes_gradcheck() {
         GradcheckOptions::default(),
     );
     report.assert_passed();
+}
+
+#[test]
+fn layernorm_gradient_passes_gradcheck_and_needs_no_batch() {
+    let mut ln = LayerNorm::<f64>::new(3).unwrap();
+    ln.weight_mut()
+        .unwrap()
+        .set(Tensor::vector(&[1.5, 0.7, -1.2]));
+    ln.bias_mut()
+        .unwrap()
+        .set(Tensor::vector(&[0.1, -0.3, 0.2]));
+    let ln = RefCell::new(ln);
+    let r = Tensor::from_fn(&[4, 3], |i| ((i as f64) * 1.1).sin());
+    let report = gradcheck(
+        |v| {
+            let tape = v[0].tape();
+            let y = ln.borrow_mut().forward(&mut Ctx::new(tape), v[0]);
+            (y * tape.constant(r.clone())).sum()
+        },
+        &[input(4, 3)],
+        GradcheckOptions::default(),
+    );
+    report.assert_passed();
+    // Each row is normalised on its own: a batch of one gives that row's result.
+    let x = input(4, 3);
+    let all = forward_value(&mut *ln.borrow_mut(), x.clone());
+    let one = forward_value(&mut *ln.borrow_mut(), x.narrow(0, 2, 1));
+    assert!(one.allclose(&all.narrow(0, 2, 1), 1e-15, 1e-15));
+}
+
+fn forward_value(m: &mut dyn Module<f64>, x: Tensor<f64>) -> Tensor<f64> {
+    let tape = Tape::new();
+    m.forward(&mut Ctx::new(&tape), tape.constant(x)).value()
+}
+
+#[test]
+fn layernorm_configuration_errors_and_shape_panic() {
+    assert!(LayerNorm::<f32>::new(0).is_err());
+    let bad = LayerNormConfig {
+        eps: 0.0,
+        ..Default::default()
+    };
+    let err = LayerNorm::<f32>::with_config(4, bad).unwrap_err();
+    assert!(err.to_string().contains("eps must be positive"), "{err}");
+    let no_bias = LayerNormConfig {
+        bias: false,
+        ..Default::default()
+    };
+    let ln = LayerNorm::<f32>::with_config(4, no_bias).unwrap();
+    assert!(ln.weight().is_some() && ln.bias().is_none());
+    let names: Vec<String> = ln.state_dict().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["weight"]);
+}
+
+#[test]
+#[should_panic(expected = "LayerNorm: expected input of shape [..., 4], got [2, 3]")]
+fn layernorm_wrong_width_panics() {
+    let mut ln = LayerNorm::<f32>::new(4).unwrap();
+    let tape = Tape::new();
+    ln.forward(&mut Ctx::new(&tape), tape.constant(Tensor::zeros(&[2, 3])));
 }
 
 #[test]

@@ -6,8 +6,8 @@ use rand::{rngs::StdRng, SeedableRng};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 use vgrad::nn::{
-    cross_entropy, huber_loss, mse_loss, smooth_l1_loss, BatchNorm1d, Ctx, Linear, Module,
-    Optimizer, Reduction, Sgd, SgdConfig,
+    cross_entropy, huber_loss, mse_loss, smooth_l1_loss, BatchNorm1d, Ctx, LayerNorm, Linear,
+    Module, Optimizer, Reduction, Sgd, SgdConfig,
 };
 use vgrad::{Tape, Tensor};
 
@@ -74,6 +74,8 @@ fn shape_panics_point_at_the_callers_line() {
     expect_here!("Linear", lin.forward(&mut Ctx::new(&t), a));
     let mut bn = BatchNorm1d::<f32>::new(5).unwrap();
     expect_here!("BatchNorm1d", bn.forward(&mut Ctx::new(&t), a));
+    let mut ln = LayerNorm::<f32>::new(5).unwrap();
+    expect_here!("LayerNorm", ln.forward(&mut Ctx::new(&t), a));
     // The optimiser step fused into backward, on a loss that is not a scalar.
     let (mut opt, ctx) = (Sgd::<f32>::new(SgdConfig::default()).unwrap(), Ctx::new(&t));
     expect_here!("backward_step", opt.backward_step(&mut lin, &ctx, a));

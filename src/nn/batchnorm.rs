@@ -53,8 +53,11 @@ impl Default for BatchNormConfig {
 /// component of `g` constant across the batch: a `Linear` bias right before a training-mode
 /// BatchNorm therefore receives zero gradient. `dγ = Σ g·x̂`, `dβ = Σ g`.
 ///
-/// The layer is composed from primitives (`mean_axis`, `sub`, `square`, `powf(−½)`, `mul`), so
-/// its gradient is also differentiable again under [`backward_graph`](crate::Var::backward_graph).
+/// With batch statistics the layer is one fused op ([`Var::batch_norm`](crate::Var::batch_norm):
+/// two passes forward, two backward), whose rule is written over the same algebra as every
+/// primitive's, so its gradient is also differentiable again under
+/// [`backward_graph`](crate::Var::backward_graph); with running statistics it is composed
+/// from primitives.
 ///
 /// Parameters `weight` `[C]` and `bias` `[C]` (with `affine`); buffers `running_mean` `[C]`
 /// (zeros), `running_var` `[C]` (ones) and `num_batches_tracked` (with
@@ -114,17 +117,7 @@ impl<T: Element> BatchNorm1d<T> {
     /// [`Error::Config`] if `num_features` is zero, `eps` is not a positive finite number, or
     /// `momentum` is outside `[0, 1]`.
     pub fn with_config(num_features: usize, cfg: BatchNormConfig) -> Result<Self> {
-        if num_features == 0 {
-            return Err(Error::Config(
-                "BatchNorm1d: num_features must be positive, got 0".into(),
-            ));
-        }
-        if !(cfg.eps > 0.0 && cfg.eps.is_finite()) {
-            return Err(Error::Config(format!(
-                "BatchNorm1d: eps must be positive and finite, got {}",
-                cfg.eps
-            )));
-        }
+        check_size_and_eps("BatchNorm1d", "num_features", num_features, cfg.eps)?;
         if !(0.0..=1.0).contains(&cfg.momentum) {
             return Err(Error::Config(format!(
                 "BatchNorm1d: momentum must be in [0, 1], got {}",
@@ -310,6 +303,21 @@ impl<T: Element> fmt::Debug for BatchNorm1d<T> {
             py_bool(self.cfg.track_running_stats)
         )
     }
+}
+
+/// The checks every normalisation layer makes of its size and `eps`.
+pub(crate) fn check_size_and_eps(layer: &str, size: &str, n: usize, eps: f64) -> Result<()> {
+    if n == 0 {
+        return Err(Error::Config(format!(
+            "{layer}: {size} must be positive, got 0"
+        )));
+    }
+    if !(eps > 0.0 && eps.is_finite()) {
+        return Err(Error::Config(format!(
+            "{layer}: eps must be positive and finite, got {eps}"
+        )));
+    }
+    Ok(())
 }
 
 /// `True` / `False`, as Python prints them.

@@ -83,6 +83,7 @@ pub mod checkpoint;
 pub mod clip;
 mod dropout;
 pub mod init;
+mod layernorm;
 mod linear;
 pub mod loss;
 mod module;
@@ -99,6 +100,7 @@ pub use checkpoint::{
 };
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use dropout::Dropout;
+pub use layernorm::{LayerNorm, LayerNormConfig};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, huber_loss, l1_loss, mse_loss, nll_loss,

@@ -227,6 +227,41 @@ def bce_cases():
     return out
 
 
+def layernorm_cases():
+    # Own generator, so the cases before these keep their random streams.
+    g = torch.Generator().manual_seed(7)
+    rnd = lambda *shape: torch.randn(*shape, generator=g, dtype=DT)
+    out = []
+    for shape, eps, affine, bias in [((2, 3, 5), 1e-5, True, True), ((6, 4), 1e-3, True, False),
+                                     ((4, 3), 1e-5, False, False), ((1, 5), 1e-5, True, True)]:
+        c = shape[-1]
+        ln = nn.LayerNorm(c, eps=eps, elementwise_affine=affine, bias=bias).to(DT)
+        case = {"features": c, "eps": eps, "elementwise_affine": affine, "bias": bias,
+                "repr": repr(ln)}
+        if affine:
+            with torch.no_grad():
+                ln.weight.copy_(1.0 + 0.5 * rnd(c))
+                if bias:
+                    ln.bias.copy_(0.3 * rnd(c))
+            case["weight"] = t(ln.weight)
+            if bias:
+                case["bias_value"] = t(ln.bias)
+        # Features on different scales and offsets within a sample.
+        scale = torch.tensor([1.0, 10.0, 0.1, 3.0, 0.5][:c], dtype=DT)
+        offset = torch.tensor([0.0, -5.0, 2.0, 100.0, 0.3][:c], dtype=DT)
+        x = (rnd(*shape) * scale + offset).requires_grad_()
+        seed = rnd(*shape)
+        y = ln(x)
+        y.backward(seed)
+        case.update({"x": t(x), "seed": t(seed), "y": t(y), "dx": t(x.grad)})
+        if affine:
+            case["dweight"] = t(ln.weight.grad)
+            if bias:
+                case["dbias"] = t(ln.bias.grad)
+        out.append(case)
+    return out
+
+
 def regression_cases():
     # Fixed values (no random draws, so the other cases' streams are untouched): residuals
     # d = p - y of exactly 0, exactly +-1, +-0.5 and +-2 (the thresholds used below), and some
@@ -338,6 +373,7 @@ def main():
         "gains": gains(),
         "init": init_cases(),
         "regression_losses": regression_cases(),
+        "layernorm": layernorm_cases(),
     }
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json")
     with open(path, "w") as f:

@@ -582,7 +582,6 @@ fn named_params<T: Element>(model: &dyn Module<T>) -> Result<Vec<NamedParam>> {
 
 /// Builds an [`OptimizerState`]: `of(id)` lists the buffers a parameter has under the
 /// optimiser's configuration and its step count, or `None` when it has no state yet.
-#[allow(clippy::type_complexity)]
 fn export_state<'s, T: Element>(
     kind: &str,
     hyper: &[(&str, f64)],
@@ -610,6 +609,9 @@ fn export_state<'s, T: Element>(
     Ok(state)
 }
 
+/// Each parameter's state read back from an [`OptimizerState`], with its name.
+type ImportedParams<T> = FastIdMap<ParamId, (String, Imported<T>)>;
+
 /// A parameter's state as read back from an [`OptimizerState`].
 struct Imported<T> {
     buffers: BTreeMap<&'static str, Vec<T>>,
@@ -626,7 +628,6 @@ impl<T> Imported<T> {
 /// Checks `state` against the optimiser (`kind`, the names of its hyperparameters and
 /// buffers) and `model`, and returns the hyperparameters by name and each parameter's state.
 /// Step counts are allowed only when `with_steps`.
-#[allow(clippy::type_complexity)]
 fn import_state<'s, T: Element>(
     state: &'s OptimizerState<T>,
     kind: &str,
@@ -634,10 +635,7 @@ fn import_state<'s, T: Element>(
     buffers: &[&'static str],
     with_steps: bool,
     model: &dyn Module<T>,
-) -> Result<(
-    impl Fn(&str) -> f64 + 's,
-    FastIdMap<ParamId, (String, Imported<T>)>,
-)> {
+) -> Result<(impl Fn(&str) -> f64 + 's, ImportedParams<T>)> {
     let bad = |msg: String| Err(Error::Format(format!("{kind} state: {msg}")));
     if state.kind != kind {
         return bad(format!("written by {}, not {kind}", state.kind));
@@ -653,10 +651,7 @@ fn import_state<'s, T: Element>(
     let by_name: BTreeMap<&str, &NamedParam> =
         params.iter().map(|p| (p.name.as_str(), p)).collect();
     // The state read so far for one parameter, created on first use.
-    fn entry<'o, T>(
-        out: &'o mut FastIdMap<ParamId, (String, Imported<T>)>,
-        p: &NamedParam,
-    ) -> &'o mut Imported<T> {
+    fn entry<'o, T>(out: &'o mut ImportedParams<T>, p: &NamedParam) -> &'o mut Imported<T> {
         let fresh = || {
             let empty = Imported {
                 buffers: BTreeMap::new(),
@@ -666,7 +661,7 @@ fn import_state<'s, T: Element>(
         };
         &mut out.entry(p.id).or_insert_with(fresh).1
     }
-    let mut out: FastIdMap<ParamId, (String, Imported<T>)> = FastIdMap::default();
+    let mut out: ImportedParams<T> = FastIdMap::default();
     for (key, t) in &state.buffers {
         // Parameter names have dots in them; buffer names do not.
         let found = key.rsplit_once('.').and_then(|(param, buffer)| {

@@ -15,8 +15,8 @@ use vgrad::monitor::{
 };
 use vgrad::nn::init::Init;
 use vgrad::nn::{
-    mse_loss, Activation, BatchNorm1d, Ctx, Linear, LinearConfig, Module, Optimizer, Param,
-    ParamGrads, Reduction, Residual, ResidualConfig, Sequential, Sgd, SgdConfig, VisitorMut,
+    mse_loss, Activation, BatchNorm1d, Ctx, LayerNorm, Linear, LinearConfig, Module, Optimizer,
+    Param, ParamGrads, Reduction, Residual, ResidualConfig, Sequential, Sgd, SgdConfig, VisitorMut,
 };
 use vgrad::{Element, Tape, Tensor};
 
@@ -333,6 +333,33 @@ fn layer_hook_sees_outputs_their_gradients_and_parameters_of_nested_layers() {
     assert_eq!(seen[2].1, ["2.branch.0.bias", "2.branch.0.weight"]);
     assert!(seen[5].1.is_empty(), "the residual sum owns no parameter");
     assert_eq!(grads.len(), 10);
+}
+
+#[test]
+fn layernorm_is_recorded_as_a_normalisation_layer() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let mut net = Sequential::<f64>::new()
+        .push(Linear::new(3, 4, &mut rng).unwrap())
+        .push(LayerNorm::new(4).unwrap())
+        .push(Activation::Relu)
+        .push(Linear::new(4, 1, &mut rng).unwrap());
+    let x = Tensor::from_fn(&[6, 3], |i| ((i * 13 % 7) as f64 - 3.0) / 2.0);
+    let tape = Tape::new();
+    let mut ctx = Ctx::new(&tape);
+    let loss = net.forward(&mut ctx, tape.constant(x)).square().mean();
+    let mut mon = GradMonitor::new(MonitorConfig::default());
+    let grads = mon.backward(&ctx, &net, loss);
+    let s = mon.latest().unwrap();
+    let ln = s.layer("1").unwrap();
+    assert_eq!(ln.kind, LayerKind::Norm);
+    // Its ‖∂L/∂γ‖ is the gradient's norm, and it feeds the ReLU.
+    let g = grads.get_name("1.weight").unwrap().norm_l2();
+    assert!(
+        (ln.weight_grad_norm - g).abs() <= 1e-12 * g,
+        "{} vs {g}",
+        ln.weight_grad_norm
+    );
+    assert_eq!(ln.activation.as_ref().unwrap().name, "2");
 }
 
 #[test]

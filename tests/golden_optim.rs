@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use vgrad::nn::{
     clip_grad_norm, clip_grad_value, Activation, Adam, AdamConfig, AdamW, AdamWConfig,
     CosineAnnealingLR, Ctx, ExponentialLR, LinearWarmup, LrSchedule, LrScheduler, Module,
-    Optimizer, Param, ParamGrads, ParamId, PlateauConfig, PlateauMode, RMSprop, RMSpropConfig,
-    ReduceLROnPlateau, SequentialLR, Sgd, SgdConfig, StepLR, ThresholdMode,
+    Optimizer, Param, ParamGrads, ParamGroup, ParamId, PlateauConfig, PlateauMode, RMSprop,
+    RMSpropConfig, ReduceLROnPlateau, SequentialLR, Sgd, SgdConfig, StepLR, ThresholdMode,
 };
 use vgrad::nn::{Linear, Sequential};
 use vgrad::{Element, Tape, Tensor};
@@ -82,7 +82,21 @@ fn model<T: Element>(g: &Value) -> (Sequential<T>, HashMap<String, ParamId>) {
     (net, ids)
 }
 
-fn optimizer<T: Element>(class: &str, cfg: &Value) -> Box<dyn Optimizer<T>> {
+/// The optimiser a case names, with `groups` added in order.
+fn optimizer<T: Element>(
+    class: &str,
+    cfg: &Value,
+    groups: Vec<ParamGroup>,
+) -> Box<dyn Optimizer<T>> {
+    macro_rules! grouped {
+        ($opt:expr) => {{
+            let mut o = $opt.unwrap();
+            for g in groups {
+                o = o.with_group(g).unwrap();
+            }
+            Box::new(o)
+        }};
+    }
     let f = |k: &str, default: f64| cfg.get(k).and_then(Value::as_f64).unwrap_or(default);
     let betas = |d: (f64, f64)| {
         cfg.get("betas")
@@ -92,60 +106,48 @@ fn optimizer<T: Element>(class: &str, cfg: &Value) -> Box<dyn Optimizer<T>> {
     match class {
         "SGD" => {
             let d = SgdConfig::default();
-            Box::new(
-                Sgd::new(SgdConfig {
-                    lr: f("lr", d.lr),
-                    momentum: f("momentum", d.momentum),
-                    dampening: f("dampening", d.dampening),
-                    nesterov: cfg
-                        .get("nesterov")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                    weight_decay: f("weight_decay", d.weight_decay),
-                })
-                .unwrap(),
-            )
+            grouped!(Sgd::new(SgdConfig {
+                lr: f("lr", d.lr),
+                momentum: f("momentum", d.momentum),
+                dampening: f("dampening", d.dampening),
+                nesterov: cfg
+                    .get("nesterov")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                weight_decay: f("weight_decay", d.weight_decay),
+            }))
         }
         "Adam" => {
             let d = AdamConfig::default();
-            Box::new(
-                Adam::new(AdamConfig {
-                    lr: f("lr", d.lr),
-                    betas: betas(d.betas),
-                    eps: f("eps", d.eps),
-                    weight_decay: f("weight_decay", d.weight_decay),
-                })
-                .unwrap(),
-            )
+            grouped!(Adam::new(AdamConfig {
+                lr: f("lr", d.lr),
+                betas: betas(d.betas),
+                eps: f("eps", d.eps),
+                weight_decay: f("weight_decay", d.weight_decay),
+            }))
         }
         "AdamW" => {
             let d = AdamWConfig::default();
-            Box::new(
-                AdamW::new(AdamWConfig {
-                    lr: f("lr", d.lr),
-                    betas: betas(d.betas),
-                    eps: f("eps", d.eps),
-                    weight_decay: f("weight_decay", d.weight_decay),
-                })
-                .unwrap(),
-            )
+            grouped!(AdamW::new(AdamWConfig {
+                lr: f("lr", d.lr),
+                betas: betas(d.betas),
+                eps: f("eps", d.eps),
+                weight_decay: f("weight_decay", d.weight_decay),
+            }))
         }
         "RMSprop" => {
             let d = RMSpropConfig::default();
-            Box::new(
-                RMSprop::new(RMSpropConfig {
-                    lr: f("lr", d.lr),
-                    alpha: f("alpha", d.alpha),
-                    eps: f("eps", d.eps),
-                    weight_decay: f("weight_decay", d.weight_decay),
-                    momentum: f("momentum", d.momentum),
-                    centered: cfg
-                        .get("centered")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                })
-                .unwrap(),
-            )
+            grouped!(RMSprop::new(RMSpropConfig {
+                lr: f("lr", d.lr),
+                alpha: f("alpha", d.alpha),
+                eps: f("eps", d.eps),
+                weight_decay: f("weight_decay", d.weight_decay),
+                momentum: f("momentum", d.momentum),
+                centered: cfg
+                    .get("centered")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            }))
         }
         other => panic!("unknown optimiser {other}"),
     }
@@ -169,7 +171,7 @@ fn run_optimizer_case<T: Element>(g: &Value, case: &Value, rtol: f64, atol: f64,
         .collect();
     let x = tensor::<T>(&g["model"]["x"]);
     let y = tensor::<T>(&g["model"]["y"]);
-    let mut opt = optimizer::<T>(case["class"].as_str().unwrap(), &case["config"]);
+    let mut opt = optimizer::<T>(case["class"].as_str().unwrap(), &case["config"], Vec::new());
     for (step, expected) in case["steps"].as_array().unwrap().iter().enumerate() {
         let tape = Tape::new();
         let mut ctx = Ctx::new(&tape);
@@ -295,6 +297,67 @@ fn every_optimizer_matches_pytorch_when_stepped_in_backward() {
         }
     }
     assert!(ran + 1 >= cases.len(), "only the frozen case is skipped");
+}
+
+/// A case's parameter groups as vgrad's [`ParamGroup`]s.
+fn groups(case: &Value) -> Vec<ParamGroup> {
+    let list = case["groups"].as_array().unwrap();
+    list.iter()
+        .map(|g| {
+            let text = |k: &str| g.get(k).and_then(Value::as_str).map(str::to_string);
+            let matches: Box<dyn Fn(&str) -> bool + Send + Sync> =
+                match (text("suffix"), text("prefix"), text("name")) {
+                    (Some(s), _, _) => Box::new(move |n: &str| n.ends_with(&s)),
+                    (_, Some(p), _) => Box::new(move |n: &str| n.starts_with(&p)),
+                    (_, _, Some(name)) => Box::new(move |n: &str| n == name),
+                    _ => panic!("group without a selector: {g}"),
+                };
+            let mut group = ParamGroup::matching(matches);
+            group = group.lr_scale(g["lr_scale"].as_f64().unwrap());
+            if let Some(wd) = g.get("weight_decay").and_then(Value::as_f64) {
+                group = group.weight_decay(wd);
+            }
+            group
+        })
+        .collect()
+}
+
+fn run_group_case<T: Element>(g: &Value, case: &Value, rtol: f64, atol: f64, path: Path) {
+    let name = case["name"].as_str().unwrap();
+    let (mut net, _) = model::<T>(g);
+    let x = tensor::<T>(&g["model"]["x"]);
+    let y = tensor::<T>(&g["model"]["y"]);
+    let class = case["class"].as_str().unwrap();
+    let mut opt = optimizer::<T>(class, &case["config"], groups(case));
+    for (step, expected) in case["steps"].as_array().unwrap().iter().enumerate() {
+        let tape = Tape::new();
+        let mut ctx = Ctx::new(&tape);
+        let pred = net.forward(&mut ctx, tape.constant(x.clone()));
+        let loss = (pred - tape.constant(y.clone())).square().mean();
+        match path {
+            Path::Fused => opt.backward_step(&mut net, &ctx, loss).unwrap(),
+            Path::TwoCalls => {
+                let grads = ctx.param_grads(&loss.backward());
+                opt.step(&mut net, &grads).unwrap()
+            }
+        }
+        check_step(name, step, &net, expected, rtol, atol);
+    }
+}
+
+#[test]
+fn parameter_groups_match_pytorch_both_ways() {
+    let g = golden();
+    let cases = g["groups"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        for path in [Path::TwoCalls, Path::Fused] {
+            match case["dtype"].as_str().unwrap() {
+                "float64" => run_group_case::<f64>(&g, case, 1e-10, 1e-12, path),
+                _ => run_group_case::<f32>(&g, case, 2e-5, 1e-6, path),
+            }
+        }
+    }
 }
 
 #[test]

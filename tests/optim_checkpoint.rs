@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use vgrad::nn::{
     load_optimizer, load_optimizer_bytes, load_safetensors_bytes, save_optimizer,
     save_optimizer_bytes, save_safetensors_bytes, Activation, Adam, AdamConfig, AdamW, AdamWConfig,
-    Ctx, Linear, Module, Optimizer, OptimizerState, ParamGrads, RMSprop, RMSpropConfig, Sequential,
-    Sgd, SgdConfig, UpdateStat,
+    Ctx, Linear, Module, Optimizer, OptimizerState, ParamGrads, ParamGroup, RMSprop, RMSpropConfig,
+    Sequential, Sgd, SgdConfig, UpdateStat,
 };
 use vgrad::{Element, Error, Tape, Tensor};
 
@@ -124,6 +124,19 @@ fn cases<T: Element>() -> Vec<Case<T>> {
             default: || Box::new(AdamW::new(AdamWConfig::default()).unwrap()),
         },
         Case {
+            name: "adamw, no decay for biases, the first layer at a tenth of the rate",
+            configured: || {
+                let cfg = AdamWConfig {
+                    lr: 0.02,
+                    weight_decay: 0.1,
+                    ..Default::default()
+                };
+                Box::new(with_groups(AdamW::new(cfg).unwrap()))
+            },
+            // The groups are code: a resumed run builds them again.
+            default: || Box::new(with_groups(AdamW::new(AdamWConfig::default()).unwrap())),
+        },
+        Case {
             name: "rmsprop centered + momentum",
             configured: || {
                 let cfg = RMSpropConfig {
@@ -149,6 +162,12 @@ fn cases<T: Element>() -> Vec<Case<T>> {
             default: || Box::new(RMSprop::new(RMSpropConfig::default()).unwrap()),
         },
     ]
+}
+
+fn with_groups<T: Element>(opt: AdamW<T>) -> AdamW<T> {
+    let no_decay = ParamGroup::matching(|n| n.ends_with("bias")).weight_decay(0.0);
+    let slow = ParamGroup::matching(|n| n.starts_with("0.")).lr_scale(0.1);
+    opt.with_group(no_decay).unwrap().with_group(slow).unwrap()
 }
 
 /// Trains 3 steps, saves model and optimiser, loads both into a differently initialised
@@ -425,4 +444,45 @@ fn an_optimiser_without_state_support_says_so() {
             .contains("does not implement load_state_dict"),
         "{err}"
     );
+}
+
+#[test]
+fn parameter_groups_are_validated_and_change_only_their_parameters() {
+    let bad = ParamGroup::matching(|_| true).lr_scale(-1.0);
+    let err = Sgd::<f64>::new(SgdConfig::default())
+        .unwrap()
+        .with_group(bad)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("lr_scale must be finite and >= 0"),
+        "{err}"
+    );
+    let bad = ParamGroup::matching(|_| true).weight_decay(f64::NAN);
+    assert!(Adam::<f64>::new(AdamConfig::default())
+        .unwrap()
+        .with_group(bad)
+        .is_err());
+
+    // A group that freezes the biases (rate 0): they stay where they started, the weights move.
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        ..Default::default()
+    };
+    let mut a = mlp::<f64>(7, 4);
+    let frozen = ParamGroup::matching(|n| n.ends_with("bias")).lr_scale(0.0);
+    train(
+        &mut a,
+        &mut Sgd::new(cfg).unwrap().with_group(frozen).unwrap(),
+        3,
+    );
+    let start = mlp::<f64>(7, 4);
+    for ((name, ta), (_, t0)) in a.state_dict().iter().zip(start.state_dict()) {
+        let moved = max_rel_diff(&ta.to_vec(), &t0.to_vec());
+        if name.ends_with("bias") {
+            assert_eq!(moved, 0.0, "{name} moved");
+        } else {
+            assert!(moved > 1e-6, "{name} did not move");
+        }
+    }
 }

@@ -110,8 +110,8 @@ pub use module::{
     Ctx, DottedPath, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut,
 };
 pub use optim::{
-    Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, OptimizerState, RMSprop, RMSpropConfig, Sgd,
-    SgdConfig, UpdateStat,
+    Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, OptimizerState, ParamGroup, RMSprop,
+    RMSpropConfig, Sgd, SgdConfig, UpdateStat,
 };
 pub use residual::{Residual, ResidualConfig};
 pub use schedule::{

@@ -22,7 +22,12 @@
 //!   step also records ‖Δθ‖ and ‖θ‖ per parameter (it then updates a copy, to keep the old
 //!   value, and takes one extra pass over each buffer); off, it costs nothing.
 //!
-//! Not implemented: AMSGrad, `maximize`, parameter groups (one learning rate for the model).
+//! * [`ParamGroup`]s give some parameters (chosen by name) another learning rate (a multiple
+//!   of the optimiser's) or weight decay: PyTorch's parameter groups, for the two
+//!   hyperparameters they are mostly used for.
+//!
+//! Not implemented: AMSGrad, `maximize`, groups that change other hyperparameters (momentum,
+//! betas, eps).
 
 use super::module::{Ctx, DottedPath, Module, Param, ParamGrads, ParamId, Visitor, VisitorMut};
 use crate::error::{Error, Result};
@@ -30,6 +35,7 @@ use crate::tape::{FastIdMap, Var};
 use crate::tensor::simd::dispatch;
 use crate::tensor::{norm_l2_f64, Element, Tensor};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 /// A gradient-descent optimiser over a [`Module`]'s parameters.
 ///
@@ -260,8 +266,8 @@ fn check_beta(what: &str, x: f64) -> Result<()> {
 macro_rules! shared_optimizer_methods {
     (lr: $($lr:tt).+, tracker: $($tr:tt).+) => {
         fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
-            let (tracker, rule) = self.parts();
-            apply(model, grads, tracker, rule)
+            let (tracker, groups, rule) = self.parts();
+            apply(model, grads, tracker, groups, rule)
         }
         #[track_caller]
         fn backward_step<'t>(
@@ -270,8 +276,8 @@ macro_rules! shared_optimizer_methods {
             ctx: &Ctx<'t, T>,
             loss: Var<'t, T>,
         ) -> Result<()> {
-            let (tracker, rule) = self.parts();
-            apply_in_backward(model, ctx, loss, tracker, rule);
+            let (tracker, groups, rule) = self.parts();
+            apply_in_backward(model, ctx, loss, tracker, groups, rule);
             Ok(())
         }
         fn lr(&self) -> f64 {
@@ -302,11 +308,144 @@ macro_rules! shared_optimizer_methods {
     };
 }
 
+/// An optimiser's update of one parameter: given its id, its group's changes to the
+/// hyperparameters and its gradient, overwrite θ with the new value and update the state.
+trait Rule<T>: FnMut(ParamId, GroupHyper, &mut [T], &[T]) {}
+
+impl<T, F: FnMut(ParamId, GroupHyper, &mut [T], &[T])> Rule<T> for F {}
+
+/// What an optimiser's `parts` returns: where a step records its statistics, the parameter
+/// groups, and the update rule (see [`apply`]) at the current hyperparameters.
+type Parts<'a, F> = (&'a mut Tracker, &'a mut Groups, F);
+
 /// Update statistics, recorded only when switched on.
 #[derive(Debug, Default)]
 struct Tracker {
     on: bool,
     stats: Vec<UpdateStat>,
+}
+
+/// Hyperparameters that differ for some of the parameters: PyTorch's parameter groups, chosen
+/// by dotted parameter name. Add them with each optimiser's `with_group`; the first group whose
+/// `matches` accepts a parameter's name applies to it, the optimiser's own hyperparameters to
+/// every other parameter.
+///
+/// The usual use is AdamW without weight decay on biases and normalisation weights, or a
+/// smaller learning rate for the pretrained layers of a model being fine-tuned. The learning
+/// rate is a multiple of the optimiser's, so a schedule (which sets the optimiser's rate)
+/// scales every group alike, as PyTorch's schedulers scale each group's rate.
+///
+/// Groups are code, not state: [`Optimizer::state_dict`] saves the optimiser's own
+/// hyperparameters, and a loaded optimiser keeps the groups it was built with.
+///
+/// # Example
+/// ```
+/// use vgrad::nn::{AdamW, AdamWConfig, ParamGroup};
+/// let no_decay = ParamGroup::matching(|name| name.ends_with("bias")).weight_decay(0.0);
+/// let opt = AdamW::<f32>::new(AdamWConfig::default())?.with_group(no_decay)?;
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+pub struct ParamGroup {
+    matches: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    hyper: GroupHyper,
+}
+
+impl ParamGroup {
+    /// The parameters whose dotted name (`0.weight`, `blocks.3.bn.bias`) `matches` accepts,
+    /// with the optimiser's hyperparameters until changed below.
+    pub fn matching(matches: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        ParamGroup {
+            matches: Box::new(matches),
+            hyper: GroupHyper::default(),
+        }
+    }
+
+    /// Their learning rate is the optimiser's times `scale` (default 1).
+    pub fn lr_scale(mut self, scale: f64) -> Self {
+        self.hyper.lr_scale = scale;
+        self
+    }
+
+    /// Their weight decay is `weight_decay` instead of the optimiser's (L2 for SGD, Adam and
+    /// RMSprop, decoupled for AdamW).
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.hyper.weight_decay = Some(weight_decay);
+        self
+    }
+}
+
+impl fmt::Debug for ParamGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParamGroup")
+            .field("lr_scale", &self.hyper.lr_scale)
+            .field("weight_decay", &self.hyper.weight_decay)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a group changes for one parameter; the default changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct GroupHyper {
+    lr_scale: f64,
+    weight_decay: Option<f64>,
+}
+
+impl Default for GroupHyper {
+    fn default() -> Self {
+        GroupHyper {
+            lr_scale: 1.0,
+            weight_decay: None,
+        }
+    }
+}
+
+impl GroupHyper {
+    /// The learning rate and weight decay for a parameter, from the optimiser's own.
+    fn apply(self, lr: f64, weight_decay: f64) -> (f64, f64) {
+        (
+            lr * self.lr_scale,
+            self.weight_decay.unwrap_or(weight_decay),
+        )
+    }
+}
+
+/// An optimiser's parameter groups, with each parameter's group found once by name.
+#[derive(Debug, Default)]
+struct Groups {
+    list: Vec<ParamGroup>,
+    found: FastIdMap<ParamId, GroupHyper>,
+}
+
+impl Groups {
+    fn add(&mut self, group: ParamGroup) -> Result<()> {
+        check_nonneg("parameter group lr_scale", group.hyper.lr_scale)?;
+        if let Some(wd) = group.hyper.weight_decay {
+            check_nonneg("parameter group weight_decay", wd)?;
+        }
+        self.list.push(group);
+        self.found.clear();
+        Ok(())
+    }
+
+    /// Whether any parameter can differ (then the step needs the parameters' names).
+    fn any(&self) -> bool {
+        !self.list.is_empty()
+    }
+
+    /// The hyperparameter changes for parameter `id`, whose name `name` gives (called only the
+    /// first time an id is seen).
+    fn of(&mut self, id: ParamId, name: impl FnOnce() -> String) -> GroupHyper {
+        if self.list.is_empty() {
+            return GroupHyper::default();
+        }
+        let list = &self.list;
+        *self.found.entry(id).or_insert_with(|| {
+            let name = name();
+            list.iter()
+                .find(|g| (g.matches)(&name))
+                .map_or_else(GroupHyper::default, |g| g.hyper)
+        })
+    }
 }
 
 /// Finds the first gradient whose shape differs from its parameter's.
@@ -350,18 +489,19 @@ struct Apply<'a, T: Element, F> {
     grads: &'a ParamGrads<T>,
     update: F,
     tracker: &'a mut Tracker,
+    groups: &'a mut Groups,
     path: DottedPath,
 }
 
-impl<T: Element, F: FnMut(ParamId, &mut [T], &[T])> VisitorMut<T> for Apply<'_, T, F> {
+impl<T: Element, F: FnMut(ParamId, GroupHyper, &mut [T], &[T])> VisitorMut<T> for Apply<'_, T, F> {
     fn enter(&mut self, name: &str) {
-        // Names are only needed for the statistics.
-        if self.tracker.on {
+        // Names are only needed for the statistics and the parameter groups.
+        if self.tracker.on || self.groups.any() {
             self.path.enter(name);
         }
     }
     fn exit(&mut self) {
-        if self.tracker.on {
+        if self.tracker.on || self.groups.any() {
             self.path.exit();
         }
     }
@@ -370,8 +510,10 @@ impl<T: Element, F: FnMut(ParamId, &mut [T], &[T])> VisitorMut<T> for Apply<'_, 
             return;
         };
         let path = &self.path;
+        let hyper = self.groups.of(p.id(), || path.full(name));
         update_tensor(
             p.id(),
+            hyper,
             p.value_mut(),
             g.data(),
             || path.full(name),
@@ -386,22 +528,23 @@ impl<T: Element, F: FnMut(ParamId, &mut [T], &[T])> VisitorMut<T> for Apply<'_, 
 /// `name` is called only for the statistics.
 fn update_tensor<T: Element>(
     id: ParamId,
+    hyper: GroupHyper,
     theta: &mut Tensor<T>,
     g: &[T],
     name: impl FnOnce() -> String,
     tracker: &mut Tracker,
-    update: &mut impl FnMut(ParamId, &mut [T], &[T]),
+    update: &mut impl FnMut(ParamId, GroupHyper, &mut [T], &[T]),
 ) {
     if !tracker.on {
         if let Some(data) = theta.data_mut() {
-            update(id, data, g);
+            update(id, hyper, data, g);
             return;
         }
     }
     let old = &*theta;
     let mut new = crate::tensor::pool::with_capacity(old.numel());
     new.extend_from_slice(old.data());
-    update(id, &mut new, g);
+    update(id, hyper, &mut new, g);
     if tracker.on {
         let to64 = |x: &T| x.to_f64().unwrap_or(f64::NAN);
         let delta = old.data().iter().zip(&new).map(|(a, b)| to64(b) - to64(a));
@@ -424,7 +567,8 @@ fn apply<T: Element>(
     model: &mut dyn Module<T>,
     grads: &ParamGrads<T>,
     tracker: &mut Tracker,
-    update: impl FnMut(ParamId, &mut [T], &[T]),
+    groups: &mut Groups,
+    update: impl FnMut(ParamId, GroupHyper, &mut [T], &[T]),
 ) -> Result<()> {
     let mut check = ShapeCheck {
         grads,
@@ -440,6 +584,7 @@ fn apply<T: Element>(
         grads,
         update,
         tracker,
+        groups,
         path: DottedPath::default(),
     });
     Ok(())
@@ -459,7 +604,8 @@ fn apply_in_backward<'t, T: Element>(
     ctx: &Ctx<'t, T>,
     loss: Var<'t, T>,
     tracker: &mut Tracker,
-    mut update: impl FnMut(ParamId, &mut [T], &[T]),
+    groups: &mut Groups,
+    mut update: impl FnMut(ParamId, GroupHyper, &mut [T], &[T]),
 ) {
     tracker.stats.clear();
     let leaves: FastIdMap<usize, (ParamId, &str)> = ctx.leaves().collect();
@@ -473,8 +619,10 @@ fn apply_in_backward<'t, T: Element>(
             return value;
         };
         drop(value);
+        let hyper = groups.of(id, || name.to_string());
         update_tensor(
             id,
+            hyper,
             theta,
             grad.data(),
             || name.to_string(),
@@ -799,6 +947,7 @@ pub struct Sgd<T: Element> {
     cfg: SgdConfig,
     momentum_buffers: FastIdMap<ParamId, Vec<T>>,
     tracker: Tracker,
+    groups: Groups,
 }
 
 impl<T: Element> Sgd<T> {
@@ -827,6 +976,7 @@ impl<T: Element> Sgd<T> {
             cfg,
             momentum_buffers: FastIdMap::default(),
             tracker: Tracker::default(),
+            groups: Groups::default(),
         })
     }
 
@@ -834,24 +984,33 @@ impl<T: Element> Sgd<T> {
     pub fn config(&self) -> &SgdConfig {
         &self.cfg
     }
+
+    /// Adds a [`ParamGroup`]: other hyperparameters for the parameters it matches.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if its `lr_scale` or `weight_decay` is negative or not finite.
+    pub fn with_group(mut self, group: ParamGroup) -> Result<Self> {
+        self.groups.add(group)?;
+        Ok(self)
+    }
 }
 
 impl<T: Element> Sgd<T> {
     /// The statistics a step records into, and its rule (see [`apply`]) at the current
     /// hyperparameters.
-    fn parts(&mut self) -> (&mut Tracker, impl FnMut(ParamId, &mut [T], &[T]) + '_) {
+    fn parts(&mut self) -> Parts<'_, impl Rule<T> + '_> {
         let c = self.cfg;
-        let (lr, mu, damp, wd) = (T::of(c.lr), T::of(c.momentum), c.dampening, c.weight_decay);
-        let one_minus_damp = T::of(1.0 - damp);
-        let (wd_t, nesterov) = (T::of(wd), c.nesterov);
+        let (mu, one_minus_damp, nesterov) =
+            (T::of(c.momentum), T::of(1.0 - c.dampening), c.nesterov);
         let bufs = &mut self.momentum_buffers;
-        let rule = move |id, theta: &mut [T], grad: &[T]| {
+        let rule = move |id: ParamId, hyper: GroupHyper, theta: &mut [T], grad: &[T]| {
             // Every rule's loop runs in a `move` closure inside `dispatch`: the scalars it reads
             // (lr, μ, the weight-decay and Nesterov switches) are copied in. Captured by
             // reference, LLVM reloaded them from memory on every element, since the stores to θ
             // might change them, and the loop stayed scalar (SGD 7x slower). The switches are
             // loop-invariant and become vector selects.
-            let decay_on = wd != 0.0;
+            let (lr, wd) = hyper.apply(c.lr, c.weight_decay);
+            let (lr, wd_t, decay_on) = (T::of(lr), T::of(wd), wd != 0.0);
             if c.momentum == 0.0 {
                 // No state: large parameters are split over the matrix-product threads.
                 crate::tensor::parallel::for_chunks(theta, &|s, t| {
@@ -898,7 +1057,7 @@ impl<T: Element> Sgd<T> {
                 ),
             }
         };
-        (&mut self.tracker, rule)
+        (&mut self.tracker, &mut self.groups, rule)
     }
 }
 
@@ -1027,6 +1186,7 @@ struct AdamCore<T: Element> {
     decoupled: bool,
     state: FastIdMap<ParamId, AdamState<T>>,
     tracker: Tracker,
+    groups: Groups,
 }
 
 impl<T: Element> AdamCore<T> {
@@ -1051,22 +1211,24 @@ impl<T: Element> AdamCore<T> {
             decoupled,
             state: FastIdMap::default(),
             tracker: Tracker::default(),
+            groups: Groups::default(),
         })
     }
 
     /// As [`Sgd`]'s `parts`.
-    fn parts(&mut self) -> (&mut Tracker, impl FnMut(ParamId, &mut [T], &[T]) + '_) {
+    fn parts(&mut self) -> Parts<'_, impl Rule<T> + '_> {
         let (b1, b2) = self.betas;
-        let (lr, eps, wd, decoupled) = (self.lr, self.eps, self.weight_decay, self.decoupled);
+        let (base_lr, eps, base_wd, decoupled) =
+            (self.lr, self.eps, self.weight_decay, self.decoupled);
         let half = T::of(0.5);
         let w1 = T::of(1.0 - b1);
         let b2_t = T::of(b2);
         let one_minus_b2 = T::of(1.0 - b2);
-        let wd_t = T::of(wd);
-        let shrink = T::of(1.0 - lr * wd);
         let eps_t = T::of(eps);
         let state = &mut self.state;
-        let rule = move |id, theta: &mut [T], grad: &[T]| {
+        let rule = move |id: ParamId, hyper: GroupHyper, theta: &mut [T], grad: &[T]| {
+            let (lr, wd) = hyper.apply(base_lr, base_wd);
+            let (wd_t, shrink) = (T::of(wd), T::of(1.0 - lr * wd));
             let n = theta.len();
             let s = state.entry(id).or_insert_with(|| AdamState {
                 step: 0,
@@ -1099,7 +1261,7 @@ impl<T: Element> AdamCore<T> {
                 },
             );
         };
-        (&mut self.tracker, rule)
+        (&mut self.tracker, &mut self.groups, rule)
     }
 }
 
@@ -1151,6 +1313,7 @@ impl<T: Element> AdamCore<T> {
         *self = AdamCore {
             state: moments,
             tracker: std::mem::take(&mut self.tracker),
+            groups: std::mem::take(&mut self.groups),
             ..fresh
         };
         Ok(())
@@ -1243,11 +1406,23 @@ impl<T: Element> AdamW<T> {
 macro_rules! adam_optimizer {
     ($ty:ident) => {
         impl<T: Element> $ty<T> {
-            fn parts(&mut self) -> (&mut Tracker, impl FnMut(ParamId, &mut [T], &[T]) + '_) {
+            fn parts(
+                &mut self,
+            ) -> Parts<'_, impl Rule<T> + '_> {
                 self.0.parts()
             }
             fn export_state(&self, model: &dyn Module<T>) -> Result<OptimizerState<T>> {
                 self.0.export_state(model)
+            }
+
+            /// Adds a [`ParamGroup`]: other hyperparameters for the parameters it matches.
+            ///
+            /// # Errors
+            /// [`Error::Config`] if its `lr_scale` or `weight_decay` is negative or not
+            /// finite.
+            pub fn with_group(mut self, group: ParamGroup) -> Result<Self> {
+                self.0.groups.add(group)?;
+                Ok(self)
             }
             fn import_state(
                 &mut self,
@@ -1329,6 +1504,7 @@ pub struct RMSprop<T: Element> {
     cfg: RMSpropConfig,
     state: FastIdMap<ParamId, RMSpropState<T>>,
     tracker: Tracker,
+    groups: Groups,
 }
 
 impl<T: Element> RMSprop<T> {
@@ -1353,6 +1529,7 @@ impl<T: Element> RMSprop<T> {
             cfg,
             state: FastIdMap::default(),
             tracker: Tracker::default(),
+            groups: Groups::default(),
         })
     }
 
@@ -1360,25 +1537,29 @@ impl<T: Element> RMSprop<T> {
     pub fn config(&self) -> &RMSpropConfig {
         &self.cfg
     }
+
+    /// Adds a [`ParamGroup`]: other hyperparameters for the parameters it matches.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if its `lr_scale` or `weight_decay` is negative or not finite.
+    pub fn with_group(mut self, group: ParamGroup) -> Result<Self> {
+        self.groups.add(group)?;
+        Ok(self)
+    }
 }
 
 impl<T: Element> RMSprop<T> {
     /// As [`Sgd`]'s `parts`.
-    fn parts(&mut self) -> (&mut Tracker, impl FnMut(ParamId, &mut [T], &[T]) + '_) {
+    fn parts(&mut self) -> Parts<'_, impl Rule<T> + '_> {
         let c = self.cfg;
-        let neg_lr = T::of(-c.lr);
         let alpha = T::of(c.alpha);
         let one_minus_alpha = T::of(1.0 - c.alpha);
-        let (eps, wd, mu, half) = (
-            T::of(c.eps),
-            T::of(c.weight_decay),
-            T::of(c.momentum),
-            T::of(0.5),
-        );
+        let (eps, mu, half) = (T::of(c.eps), T::of(c.momentum), T::of(0.5));
         let use_momentum = c.momentum > 0.0;
-        let decay_on = c.weight_decay != 0.0;
         let state = &mut self.state;
-        let rule = move |id, theta: &mut [T], grad: &[T]| {
+        let rule = move |id: ParamId, hyper: GroupHyper, theta: &mut [T], grad: &[T]| {
+            let (lr, wd) = hyper.apply(c.lr, c.weight_decay);
+            let (neg_lr, wd, decay_on) = (T::of(-lr), T::of(wd), wd != 0.0);
             let n = theta.len();
             let s = state.entry(id).or_insert_with(|| RMSpropState {
                 square_avg: vec![T::zero(); n],
@@ -1444,7 +1625,7 @@ impl<T: Element> RMSprop<T> {
                 },
             );
         };
-        (&mut self.tracker, rule)
+        (&mut self.tracker, &mut self.groups, rule)
     }
 }
 

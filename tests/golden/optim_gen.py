@@ -12,6 +12,8 @@ Contents
   after the third (its buffers and step count per parameter name). foreach=False pins PyTorch's
   single-tensor code path, the one vgrad mirrors. Cases in float64 unless "dtype" is float32.
   "frozen" lists parameters with requires_grad=False (grad None: skipped by the optimiser).
+* "groups": optimisers with parameter groups (GROUP_CASES below), the parameters after each of
+  three steps.
 * "schedules": base lr 0.1; the lr after construction (t=0) and after each of 29 scheduler
   steps, as PyTorch's step() produces them (its recursive forms, not the closed forms).
 * "plateau": ReduceLROnPlateau's lr after each step(metric) for a fixed metric sequence.
@@ -70,6 +72,65 @@ OPTIMIZERS = [
     ("rmsprop_f32", "RMSprop", dict(lr=0.01, momentum=0.9, centered=True), "float32", []),
 ]
 
+# Parameter groups, as vgrad's ParamGroup describes them: which parameters (a name suffix,
+# prefix or the whole name), a learning-rate multiple and an optional weight decay. The first
+# group that matches a parameter applies; the rest keep the optimiser's own hyperparameters.
+GROUP_CASES = [
+    # name, class, kwargs, dtype, groups
+    ("sgd_momentum_groups", "SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.05), "float64",
+     [dict(suffix="bias", lr_scale=0.5, weight_decay=0.0)]),
+    ("adamw_groups", "AdamW", dict(lr=0.01, weight_decay=0.1), "float64",
+     [dict(suffix="bias", lr_scale=1.0, weight_decay=0.0), dict(prefix="0.", lr_scale=0.1)]),
+    ("rmsprop_groups", "RMSprop", dict(lr=0.01, momentum=0.5, weight_decay=0.01), "float64",
+     [dict(name="2.weight", lr_scale=2.0, weight_decay=0.2)]),
+    ("adam_groups_f32", "Adam", dict(lr=0.01, weight_decay=0.01), "float32",
+     [dict(suffix="bias", lr_scale=1.0, weight_decay=0.0)]),
+]
+
+
+def group_matches(g, name):
+    if "suffix" in g:
+        return name.endswith(g["suffix"])
+    if "prefix" in g:
+        return name.startswith(g["prefix"])
+    return name == g["name"]
+
+
+def run_group_case(name, cls, kwargs, dtype_name, groups):
+    dtype = getattr(torch, dtype_name)
+    model = make_model(dtype)
+    x, y = problem(dtype)
+    buckets = [[] for _ in groups] + [[]]
+    for n, p in model.named_parameters():
+        k = next((i for i, g in enumerate(groups) if group_matches(g, n)), len(groups))
+        buckets[k].append(p)
+    param_groups = []
+    for g, params in zip(groups + [None], buckets):
+        if not params:
+            continue
+        entry = {"params": params}
+        if g is not None:
+            entry["lr"] = kwargs["lr"] * g["lr_scale"]
+            if "weight_decay" in g:
+                entry["weight_decay"] = g["weight_decay"]
+        param_groups.append(entry)
+    opt = getattr(torch.optim, cls)(param_groups, foreach=False, **kwargs)
+    steps = three_steps(model, opt, x, y)
+    return {"name": name, "class": cls, "config": dict(kwargs), "dtype": dtype_name,
+            "groups": groups, "steps": steps}
+
+
+def three_steps(model, opt, x, y):
+    """Forward, backward and step, three times; the parameters after each step."""
+    steps = []
+    for _ in range(3):
+        opt.zero_grad(set_to_none=True)
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        steps.append({n: flat(t) for n, t in model.state_dict().items()})
+    return steps
+
 
 def run_optimizer(name, cls, kwargs, dtype_name, frozen):
     dtype = getattr(torch, dtype_name)
@@ -79,13 +140,7 @@ def run_optimizer(name, cls, kwargs, dtype_name, frozen):
             p.requires_grad_(False)
     x, y = problem(dtype)
     opt = getattr(torch.optim, cls)(model.parameters(), foreach=False, **kwargs)
-    steps = []
-    for _ in range(3):
-        opt.zero_grad(set_to_none=True)
-        loss = ((model(x) - y) ** 2).mean()
-        loss.backward()
-        opt.step()
-        steps.append({n: flat(t) for n, t in model.state_dict().items()})
+    steps = three_steps(model, opt, x, y)
     # The optimiser's per-parameter state after the last step, by parameter name (PyTorch keys
     # it by position): its buffers and, where it keeps one, the step count.
     names = {id(p): n for n, p in model.named_parameters()}
@@ -198,6 +253,7 @@ def main():
             "y": {"shape": list(y.shape), "data": flat(y)},
         },
         "optimizers": [run_optimizer(*case) for case in OPTIMIZERS],
+        "groups": [run_group_case(*case) for case in GROUP_CASES],
         "schedules": {name: {"config": cfg, "lrs": lr_sequence(make)} for name, (cfg, make) in SCHEDULES.items()},
         "plateau": [run_plateau(cfg, m) for cfg, m in PLATEAUS],
         "clip": [run_clip("float64"), run_clip("float32")],

@@ -551,18 +551,20 @@ proptest! {
 fn adam_state_bytes() -> (Sequential<f32>, Adam<f32>, Vec<u8>) {
     let mut model = mlp::<f32>(10);
     let mut opt = Adam::new(AdamConfig::default()).unwrap();
-    let x = Tensor::from_fn(&[5, 4], |i| (i as f32 * 0.37).sin());
     for _ in 0..2 {
-        let tape = Tape::new();
-        let mut ctx = Ctx::new(&tape);
-        let loss = model
-            .forward(&mut ctx, tape.constant(x.clone()))
-            .square()
-            .mean();
-        opt.backward_step(&mut model, &ctx, loss).unwrap();
+        adam_step(&mut model, &mut opt);
     }
     let bytes = save_optimizer_bytes(&opt, &model).unwrap();
     (model, opt, bytes)
+}
+
+/// One training step of `model` with `opt` on a fixed input.
+fn adam_step(model: &mut Sequential<f32>, opt: &mut Adam<f32>) {
+    let x = Tensor::from_fn(&[5, 4], |i| (i as f32 * 0.37).sin());
+    let tape = Tape::new();
+    let mut ctx = Ctx::new(&tape);
+    let loss = model.forward(&mut ctx, tape.constant(x)).square().mean();
+    opt.backward_step(model, &ctx, loss).unwrap();
 }
 
 /// An optimiser's whole state as comparable values: hyperparameters and steps as text, each
@@ -584,13 +586,16 @@ proptest! {
     /// or hyperparameters the constructor would refuse) leaves the optimiser as it was.
     #[test]
     fn optimizer_loader_never_panics_and_never_half_loads(m in mutation()) {
-        let (model, mut opt, valid) = adam_state_bytes();
+        let (mut model, mut opt, valid) = adam_state_bytes();
         let bytes = apply(&valid, &m);
         let before = state_bits(&opt, &model);
         match load_optimizer_bytes(&mut opt, &model, &bytes) {
             Ok(()) => {
-                let after = opt.state_dict(&model).unwrap();
-                prop_assert_eq!(after.buffers.len(), before.1.len());
+                // Same buffer names (only values, or nothing, changed), and the loaded state
+                // trains: a corrupted count or value must not panic the next step.
+                let names = |b: &[(String, Vec<u32>)]| b.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+                prop_assert_eq!(names(&state_bits(&opt, &model).1), names(&before.1));
+                adam_step(&mut model, &mut opt);
             }
             Err(e) => {
                 prop_assert!(matches!(e, Error::Format(_) | Error::Config(_)), "{:?}", e);

@@ -424,6 +424,9 @@ fn subgradients_at_kinks_are_pytorchs_exact_choices() {
     assert_eq!(grad_at(-1.0, |x| x.clamp(-1.0, 1.0)), 0.0);
     assert_eq!(grad_at(0.0, |x| x.clamp_min(0.0)), 0.0);
     assert_eq!(grad_at(0.0, |x| x.clamp_max(0.0)), 0.0);
+    // And none to a NaN, even with both bounds infinite (PyTorch 2.15: 0).
+    let (lo, hi) = (f64::NEG_INFINITY, f64::INFINITY);
+    assert_eq!(grad_at(f64::NAN, |x| x.clamp(lo, hi)), 0.0);
     // selu'(0) = λα.
     let la = 1.050_700_987_355_480_5 * 1.673_263_242_354_377_2;
     assert!((grad_at(0.0, |x| x.selu()) - la).abs() < 1e-15);

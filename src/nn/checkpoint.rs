@@ -548,6 +548,8 @@ pub fn load_optimizer<T: Element>(
 /// ([`Optimizer::load_state_dict`]): the file's hyperparameters replace `opt`'s, and its
 /// buffers and step counts become the state of `model`'s parameters of the same names.
 /// Tensors are decoded as for [`load_safetensors_bytes`] (`F32` or `F64`, converted to `T`).
+/// Metadata keys other than `optimizer`, `hyper.*` and `step.*` (such as `format`) are
+/// ignored.
 ///
 /// # Errors
 /// [`Error::Format`] for a truncated or corrupted file, one without the `optimizer` entry (a

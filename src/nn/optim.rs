@@ -159,7 +159,8 @@ pub trait Optimizer<T: Element> {
     ///
     /// # Errors
     /// [`Error::Config`] from the default, for optimisers that do not implement it (every one
-    /// in this module does); [`Error::Format`] if two of `model`'s parameters share a name.
+    /// in this module does); [`Error::Format`] if two of `model`'s parameters share a name;
+    /// [`Error::Shape`] if a parameter's shape changed since its state was made.
     fn state_dict(&self, model: &dyn Module<T>) -> Result<OptimizerState<T>> {
         let _ = model;
         Err(Error::Config(
@@ -190,8 +191,9 @@ pub trait Optimizer<T: Element> {
 /// An optimiser's state in a form that can be saved and loaded: see
 /// [`Optimizer::state_dict`], and [`save_optimizer`](crate::nn::save_optimizer) for the file.
 ///
-/// Names follow PyTorch's: the optimiser's class name, its hyperparameters, and its buffers
-/// (`momentum_buffer`, `exp_avg`, `exp_avg_sq`, `square_avg`, `grad_avg`), each stored under
+/// Names follow PyTorch's: the optimiser's class name, its hyperparameters (except that
+/// Adam's `betas` pair is stored as `beta1` and `beta2`), and its buffers (`momentum_buffer`,
+/// `exp_avg`, `exp_avg_sq`, `square_avg`, `grad_avg`), each stored under
 /// `<parameter>.<buffer>` (for example `0.weight.exp_avg`) with its parameter's shape.
 #[derive(Clone, Debug)]
 pub struct OptimizerState<T: Element> {
@@ -316,7 +318,7 @@ impl<T, F: FnMut(ParamId, GroupHyper, &mut [T], &[T])> Rule<T> for F {}
 
 /// What an optimiser's `parts` returns: where a step records its statistics, the parameter
 /// groups, and the update rule (see [`apply`]) at the current hyperparameters.
-type Parts<'a, F> = (&'a mut Tracker, &'a mut Groups, F);
+type Parts<'a, F> = (&'a mut Tracker, &'a Groups, F);
 
 /// Update statistics, recorded only when switched on.
 #[derive(Debug, Default)]
@@ -332,8 +334,13 @@ struct Tracker {
 ///
 /// The usual use is AdamW without weight decay on biases and normalisation weights, or a
 /// smaller learning rate for the pretrained layers of a model being fine-tuned. The learning
-/// rate is a multiple of the optimiser's, so a schedule (which sets the optimiser's rate)
-/// scales every group alike, as PyTorch's schedulers scale each group's rate.
+/// rate is a multiple of the optimiser's, so a multiplicative schedule (which sets the
+/// optimiser's rate) scales every group alike, as PyTorch's schedulers scale each group's
+/// rate. Deviation: a schedule's floor (`eta_min`, `min_lr`) applies to the optimiser's rate
+/// before the multiple, where PyTorch floors each group's rate.
+///
+/// A parameter's group is looked up by its name at each step, so it follows the model's
+/// current structure (a model wrapped in another container between steps gets new names).
 ///
 /// Groups are code, not state: [`Optimizer::state_dict`] saves the optimiser's own
 /// hyperparameters, and a loaded optimiser keeps the groups it was built with.
@@ -345,8 +352,9 @@ struct Tracker {
 /// let opt = AdamW::<f32>::new(AdamWConfig::default())?.with_group(no_decay)?;
 /// # Ok::<(), vgrad::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct ParamGroup {
-    matches: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    matches: std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>,
     hyper: GroupHyper,
 }
 
@@ -355,7 +363,7 @@ impl ParamGroup {
     /// with the optimiser's hyperparameters until changed below.
     pub fn matching(matches: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
         ParamGroup {
-            matches: Box::new(matches),
+            matches: std::sync::Arc::new(matches),
             hyper: GroupHyper::default(),
         }
     }
@@ -409,11 +417,12 @@ impl GroupHyper {
     }
 }
 
-/// An optimiser's parameter groups, with each parameter's group found once by name.
+/// An optimiser's parameter groups. A parameter's group is looked up by its name at every
+/// step (a few string comparisons per parameter, and only when there are groups), so a model
+/// rebuilt or wrapped between steps, whose names change, gets the groups its names now match.
 #[derive(Debug, Default)]
 struct Groups {
     list: Vec<ParamGroup>,
-    found: FastIdMap<ParamId, GroupHyper>,
 }
 
 impl Groups {
@@ -423,7 +432,6 @@ impl Groups {
             check_nonneg("parameter group weight_decay", wd)?;
         }
         self.list.push(group);
-        self.found.clear();
         Ok(())
     }
 
@@ -432,19 +440,12 @@ impl Groups {
         !self.list.is_empty()
     }
 
-    /// The hyperparameter changes for parameter `id`, whose name `name` gives (called only the
-    /// first time an id is seen).
-    fn of(&mut self, id: ParamId, name: impl FnOnce() -> String) -> GroupHyper {
-        if self.list.is_empty() {
-            return GroupHyper::default();
-        }
-        let list = &self.list;
-        *self.found.entry(id).or_insert_with(|| {
-            let name = name();
-            list.iter()
-                .find(|g| (g.matches)(&name))
-                .map_or_else(GroupHyper::default, |g| g.hyper)
-        })
+    /// The hyperparameter changes for the parameter named `name`: the first matching group's.
+    fn of(&self, name: &str) -> GroupHyper {
+        self.list
+            .iter()
+            .find(|g| (g.matches)(name))
+            .map_or_else(GroupHyper::default, |g| g.hyper)
     }
 }
 
@@ -489,7 +490,7 @@ struct Apply<'a, T: Element, F> {
     grads: &'a ParamGrads<T>,
     update: F,
     tracker: &'a mut Tracker,
-    groups: &'a mut Groups,
+    groups: &'a Groups,
     path: DottedPath,
 }
 
@@ -510,7 +511,11 @@ impl<T: Element, F: FnMut(ParamId, GroupHyper, &mut [T], &[T])> VisitorMut<T> fo
             return;
         };
         let path = &self.path;
-        let hyper = self.groups.of(p.id(), || path.full(name));
+        let hyper = if self.groups.any() {
+            self.groups.of(&path.full(name))
+        } else {
+            GroupHyper::default()
+        };
         update_tensor(
             p.id(),
             hyper,
@@ -567,7 +572,7 @@ fn apply<T: Element>(
     model: &mut dyn Module<T>,
     grads: &ParamGrads<T>,
     tracker: &mut Tracker,
-    groups: &mut Groups,
+    groups: &Groups,
     update: impl FnMut(ParamId, GroupHyper, &mut [T], &[T]),
 ) -> Result<()> {
     let mut check = ShapeCheck {
@@ -604,14 +609,18 @@ fn apply_in_backward<'t, T: Element>(
     ctx: &Ctx<'t, T>,
     loss: Var<'t, T>,
     tracker: &mut Tracker,
-    groups: &mut Groups,
+    groups: &Groups,
     mut update: impl FnMut(ParamId, GroupHyper, &mut [T], &[T]),
 ) {
     tracker.stats.clear();
-    let leaves: FastIdMap<usize, (ParamId, &str)> = ctx.leaves().collect();
-    let mut held = Held::take(model, leaves.values().map(|&(id, _)| id));
+    let leaves: FastIdMap<usize, ParamId> =
+        ctx.leaves().map(|(leaf, (id, _))| (leaf, id)).collect();
+    // The names `step` would see: the model's own paths, not the ones the forward pass was
+    // recorded under (`Ctx::scoped` may have prefixed those).
+    let names_needed = tracker.on || groups.any();
+    let mut held = Held::take(model, leaves.values().copied(), names_needed);
     loss.backward_leaves(&mut |leaf, grad, value| {
-        let Some(&(id, name)) = leaves.get(&leaf) else {
+        let Some(&id) = leaves.get(&leaf) else {
             return value;
         };
         let Some(Some(theta)) = held.values.get_mut(&id) else {
@@ -619,10 +628,10 @@ fn apply_in_backward<'t, T: Element>(
             return value;
         };
         drop(value);
-        let hyper = groups.of(id, || name.to_string());
+        let name = held.names.get(&id).map_or("", String::as_str);
         update_tensor(
             id,
-            hyper,
+            groups.of(name),
             theta,
             grad.data(),
             || name.to_string(),
@@ -638,16 +647,22 @@ struct Held<'m, T: Element> {
     model: &'m mut dyn Module<T>,
     /// `Some` for each parameter taken out, `None` for an id the model does not have.
     values: FastIdMap<ParamId, Option<Tensor<T>>>,
+    /// Each taken parameter's dotted name in the model (as `step` sees it), when `names` was
+    /// asked for.
+    names: FastIdMap<ParamId, String>,
 }
 
 impl<'m, T: Element> Held<'m, T> {
-    fn take(model: &'m mut dyn Module<T>, ids: impl Iterator<Item = ParamId>) -> Self {
+    fn take(model: &'m mut dyn Module<T>, ids: impl Iterator<Item = ParamId>, names: bool) -> Self {
         let mut held = Held {
             model,
             values: ids.map(|id| (id, None)).collect(),
+            names: FastIdMap::default(),
         };
         held.model.visit_mut(&mut Swap {
             values: &mut held.values,
+            names: names.then_some(&mut held.names),
+            path: DottedPath::default(),
             out: true,
         });
         held
@@ -658,6 +673,8 @@ impl<T: Element> Drop for Held<'_, T> {
     fn drop(&mut self) {
         self.model.visit_mut(&mut Swap {
             values: &mut self.values,
+            names: None,
+            path: DottedPath::default(),
             out: false,
         });
     }
@@ -667,16 +684,32 @@ impl<T: Element> Drop for Held<'_, T> {
 /// back into it.
 struct Swap<'a, T: Element> {
     values: &'a mut FastIdMap<ParamId, Option<Tensor<T>>>,
+    /// Where to record the dotted names of the parameters moved out, if anywhere.
+    names: Option<&'a mut FastIdMap<ParamId, String>>,
+    path: DottedPath,
     out: bool,
 }
 
 impl<T: Element> VisitorMut<T> for Swap<'_, T> {
-    fn param(&mut self, _name: &str, p: &mut Param<T>) {
+    fn enter(&mut self, name: &str) {
+        if self.names.is_some() {
+            self.path.enter(name);
+        }
+    }
+    fn exit(&mut self) {
+        if self.names.is_some() {
+            self.path.exit();
+        }
+    }
+    fn param(&mut self, name: &str, p: &mut Param<T>) {
         let Some(slot) = self.values.get_mut(&p.id()) else {
             return;
         };
         if self.out {
             *slot = Some(std::mem::replace(p.value_mut(), Tensor::zeros(&[0])));
+            if let Some(names) = &mut self.names {
+                names.insert(p.id(), self.path.full(name));
+            }
         } else if let Some(v) = slot.take() {
             *p.value_mut() = v;
         }
@@ -1057,7 +1090,7 @@ impl<T: Element> Sgd<T> {
                 ),
             }
         };
-        (&mut self.tracker, &mut self.groups, rule)
+        (&mut self.tracker, &self.groups, rule)
     }
 }
 
@@ -1261,7 +1294,7 @@ impl<T: Element> AdamCore<T> {
                 },
             );
         };
-        (&mut self.tracker, &mut self.groups, rule)
+        (&mut self.tracker, &self.groups, rule)
     }
 }
 
@@ -1308,6 +1341,14 @@ impl<T: Element> AdamCore<T> {
             else {
                 return incomplete(kind, &name, "exp_avg, exp_avg_sq and a step count");
             };
+            // The bias corrections raise β to the step count as an f64, exact up to 2⁵³; a
+            // larger count can only come from a corrupted file (and u64::MAX would overflow
+            // at the next step).
+            if step > 1 << 53 {
+                return Err(Error::Format(format!(
+                    "{kind} state: step count {step} for `{name}` is past 2^53"
+                )));
+            }
             moments.insert(id, AdamState { step, m, v });
         }
         *self = AdamCore {
@@ -1625,7 +1666,7 @@ impl<T: Element> RMSprop<T> {
                 },
             );
         };
-        (&mut self.tracker, &mut self.groups, rule)
+        (&mut self.tracker, &self.groups, rule)
     }
 }
 

@@ -314,11 +314,13 @@ pub(crate) fn unary_backward<T: Element, A: Algebra<T>>(op: &Op<T>, x: &A, y: &A
                 g.mul(&s.mul(&x.mul(&s.neg().add_scalar(one)).add_scalar(one)))
             },
         ),
-        // clamp' = 1 strictly inside the bounds, 0 outside and at a finite bound (PyTorch
-        // 2.15 passes no gradient at x = min or x = max either)
+        // clamp' = 1 strictly inside the bounds, 0 outside, at a finite bound and at NaN
+        // (PyTorch 2.15 passes no gradient at x = min or x = max either)
         Op::Clamp { min, max } => {
             let inside = move |v: T| {
-                (v > min || min == T::neg_infinity()) && (v < max || max == T::infinity())
+                !v.is_nan()
+                    && (v > min || min == T::neg_infinity())
+                    && (v < max || max == T::infinity())
             };
             A::pointwise(
                 g,
@@ -493,8 +495,10 @@ impl<'t, T: Element> Var<'t, T> {
     /// `min(max(x, min), max)`, PyTorch's `clamp`: with `min > max` every element becomes
     /// `max`; a NaN element stays NaN; a NaN bound makes every element NaN. An infinite bound
     /// is no bound ([`clamp_min`](Var::clamp_min), [`clamp_max`](Var::clamp_max)).
-    /// Derivative: 1 where `min < x < max`, else 0, also at `x = min` and `x = max` (as
-    /// PyTorch 2.15's, measured; `relu` is `clamp_min(0)` there too).
+    /// Derivative: 1 where `min < x < max`, else 0, also at `x = min`, at `x = max` and at
+    /// NaN (as PyTorch 2.15's, measured; `relu` is `clamp_min(0)` there too). Deviation: at an
+    /// infinite `x` equal to an infinite bound (`clamp(0, ∞)` at `x = ∞`) the derivative is 1,
+    /// where PyTorch, which keeps the bound, gives 0; its one-sided forms give 1 as here.
     ///
     /// # Example
     /// ```

@@ -335,6 +335,17 @@ fn layer_hook_sees_outputs_their_gradients_and_parameters_of_nested_layers() {
     assert_eq!(grads.len(), 10);
 }
 
+/// One monitored step of `net` (input `[6, 3]`, loss mean(y²)): the monitor and the gradients.
+fn monitored_step(net: &mut Sequential<f64>) -> (GradMonitor<f64>, ParamGrads<f64>) {
+    let x = Tensor::from_fn(&[6, 3], |i| ((i * 13 % 7) as f64 - 3.0) / 2.0);
+    let tape = Tape::new();
+    let mut ctx = Ctx::new(&tape);
+    let loss = net.forward(&mut ctx, tape.constant(x)).square().mean();
+    let mut mon = GradMonitor::new(MonitorConfig::default());
+    let grads = mon.backward(&ctx, &*net, loss);
+    (mon, grads)
+}
+
 #[test]
 fn layernorm_is_recorded_as_a_normalisation_layer() {
     let mut rng = StdRng::seed_from_u64(13);
@@ -343,12 +354,7 @@ fn layernorm_is_recorded_as_a_normalisation_layer() {
         .push(LayerNorm::new(4).unwrap())
         .push(Activation::Relu)
         .push(Linear::new(4, 1, &mut rng).unwrap());
-    let x = Tensor::from_fn(&[6, 3], |i| ((i * 13 % 7) as f64 - 3.0) / 2.0);
-    let tape = Tape::new();
-    let mut ctx = Ctx::new(&tape);
-    let loss = net.forward(&mut ctx, tape.constant(x)).square().mean();
-    let mut mon = GradMonitor::new(MonitorConfig::default());
-    let grads = mon.backward(&ctx, &net, loss);
+    let (mon, grads) = monitored_step(&mut net);
     let s = mon.latest().unwrap();
     let ln = s.layer("1").unwrap();
     assert_eq!(ln.kind, LayerKind::Norm);
@@ -376,12 +382,7 @@ fn nested_models_group_parameters_by_module_path() {
                 .push(Linear::new(4, 4, &mut rng).unwrap()),
         ))
         .push(Linear::new(4, 1, &mut rng).unwrap());
-    let x = Tensor::from_fn(&[6, 3], |i| ((i * 13 % 7) as f64 - 3.0) / 2.0);
-    let tape = Tape::new();
-    let mut ctx = Ctx::new(&tape);
-    let loss = net.forward(&mut ctx, tape.constant(x)).square().mean();
-    let mut mon = GradMonitor::new(MonitorConfig::default());
-    mon.backward(&ctx, &net, loss);
+    let (mon, _) = monitored_step(&mut net);
     let s = mon.latest().unwrap();
     let layers: Vec<(&str, LayerKind)> =
         s.layers.iter().map(|l| (l.name.as_str(), l.kind)).collect();

@@ -1,0 +1,1 @@
+//! Adversarial cases: optim (filled in by its issue-16 work).

@@ -1,0 +1,1 @@
+//! Adversarial cases: shapes (filled in by its issue-16 work).

@@ -411,12 +411,14 @@ fn jitter_and_shuffle<T: Element>(
     // Generated in class order; shuffled so that taking a prefix is not taking one class.
     rng.shuffle(&mut points);
     let n = points.len();
-    let x = points.iter().flat_map(|(p, _)| p.map(T::of)).collect();
-    Ok(Dataset {
-        x: Tensor::from_vec(x, &[n, 2])?,
-        y: points.iter().map(|&(_, label)| label).collect(),
-        classes,
-    })
+    let x = Tensor::try_from_fn_named("dataset", &[n, 2], |i| T::of(points[i / 2].0[i % 2]))?;
+    let mut y = Vec::new();
+    y.try_reserve_exact(n).map_err(|_| Error::Alloc {
+        shape: vec![n],
+        bytes: n.saturating_mul(std::mem::size_of::<usize>()),
+    })?;
+    y.extend(points.iter().map(|&(_, label)| label));
+    Ok(Dataset { x, y, classes })
 }
 
 /// `m` evenly spaced values from 0 to 1 inclusive (NumPy's `linspace(0, 1, m)`).
@@ -438,7 +440,8 @@ fn unit_linspace(i: usize, m: usize) -> f64 {
 /// same dataset.
 ///
 /// # Errors
-/// [`Error::Config`] if `noise` is negative or not finite.
+/// [`Error::Config`] if `noise` is negative or not finite; [`Error::Alloc`] if `n` points do
+/// not fit in memory.
 ///
 /// # Example
 /// ```
@@ -460,7 +463,8 @@ pub fn two_moons<T: Element>(n: usize, noise: f64, seed: u64) -> Result<Dataset<
         let t = pi * unit_linspace(i, n1);
         ([1.0 - libm::cos(t), 0.5 - libm::sin(t)], 1)
     });
-    let points = upper.chain(lower).collect();
+    let mut points = reserve_points(n)?;
+    points.extend(upper.chain(lower));
     jitter_and_shuffle(points, 2, noise, &mut SplitMix64::new(seed))
 }
 
@@ -473,7 +477,9 @@ pub fn two_moons<T: Element>(n: usize, noise: f64, seed: u64) -> Result<Dataset<
 /// arguments give the same dataset.
 ///
 /// # Errors
-/// [`Error::Config`] if `classes` is 0, or `noise` is negative or not finite.
+/// [`Error::Config`] if `classes` is 0, or `noise` is negative or not finite;
+/// [`Error::Shape`] or [`Error::Alloc`] if the number of points overflows or does not fit in
+/// memory.
 ///
 /// # Example
 /// ```
@@ -494,16 +500,31 @@ pub fn spirals<T: Element>(
     }
     check_noise(noise)?;
     let tau = std::f64::consts::TAU;
-    let points = (0..classes)
-        .flat_map(|k| {
-            (1..=n_per_class).map(move |i| {
-                let r = i as f64 / n_per_class as f64;
-                let theta = tau * k as f64 / classes as f64 + 4.0 * r;
-                ([r * libm::cos(theta), r * libm::sin(theta)], k)
-            })
+    let n = n_per_class.checked_mul(classes).ok_or_else(|| {
+        Error::Shape(format!(
+            "spirals: {n_per_class} points times {classes} classes overflows"
+        ))
+    })?;
+    let mut points = reserve_points(n)?;
+    points.extend((0..classes).flat_map(|k| {
+        (1..=n_per_class).map(move |i| {
+            let r = i as f64 / n_per_class as f64;
+            let theta = tau * k as f64 / classes as f64 + 4.0 * r;
+            ([r * libm::cos(theta), r * libm::sin(theta)], k)
         })
-        .collect();
+    }));
     jitter_and_shuffle(points, classes, noise, &mut SplitMix64::new(seed))
+}
+
+/// Room for `n` generated points, reserved fallibly: a count too large for memory is an error,
+/// not an abort.
+fn reserve_points(n: usize) -> Result<Vec<([f64; 2], usize)>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::Alloc {
+        shape: vec![n, 2],
+        bytes: n.saturating_mul(std::mem::size_of::<([f64; 2], usize)>()),
+    })?;
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,6 +32,17 @@ pub enum Error {
     Config(String),
     /// A checkpoint or data file is malformed, truncated, or does not match the model.
     Format(String),
+    /// A tensor's buffer could not be allocated: the shape is valid, the memory is not there.
+    Alloc {
+        /// The requested shape.
+        shape: Vec<usize>,
+        /// The bytes it needs.
+        bytes: usize,
+    },
+    /// The call is not valid in the current state of the object it is made on (for example a
+    /// second [`backward_step`](crate::nn::Optimizer::backward_step) through a tape whose
+    /// graph the first one consumed).
+    State(String),
     /// An operating-system I/O failure, with the path involved.
     Io {
         /// The file that was being read or written.
@@ -58,6 +69,11 @@ impl fmt::Display for Error {
             Error::Shape(msg) => write!(f, "invalid shape: {msg}"),
             Error::Config(msg) => write!(f, "invalid configuration: {msg}"),
             Error::Format(msg) => write!(f, "malformed file: {msg}"),
+            Error::Alloc { shape, bytes } => write!(
+                f,
+                "cannot allocate {bytes} bytes for a tensor of shape {shape:?}"
+            ),
+            Error::State(msg) => write!(f, "{msg}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }

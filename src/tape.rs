@@ -98,6 +98,27 @@ struct Hooks<T: Element> {
     per_node: IdMap<Vec<(u64, HookFn<T>)>>,
     on_labelled: Vec<(u64, LabelHookFn<T>)>,
     next_serial: u64,
+    /// Hooks taken out of the maps while they run (so that a hook may register or remove hooks
+    /// without a second borrow): their serials, and those removed while they were out.
+    running: SmallVec<[u64; 4]>,
+    cancelled: SmallVec<[u64; 4]>,
+}
+
+impl<T: Element> Hooks<T> {
+    fn serial(&mut self) -> u64 {
+        let s = self.next_serial;
+        self.next_serial += 1;
+        s
+    }
+
+    /// Forgets what ran, keeping the hooks that were not cancelled while they ran.
+    fn end_run<F>(&mut self, ran: Vec<(u64, F)>) -> Vec<(u64, F)> {
+        let cancelled = std::mem::take(&mut self.cancelled);
+        self.running.clear();
+        ran.into_iter()
+            .filter(|(s, _)| !cancelled.contains(s))
+            .collect()
+    }
 }
 
 /// Where an [`Anomaly`] was found.
@@ -118,7 +139,11 @@ pub struct Anomaly {
     pub op: &'static str,
     /// Shapes of the op's inputs.
     pub input_shapes: Vec<Vec<usize>>,
-    /// The label of the node (see [`Var::label`]), or of the nearest labelled node before it.
+    /// Where it happened: a parameter's dotted name (`2.weight`) for the leaf
+    /// [`nn::Ctx`](crate::nn::Ctx) bound it to; else the node's own label (see [`Var::label`]);
+    /// else the dotted path of the `nn` layer whose forward recorded the op (`2`, or
+    /// `3.branch.0`), `None` outside every layer. On a tape used without `nn` (no layer scopes
+    /// recorded), the label of the nearest labelled node before it.
     pub label: Option<String>,
     /// The node's index on the tape.
     pub node: usize,
@@ -131,8 +156,10 @@ impl fmt::Display for Anomaly {
             Phase::Backward => "produced a non-finite gradient in backward",
         };
         write!(f, "op `{}` (node {}", self.op, self.node)?;
-        if let Some(l) = &self.label {
-            write!(f, ", in `{l}`")?;
+        match (&self.label, self.op) {
+            (Some(l), "leaf") => write!(f, ", parameter `{l}`")?,
+            (Some(l), _) => write!(f, ", in `{l}`")?,
+            (None, _) => {}
         }
         write!(f, ") with inputs {:?} {what}", self.input_shapes)
     }
@@ -165,6 +192,14 @@ pub struct Tape<T: Element> {
     grad_enabled: Cell<bool>,
     detect_anomaly: Cell<bool>,
     anomaly: RefCell<Option<Anomaly>>,
+    /// While anomaly detection is on: the `nn` scope (a layer's dotted path) entered at each
+    /// node index, in tape order, and the dotted names of parameter leaves, so an anomaly names
+    /// the layer whose forward recorded it. Nothing is kept while detection is off.
+    scopes: RefCell<Vec<(usize, Arc<str>)>>,
+    leaf_names: RefCell<IdMap<Arc<str>>>,
+    /// Set by the sweep behind `Optimizer::backward_step`, which moves the updated parameters
+    /// into their leaves: the recorded values no longer match them, so no later sweep may run.
+    consumed: Cell<bool>,
 }
 
 // The node list of a dropped tape is kept (emptied) for the thread's next tape: a training loop
@@ -257,17 +292,33 @@ impl<T: Element> Tape<T> {
             grad_enabled: Cell::new(true),
             detect_anomaly: Cell::new(false),
             anomaly: RefCell::new(None),
+            scopes: RefCell::default(),
+            leaf_names: RefCell::default(),
+            consumed: Cell::new(false),
         }
     }
 
-    /// Clears every node, label, retained gradient and hook, keeping the allocated capacity.
-    /// Taking `&mut self` guarantees no [`Var`] of the old contents is still alive.
+    /// Clears every node, label, retained gradient, hook (per-variable hooks and the
+    /// tape-wide observers of [`on_labelled_grad`](Tape::on_labelled_grad) alike) and the
+    /// recorded anomaly, keeping the allocated capacity: a reset tape behaves as a new one,
+    /// except that the switches ([`set_grad_enabled`](Tape::set_grad_enabled),
+    /// [`set_detect_anomaly`](Tape::set_detect_anomaly)) keep their settings. Taking
+    /// `&mut self` guarantees that no [`Var`] or [`Gradients`] of the old contents is alive.
     pub fn reset(&mut self) {
         self.nodes.get_mut().clear();
         self.labels.get_mut().clear();
         self.retained.get_mut().clear();
-        self.hooks.get_mut().per_node.clear();
+        // The serial counter survives, so a handle from before the reset never removes a hook
+        // registered after it.
+        let hooks = self.hooks.get_mut();
+        *hooks = Hooks {
+            next_serial: hooks.next_serial,
+            ..Hooks::default()
+        };
         *self.anomaly.get_mut() = None;
+        self.scopes.get_mut().clear();
+        self.leaf_names.get_mut().clear();
+        self.consumed.set(false);
     }
 
     /// Number of nodes recorded so far.
@@ -313,6 +364,35 @@ impl<T: Element> Tape<T> {
         self.detect_anomaly.set(on);
     }
 
+    /// Whether anomaly detection is on.
+    pub fn detects_anomalies(&self) -> bool {
+        self.detect_anomaly.get()
+    }
+
+    /// Notes that the nodes recorded from now on belong to the `nn` scope `path` (a layer's
+    /// dotted path, `""` outside every layer); kept only while anomaly detection is on.
+    pub(crate) fn enter_scope(&self, path: &str) {
+        if self.detect_anomaly.get() {
+            let at = self.len();
+            let mut scopes = self.scopes.borrow_mut();
+            // Entering and leaving an empty layer records two marks at one index: the later wins.
+            if scopes.last().is_some_and(|(i, _)| *i == at) {
+                scopes.pop();
+            }
+            scopes.push((at, Arc::from(path)));
+        }
+    }
+
+    /// A leaf for a parameter whose dotted name is `name()`; the name is kept for anomaly
+    /// reports (asked for only while detection is on), before the leaf's value is checked.
+    pub(crate) fn named_leaf(&self, value: Tensor<T>, name: impl FnOnce() -> String) -> Var<'_, T> {
+        if self.detect_anomaly.get() {
+            let id = self.len();
+            self.leaf_names.borrow_mut().insert(id, Arc::from(name()));
+        }
+        self.leaf(value)
+    }
+
     /// The first anomaly found since detection was switched on, if any.
     pub fn anomaly(&self) -> Option<Anomaly> {
         self.anomaly.borrow().clone()
@@ -326,8 +406,7 @@ impl<T: Element> Tape<T> {
         f: impl FnMut(&str, &Tensor<T>, &Tensor<T>) + 'static,
     ) -> HookHandle {
         let mut h = self.hooks.borrow_mut();
-        let serial = h.next_serial;
-        h.next_serial += 1;
+        let serial = h.serial();
         h.on_labelled.push((serial, Box::new(f)));
         HookHandle {
             node: usize::MAX,
@@ -336,9 +415,17 @@ impl<T: Element> Tape<T> {
     }
 
     /// Removes a hook registered with [`Var::register_hook`] or [`Tape::on_labelled_grad`].
-    /// Returns whether it was still registered.
+    /// Returns whether it was still registered. A hook may remove itself (or another) while it
+    /// runs, as in PyTorch: a removed hook is not called again, in this sweep or later.
     pub fn remove_hook(&self, handle: HookHandle) -> bool {
         let mut h = self.hooks.borrow_mut();
+        if h.running.contains(&handle.serial) {
+            if h.cancelled.contains(&handle.serial) {
+                return false;
+            }
+            h.cancelled.push(handle.serial);
+            return true;
+        }
         if handle.node == usize::MAX {
             let before = h.on_labelled.len();
             h.on_labelled.retain(|(s, _)| *s != handle.serial);
@@ -438,16 +525,33 @@ impl<T: Element> Tape<T> {
                 phase,
                 op,
                 input_shapes,
-                label: self.label_at_or_before(node),
+                label: self.blame(node),
                 node,
             });
         }
     }
 
-    /// The label of `node`, or of the closest labelled node recorded before it: the layer an
-    /// unlabelled op belongs to is the last one that labelled its output before it.
-    fn label_at_or_before(&self, node: usize) -> Option<String> {
+    /// The name an anomaly at `node` is reported under: a parameter leaf's dotted name
+    /// (`2.weight`); else the node's own label; else the `nn` layer whose forward recorded it
+    /// (none for ops outside every layer, such as the loss). On a tape no `nn` scope was
+    /// recorded on (ops written by hand), the closest label recorded before the node.
+    fn blame(&self, node: usize) -> Option<String> {
+        if let Some(name) = self.leaf_names.borrow().get(&node) {
+            return Some(name.to_string());
+        }
         let labels = self.labels.borrow();
+        if let Some(l) = labels.get(&node) {
+            return Some(l.to_string());
+        }
+        let scopes = self.scopes.borrow();
+        if !scopes.is_empty() {
+            let after = scopes.partition_point(|(start, _)| *start <= node);
+            return after
+                .checked_sub(1)
+                .map(|i| &scopes[i].1)
+                .filter(|path| !path.is_empty())
+                .map(|path| path.to_string());
+        }
         labels
             .iter()
             .filter(|(&k, _)| k <= node)
@@ -458,11 +562,25 @@ impl<T: Element> Tape<T> {
     /// Runs the hooks registered on `id` in registration order, each seeing the gradient the
     /// previous one left, then the labelled-node observers. Returns the replacement, if any hook
     /// made one.
+    ///
+    /// The hooks are taken out of the tape while they run, so a hook may remove itself or
+    /// register others (those run from the next sweep on).
     fn run_hooks(&self, id: usize, g: &Tensor<T>) -> Option<Tensor<T>> {
-        let mut hooks = self.hooks.borrow_mut();
         let mut replaced: Option<Tensor<T>> = None;
-        if let Some(list) = hooks.per_node.get_mut(&id) {
-            for (_, f) in list.iter_mut() {
+        let taken = {
+            let mut h = self.hooks.borrow_mut();
+            let taken = h.per_node.remove(&id);
+            if let Some(list) = &taken {
+                let serials = list.iter().map(|(s, _)| *s);
+                h.running.extend(serials.collect::<SmallVec<[u64; 4]>>());
+            }
+            taken
+        };
+        if let Some(mut list) = taken {
+            for (serial, f) in list.iter_mut() {
+                if self.hooks.borrow().cancelled.contains(serial) {
+                    continue;
+                }
                 let current = replaced.as_ref().unwrap_or(g);
                 if let Some(r) = f(current) {
                     assert!(
@@ -474,17 +592,68 @@ impl<T: Element> Tape<T> {
                     replaced = Some(r);
                 }
             }
+            let mut h = self.hooks.borrow_mut();
+            let mut kept = h.end_run(list);
+            // Hooks registered on this node while its hooks ran come after them.
+            if let Some(added) = h.per_node.remove(&id) {
+                kept.extend(added);
+            }
+            if !kept.is_empty() {
+                h.per_node.insert(id, kept);
+            }
         }
-        if !hooks.on_labelled.is_empty() {
-            if let Some(label) = self.labels.borrow().get(&id).cloned() {
+        let label = match self.hooks.borrow().on_labelled.is_empty() {
+            true => None,
+            false => self.labels.borrow().get(&id).cloned(),
+        };
+        if let Some(label) = label {
+            let mut observers = {
+                let mut h = self.hooks.borrow_mut();
+                let list = std::mem::take(&mut h.on_labelled);
+                let serials = list.iter().map(|(s, _)| *s);
+                h.running.extend(serials.collect::<SmallVec<[u64; 4]>>());
+                list
+            };
+            if !observers.is_empty() {
                 let value = self.nodes.borrow()[id].value.clone();
                 let current = replaced.as_ref().unwrap_or(g);
-                for (_, f) in hooks.on_labelled.iter_mut() {
+                for (serial, f) in observers.iter_mut() {
+                    if self.hooks.borrow().cancelled.contains(serial) {
+                        continue;
+                    }
                     f(&label, &value, current);
                 }
             }
+            let mut h = self.hooks.borrow_mut();
+            let mut kept = h.end_run(observers);
+            kept.append(&mut h.on_labelled);
+            h.on_labelled = kept;
         }
         replaced
+    }
+
+    /// Whether an [`Optimizer::backward_step`](crate::nn::Optimizer::backward_step) has swept
+    /// this tape, so its graph can no longer be differentiated.
+    ///
+    /// # Errors
+    /// [`Error::State`](crate::Error::State) naming `op` when it has.
+    pub(crate) fn check_not_consumed(&self, op: &str) -> crate::Result<()> {
+        if self.consumed.get() {
+            return Err(crate::Error::State(format!(
+                "{op}: this tape's graph was consumed by an earlier backward_step, which moved \
+                 the updated parameters into it; record a new forward pass (a new tape, or \
+                 Tape::reset) before the next backward"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Panics with [`check_not_consumed`](Tape::check_not_consumed)'s message.
+    #[track_caller]
+    fn assert_not_consumed(&self, op: &str) {
+        if let Err(e) = self.check_not_consumed(op) {
+            panic!("{e}");
+        }
     }
 
     fn has_hooks(&self) -> bool {
@@ -509,7 +678,7 @@ impl<T: Element> Tape<T> {
         root: usize,
         seed: Tensor<T>,
         mut on_leaf: Option<&mut LeafFn<'_, T>>,
-    ) -> Gradients<T> {
+    ) -> Gradients<'_, T> {
         let hooks = self.has_hooks();
         let anomaly = self.detect_anomaly.get();
         let retained = self.retained.borrow().clone();
@@ -764,8 +933,7 @@ impl<'t, T: Element> Var<'t, T> {
         f: impl FnMut(&Tensor<T>) -> Option<Tensor<T>> + 'static,
     ) -> HookHandle {
         let mut h = self.tape.hooks.borrow_mut();
-        let serial = h.next_serial;
-        h.next_serial += 1;
+        let serial = h.serial();
         h.per_node
             .entry(self.id)
             .or_default()
@@ -780,9 +948,11 @@ impl<'t, T: Element> Var<'t, T> {
     /// [`retain_grad`](Var::retain_grad)). Intermediate gradients are dropped as soon as used.
     ///
     /// # Panics
-    /// If this variable holds more than one element (use [`backward_with`](Var::backward_with)).
+    /// If this variable holds more than one element (use [`backward_with`](Var::backward_with)),
+    /// or an [`Optimizer::backward_step`](crate::nn::Optimizer::backward_step) has already
+    /// swept this tape (PyTorch raises on a second backward through a freed graph).
     #[track_caller]
-    pub fn backward(self) -> Gradients<T> {
+    pub fn backward(self) -> Gradients<'t, T> {
         let shape = self.shape();
         assert!(
             shape.iter().product::<usize>() == 1,
@@ -795,9 +965,11 @@ impl<'t, T: Element> Var<'t, T> {
     /// variable (the "seed", PyTorch's `grad_outputs`).
     ///
     /// # Panics
-    /// If the seed's shape differs from this variable's.
+    /// If the seed's shape differs from this variable's, or the tape was consumed (see
+    /// [`backward`](Var::backward)).
     #[track_caller]
-    pub fn backward_with(self, seed: Tensor<T>) -> Gradients<T> {
+    pub fn backward_with(self, seed: Tensor<T>) -> Gradients<'t, T> {
+        self.tape.assert_not_consumed("backward");
         let shape = self.shape();
         assert!(
             seed.shape() == shape.as_slice(),
@@ -815,15 +987,22 @@ impl<'t, T: Element> Var<'t, T> {
     /// If this variable holds more than one element.
     ///
     /// [`Optimizer::backward_step`]: crate::nn::Optimizer::backward_step
+    ///
+    /// # Errors
+    /// [`Error::State`](crate::Error::State) if a sweep like this one already ran on the tape;
+    /// nothing is called then.
     #[track_caller]
-    pub(crate) fn backward_leaves(self, f: &mut LeafFn<'_, T>) {
+    pub(crate) fn backward_leaves(self, f: &mut LeafFn<'_, T>) -> crate::Result<()> {
         let shape = self.shape();
         assert!(
             shape.iter().product::<usize>() == 1,
             "backward_step: loss of shape {shape:?} is not a scalar"
         );
+        self.tape.check_not_consumed("backward_step")?;
+        self.tape.consumed.set(true);
         self.tape
             .backward_values(self.id, Tensor::ones(&shape), Some(f));
+        Ok(())
     }
 
     /// Like [`backward`](Var::backward), but every gradient is recorded on the tape as a `Var`
@@ -831,7 +1010,8 @@ impl<'t, T: Element> Var<'t, T> {
     /// products, gradient penalties, curvature estimates.
     ///
     /// # Panics
-    /// If this variable holds more than one element.
+    /// If this variable holds more than one element, or the tape was consumed (see
+    /// [`backward`](Var::backward)).
     ///
     /// # Example
     /// ```
@@ -845,6 +1025,7 @@ impl<'t, T: Element> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn backward_graph(self) -> GraphGradients<'t, T> {
+        self.tape.assert_not_consumed("backward_graph");
         let shape = self.shape();
         assert!(
             shape.iter().product::<usize>() == 1,
@@ -870,12 +1051,25 @@ impl<'t, T: Element> Var<'t, T> {
 }
 
 /// Gradients from [`Var::backward`], keyed by variable.
-pub struct Gradients<T: Element> {
+///
+/// They borrow their tape, so they cannot outlive it or survive a [`Tape::reset`]: a node index
+/// of a later tape (or of the same tape after a reset) can never be answered with an old
+/// step's gradient. The borrow checker refuses it:
+///
+/// ```compile_fail
+/// use vgrad::{Tape, Tensor};
+/// let mut tape = Tape::<f32>::new();
+/// let old = { let x = tape.leaf(Tensor::scalar(1.0)); (x * x).backward() };
+/// tape.reset(); // error: `tape` is still borrowed by `old`
+/// let x = tape.leaf(Tensor::scalar(5.0));
+/// let _ = old.wrt(x);
+/// ```
+pub struct Gradients<'t, T: Element> {
     map: IdMap<Tensor<T>>,
-    tape: usize,
+    tape: &'t Tape<T>,
 }
 
-impl<T: Element> fmt::Debug for Gradients<T> {
+impl<T: Element> fmt::Debug for Gradients<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ids: Vec<_> = self.map.keys().collect();
         ids.sort();
@@ -883,11 +1077,11 @@ impl<T: Element> fmt::Debug for Gradients<T> {
     }
 }
 
-impl<T: Element> Gradients<T> {
-    fn new(tape: &Tape<T>) -> Self {
+impl<'t, T: Element> Gradients<'t, T> {
+    fn new(tape: &'t Tape<T>) -> Self {
         Gradients {
             map: IdMap::default(),
-            tape: tape as *const Tape<T> as usize,
+            tape,
         }
     }
 
@@ -899,7 +1093,7 @@ impl<T: Element> Gradients<T> {
     #[track_caller]
     pub fn wrt(&self, v: Var<'_, T>) -> Option<&Tensor<T>> {
         assert!(
-            v.tape as *const Tape<T> as usize == self.tape,
+            std::ptr::eq(v.tape, self.tape),
             "wrt: the variable belongs to a different tape than these gradients"
         );
         self.map.get(&v.id)
@@ -912,7 +1106,7 @@ impl<T: Element> Gradients<T> {
     #[track_caller]
     pub fn take(&mut self, v: Var<'_, T>) -> Option<Tensor<T>> {
         assert!(
-            v.tape as *const Tape<T> as usize == self.tape,
+            std::ptr::eq(v.tape, self.tape),
             "take: the variable belongs to a different tape than these gradients"
         );
         self.map.remove(&v.id)

@@ -466,9 +466,9 @@ impl<T: Element> GradMonitor<T> {
     /// backward. During backward the monitor sees each layer output's value and complete
     /// gradient, and the activation after it.
     ///
-    /// Returns the observer's handle; a tape dropped after the step needs nothing more, a tape
-    /// reused with [`Tape::reset`] should have it removed with [`Tape::remove_hook`] (a reset
-    /// keeps tape-wide observers).
+    /// Returns the observer's handle: remove it with [`Tape::remove_hook`] to run another
+    /// backward on the same tape unwatched; a tape dropped or [`reset`](Tape::reset) after the
+    /// step needs nothing more (a reset removes every observer).
     pub fn watch<M: Module<T> + ?Sized>(&mut self, tape: &Tape<T>, model: &M) -> HookHandle {
         self.watch_groups(tape, &param_groups(model))
     }

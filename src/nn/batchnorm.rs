@@ -106,7 +106,8 @@ impl<T: Element> BatchNorm1d<T> {
     /// A layer over `num_features` features with PyTorch's defaults, in training mode.
     ///
     /// # Errors
-    /// [`Error::Config`] if `num_features` is zero.
+    /// [`Error::Config`] if `num_features` is zero; [`Error::Alloc`] if it does not fit in
+    /// memory.
     pub fn new(num_features: usize) -> Result<Self> {
         Self::with_config(num_features, BatchNormConfig::default())
     }
@@ -115,7 +116,7 @@ impl<T: Element> BatchNorm1d<T> {
     ///
     /// # Errors
     /// [`Error::Config`] if `num_features` is zero, `eps` is not a positive finite number, or
-    /// `momentum` is outside `[0, 1]`.
+    /// `momentum` is outside `[0, 1]`; [`Error::Alloc`] if the parameters do not fit in memory.
     pub fn with_config(num_features: usize, cfg: BatchNormConfig) -> Result<Self> {
         check_size_and_eps("BatchNorm1d", "num_features", num_features, cfg.eps)?;
         if !(0.0..=1.0).contains(&cfg.momentum) {
@@ -125,16 +126,29 @@ impl<T: Element> BatchNorm1d<T> {
             )));
         }
         let c = [num_features];
+        // Allocated fallibly: a size too large for memory is an error, not an abort.
+        let full = |v: T| Tensor::try_full_named("BatchNorm1d", &c, v);
+        let (weight, bias) = match cfg.affine {
+            true => (
+                Some(Param::new(full(T::one())?)),
+                Some(Param::new(full(T::zero())?)),
+            ),
+            false => (None, None),
+        };
+        let running = match cfg.track_running_stats {
+            true => Some(RunningStats {
+                mean: full(T::zero())?,
+                var: full(T::one())?,
+                num_batches_tracked: Tensor::scalar(T::zero()),
+            }),
+            false => None,
+        };
         Ok(BatchNorm1d {
             num_features,
             cfg,
-            weight: cfg.affine.then(|| Param::new(Tensor::ones(&c))),
-            bias: cfg.affine.then(|| Param::new(Tensor::zeros(&c))),
-            running: cfg.track_running_stats.then(|| RunningStats {
-                mean: Tensor::zeros(&c),
-                var: Tensor::ones(&c),
-                num_batches_tracked: Tensor::scalar(T::zero()),
-            }),
+            weight,
+            bias,
+            running,
             training: true,
         })
     }

@@ -57,15 +57,22 @@ pub enum FanMode {
 /// `(fan_in, fan_out)` of a weight shape, as PyTorch computes them.
 ///
 /// # Errors
-/// [`Error::Shape`] for shapes with fewer than 2 axes (PyTorch refuses them too).
+/// [`Error::Shape`] for shapes with fewer than 2 axes (PyTorch refuses them too), or whose fans
+/// overflow.
 pub fn fans(shape: &[usize]) -> Result<(usize, usize)> {
     if shape.len() < 2 {
         return Err(Error::Shape(format!(
             "fan in and fan out need at least 2 axes, got {shape:?}"
         )));
     }
-    let receptive: usize = shape[2..].iter().product();
-    Ok((shape[1] * receptive, shape[0] * receptive))
+    let overflow = || Error::Shape(format!("the fans of shape {shape:?} overflow"));
+    let receptive = shape[2..]
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(overflow)?;
+    let fan_in = shape[1].checked_mul(receptive).ok_or_else(overflow)?;
+    let fan_out = shape[0].checked_mul(receptive).ok_or_else(overflow)?;
+    Ok((fan_in, fan_out))
 }
 
 /// An initialisation scheme. Each variant's doc gives the PyTorch function it mirrors.
@@ -214,7 +221,7 @@ impl Init {
     /// A fresh tensor of `shape` drawn from this scheme with `rng`.
     ///
     /// # Errors
-    /// As [`Init::distribution`].
+    /// As [`Init::distribution`]; [`Error::Alloc`] if the tensor does not fit in memory.
     ///
     /// # Example
     /// ```
@@ -228,7 +235,8 @@ impl Init {
     /// ```
     pub fn tensor<T: Element>(&self, shape: &[usize], rng: &mut impl Rng) -> Result<Tensor<T>> {
         let d = self.distribution(shape)?;
-        Ok(Tensor::from_fn(shape, |_| T::of(d.sample(rng))))
+        // Fallible allocation: a layer too large for memory is an error, not an abort.
+        Tensor::try_from_fn_named("init", shape, |_| T::of(d.sample(rng)))
     }
 }
 

@@ -72,7 +72,8 @@ impl<T: Element> LayerNorm<T> {
     /// A layer over the last axis, of `features` elements, with PyTorch's defaults.
     ///
     /// # Errors
-    /// [`Error::Config`](crate::Error::Config) if `features` is zero.
+    /// [`Error::Config`](crate::Error::Config) if `features` is zero;
+    /// [`Error::Alloc`](crate::Error::Alloc) if it does not fit in memory.
     pub fn new(features: usize) -> Result<Self> {
         Self::with_config(features, LayerNormConfig::default())
     }
@@ -80,16 +81,26 @@ impl<T: Element> LayerNorm<T> {
     /// A layer built from a [`LayerNormConfig`].
     ///
     /// # Errors
-    /// [`Error::Config`](crate::Error::Config) if `features` is zero or `eps` is not a positive finite number.
+    /// [`Error::Config`](crate::Error::Config) if `features` is zero or `eps` is not a positive
+    /// finite number; [`Error::Alloc`](crate::Error::Alloc) if the parameters do not fit in
+    /// memory.
     pub fn with_config(features: usize, cfg: LayerNormConfig) -> Result<Self> {
         check_size_and_eps("LayerNorm", "features", features, cfg.eps)?;
         let c = [features];
         let affine = cfg.elementwise_affine;
+        // Allocated fallibly: a size too large for memory is an error, not an abort.
+        let full = |v: T| Tensor::try_full_named("LayerNorm", &c, v).map(Param::new);
+        let weight = if affine { Some(full(T::one())?) } else { None };
+        let bias = if affine && cfg.bias {
+            Some(full(T::zero())?)
+        } else {
+            None
+        };
         Ok(LayerNorm {
             features,
             cfg,
-            weight: affine.then(|| Param::new(Tensor::ones(&c))),
-            bias: (affine && cfg.bias).then(|| Param::new(Tensor::zeros(&c))),
+            weight,
+            bias,
         })
     }
 

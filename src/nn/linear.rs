@@ -69,7 +69,8 @@ impl<T: Element> Linear<T> {
     /// A layer with PyTorch's default initialisation.
     ///
     /// # Errors
-    /// [`Error::Config`] if either width is zero.
+    /// [`Error::Config`] if either width is zero; [`Error::Shape`] or [`Error::Alloc`] if the
+    /// weight's size overflows or does not fit in memory.
     pub fn new(in_features: usize, out_features: usize, rng: &mut impl Rng) -> Result<Self> {
         Self::with_config(in_features, out_features, LinearConfig::default(), rng)
     }
@@ -77,7 +78,9 @@ impl<T: Element> Linear<T> {
     /// A layer built from a [`LinearConfig`].
     ///
     /// # Errors
-    /// [`Error::Config`] if either width is zero or an initialisation is invalid.
+    /// [`Error::Config`] if either width is zero or an initialisation is invalid;
+    /// [`Error::Shape`] or [`Error::Alloc`] if the weight's size overflows or does not fit in
+    /// memory.
     pub fn with_config(
         in_features: usize,
         out_features: usize,

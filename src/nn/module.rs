@@ -306,8 +306,10 @@ impl<'t, T: Element> Ctx<'t, T> {
     /// the same name their `visit` passes to `enter`.
     pub fn scoped<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
         self.path.enter(name);
+        self.tape.enter_scope(self.path.as_str());
         let r = f(self);
         self.path.exit();
+        self.tape.enter_scope(self.path.as_str());
         r
     }
 
@@ -317,8 +319,9 @@ impl<'t, T: Element> Ctx<'t, T> {
         if let Some((_, v)) = self.bound.get(&p.id()) {
             return *v;
         }
-        let v = self.tape.leaf(p.value().clone());
-        self.bound.insert(p.id(), (self.path.full(local), v));
+        let name = self.path.full(local);
+        let v = self.tape.named_leaf(p.value().clone(), || name.clone());
+        self.bound.insert(p.id(), (name, v));
         v
     }
 
@@ -350,7 +353,7 @@ impl<'t, T: Element> Ctx<'t, T> {
     }
 
     /// Picks the parameters' gradients out of a backward result, keyed by parameter.
-    pub fn param_grads(&self, grads: &Gradients<T>) -> ParamGrads<T> {
+    pub fn param_grads(&self, grads: &Gradients<'_, T>) -> ParamGrads<T> {
         let mut out = ParamGrads::default();
         for (id, (name, var)) in &self.bound {
             if let Some(g) = grads.wrt(*var) {

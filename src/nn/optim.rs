@@ -130,6 +130,7 @@ pub trait Optimizer<T: Element> {
         ctx: &Ctx<'t, T>,
         loss: Var<'t, T>,
     ) -> Result<()> {
+        loss.tape().check_not_consumed("backward_step")?;
         let grads = ctx.param_grads(&loss.backward());
         self.step(model, &grads)
     }
@@ -278,9 +279,10 @@ macro_rules! shared_optimizer_methods {
             ctx: &Ctx<'t, T>,
             loss: Var<'t, T>,
         ) -> Result<()> {
+            // Checked before `parts`, which may count a step: a refused call changes nothing.
+            loss.tape().check_not_consumed("backward_step")?;
             let (tracker, groups, rule) = self.parts();
-            apply_in_backward(model, ctx, loss, tracker, groups, rule);
-            Ok(())
+            apply_in_backward(model, ctx, loss, tracker, groups, rule)
         }
         fn lr(&self) -> f64 {
             self.$($lr).+
@@ -611,7 +613,7 @@ fn apply_in_backward<'t, T: Element>(
     tracker: &mut Tracker,
     groups: &Groups,
     mut update: impl FnMut(ParamId, GroupHyper, &mut [T], &[T]),
-) {
+) -> Result<()> {
     tracker.stats.clear();
     let leaves: FastIdMap<usize, ParamId> =
         ctx.leaves().map(|(leaf, (id, _))| (leaf, id)).collect();
@@ -619,7 +621,7 @@ fn apply_in_backward<'t, T: Element>(
     // recorded under (`Ctx::scoped` may have prefixed those).
     let names_needed = tracker.on || groups.any();
     let mut held = Held::take(model, leaves.values().copied(), names_needed);
-    loss.backward_leaves(&mut |leaf, grad, value| {
+    let swept = loss.backward_leaves(&mut |leaf, grad, value| {
         let Some(&id) = leaves.get(&leaf) else {
             return value;
         };
@@ -640,6 +642,7 @@ fn apply_in_backward<'t, T: Element>(
         );
         theta.clone()
     });
+    swept
 }
 
 /// Parameter values taken out of a model for [`apply_in_backward`], put back on drop.

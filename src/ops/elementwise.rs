@@ -380,6 +380,14 @@ impl<'t, T: Element> Var<'t, T> {
         self.record(op, &[self.id], v)
     }
 
+    /// The checks a composed binary op (`-`, `/`) makes before its parts run, so that a misuse
+    /// is reported under the op the caller wrote, not the primitive it is built from.
+    #[track_caller]
+    fn check_operands(&self, op: &str, other: &Var<'t, T>) {
+        self.same_tape(op, other);
+        crate::tensor::broadcast_shapes(op, &self.shape(), &other.shape());
+    }
+
     #[track_caller]
     fn binary(self, other: Var<'t, T>, op: Op<T>) -> Var<'t, T> {
         self.same_tape(op.name(), &other);
@@ -548,6 +556,7 @@ impl<'t, T: Element> ops::Sub for Var<'t, T> {
     type Output = Var<'t, T>;
     #[track_caller]
     fn sub(self, rhs: Var<'t, T>) -> Var<'t, T> {
+        self.check_operands("sub", &rhs);
         self + rhs.scale(-T::one())
     }
 }
@@ -573,6 +582,7 @@ impl<'t, T: Element> ops::Div for Var<'t, T> {
     type Output = Var<'t, T>;
     #[track_caller]
     fn div(self, rhs: Var<'t, T>) -> Var<'t, T> {
+        self.check_operands("div", &rhs);
         self * rhs.powf(-T::one())
     }
 }

@@ -35,6 +35,8 @@ pub fn broadcast_shapes(op: &str, a: &[usize], b: &[usize]) -> Shape {
             _ => panic!("{op}: shapes {a:?} and {b:?} cannot be broadcast together"),
         };
     }
+    // Extents of 0 and 2⁶³ broadcast to a shape whose count overflows.
+    super::numel_of::<f64>(op, &out);
     out
 }
 
@@ -289,6 +291,7 @@ impl<T: Element> Tensor<T> {
         let sa = broadcast_strides(&self.shape, &out);
         let sb = broadcast_strides(&other.shape, &out);
         // Rows are visited in output order, so each is appended: no zero-fill to overwrite.
+        // `broadcast_shapes` checked the count.
         let mut buf = super::pool::with_capacity(out.iter().product());
         let (a, b) = (&self.data[..], &other.data[..]);
         dispatch(
@@ -399,7 +402,7 @@ impl<T: Element> Tensor<T> {
     #[track_caller]
     pub fn reshape(&self, shape: &[usize]) -> Tensor<T> {
         assert!(
-            shape.iter().product::<usize>() == self.numel(),
+            super::checked_numel::<T>(shape) == Some(self.numel()),
             "reshape: cannot reshape {:?} ({} elements) to {:?}",
             self.shape(),
             self.numel(),
@@ -433,11 +436,12 @@ impl<T: Element> Tensor<T> {
         if self.shape() == shape {
             return self.clone();
         }
+        let n = super::numel_of::<T>("broadcast_to", shape);
         if self.numel() == 1 {
             return Tensor::full(shape, self.data[0]);
         }
         let s = broadcast_strides(&self.shape, shape);
-        let mut buf = super::pool::with_capacity(shape.iter().product());
+        let mut buf = super::pool::with_capacity(n);
         let src = &self.data[..];
         for_each_row(shape, [&s], |_, [oi], [is], n| {
             if is == 1 {
@@ -661,11 +665,15 @@ impl<T: Element> Tensor<T> {
                 p.shape()
             );
         }
-        let total: usize = parts.iter().map(|p| p.shape()[axis]).sum();
+        let total = parts
+            .iter()
+            .try_fold(0usize, |acc, p| acc.checked_add(p.shape()[axis]));
         let mut shape: Shape = first.into();
-        shape[axis] = total;
+        shape[axis] =
+            total.unwrap_or_else(|| panic!("concat: the extents along axis {axis} overflow"));
+        let n = super::numel_of::<T>("concat", &shape);
         let (outer, _, inner) = split_at_axis(&shape, axis);
-        let mut buf = super::pool::with_capacity(shape.iter().product());
+        let mut buf = super::pool::with_capacity(n);
         for o in 0..outer {
             for p in parts {
                 let block = p.shape()[axis] * inner;
@@ -683,9 +691,10 @@ impl<T: Element> Tensor<T> {
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Tensor<T> {
         check_axis("narrow", self.shape(), axis);
         assert!(
-            start + len <= self.shape[axis],
-            "narrow: range {start}..{} exceeds axis {axis} of shape {:?}",
-            start + len,
+            start
+                .checked_add(len)
+                .is_some_and(|end| end <= self.shape[axis]),
+            "narrow: range {start}..{start}+{len} exceeds axis {axis} of shape {:?}",
             self.shape()
         );
         let (outer, n, inner) = split_at_axis(&self.shape, axis);
@@ -737,7 +746,9 @@ impl<T: Element> Tensor<T> {
             self.shape()
         );
         let row: usize = self.shape[1..].iter().product();
-        let mut buf = filled(rows * row, T::zero());
+        let mut out_shape = Shape::from_slice(&self.shape);
+        out_shape[0] = rows;
+        let mut buf = filled(super::numel_of::<T>("scatter_add", &out_shape), T::zero());
         for (k, &i) in indices.iter().enumerate() {
             assert!(
                 i < rows,

@@ -306,6 +306,13 @@ impl<T: Element> Tensor<T> {
         );
         let lhs_strides = if ta { (1, m as isize) } else { (k as isize, 1) };
         let rhs_strides = if tb { (1, k as isize) } else { (n as isize, 1) };
+        {
+            // The output's count is not bounded by the inputs' memory (empty inner extents, or
+            // two tall operands): checked once, so no kernel sizes a buffer by a wrapped count.
+            let mut out = broadcast_shapes("matmul", &a[..a.len() - 2], &b[..b.len() - 2]);
+            out.extend_from_slice(&[m, n]);
+            super::numel_of::<T>("matmul", &out);
+        }
 
         // Fast path: no batch axes on the right, and a left operand whose batch axes fold into
         // its rows (row-major, not transposed): one GEMM of [B·m, k] · [k, n].

@@ -21,6 +21,7 @@ pub(crate) mod pool;
 pub(crate) mod simd;
 
 pub use element::Element;
+pub(crate) use kernels::broadcast_shapes;
 pub use matmul::{num_threads, set_num_threads};
 pub use pool::release_buffers;
 pub use simd::set_flush_denormal;
@@ -65,13 +66,57 @@ impl<T> Clone for Tensor<T> {
     }
 }
 
+/// The number of elements of `shape`, or `None` when it does not fit a `usize` or a buffer of
+/// that many `T`s would exceed `isize::MAX` bytes (the most a Rust allocation may hold).
+///
+/// An empty shape's nonzero extents must multiply without overflow too: every kernel may take
+/// partial products of a shape (rows × columns, outer × inner), and this keeps each of them in
+/// range for every tensor that exists.
+pub(crate) fn checked_numel<T>(shape: &[usize]) -> Option<usize> {
+    let nonzero = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))?;
+    let n = if shape.contains(&0) { 0 } else { nonzero };
+    let bytes = n.checked_mul(std::mem::size_of::<T>().max(1))?;
+    (bytes <= isize::MAX as usize).then_some(n)
+}
+
+/// The number of elements of `shape`.
+///
+/// # Panics
+/// Naming `op` and the shape when [`checked_numel`] refuses it: such a shape is a bug in the
+/// calling code, as an out-of-range index is.
+#[track_caller]
+pub(crate) fn numel_of<T>(op: &str, shape: &[usize]) -> usize {
+    match checked_numel::<T>(shape) {
+        Some(n) => n,
+        None => panic!("{op}: shape {shape:?} has more elements than memory can address"),
+    }
+}
+
+/// [`Error::Alloc`] for a buffer of `n` elements of `T`.
+fn alloc_err<T>(shape: &[usize], n: usize) -> Error {
+    Error::Alloc {
+        shape: shape.to_vec(),
+        bytes: n.saturating_mul(std::mem::size_of::<T>()),
+    }
+}
+
+/// [`Error::Shape`] for a shape whose element count overflows.
+fn overflow_err(op: &str, shape: &[usize]) -> Error {
+    Error::Shape(format!(
+        "{op}: shape {shape:?} has more elements than memory can address"
+    ))
+}
+
 impl<T: Element> Tensor<T> {
     /// Builds a tensor from a row-major buffer and a shape.
     ///
     /// # Errors
-    /// [`Error::LengthMismatch`] if `data.len()` is not the product of `shape`.
+    /// [`Error::Shape`] if the shape's element count overflows; [`Error::LengthMismatch`] if
+    /// `data.len()` is not the product of `shape`.
     pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Result<Self> {
-        let expected: usize = shape.iter().product();
+        let expected = checked_numel::<T>(shape).ok_or_else(|| overflow_err("from_vec", shape))?;
         if data.len() != expected {
             return Err(Error::LengthMismatch {
                 shape: shape.to_vec(),
@@ -88,8 +133,17 @@ impl<T: Element> Tensor<T> {
     /// Builds a tensor by copying a slice; see [`Tensor::from_vec`].
     ///
     /// # Errors
-    /// [`Error::LengthMismatch`] if `data.len()` is not the product of `shape`.
+    /// As [`Tensor::from_vec`].
     pub fn from_slice(data: &[T], shape: &[usize]) -> Result<Self> {
+        let expected =
+            checked_numel::<T>(shape).ok_or_else(|| overflow_err("from_slice", shape))?;
+        if data.len() != expected {
+            return Err(Error::LengthMismatch {
+                shape: shape.to_vec(),
+                expected,
+                actual: data.len(),
+            });
+        }
         Self::from_vec(data.to_vec(), shape)
     }
 
@@ -110,31 +164,88 @@ impl<T: Element> Tensor<T> {
     }
 
     /// A tensor of the given shape with every element equal to `value`.
+    ///
+    /// # Panics
+    /// If the shape's element count overflows, or its buffer cannot be allocated (a fallible
+    /// constructor such as [`Linear::new`](crate::nn::Linear::new) returns an error instead).
+    #[track_caller]
     pub fn full(shape: &[usize], value: T) -> Self {
-        let n: usize = shape.iter().product();
-        Tensor {
-            data: Arc::new(pool::Buffer::new(pool::filled(n, value))),
-            shape: Shape::from_slice(shape),
-        }
+        Self::full_named("full", shape, value)
     }
 
     /// A tensor of zeros.
+    ///
+    /// # Panics
+    /// As [`Tensor::full`].
+    #[track_caller]
     pub fn zeros(shape: &[usize]) -> Self {
-        Self::full(shape, T::zero())
+        Self::full_named("zeros", shape, T::zero())
     }
 
     /// A tensor of ones.
+    ///
+    /// # Panics
+    /// As [`Tensor::full`].
+    #[track_caller]
     pub fn ones(shape: &[usize]) -> Self {
-        Self::full(shape, T::one())
+        Self::full_named("ones", shape, T::one())
+    }
+
+    #[track_caller]
+    fn full_named(op: &str, shape: &[usize], value: T) -> Self {
+        match Self::try_full_named(op, shape, value) {
+            Ok(t) => t,
+            Err(Error::Shape(msg)) => panic!("{msg}"),
+            Err(e) => panic!("{op}: {e}"),
+        }
     }
 
     /// A tensor whose element at flat (row-major) index `i` is `f(i)`.
+    ///
+    /// # Panics
+    /// As [`Tensor::full`].
+    #[track_caller]
     pub fn from_fn(shape: &[usize], f: impl FnMut(usize) -> T) -> Self {
-        let n: usize = shape.iter().product();
-        Tensor {
-            data: Arc::new(pool::Buffer::new((0..n).map(f).collect())),
-            shape: Shape::from_slice(shape),
+        match Self::try_from_fn_named("from_fn", shape, f) {
+            Ok(t) => t,
+            Err(Error::Shape(msg)) => panic!("{msg}"),
+            Err(e) => panic!("from_fn: {e}"),
         }
+    }
+
+    /// [`Tensor::full`] for fallible constructors (`op` names the caller in the error): the
+    /// buffer is reserved with `try_reserve`, so a size that cannot be allocated is an error
+    /// rather than an abort.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if the element count overflows, [`Error::Alloc`] if the memory is not
+    /// there.
+    pub(crate) fn try_full_named(op: &str, shape: &[usize], value: T) -> Result<Self> {
+        let n = checked_numel::<T>(shape).ok_or_else(|| overflow_err(op, shape))?;
+        let mut v = pool::try_with_capacity(n).ok_or_else(|| alloc_err::<T>(shape, n))?;
+        v.resize(n, value);
+        Ok(Tensor {
+            data: Arc::new(pool::Buffer::new(v)),
+            shape: Shape::from_slice(shape),
+        })
+    }
+
+    /// [`Tensor::from_fn`] for fallible constructors; see [`Tensor::try_full_named`].
+    ///
+    /// # Errors
+    /// As [`Tensor::try_full_named`].
+    pub(crate) fn try_from_fn_named(
+        op: &str,
+        shape: &[usize],
+        f: impl FnMut(usize) -> T,
+    ) -> Result<Self> {
+        let n = checked_numel::<T>(shape).ok_or_else(|| overflow_err(op, shape))?;
+        let mut v = pool::try_with_capacity(n).ok_or_else(|| alloc_err::<T>(shape, n))?;
+        v.extend((0..n).map(f));
+        Ok(Tensor {
+            data: Arc::new(pool::Buffer::new(v)),
+            shape: Shape::from_slice(shape),
+        })
     }
 
     /// Wraps an already-shaped buffer; callers inside the crate guarantee the length.

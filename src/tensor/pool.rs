@@ -118,6 +118,19 @@ pub(crate) fn with_capacity<T: Element>(len: usize) -> Vec<T> {
     Vec::with_capacity(len)
 }
 
+/// [`with_capacity`] that reports an allocation failure as `None` instead of aborting: for
+/// constructors that return `Result`.
+pub(crate) fn try_with_capacity<T: Element>(len: usize) -> Option<Vec<T>> {
+    if len >= MIN_ELEMS {
+        if let Some(v) = take::<T>(len) {
+            return Some(v);
+        }
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    Some(v)
+}
+
 #[inline(never)]
 fn take<T: Element>(len: usize) -> Option<Vec<T>> {
     // `try_with`: during thread teardown the pool may already be gone.

@@ -22,7 +22,10 @@
 //! # Safety of loading
 //! A file is untrusted input. Loading never panics and never allocates by a size the header
 //! claims: sizes and offsets are checked against the bytes actually present before anything
-//! is read. It never leaves a model half-loaded either: every tensor is decoded and checked
+//! is read. The header is refused past the format's limit (100 MB) and parsed as a stream,
+//! keeping only what the model bounds, so refusing any file costs memory within a small
+//! multiple of its size. A `num_batches_tracked` is checked at load as saving checks it, so
+//! every file that loads can be saved back. It never leaves a model half-loaded either: every tensor is decoded and checked
 //! (names, shapes, dtypes) into new buffers first, and the model is changed only when all of
 //! them passed.
 //!

@@ -663,3 +663,214 @@ fn failed_saves_leave_the_old_file_and_no_temp_files() {
         ["bn.safetensors", "is_a_dir.safetensors"]
     );
 }
+
+#[test]
+fn stale_temp_files_of_the_target_are_removed_by_the_next_save() {
+    let dir = scratch_dir("stale-temps");
+    let target = "model.safetensors";
+    // A process that has exited (reaped, so no /proc entry) and one beyond any pid_max.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let ours = std::process::id();
+    let stale = [
+        format!(".{target}.{dead}-0.tmp"),
+        format!(".{target}.{dead}-17.tmp"),
+        format!(".{target}.4000000000-3.tmp"),
+        // Our pid's naming, but no save of ours is writing it (a killed process that had
+        // our pid, or a counter we never reached).
+        format!(".{target}.{ours}-987654321.tmp"),
+    ];
+    let kept = [
+        // Another target's leftovers, and names that only look alike.
+        format!(".other.safetensors.{dead}-0.tmp"),
+        format!(".{target}.backup"),
+        format!(".{target}.{dead}-x.tmp"),
+        format!(".{target}.5-6.{dead}-0.tmp"),
+        format!("{target}.{dead}-0.tmp"),
+        "notes.txt".to_string(),
+    ];
+    // A live process's file (pid 1 is always alive) stays: it may be writing it.
+    #[cfg(target_os = "linux")]
+    let kept = [kept.to_vec(), vec![format!(".{target}.1-0.tmp")]].concat();
+    for name in stale.iter().chain(&kept) {
+        std::fs::write(dir.join(name), b"partial").unwrap();
+    }
+    save_safetensors(&mlp::<f32>(1), dir.join(target)).unwrap();
+    let mut expected: Vec<String> = kept.to_vec();
+    expected.push(target.to_string());
+    expected.sort();
+    assert_eq!(dir_listing(&dir), expected);
+}
+
+/// A module with one parameter under a name the caller chooses.
+#[derive(Debug)]
+struct Named(&'static str, Param<f32>);
+
+impl Module<f32> for Named {
+    fn forward<'t>(&mut self, _: &mut Ctx<'t, f32>, x: Var<'t, f32>) -> Var<'t, f32> {
+        x
+    }
+    fn visit(&self, v: &mut dyn Visitor<f32>) {
+        v.param(self.0, &self.1);
+    }
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut<f32>) {
+        v.param(self.0, &mut self.1);
+    }
+}
+
+#[test]
+fn the_reserved_metadata_name_is_refused_at_save() {
+    let m = Named("__metadata__", Param::new(Tensor::ones(&[2])));
+    let dir = scratch_dir("reserved");
+    let path = dir.join("m.safetensors");
+    for err in [
+        save_safetensors_bytes(&m).unwrap_err(),
+        save_safetensors(&m, &path).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::Format(_)), "{err:?}");
+        assert!(err.to_string().contains("`__metadata__`"), "{err}");
+        assert!(err.to_string().contains("reserves"), "{err}");
+    }
+    assert!(dir_listing(&dir).is_empty());
+    // Names that only contain it are ordinary names, and round-trip.
+    for name in ["__metadata___", "x__metadata__", "__METADATA__"] {
+        let m = Named(
+            name,
+            Param::new(Tensor::from_vec(vec![1.5, -2.0], &[2]).unwrap()),
+        );
+        let bytes = save_safetensors_bytes(&m).unwrap();
+        let mut back = Named(name, Param::new(Tensor::zeros(&[2])));
+        load_safetensors_bytes(&mut back, &bytes).unwrap();
+        assert_eq!(back.1.value().data(), m.1.value().data());
+    }
+}
+
+/// `bn_model`'s tensors (all zero) in a file whose batch counter is `counter_dtype` with
+/// `counter_bytes`.
+fn bn_file(counter_dtype: &str, counter_bytes: &[u8]) -> Vec<u8> {
+    let tensors = [
+        ("0.weight", "[4,3]", 12),
+        ("0.bias", "[4]", 4),
+        ("1.weight", "[4]", 4),
+        ("1.bias", "[4]", 4),
+        ("1.running_mean", "[4]", 4),
+        ("1.running_var", "[4]", 4),
+    ];
+    let mut entries = Vec::new();
+    let mut off = 0;
+    for (name, shape, n) in tensors {
+        entries.push(format!(
+            r#""{name}":{{"dtype":"F32","shape":{shape},"data_offsets":[{off},{}]}}"#,
+            off + 4 * n
+        ));
+        off += 4 * n;
+    }
+    entries.push(format!(
+        r#""1.num_batches_tracked":{{"dtype":"{counter_dtype}","shape":[],"data_offsets":[{off},{}]}}"#,
+        off + counter_bytes.len()
+    ));
+    let mut data = vec![0; off];
+    data.extend_from_slice(counter_bytes);
+    file(&format!("{{{}}}", entries.join(",")), &data)
+}
+
+#[test]
+fn a_batch_counter_that_could_not_be_saved_is_refused_at_load() {
+    use rand::RngExt;
+    let mut rng = StdRng::seed_from_u64(16);
+    let mut bad: Vec<f64> = vec![
+        2.5,
+        -0.5,
+        f64::NAN,
+        -f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -1.0,
+        -3e9,
+        9.3e18,
+        1e30,
+        f64::MAX,
+        f32::MAX as f64,
+        2f64.powi(63),
+    ];
+    for _ in 0..40 {
+        let whole: f64 = rng.random_range(0..1_000_000) as f64;
+        bad.push(whole + rng.random_range(0.001..0.999)); // fractional
+        bad.push(-(whole + 1.0)); // negative
+        bad.push(2f64.powi(rng.random_range(63..1000))); // too large for int64
+    }
+    let (mut tried, mut refused) = (0, 0);
+    for &v in &bad {
+        let mut files = vec![bn_file("F64", &v.to_le_bytes())];
+        let as_f32 = v as f32;
+        // The f32 rounding of the value, where it is still not a count.
+        if !(as_f32.fract() == 0.0 && as_f32 >= 0.0 && (as_f32 as f64) < 2f64.powi(63)) {
+            files.push(bn_file("F32", &as_f32.to_le_bytes()));
+        }
+        for bytes in files {
+            for load in [load_bn::<f32>, load_bn::<f64>] {
+                tried += 1;
+                let err = load(&bytes).unwrap_err();
+                assert!(matches!(err, Error::Format(_)), "{v}: {err:?}");
+                assert!(err.to_string().contains("num_batches_tracked"), "{err}");
+                refused += 1;
+            }
+        }
+    }
+    // Int64 counters PyTorch could write but that are no count, or that round up to 2^63.
+    for v in [-1i64, i64::MIN, i64::MAX, i64::MAX - 100] {
+        for load in [load_bn::<f32>, load_bn::<f64>] {
+            tried += 1;
+            assert!(load(&bn_file("I64", &v.to_le_bytes())).is_err(), "{v}");
+            refused += 1;
+        }
+    }
+    // Into an f32 model, a value below 2^63 in f64 that rounds to 2^63 in f32.
+    let rounds_up = (2f64.powi(63) - 2f64.powi(37)).to_le_bytes();
+    assert!(load_bn::<f32>(&bn_file("F64", &rounds_up)).is_err());
+    assert!(load_bn::<f64>(&bn_file("F64", &rounds_up)).is_ok());
+    assert_eq!(tried, refused);
+
+    // Counts load, and the model saves again.
+    for v in [0.0, 3.0, 2f64.powi(53), 2f64.powi(62)] {
+        for dtype in ["F32", "F64"] {
+            let bytes = if dtype == "F32" {
+                bn_file(dtype, &(v as f32).to_le_bytes())
+            } else {
+                bn_file(dtype, &v.to_le_bytes())
+            };
+            let mut m = bn_model::<f32>();
+            load_safetensors_bytes(&mut m, &bytes).unwrap();
+            save_safetensors_bytes(&m).unwrap();
+        }
+    }
+}
+
+/// Loads `bytes` into a fresh `bn_model`, asserting the model is unchanged on an error.
+fn load_bn<T: Element>(bytes: &[u8]) -> vgrad::Result<()> {
+    let mut m = bn_model::<T>();
+    let before = bits(&m);
+    let r = load_safetensors_bytes(&mut m, bytes);
+    if r.is_err() {
+        assert_eq!(bits(&m), before, "a failed load changed the model");
+    }
+    r
+}
+
+#[test]
+fn saving_refuses_a_negative_batch_counter_as_loading_does() {
+    struct SetCounter(f32);
+    impl VisitorMut<f32> for SetCounter {
+        fn param(&mut self, _: &str, _: &mut Param<f32>) {}
+        fn buffer(&mut self, name: &str, b: &mut Tensor<f32>) {
+            if name == "num_batches_tracked" {
+                *b = Tensor::scalar(self.0);
+            }
+        }
+    }
+    let mut m = bn_model::<f32>();
+    m.visit_mut(&mut SetCounter(-1.0));
+    let err = save_safetensors_bytes(&m).unwrap_err();
+    assert!(err.to_string().contains("num_batches_tracked"), "{err}");
+}

@@ -563,3 +563,81 @@ fn groups_follow_the_models_names_in_both_step_forms() {
     }
     assert_eq!(max_rel_diff(&weights(&wrapped), &before), 0.0);
 }
+
+/// An optimiser whose state is a given buffer map: what a custom optimiser could export.
+struct Exports(std::collections::BTreeMap<String, Tensor<f64>>);
+
+impl Optimizer<f64> for Exports {
+    fn step(&mut self, _: &mut dyn Module<f64>, _: &ParamGrads<f64>) -> vgrad::Result<()> {
+        Ok(())
+    }
+    fn lr(&self) -> f64 {
+        0.0
+    }
+    fn set_lr(&mut self, _: f64) -> vgrad::Result<()> {
+        Ok(())
+    }
+    fn track_updates(&mut self, _: bool) {}
+    fn last_updates(&self) -> &[UpdateStat] {
+        &[]
+    }
+    fn state_dict(&self, _: &dyn Module<f64>) -> vgrad::Result<OptimizerState<f64>> {
+        Ok(OptimizerState {
+            kind: "Custom".into(),
+            hyper: Default::default(),
+            buffers: self.0.clone(),
+            steps: Default::default(),
+        })
+    }
+}
+
+#[test]
+fn the_reserved_metadata_name_is_refused_at_save() {
+    let model = mlp::<f64>(4, 5);
+    let buffers = [("__metadata__".to_string(), Tensor::ones(&[2]))];
+    let opt = Exports(buffers.into_iter().collect());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("optim-reserved");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for err in [
+        save_optimizer_bytes(&opt, &model).unwrap_err(),
+        save_optimizer(&opt, &model, dir.join("opt.safetensors")).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::Format(_)), "{err:?}");
+        assert!(err.to_string().contains("`__metadata__`"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
+#[test]
+fn stale_temp_files_of_the_target_are_removed_by_the_next_save() {
+    let (model, opt, _) = trained_adam();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("optim-stale-temps");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let ours = std::process::id();
+    let stale = [
+        format!(".opt.safetensors.{dead}-2.tmp"),
+        format!(".opt.safetensors.{ours}-987654321.tmp"),
+    ];
+    let kept = [
+        format!(".model.safetensors.{dead}-2.tmp"),
+        ".opt.safetensors.tmp".to_string(),
+    ];
+    for name in stale.iter().chain(&kept) {
+        std::fs::write(dir.join(name), b"partial").unwrap();
+    }
+    save_optimizer(&opt, &model, dir.join("opt.safetensors")).unwrap();
+    let mut listing: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listing.sort();
+    let mut expected = kept.to_vec();
+    expected.push("opt.safetensors".into());
+    expected.sort();
+    assert_eq!(listing, expected);
+}

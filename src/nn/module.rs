@@ -113,6 +113,11 @@ pub trait VisitorMut<T: Element> {
 /// [`eval`](Module::eval).
 pub trait Module<T: Element>: fmt::Debug {
     /// Computes the output for input `x`, binding this module's parameters through `ctx`.
+    ///
+    /// # Panics
+    /// When `x`'s shape does not fit the module (a `Linear(4, 2)` given `[8, 3]`): shape
+    /// misuse inside the maths, reported by the op that meets it with both shapes.
+    #[track_caller]
     fn forward<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T>;
 
     /// Visits parameters and buffers, children inside `enter`/`exit` pairs.
@@ -353,6 +358,10 @@ impl<'t, T: Element> Ctx<'t, T> {
     }
 
     /// Picks the parameters' gradients out of a backward result, keyed by parameter.
+    ///
+    /// # Panics
+    /// If `grads` come from another tape than this context's.
+    #[track_caller]
     pub fn param_grads(&self, grads: &Gradients<'_, T>) -> ParamGrads<T> {
         let mut out = ParamGrads::default();
         for (id, (name, var)) in &self.bound {

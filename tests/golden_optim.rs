@@ -13,9 +13,9 @@
 use serde_json::Value;
 use std::collections::HashMap;
 use vgrad::nn::{
-    clip_grad_norm, clip_grad_value, Activation, Adam, AdamConfig, AdamW, AdamWConfig,
-    CosineAnnealingLR, Ctx, ExponentialLR, LinearWarmup, LrSchedule, LrScheduler, Module,
-    Optimizer, Param, ParamGrads, ParamGroup, ParamId, PlateauConfig, PlateauMode, RMSprop,
+    clip_grad_norm, clip_grad_norm_p, clip_grad_value, Activation, Adam, AdamConfig, AdamW,
+    AdamWConfig, CosineAnnealingLR, Ctx, ExponentialLR, LinearWarmup, LrSchedule, LrScheduler,
+    Module, Optimizer, Param, ParamGrads, ParamGroup, ParamId, PlateauConfig, PlateauMode, RMSprop,
     RMSpropConfig, ReduceLROnPlateau, SequentialLR, Sgd, SgdConfig, StepLR, ThresholdMode,
 };
 use vgrad::nn::{Linear, Sequential};
@@ -547,4 +547,274 @@ fn clipping_matches_pytorch() {
             _ => run_clip_case::<f32>(case, 1e-6),
         }
     }
+}
+
+/// The largest relative difference `|a − e|/|e|` (absolute where `e` is 0), for the figures
+/// the tests print.
+fn worst_rel(actual: &[f64], expected: &[f64]) -> f64 {
+    actual
+        .iter()
+        .zip(expected)
+        .map(|(a, e)| {
+            let d = (a - e).abs();
+            if *e == 0.0 {
+                d
+            } else {
+                d / e.abs()
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The golden model's parameters flattened in `state_dict` order, and PyTorch's at one step.
+fn params_vs<T: Element>(net: &Sequential<T>, expected: &Value) -> (Vec<f64>, Vec<f64>) {
+    let (mut a, mut e) = (Vec::new(), Vec::new());
+    for (pname, value) in net.state_dict() {
+        a.extend(to_f64(&value));
+        e.extend(floats(&expected[&pname]));
+    }
+    (a, e)
+}
+
+/// One training step of the golden problem, through `step` or `backward_step`.
+fn train_step<T: Element>(
+    net: &mut Sequential<T>,
+    opt: &mut dyn Optimizer<T>,
+    g: &Value,
+    path: Path,
+) {
+    let x = tensor::<T>(&g["model"]["x"]);
+    let y = tensor::<T>(&g["model"]["y"]);
+    let tape = Tape::new();
+    let mut ctx = Ctx::new(&tape);
+    let pred = net.forward(&mut ctx, tape.constant(x));
+    let loss = (pred - tape.constant(y)).square().mean();
+    match path {
+        Path::Fused => opt.backward_step(net, &ctx, loss).unwrap(),
+        Path::TwoCalls => {
+            let grads = ctx.param_grads(&loss.backward());
+            opt.step(net, &grads).unwrap()
+        }
+    }
+}
+
+/// The biases in a group with their own rate, as the generator's `bias_groups`.
+fn bias_group(lr: f64) -> Vec<ParamGroup> {
+    vec![ParamGroup::matching(|n| n.ends_with("bias")).lr(lr)]
+}
+
+/// Issue 16, item 14: parameter groups with their own learning rate under a schedule with a
+/// floor (warm-up then cosine to `eta_min`) get PyTorch's rates, each group from its own base
+/// to the same floor, and the parameters follow PyTorch's for every update. Each case also
+/// resumes from a saved state (optimiser `state_dict` and the scheduler's base rates and
+/// epoch) half-way through and must continue bit for bit.
+#[test]
+fn parameter_groups_with_their_own_rates_follow_pytorch_schedules() {
+    let g = golden();
+    let cases = g["group_schedules"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        match case["dtype"].as_str().unwrap() {
+            "float64" => run_group_schedule::<f64>(&g, case, 1e-10, 1e-12),
+            _ => run_group_schedule::<f32>(&g, case, 2e-5, 1e-6),
+        }
+    }
+}
+
+fn run_group_schedule<T: Element>(g: &Value, case: &Value, rtol: f64, atol: f64) {
+    let name = case["name"].as_str().unwrap();
+    let class = case["class"].as_str().unwrap();
+    let bias_lr = case["bias_lr"].as_f64().unwrap();
+    let steps = case["steps"].as_array().unwrap();
+    let (mut worst_lr, mut worst_param) = (0.0f64, 0.0f64);
+    for path in [Path::TwoCalls, Path::Fused] {
+        let (mut net, _) = model::<T>(g);
+        let mut opt = optimizer::<T>(class, &case["config"], bias_group(bias_lr));
+        let mut sched = LrScheduler::new(schedule(&case["schedule"]), &mut *opt).unwrap();
+        let mut saved = None;
+        for (i, expected) in steps.iter().enumerate() {
+            let what = format!("{name} {:?} update {}", path as u8, i + 1);
+            let lrs = opt.group_lrs();
+            assert_close(
+                &format!("{what} lrs"),
+                &lrs,
+                &floats(&expected["lrs"]),
+                1e-12,
+                0.0,
+            );
+            worst_lr = worst_lr.max(worst_rel(&lrs, &floats(&expected["lrs"])));
+            train_step(&mut net, &mut *opt, g, path);
+            sched.step(&mut *opt).unwrap();
+            let (a, e) = params_vs(&net, &expected["params"]);
+            assert_close(&format!("{what} params"), &a, &e, rtol, atol);
+            worst_param = worst_param.max(worst_rel(&a, &e));
+            if i == steps.len() / 2 {
+                let state = opt.state_dict(&net).unwrap();
+                saved = Some((
+                    net.state_dict(),
+                    state,
+                    sched.base_lrs().to_vec(),
+                    sched.epoch(),
+                ));
+            }
+        }
+        // Resume from the state saved after update n/2 + 1: a fresh optimiser built with the
+        // same groups (at its construction rates), the scheduler rebuilt from its base rates.
+        let (weights, state, base_lrs, epoch) = saved.unwrap();
+        let w = |n: &str| weights.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        let layer = |i: usize| {
+            let (wt, b) = (w(&format!("{i}.weight")), w(&format!("{i}.bias")));
+            Linear::from_tensors(wt, Some(b)).unwrap()
+        };
+        let mut net2 = Sequential::new()
+            .push(layer(0))
+            .push(Activation::Tanh)
+            .push(layer(2));
+        let mut opt2 = optimizer::<T>(class, &case["config"], bias_group(bias_lr));
+        opt2.load_state_dict(&net2, &state).unwrap();
+        let mut sched2 = LrScheduler::with_base_lrs(schedule(&case["schedule"]), base_lrs).unwrap();
+        sched2.set_epoch(epoch);
+        for expected in &steps[steps.len() / 2 + 1..] {
+            assert_close(
+                &format!("{name} resumed lrs"),
+                &opt2.group_lrs(),
+                &floats(&expected["lrs"]),
+                1e-12,
+                0.0,
+            );
+            train_step(&mut net2, &mut *opt2, g, path);
+            sched2.step(&mut *opt2).unwrap();
+        }
+        let bits = |m: &Sequential<T>| -> Vec<u64> {
+            m.state_dict()
+                .iter()
+                .flat_map(|(_, t)| to_f64(t))
+                .map(f64::to_bits)
+                .collect()
+        };
+        assert_eq!(bits(&net2), bits(&net), "{name}: resumed run differs");
+    }
+    eprintln!("{name}: worst lr rel err {worst_lr:.2e}, worst param rel err {worst_param:.2e}");
+}
+
+/// ReduceLROnPlateau over two parameter groups (SGD with momentum, the biases in a group with
+/// their own rate): each group's rate is reduced on its own and floored at its own `min_lr`
+/// (a list, or one number for both), as PyTorch's; straight through and resumed from its
+/// state before every observation.
+#[test]
+fn reduce_on_plateau_with_groups_matches_pytorch() {
+    let g = golden();
+    let cases = g["group_plateau"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let c = &case["config"];
+        let cfg = PlateauConfig {
+            mode: PlateauMode::Min,
+            factor: c["factor"].as_f64().unwrap(),
+            patience: c["patience"].as_u64().unwrap() as usize,
+            threshold: c["threshold"].as_f64().unwrap(),
+            threshold_mode: ThresholdMode::Rel,
+            cooldown: c["cooldown"].as_u64().unwrap() as usize,
+            min_lr: c["min_lr"].as_f64().unwrap_or(0.0),
+            eps: 1e-8,
+        };
+        let sgd = serde_json::json!({"lr": 0.1, "momentum": 0.9});
+        let bias_lr = case["bias_lr"].as_f64().unwrap();
+        let (mut worst_lr, mut worst_param) = (0.0f64, 0.0f64);
+        for resumed in [false, true] {
+            let (mut net, _) = model::<f64>(&g);
+            let mut opt = optimizer::<f64>("SGD", &sgd, bias_group(bias_lr));
+            let mut plateau = ReduceLROnPlateau::for_optimizer(&*opt, cfg).unwrap();
+            if c["min_lr"].is_array() {
+                plateau = plateau.with_min_lrs(floats(&c["min_lr"])).unwrap();
+            }
+            let metrics = floats(&case["metrics"]);
+            for (i, (m, expected)) in metrics
+                .iter()
+                .zip(case["steps"].as_array().unwrap())
+                .enumerate()
+            {
+                if resumed {
+                    plateau = ReduceLROnPlateau::from_state(cfg, plateau.state()).unwrap();
+                }
+                train_step(&mut net, &mut *opt, &g, Path::TwoCalls);
+                plateau.step(*m, &mut *opt).unwrap();
+                let what = format!("{name} resumed {resumed} observation {}", i + 1);
+                let lrs = opt.group_lrs();
+                assert_close(&what, &lrs, &floats(&expected["lrs"]), 1e-12, 0.0);
+                assert_eq!(plateau.lrs(), &lrs[..]);
+                worst_lr = worst_lr.max(worst_rel(&lrs, &floats(&expected["lrs"])));
+                let (a, e) = params_vs(&net, &expected["params"]);
+                assert_close(&format!("{what} params"), &a, &e, 1e-10, 1e-12);
+                worst_param = worst_param.max(worst_rel(&a, &e));
+            }
+        }
+        eprintln!("{name}: worst lr rel err {worst_lr:.2e}, worst param rel err {worst_param:.2e}");
+    }
+}
+
+/// Issue 16, item 15: `clip_grad_norm_p` against `clip_grad_norm_(…, norm_type)` for p in
+/// {1, 2, 3, 0.5, ∞}, above and below the threshold: the returned total and the gradients.
+#[test]
+fn clipping_with_every_norm_type_matches_pytorch() {
+    let g = golden();
+    let mut tried = 0;
+    for case in g["clip_norm_types"].as_array().unwrap() {
+        let f32_case = case["dtype"] == "float32";
+        let (mut worst_total, mut worst_grad) = (0.0f64, 0.0f64);
+        for c in case["cases"].as_array().unwrap() {
+            let p = match &c["norm_type"] {
+                Value::String(s) if s == "inf" => f64::INFINITY,
+                v => v.as_f64().unwrap(),
+            };
+            let max_norm = c["max_norm"].as_f64().unwrap();
+            let expected_total = c["total"].as_f64().unwrap();
+            let what = format!("{} clip_grad_norm_p({max_norm}, {p})", case["dtype"]);
+            let (total, grads) = if f32_case {
+                clip_p::<f32>(case, max_norm, p)
+            } else {
+                clip_p::<f64>(case, max_norm, p)
+            };
+            // PyTorch sums f32 norms in f32, vgrad in f64: agreement to f32 rounding there.
+            let rtol = if f32_case { 2e-6 } else { 1e-13 };
+            assert_close(&what, &[total], &[expected_total], rtol, 0.0);
+            worst_total = worst_total.max(worst_rel(&[total], &[expected_total]));
+            for (name, before, actual) in &grads {
+                if total < max_norm {
+                    // Below the threshold nothing changes, to the bit.
+                    assert_eq!(actual, before, "{what} {name}");
+                }
+                let expected = floats(&c["grads"][name]);
+                assert_close(&format!("{what} {name}"), actual, &expected, rtol, 1e-12);
+                worst_grad = worst_grad.max(worst_rel(actual, &expected));
+            }
+            tried += 1;
+        }
+        eprintln!(
+            "{}: worst total rel err {worst_total:.2e}, worst gradient rel err {worst_grad:.2e}",
+            case["dtype"]
+        );
+    }
+    assert_eq!(tried, 20);
+}
+
+/// A gradient's name, its values before clipping and after.
+type Clipped = (String, Vec<f64>, Vec<f64>);
+
+/// `clip_grad_norm_p` on a case's gradients in `T`: the total, and each gradient's name,
+/// values before and values after.
+fn clip_p<T: Element>(case: &Value, max_norm: f64, p: f64) -> (f64, Vec<Clipped>) {
+    let (params, mut grads) = clip_grads::<T>(case);
+    let before: Vec<Vec<f64>> = params
+        .iter()
+        .map(|(_, p)| to_f64(grads.get(p).unwrap()))
+        .collect();
+    let total = clip_grad_norm_p(&mut grads, max_norm, p);
+    let out = params
+        .iter()
+        .zip(before)
+        .map(|((n, p), b)| (n.clone(), b, to_f64(grads.get(p).unwrap())))
+        .collect();
+    (total, out)
 }

@@ -98,7 +98,7 @@ pub use checkpoint::{
     load_optimizer, load_optimizer_bytes, load_safetensors, load_safetensors_bytes, save_optimizer,
     save_optimizer_bytes, save_safetensors, save_safetensors_bytes,
 };
-pub use clip::{clip_grad_norm, clip_grad_value};
+pub use clip::{clip_grad_norm, clip_grad_norm_p, clip_grad_value};
 pub use dropout::Dropout;
 pub use layernorm::{LayerNorm, LayerNormConfig};
 pub use linear::{Linear, LinearConfig};

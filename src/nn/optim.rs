@@ -22,9 +22,11 @@
 //!   step also records ‖Δθ‖ and ‖θ‖ per parameter (it then updates a copy, to keep the old
 //!   value, and takes one extra pass over each buffer); off, it costs nothing.
 //!
-//! * [`ParamGroup`]s give some parameters (chosen by name) another learning rate (a multiple
-//!   of the optimiser's) or weight decay: PyTorch's parameter groups, for the two
-//!   hyperparameters they are mostly used for.
+//! * [`ParamGroup`]s give some parameters (chosen by name) another learning rate or weight
+//!   decay: PyTorch's parameter groups, for the two hyperparameters they are mostly used for.
+//!   A group with its own rate ([`ParamGroup::lr`]) is scheduled as PyTorch schedules a
+//!   parameter group (from its own base rate, down to the schedule's own floor); one with a
+//!   multiple ([`ParamGroup::lr_scale`]) follows the optimiser's rate.
 //!
 //! Not implemented: AMSGrad, `maximize`, groups that change other hyperparameters (momentum,
 //! betas, eps).
@@ -135,14 +137,61 @@ pub trait Optimizer<T: Element> {
         self.step(model, &grads)
     }
 
-    /// The current learning rate.
+    /// The current learning rate: the optimiser's own, for every parameter that no
+    /// [`ParamGroup`] with its own rate claims (see [`group_lrs`](Optimizer::group_lrs)).
     fn lr(&self) -> f64;
 
-    /// Sets the learning rate used from the next step on (a schedule calls this).
+    /// Sets the learning rate used from the next step on (the optimiser's own: see
+    /// [`lr`](Optimizer::lr)). Parameter groups with their own rate keep theirs; set those with
+    /// [`set_group_lrs`](Optimizer::set_group_lrs), as the schedulers do.
     ///
     /// # Errors
     /// [`Error::Config`] if `lr` is negative or not finite; the old rate is kept.
     fn set_lr(&mut self, lr: f64) -> Result<()>;
+
+    /// Every learning rate a schedule drives, as PyTorch's
+    /// `[g["lr"] for g in opt.param_groups]`: first the optimiser's own
+    /// ([`lr`](Optimizer::lr)), then the current rate of each [`ParamGroup`] built with
+    /// [`ParamGroup::lr`], in the order the groups were added. Groups without a rate of their
+    /// own (a multiple, [`ParamGroup::lr_scale`], or none) are not listed: their rate follows
+    /// the first.
+    ///
+    /// The default, for optimisers without groups, is `vec![self.lr()]`.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::nn::{AdamW, AdamWConfig, Optimizer, ParamGroup};
+    /// let biases = ParamGroup::matching(|n| n.ends_with("bias")).lr(0.03);
+    /// let no_decay = ParamGroup::matching(|n| n.contains("norm")).weight_decay(0.0);
+    /// let mut opt = AdamW::<f32>::new(AdamWConfig { lr: 0.01, ..Default::default() })?
+    ///     .with_group(biases)?
+    ///     .with_group(no_decay)?;
+    /// assert_eq!(opt.group_lrs(), [0.01, 0.03]);
+    /// opt.set_group_lrs(&[0.005, 0.02])?;
+    /// assert_eq!(opt.lr(), 0.005);
+    /// assert!(opt.set_group_lrs(&[0.005]).is_err()); // one rate for two
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    fn group_lrs(&self) -> Vec<f64> {
+        vec![self.lr()]
+    }
+
+    /// Sets the rates [`group_lrs`](Optimizer::group_lrs) lists, in its order; an
+    /// [`LrScheduler`](crate::nn::LrScheduler) or
+    /// [`ReduceLROnPlateau`](crate::nn::ReduceLROnPlateau) calls this at each step.
+    ///
+    /// The default, for optimisers without groups, takes exactly one rate and calls
+    /// [`set_lr`](Optimizer::set_lr).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `lrs` does not hold one rate per entry of `group_lrs`, or one of
+    /// them is negative or not finite; then no rate changes.
+    fn set_group_lrs(&mut self, lrs: &[f64]) -> Result<()> {
+        match lrs {
+            [lr] => self.set_lr(*lr),
+            _ => Err(lr_count_error(1, lrs.len())),
+        }
+    }
 
     /// Turns recording of per-parameter update statistics on or off (off by default).
     fn track_updates(&mut self, on: bool);
@@ -152,9 +201,11 @@ pub trait Optimizer<T: Element> {
     fn last_updates(&self) -> &[UpdateStat];
 
     /// Everything the optimiser carries from step to step, named after `model`'s parameters:
-    /// its hyperparameters (with the current learning rate) and each parameter's buffers and
-    /// step count. PyTorch's `optimizer.state_dict()`, keyed by parameter name instead of
-    /// position; [`save_optimizer`](crate::nn::save_optimizer) writes it to a file.
+    /// its hyperparameters (with the current learning rate, and the current rate of each
+    /// [`ParamGroup`] with its own as `group<k>.lr`, `k` counting from 1 as in
+    /// [`group_lrs`](Optimizer::group_lrs)) and each parameter's buffers and step count.
+    /// PyTorch's `optimizer.state_dict()`, keyed by parameter name instead of position;
+    /// [`save_optimizer`](crate::nn::save_optimizer) writes it to a file.
     ///
     /// State held for parameters `model` does not have is left out.
     ///
@@ -169,18 +220,19 @@ pub trait Optimizer<T: Element> {
         ))
     }
 
-    /// Replaces the optimiser's hyperparameters and per-parameter state with `state`, mapped
-    /// onto `model`'s parameters by name: training then continues exactly as it would have
-    /// from where `state` was taken (PyTorch's `load_state_dict`, which also restores the
-    /// hyperparameters). A parameter without state in `state` starts fresh, as one the
-    /// optimiser has not yet stepped.
+    /// Replaces the optimiser's hyperparameters (its groups' current rates included) and
+    /// per-parameter state with `state`, mapped onto `model`'s parameters by name: training
+    /// then continues exactly as it would have from where `state` was taken (PyTorch's
+    /// `load_state_dict`, which also restores the hyperparameters). A parameter without state
+    /// in `state` starts fresh, as one the optimiser has not yet stepped.
     ///
     /// # Errors
     /// [`Error::Format`] if `state` comes from another kind of optimiser, names a hyperparameter,
-    /// parameter or buffer that does not belong, lacks one that does, or holds a buffer whose
-    /// shape differs from its parameter's; [`Error::Config`] if its hyperparameters are invalid
-    /// (as for the constructor) or the optimiser does not implement loading (the default). On
-    /// error the optimiser is unchanged.
+    /// parameter or buffer that does not belong, lacks one that does (a `group<k>.lr` for each
+    /// group with its own rate the optimiser was built with, and no more), or holds a buffer
+    /// whose shape differs from its parameter's; [`Error::Config`] if its hyperparameters are
+    /// invalid (as for the constructor, a group's rate included) or the optimiser does not
+    /// implement loading (the default). On error the optimiser is unchanged.
     fn load_state_dict(&mut self, model: &dyn Module<T>, state: &OptimizerState<T>) -> Result<()> {
         let _ = (model, state);
         Err(Error::Config(
@@ -201,7 +253,8 @@ pub struct OptimizerState<T: Element> {
     /// The optimiser that wrote it: `SGD`, `Adam`, `AdamW` or `RMSprop`.
     pub kind: String,
     /// Hyperparameters by name (`lr`, `momentum`, `beta1`, `beta2`, …); switches
-    /// (`nesterov`, `centered`) as 0 or 1.
+    /// (`nesterov`, `centered`) as 0 or 1; `group1.lr`, `group2.lr`, … the current rates of
+    /// the parameter groups with their own ([`Optimizer::group_lrs`] after the first).
     pub hyper: BTreeMap<String, f64>,
     /// Per-parameter buffers under `<parameter>.<buffer>`.
     pub buffers: BTreeMap<String, Tensor<T>>,
@@ -233,6 +286,14 @@ impl UpdateStat {
 
 // ---------------------------------------------------------------------------------------------
 // Shared machinery: validation, the shape pre-check, and the visitor that applies an update.
+
+/// The error for a list of learning rates that does not fit the optimiser's groups.
+fn lr_count_error(expected: usize, got: usize) -> Error {
+    Error::Config(format!(
+        "the optimiser has {expected} learning rate(s) (its own, then one per parameter group \
+         with its own rate), got {got}"
+    ))
+}
 
 fn check_lr(lr: f64) -> Result<()> {
     if lr.is_finite() && lr >= 0.0 {
@@ -267,7 +328,7 @@ fn check_beta(what: &str, x: f64) -> Result<()> {
 /// `self`) of its learning rate and its [`Tracker`]: the steps run the rule its `parts` method
 /// returns through [`apply`] or [`apply_in_backward`].
 macro_rules! shared_optimizer_methods {
-    (lr: $($lr:tt).+, tracker: $($tr:tt).+) => {
+    (lr: $($lr:tt).+, tracker: $($tr:tt).+, groups: $($gr:tt).+) => {
         fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
             let (tracker, groups, rule) = self.parts();
             apply(model, grads, tracker, groups, rule)
@@ -290,6 +351,23 @@ macro_rules! shared_optimizer_methods {
         fn set_lr(&mut self, lr: f64) -> Result<()> {
             check_lr(lr)?;
             self.$($lr).+ = lr;
+            Ok(())
+        }
+        fn group_lrs(&self) -> Vec<f64> {
+            std::iter::once(self.$($lr).+)
+                .chain(self.$($gr).+.own_lrs())
+                .collect()
+        }
+        fn set_group_lrs(&mut self, lrs: &[f64]) -> Result<()> {
+            let n = 1 + self.$($gr).+.own_lrs().count();
+            if lrs.len() != n {
+                return Err(lr_count_error(n, lrs.len()));
+            }
+            for &lr in lrs {
+                check_lr(lr)?;
+            }
+            self.$($lr).+ = lrs[0];
+            self.$($gr).+.set_own_lrs(&lrs[1..]);
             Ok(())
         }
         fn track_updates(&mut self, on: bool) {
@@ -335,23 +413,45 @@ struct Tracker {
 /// every other parameter.
 ///
 /// The usual use is AdamW without weight decay on biases and normalisation weights, or a
-/// smaller learning rate for the pretrained layers of a model being fine-tuned. The learning
-/// rate is a multiple of the optimiser's, so a multiplicative schedule (which sets the
-/// optimiser's rate) scales every group alike, as PyTorch's schedulers scale each group's
-/// rate. Deviation: a schedule's floor (`eta_min`, `min_lr`) applies to the optimiser's rate
-/// before the multiple, where PyTorch floors each group's rate.
+/// smaller learning rate for the pretrained layers of a model being fine-tuned.
+///
+/// A group's learning rate is one of two kinds:
+///
+/// * Its own, [`lr`](ParamGroup::lr): PyTorch's `{"params": …, "lr": 0.03}`. The group's rate
+///   is state of the optimiser, listed by [`Optimizer::group_lrs`] and saved by
+///   [`Optimizer::state_dict`]. A schedule drives it from its own base rate, as PyTorch's
+///   drives each group from its `initial_lr`: an [`LrScheduler`](crate::nn::LrScheduler) sets it
+///   to `schedule(group base, t)`, so a cosine with `eta_min` takes every group to the same
+///   `eta_min`, and a [`ReduceLROnPlateau`](crate::nn::ReduceLROnPlateau) multiplies it by its
+///   factor and floors it at the group's `min_lr`. Use this to port a PyTorch recipe.
+/// * A multiple of the optimiser's rate, [`lr_scale`](ParamGroup::lr_scale): at every step
+///   the group's rate is `m ·` [`Optimizer::lr`], whatever set that rate (`set_lr`, a
+///   schedule, a plateau). A multiplicative schedule (step, exponential, warm-up, a cosine
+///   to 0) then gives the same rates as a group with its own rate `m ·` base; a schedule with
+///   a floor does not: a cosine to `eta_min` takes this group to `m · eta_min`, and a
+///   plateau's `min_lr` bounds the optimiser's rate, so this group's bottoms out at
+///   `m · min_lr`. Unlike a PyTorch group, `lr_scale(0.0)` stays frozen under such a schedule.
+///
+/// A group that sets neither follows the optimiser's rate (a multiple of 1), which under
+/// every schedule is the rate a PyTorch group with the optimiser's base rate gets.
 ///
 /// A parameter's group is looked up by its name at each step, so it follows the model's
 /// current structure (a model wrapped in another container between steps gets new names).
 ///
-/// Groups are code, not state: [`Optimizer::state_dict`] saves the optimiser's own
-/// hyperparameters, and a loaded optimiser keeps the groups it was built with.
+/// The groups themselves are code, not state: [`Optimizer::state_dict`] saves the optimiser's
+/// own hyperparameters and the current rate of each group with its own, and a loaded
+/// optimiser keeps the groups it was built with (it must have been built with as many groups
+/// with their own rate).
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::{AdamW, AdamWConfig, ParamGroup};
+/// use vgrad::nn::{AdamW, AdamWConfig, Optimizer, ParamGroup};
 /// let no_decay = ParamGroup::matching(|name| name.ends_with("bias")).weight_decay(0.0);
-/// let opt = AdamW::<f32>::new(AdamWConfig::default())?.with_group(no_decay)?;
+/// let head = ParamGroup::matching(|name| name.starts_with("head.")).lr(3e-3);
+/// let opt = AdamW::<f32>::new(AdamWConfig::default())?
+///     .with_group(no_decay)?
+///     .with_group(head)?;
+/// assert_eq!(opt.group_lrs(), [1e-3, 3e-3]);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
 #[derive(Clone)]
@@ -370,9 +470,19 @@ impl ParamGroup {
         }
     }
 
-    /// Their learning rate is the optimiser's times `scale` (default 1).
+    /// Their learning rate is `lr`, the group's own: its base rate for a schedule, which then
+    /// drives it as PyTorch drives a parameter group's (see [`ParamGroup`]). Replaces an
+    /// earlier [`lr_scale`](Self::lr_scale).
+    pub fn lr(mut self, lr: f64) -> Self {
+        self.hyper.lr = GroupLr::Own(lr);
+        self
+    }
+
+    /// Their learning rate is the optimiser's current rate times `scale` (default 1), at every
+    /// step: under a schedule with a floor it bottoms out at `scale ·` the floor (see
+    /// [`ParamGroup`]). Replaces an earlier [`lr`](Self::lr).
     pub fn lr_scale(mut self, scale: f64) -> Self {
-        self.hyper.lr_scale = scale;
+        self.hyper.lr = GroupLr::Scale(scale);
         self
     }
 
@@ -386,24 +496,35 @@ impl ParamGroup {
 
 impl fmt::Debug for ParamGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ParamGroup")
-            .field("lr_scale", &self.hyper.lr_scale)
-            .field("weight_decay", &self.hyper.weight_decay)
+        let mut d = f.debug_struct("ParamGroup");
+        match self.hyper.lr {
+            GroupLr::Scale(m) => d.field("lr_scale", &m),
+            GroupLr::Own(lr) => d.field("lr", &lr),
+        };
+        d.field("weight_decay", &self.hyper.weight_decay)
             .finish_non_exhaustive()
     }
+}
+
+/// A group's learning rate: a multiple of the optimiser's, or its own (its current value,
+/// which the schedulers set through [`Optimizer::set_group_lrs`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum GroupLr {
+    Scale(f64),
+    Own(f64),
 }
 
 /// What a group changes for one parameter; the default changes nothing.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct GroupHyper {
-    lr_scale: f64,
+    lr: GroupLr,
     weight_decay: Option<f64>,
 }
 
 impl Default for GroupHyper {
     fn default() -> Self {
         GroupHyper {
-            lr_scale: 1.0,
+            lr: GroupLr::Scale(1.0),
             weight_decay: None,
         }
     }
@@ -412,10 +533,11 @@ impl Default for GroupHyper {
 impl GroupHyper {
     /// The learning rate and weight decay for a parameter, from the optimiser's own.
     fn apply(self, lr: f64, weight_decay: f64) -> (f64, f64) {
-        (
-            lr * self.lr_scale,
-            self.weight_decay.unwrap_or(weight_decay),
-        )
+        let lr = match self.lr {
+            GroupLr::Scale(m) => lr * m,
+            GroupLr::Own(own) => own,
+        };
+        (lr, self.weight_decay.unwrap_or(weight_decay))
     }
 }
 
@@ -429,7 +551,10 @@ struct Groups {
 
 impl Groups {
     fn add(&mut self, group: ParamGroup) -> Result<()> {
-        check_nonneg("parameter group lr_scale", group.hyper.lr_scale)?;
+        match group.hyper.lr {
+            GroupLr::Scale(m) => check_nonneg("parameter group lr_scale", m)?,
+            GroupLr::Own(lr) => check_nonneg("parameter group lr", lr)?,
+        }
         if let Some(wd) = group.hyper.weight_decay {
             check_nonneg("parameter group weight_decay", wd)?;
         }
@@ -448,6 +573,26 @@ impl Groups {
             .iter()
             .find(|g| (g.matches)(name))
             .map_or_else(GroupHyper::default, |g| g.hyper)
+    }
+
+    /// The current rates of the groups with their own, in the order added.
+    fn own_lrs(&self) -> impl Iterator<Item = f64> + '_ {
+        self.list.iter().filter_map(|g| match g.hyper.lr {
+            GroupLr::Own(lr) => Some(lr),
+            GroupLr::Scale(_) => None,
+        })
+    }
+
+    /// Sets the rates [`own_lrs`](Self::own_lrs) lists; `lrs` has been checked (one valid rate
+    /// per such group).
+    fn set_own_lrs(&mut self, lrs: &[f64]) {
+        let own = self.list.iter_mut().filter_map(|g| match &mut g.hyper.lr {
+            GroupLr::Own(lr) => Some(lr),
+            GroupLr::Scale(_) => None,
+        });
+        for (slot, &lr) in own.zip(lrs) {
+            *slot = lr;
+        }
     }
 }
 
@@ -764,17 +909,31 @@ fn named_params<T: Element>(model: &dyn Module<T>) -> Result<Vec<NamedParam>> {
     Ok(c.1)
 }
 
-/// Builds an [`OptimizerState`]: `of(id)` lists the buffers a parameter has under the
-/// optimiser's configuration and its step count, or `None` when it has no state yet.
+/// The name under which the state keeps the current rate of the `k`-th group with its own
+/// rate (`k` from 1, as in [`Optimizer::group_lrs`], whose entry 0 is `lr`).
+fn group_lr_key(k: usize) -> String {
+    format!("group{k}.lr")
+}
+
+/// Builds an [`OptimizerState`]: the hyperparameters, the current rate of each group with its
+/// own (`group<k>.lr`, PyTorch keeping each `param_groups[k]["lr"]`), and what `of(id)` lists:
+/// the buffers a parameter has under the optimiser's configuration and its step count, or
+/// `None` when it has no state yet.
 fn export_state<'s, T: Element>(
     kind: &str,
     hyper: &[(&str, f64)],
+    groups: &Groups,
     model: &dyn Module<T>,
     of: impl Fn(ParamId) -> Option<(Vec<(&'static str, &'s [T])>, Option<u64>)>,
 ) -> Result<OptimizerState<T>> {
+    let own = groups.own_lrs().enumerate();
     let mut state = OptimizerState {
         kind: kind.to_string(),
-        hyper: hyper.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
+        hyper: hyper
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v))
+            .chain(own.map(|(i, lr)| (group_lr_key(i + 1), lr)))
+            .collect(),
         buffers: BTreeMap::new(),
         steps: BTreeMap::new(),
     };
@@ -809,22 +968,32 @@ impl<T> Imported<T> {
     }
 }
 
+/// What [`import_state`] reads back: the hyperparameters by name, each parameter's state,
+/// and the current rates of the groups with their own (checked; for [`Groups::set_own_lrs`]).
+type ImportedState<'s, T> = (Box<dyn Fn(&str) -> f64 + 's>, ImportedParams<T>, Vec<f64>);
+
 /// Checks `state` against the optimiser (`kind`, the names of its hyperparameters and
-/// buffers) and `model`, and returns the hyperparameters by name and each parameter's state.
-/// Step counts are allowed only when `with_steps`.
+/// buffers, its groups with their own rate) and `model`, and returns what it holds (see
+/// [`ImportedState`]). Step counts are allowed only when `with_steps`.
 fn import_state<'s, T: Element>(
     state: &'s OptimizerState<T>,
     kind: &str,
     hyper: &[&str],
+    groups: &Groups,
     buffers: &[&'static str],
     with_steps: bool,
     model: &dyn Module<T>,
-) -> Result<(impl Fn(&str) -> f64 + 's, ImportedParams<T>)> {
+) -> Result<ImportedState<'s, T>> {
     let bad = |msg: String| Err(Error::Format(format!("{kind} state: {msg}")));
     if state.kind != kind {
         return bad(format!("written by {}, not {kind}", state.kind));
     }
-    let expected: BTreeSet<&str> = hyper.iter().copied().collect();
+    let group_keys: Vec<String> = (1..=groups.own_lrs().count()).map(group_lr_key).collect();
+    let expected: BTreeSet<&str> = hyper
+        .iter()
+        .copied()
+        .chain(group_keys.iter().map(String::as_str))
+        .collect();
     let present: BTreeSet<&str> = state.hyper.keys().map(String::as_str).collect();
     if expected != present {
         return bad(format!(
@@ -872,8 +1041,12 @@ fn import_state<'s, T: Element>(
         };
         entry(&mut out, p).step = Some(step);
     }
-    let hyper = |name: &str| state.hyper[name];
-    Ok((hyper, out))
+    let group_lrs: Vec<f64> = group_keys.iter().map(|k| state.hyper[k]).collect();
+    for &lr in &group_lrs {
+        check_lr(lr)?;
+    }
+    let hyper = Box::new(|name: &str| state.hyper[name]);
+    Ok((hyper, out, group_lrs))
 }
 
 /// A switch stored as a number: 0 or 1.
@@ -1024,7 +1197,8 @@ impl<T: Element> Sgd<T> {
     /// Adds a [`ParamGroup`]: other hyperparameters for the parameters it matches.
     ///
     /// # Errors
-    /// [`Error::Config`] if its `lr_scale` or `weight_decay` is negative or not finite.
+    /// [`Error::Config`] if its `lr`, `lr_scale` or `weight_decay` is negative or not
+    /// finite.
     pub fn with_group(mut self, group: ParamGroup) -> Result<Self> {
         self.groups.add(group)?;
         Ok(self)
@@ -1111,7 +1285,7 @@ impl<T: Element> Sgd<T> {
             c.weight_decay,
         ];
         let hyper: Vec<_> = Self::HYPER.into_iter().zip(hyper).collect();
-        export_state(Self::KIND, &hyper, model, |id| {
+        export_state(Self::KIND, &hyper, &self.groups, model, |id| {
             let b = self.momentum_buffers.get(&id)?;
             Some((vec![("momentum_buffer", &b[..])], None))
         })
@@ -1119,10 +1293,11 @@ impl<T: Element> Sgd<T> {
 
     fn import_state(&mut self, model: &dyn Module<T>, state: &OptimizerState<T>) -> Result<()> {
         let kind = Self::KIND;
-        let (h, params) = import_state(
+        let (h, params, group_lrs) = import_state(
             state,
             kind,
             &Self::HYPER,
+            &self.groups,
             &["momentum_buffer"],
             false,
             model,
@@ -1145,12 +1320,13 @@ impl<T: Element> Sgd<T> {
         }
         self.cfg = cfg;
         self.momentum_buffers = buffers;
+        self.groups.set_own_lrs(&group_lrs);
         Ok(())
     }
 }
 
 impl<T: Element> Optimizer<T> for Sgd<T> {
-    shared_optimizer_methods!(lr: cfg.lr, tracker: tracker);
+    shared_optimizer_methods!(lr: cfg.lr, tracker: tracker, groups: groups);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1316,7 +1492,7 @@ impl<T: Element> AdamCore<T> {
         let (b1, b2) = self.betas;
         let hyper = [self.lr, b1, b2, self.eps, self.weight_decay];
         let hyper: Vec<_> = Self::HYPER.into_iter().zip(hyper).collect();
-        export_state(self.kind(), &hyper, model, |id| {
+        export_state(self.kind(), &hyper, &self.groups, model, |id| {
             let s = self.state.get(&id)?;
             Some((
                 vec![("exp_avg", &s.m[..]), ("exp_avg_sq", &s.v[..])],
@@ -1328,7 +1504,15 @@ impl<T: Element> AdamCore<T> {
     fn import_state(&mut self, model: &dyn Module<T>, state: &OptimizerState<T>) -> Result<()> {
         let kind = self.kind();
         let buffers = ["exp_avg", "exp_avg_sq"];
-        let (h, params) = import_state(state, kind, &Self::HYPER, &buffers, true, model)?;
+        let (h, params, group_lrs) = import_state(
+            state,
+            kind,
+            &Self::HYPER,
+            &self.groups,
+            &buffers,
+            true,
+            model,
+        )?;
         let betas = (h("beta1"), h("beta2"));
         let fresh = AdamCore::<T>::new(
             kind,
@@ -1360,6 +1544,7 @@ impl<T: Element> AdamCore<T> {
             groups: std::mem::take(&mut self.groups),
             ..fresh
         };
+        self.groups.set_own_lrs(&group_lrs);
         Ok(())
     }
 }
@@ -1462,8 +1647,8 @@ macro_rules! adam_optimizer {
             /// Adds a [`ParamGroup`]: other hyperparameters for the parameters it matches.
             ///
             /// # Errors
-            /// [`Error::Config`] if its `lr_scale` or `weight_decay` is negative or not
-            /// finite.
+            /// [`Error::Config`] if its `lr`, `lr_scale` or `weight_decay` is negative or
+            /// not finite.
             pub fn with_group(mut self, group: ParamGroup) -> Result<Self> {
                 self.0.groups.add(group)?;
                 Ok(self)
@@ -1477,7 +1662,7 @@ macro_rules! adam_optimizer {
             }
         }
         impl<T: Element> Optimizer<T> for $ty<T> {
-            shared_optimizer_methods!(lr: 0.lr, tracker: 0.tracker);
+            shared_optimizer_methods!(lr: 0.lr, tracker: 0.tracker, groups: 0.groups);
         }
     };
 }
@@ -1585,7 +1770,8 @@ impl<T: Element> RMSprop<T> {
     /// Adds a [`ParamGroup`]: other hyperparameters for the parameters it matches.
     ///
     /// # Errors
-    /// [`Error::Config`] if its `lr_scale` or `weight_decay` is negative or not finite.
+    /// [`Error::Config`] if its `lr`, `lr_scale` or `weight_decay` is negative or not
+    /// finite.
     pub fn with_group(mut self, group: ParamGroup) -> Result<Self> {
         self.groups.add(group)?;
         Ok(self)
@@ -1688,7 +1874,7 @@ impl<T: Element> RMSprop<T> {
             flag(c.centered),
         ];
         let hyper: Vec<_> = Self::HYPER.into_iter().zip(hyper).collect();
-        export_state(Self::KIND, &hyper, model, |id| {
+        export_state(Self::KIND, &hyper, &self.groups, model, |id| {
             let s = self.state.get(&id)?;
             let mut buffers = vec![("square_avg", &s.square_avg[..])];
             if c.centered {
@@ -1704,7 +1890,15 @@ impl<T: Element> RMSprop<T> {
     fn import_state(&mut self, model: &dyn Module<T>, state: &OptimizerState<T>) -> Result<()> {
         let kind = Self::KIND;
         let buffers = ["square_avg", "grad_avg", "momentum_buffer"];
-        let (h, params) = import_state(state, kind, &Self::HYPER, &buffers, false, model)?;
+        let (h, params, group_lrs) = import_state(
+            state,
+            kind,
+            &Self::HYPER,
+            &self.groups,
+            &buffers,
+            false,
+            model,
+        )?;
         let cfg = RMSpropConfig {
             lr: h("lr"),
             alpha: h("alpha"),
@@ -1742,12 +1936,13 @@ impl<T: Element> RMSprop<T> {
         }
         self.cfg = cfg;
         self.state = averages;
+        self.groups.set_own_lrs(&group_lrs);
         Ok(())
     }
 }
 
 impl<T: Element> Optimizer<T> for RMSprop<T> {
-    shared_optimizer_methods!(lr: cfg.lr, tracker: tracker);
+    shared_optimizer_methods!(lr: cfg.lr, tracker: tracker, groups: groups);
 }
 
 #[cfg(test)]
@@ -1915,6 +2110,87 @@ mod tests {
                 "{name}: it moved"
             );
         }
+    }
+
+    /// Groups with their own rate: listed after the optimiser's own, set all at once or not
+    /// at all, saved and loaded with the state; groups with a multiple are not listed.
+    #[test]
+    fn group_rates_are_listed_set_saved_and_loaded() {
+        let make = || {
+            AdamW::<f64>::new(AdamWConfig {
+                lr: 0.01,
+                ..Default::default()
+            })
+            .unwrap()
+            .with_group(ParamGroup::matching(|n| n.ends_with("bias")).lr(0.03))
+            .unwrap()
+            .with_group(ParamGroup::matching(|n| n.starts_with("0.")).lr_scale(0.5))
+            .unwrap()
+            .with_group(
+                ParamGroup::matching(|_| false)
+                    .lr(0.2)
+                    .lr_scale(2.0)
+                    .lr(0.07),
+            )
+            .unwrap()
+        };
+        let mut opt = make();
+        assert_eq!(opt.group_lrs(), [0.01, 0.03, 0.07]);
+        for bad in [
+            &[0.1, 0.2][..],
+            &[0.1, -0.2, 0.3],
+            &[0.1, 0.2, f64::NAN],
+            &[],
+        ] {
+            let err = opt.set_group_lrs(bad).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err}");
+            assert_eq!(
+                opt.group_lrs(),
+                [0.01, 0.03, 0.07],
+                "unchanged after {bad:?}"
+            );
+        }
+        opt.set_group_lrs(&[0.002, 0.004, 0.006]).unwrap();
+        assert_eq!(opt.lr(), 0.002);
+
+        // A step uses each parameter's group rate: the bias (own rate 0.004) moves by about
+        // 0.004 on Adam's first step, the weight of layer 0 (0.5 x 0.002) by about 0.001.
+        let mut m = model();
+        let before = m.state_dict();
+        let g = grads_of(&mut m);
+        opt.step(&mut m, &g).unwrap();
+        let after = m.state_dict();
+        let moved = |i: usize| after[i].1.sub(&before[i].1).data()[0].abs();
+        assert!((moved(1) - 0.004).abs() < 1e-5, "{}", moved(1));
+        assert!((moved(0) - 0.001).abs() < 1e-5, "{}", moved(0));
+
+        let state = opt.state_dict(&m).unwrap();
+        assert_eq!(state.hyper["lr"], 0.002);
+        assert_eq!(state.hyper["group1.lr"], 0.004);
+        assert_eq!(state.hyper["group2.lr"], 0.006);
+        let mut fresh = make();
+        fresh.load_state_dict(&m, &state).unwrap();
+        assert_eq!(fresh.group_lrs(), [0.002, 0.004, 0.006]);
+
+        // Another number of groups with their own rate does not load; nor an invalid rate.
+        let mut fewer = AdamW::<f64>::new(AdamWConfig::default()).unwrap();
+        let err = fewer.load_state_dict(&m, &state).unwrap_err();
+        assert!(matches!(err, Error::Format(_)), "{err}");
+        assert_eq!(fewer.group_lrs(), [1e-3]);
+        let mut bad = state.clone();
+        bad.hyper.insert("group2.lr".into(), -1.0);
+        let mut fresh = make();
+        assert!(matches!(
+            fresh.load_state_dict(&m, &bad),
+            Err(Error::Config(_))
+        ));
+        assert_eq!(fresh.group_lrs(), [0.01, 0.03, 0.07]);
+
+        let err = Sgd::<f64>::new(SgdConfig::default())
+            .unwrap()
+            .with_group(ParamGroup::matching(|_| true).lr(f64::INFINITY))
+            .unwrap_err();
+        assert!(err.to_string().contains("parameter group lr"), "{err}");
     }
 
     fn ids(m: &Sequential<f64>) -> Vec<ParamId> {

@@ -7,6 +7,11 @@
 //! [`step`](LrScheduler::step) advances by one. [`ReduceLROnPlateau`] depends on observed
 //! metrics rather than on the step count, so it is a separate, stateful type.
 //!
+//! Both drive every rate the optimiser lists in [`Optimizer::group_lrs`] (its own, then each
+//! [`ParamGroup`](crate::nn::ParamGroup) with a rate of its own), each from its own base rate,
+//! as PyTorch's schedulers drive each parameter group from its `initial_lr`: a floor
+//! (`eta_min`, `min_lr`) is a floor for every group.
+//!
 //! PyTorch's schedulers update the rate recursively from the previous one; vgrad evaluates the
 //! closed forms PyTorch documents (`_get_closed_form_lr`), which agree to rounding (the golden
 //! tests compare 30 steps of every schedule with PyTorch's own sequence).
@@ -289,7 +294,13 @@ impl LrSchedule for SequentialLR {
     }
 }
 
-/// Drives an optimiser's learning rate from a schedule, counting steps.
+/// Drives an optimiser's learning rates from a schedule, counting steps.
+///
+/// Each of the optimiser's rates ([`Optimizer::group_lrs`]: its own, then each parameter
+/// group's with its own) has its own base rate, read when the scheduler is built, and is set
+/// to `schedule(base, t)` at every step: PyTorch's scheduler, which keeps each parameter
+/// group's `initial_lr` and applies the schedule to it. A cosine to `eta_min` therefore takes
+/// every group to the same `eta_min`.
 ///
 /// # Example
 /// ```
@@ -305,47 +316,99 @@ impl LrSchedule for SequentialLR {
 /// assert!((sched.lr(4) - 0.01).abs() < 1e-15);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
+///
+/// # Example: parameter groups with their own rates
+/// ```
+/// use vgrad::nn::{AdamW, AdamWConfig, CosineAnnealingLR, LrScheduler, Optimizer, ParamGroup};
+/// let biases = ParamGroup::matching(|n| n.ends_with("bias")).lr(0.03);
+/// let mut opt = AdamW::<f32>::new(AdamWConfig { lr: 0.01, ..Default::default() })?
+///     .with_group(biases)?;
+/// let mut sched = LrScheduler::new(CosineAnnealingLR::new(3, 1e-3)?, &mut opt)?;
+/// assert_eq!(sched.base_lrs(), [0.01, 0.03]);
+/// sched.step(&mut opt)?;
+/// let lrs = opt.group_lrs();
+/// assert!((lrs[0] - 0.00775).abs() < 1e-15 && (lrs[1] - 0.02275).abs() < 1e-15);
+/// for _ in 0..2 {
+///     sched.step(&mut opt)?;
+/// }
+/// // Both at the floor, as in PyTorch (a 3x multiple would be at 3e-3).
+/// assert!(opt.group_lrs().iter().all(|lr| (lr - 1e-3).abs() < 1e-15));
+/// # Ok::<(), vgrad::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct LrScheduler<S> {
     schedule: S,
-    base_lr: f64,
+    /// One per rate the optimiser lists in `group_lrs`; never empty.
+    base_lrs: Vec<f64>,
     epoch: usize,
 }
 
 impl<S: LrSchedule> LrScheduler<S> {
-    /// Takes the optimiser's current rate as the base rate and sets the rate for step 0, as
-    /// constructing a PyTorch scheduler does.
+    /// Takes the optimiser's current rates ([`Optimizer::group_lrs`]) as the base rates and
+    /// sets the rates for step 0, as constructing a PyTorch scheduler does.
     ///
     /// # Errors
-    /// [`Error::Config`] if the schedule's rate for step 0 is not a valid learning rate.
+    /// [`Error::Config`] if a rate for step 0 is not a valid learning rate (nothing changes).
     pub fn new<T: Element>(schedule: S, opt: &mut dyn Optimizer<T>) -> Result<Self> {
-        let s = Self::with_base_lr(schedule, opt.lr())?;
-        opt.set_lr(s.last_lr())?;
+        let s = Self::with_base_lrs(schedule, opt.group_lrs())?;
+        opt.set_group_lrs(&s.last_lrs())?;
         Ok(s)
     }
 
-    /// A scheduler for base rate `base_lr`, not attached to an optimiser; read rates with
-    /// [`lr`](Self::lr) and apply them with [`Optimizer::set_lr`].
+    /// A scheduler for one base rate `base_lr`, not attached to an optimiser; read rates with
+    /// [`lr`](Self::lr) and apply them with [`Optimizer::set_lr`]. Stepping an optimiser with
+    /// parameter groups of their own rate with it is an error: use
+    /// [`with_base_lrs`](Self::with_base_lrs).
     ///
     /// # Errors
     /// [`Error::Config`] if `base_lr` is negative or not finite.
     pub fn with_base_lr(schedule: S, base_lr: f64) -> Result<Self> {
-        check_factor("base learning rate", base_lr)?;
+        Self::with_base_lrs(schedule, vec![base_lr])
+    }
+
+    /// A scheduler for the base rates `base_lrs`, one per entry of the optimiser's
+    /// [`group_lrs`](Optimizer::group_lrs), not attached to an optimiser (to resume a run: see
+    /// [`set_epoch`](Self::set_epoch)).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `base_lrs` is empty or a rate is negative or not finite.
+    pub fn with_base_lrs(schedule: S, base_lrs: Vec<f64>) -> Result<Self> {
+        if base_lrs.is_empty() {
+            return Err(config_err(
+                "LrScheduler needs at least one base rate".into(),
+            ));
+        }
+        for &lr in &base_lrs {
+            check_factor("base learning rate", lr)?;
+        }
         Ok(LrScheduler {
             schedule,
-            base_lr,
+            base_lrs,
             epoch: 0,
         })
     }
 
-    /// The rate at step `t`.
+    /// The rate at step `t` of the first base rate (the optimiser's own).
     pub fn lr(&self, t: usize) -> f64 {
-        self.schedule.lr(self.base_lr, t)
+        self.schedule.lr(self.base_lrs[0], t)
     }
 
-    /// The rate at the current step.
+    /// Every rate at step `t`, one per base rate.
+    pub fn lrs(&self, t: usize) -> Vec<f64> {
+        self.base_lrs
+            .iter()
+            .map(|&base| self.schedule.lr(base, t))
+            .collect()
+    }
+
+    /// The first rate at the current step.
     pub fn last_lr(&self) -> f64 {
         self.lr(self.epoch)
+    }
+
+    /// Every rate at the current step (PyTorch's `get_last_lr()`).
+    pub fn last_lrs(&self) -> Vec<f64> {
+        self.lrs(self.epoch)
     }
 
     /// Steps taken so far.
@@ -353,15 +416,21 @@ impl<S: LrSchedule> LrScheduler<S> {
         self.epoch
     }
 
-    /// The base rate.
+    /// The first base rate (the optimiser's own).
     pub fn base_lr(&self) -> f64 {
-        self.base_lr
+        self.base_lrs[0]
+    }
+
+    /// Every base rate (PyTorch's `base_lrs`, each group's `initial_lr`).
+    pub fn base_lrs(&self) -> &[f64] {
+        &self.base_lrs
     }
 
     /// Moves the scheduler to step `epoch` without touching an optimiser: to resume a run,
-    /// rebuild the scheduler with [`with_base_lr`](Self::with_base_lr) and the saved
-    /// [`base_lr`](Self::base_lr), then set the saved [`epoch`](Self::epoch); the optimiser
-    /// loaded with [`load_optimizer`](crate::nn::load_optimizer) already has that step's rate.
+    /// rebuild the scheduler with [`with_base_lrs`](Self::with_base_lrs) and the saved
+    /// [`base_lrs`](Self::base_lrs), then set the saved [`epoch`](Self::epoch); the optimiser
+    /// loaded with [`load_optimizer`](crate::nn::load_optimizer) already has that step's rates
+    /// (its groups' too).
     ///
     /// # Example
     /// ```
@@ -376,16 +445,18 @@ impl<S: LrSchedule> LrScheduler<S> {
         self.epoch = epoch;
     }
 
-    /// Advances one step and sets the optimiser's rate; returns the new rate.
+    /// Advances one step and sets the optimiser's rates; returns the first (the optimiser's
+    /// own).
     ///
     /// # Errors
-    /// [`Error::Config`] if the new rate is not a valid learning rate (the step count still
-    /// advances; the optimiser keeps its old rate).
+    /// [`Error::Config`] if a new rate is not a valid learning rate, or the optimiser lists
+    /// another number of rates than the scheduler has base rates (the step count still
+    /// advances; the optimiser keeps its old rates).
     pub fn step<T: Element>(&mut self, opt: &mut dyn Optimizer<T>) -> Result<f64> {
         self.epoch += 1;
-        let lr = self.last_lr();
-        opt.set_lr(lr)?;
-        Ok(lr)
+        let lrs = self.last_lrs();
+        opt.set_group_lrs(&lrs)?;
+        Ok(lrs[0])
     }
 }
 
@@ -445,14 +516,20 @@ impl Default for PlateauConfig {
     }
 }
 
-/// Reduces the rate by `factor` when a metric has not improved for more than `patience`
+/// Reduces the rates by `factor` when a metric has not improved for more than `patience`
 /// observations (PyTorch's `ReduceLROnPlateau`, same counters and comparisons).
 ///
 /// Each [`observe`](Self::observe): if the metric beats the best by the threshold it becomes
 /// the best and the bad count resets, otherwise the bad count grows; during cooldown the bad
-/// count is held at 0; once the bad count exceeds `patience` the rate becomes
+/// count is held at 0; once the bad count exceeds `patience` each rate becomes
 /// `max(lr·factor, min_lr)` (unless that changes it by less than `eps`) and cooldown starts.
 /// A NaN metric never improves.
+///
+/// It holds one rate per entry of the optimiser's [`group_lrs`](Optimizer::group_lrs) when
+/// built with [`for_optimizer`](Self::for_optimizer) (one, the optimiser's own, with
+/// [`new`](Self::new)), each reduced on its own and floored at its own `min_lr`
+/// ([`with_min_lrs`](Self::with_min_lrs); `cfg.min_lr` for every rate by default), as
+/// PyTorch reduces each parameter group's rate.
 ///
 /// # Example
 /// ```
@@ -465,23 +542,63 @@ impl Default for PlateauConfig {
 /// assert!((opt.lr() - 0.01).abs() < 1e-12); // two observations without improvement
 /// # Ok::<(), vgrad::Error>(())
 /// ```
+///
+/// # Example: parameter groups, each with its floor
+/// ```
+/// use vgrad::nn::{Optimizer, ParamGroup, PlateauConfig, ReduceLROnPlateau, Sgd, SgdConfig};
+/// let head = ParamGroup::matching(|n| n.starts_with("head.")).lr(0.03);
+/// let mut opt = Sgd::<f32>::new(SgdConfig { lr: 0.1, ..Default::default() })?.with_group(head)?;
+/// let cfg = PlateauConfig { patience: 0, factor: 0.5, ..Default::default() };
+/// let mut plateau = ReduceLROnPlateau::for_optimizer(&opt, cfg)?.with_min_lrs(vec![0.01, 0.02])?;
+/// for val_loss in [1.0, 1.0, 1.0] {
+///     plateau.step(val_loss, &mut opt)?;
+/// }
+/// // 0.1 → 0.05 → 0.025; 0.03 → max(0.015, 0.02) = 0.02, then held at its floor.
+/// assert_eq!(opt.group_lrs(), [0.025, 0.02]);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct ReduceLROnPlateau {
     cfg: PlateauConfig,
-    lr: f64,
+    /// The current rates; never empty.
+    lrs: Vec<f64>,
+    /// One floor per rate.
+    min_lrs: Vec<f64>,
     best: f64,
     num_bad: usize,
     cooldown_counter: usize,
 }
 
 impl ReduceLROnPlateau {
-    /// Starts at rate `lr` with no best metric yet.
+    /// Starts at the one rate `lr` with no best metric yet. For an optimiser with parameter
+    /// groups of their own rate use [`for_optimizer`](Self::for_optimizer): stepping one with
+    /// this scheduler is an error.
     ///
     /// # Errors
     /// [`Error::Config`] if `lr`, `threshold`, `min_lr` or `eps` is negative or not finite, or
     /// `factor` is not in [0, 1).
     pub fn new(lr: f64, cfg: PlateauConfig) -> Result<Self> {
-        check_factor("learning rate", lr)?;
+        Self::with_lrs(vec![lr], cfg)
+    }
+
+    /// Starts at the optimiser's current rates ([`Optimizer::group_lrs`]), as PyTorch's
+    /// scheduler reads each parameter group's, with no best metric yet.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn for_optimizer<T: Element>(opt: &dyn Optimizer<T>, cfg: PlateauConfig) -> Result<Self> {
+        Self::with_lrs(opt.group_lrs(), cfg)
+    }
+
+    fn with_lrs(lrs: Vec<f64>, cfg: PlateauConfig) -> Result<Self> {
+        if lrs.is_empty() {
+            return Err(config_err(
+                "ReduceLROnPlateau needs at least one learning rate".into(),
+            ));
+        }
+        for &lr in &lrs {
+            check_factor("learning rate", lr)?;
+        }
         check_factor("ReduceLROnPlateau threshold", cfg.threshold)?;
         check_factor("ReduceLROnPlateau min_lr", cfg.min_lr)?;
         check_factor("ReduceLROnPlateau eps", cfg.eps)?;
@@ -493,7 +610,8 @@ impl ReduceLROnPlateau {
         }
         Ok(ReduceLROnPlateau {
             cfg,
-            lr,
+            min_lrs: vec![cfg.min_lr; lrs.len()],
+            lrs,
             best: match cfg.mode {
                 PlateauMode::Min => f64::INFINITY,
                 PlateauMode::Max => f64::NEG_INFINITY,
@@ -501,6 +619,26 @@ impl ReduceLROnPlateau {
             num_bad: 0,
             cooldown_counter: 0,
         })
+    }
+
+    /// One floor per rate instead of `cfg.min_lr` for all (PyTorch's `min_lr` as a list).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if there is not one floor per rate, or a floor is negative or not
+    /// finite.
+    pub fn with_min_lrs(mut self, min_lrs: Vec<f64>) -> Result<Self> {
+        if min_lrs.len() != self.lrs.len() {
+            return Err(config_err(format!(
+                "ReduceLROnPlateau: expected {} min_lrs (one per learning rate), got {}",
+                self.lrs.len(),
+                min_lrs.len()
+            )));
+        }
+        for &m in &min_lrs {
+            check_factor("ReduceLROnPlateau min_lr", m)?;
+        }
+        self.min_lrs = min_lrs;
+        Ok(self)
     }
 
     fn is_better(&self, a: f64) -> bool {
@@ -513,8 +651,8 @@ impl ReduceLROnPlateau {
         }
     }
 
-    /// Records one metric value (typically a validation loss per epoch) and returns the rate
-    /// to use next.
+    /// Records one metric value (typically a validation loss per epoch) and returns the first
+    /// rate to use next (the optimiser's own; [`lrs`](Self::lrs) has them all).
     pub fn observe(&mut self, metric: f64) -> f64 {
         if self.is_better(metric) {
             self.best = metric;
@@ -527,29 +665,39 @@ impl ReduceLROnPlateau {
             self.num_bad = 0;
         }
         if self.num_bad > self.cfg.patience {
-            let new_lr = (self.lr * self.cfg.factor).max(self.cfg.min_lr);
-            if self.lr - new_lr > self.cfg.eps {
-                self.lr = new_lr;
+            for (lr, &min_lr) in self.lrs.iter_mut().zip(&self.min_lrs) {
+                let new_lr = (*lr * self.cfg.factor).max(min_lr);
+                if *lr - new_lr > self.cfg.eps {
+                    *lr = new_lr;
+                }
             }
             self.cooldown_counter = self.cfg.cooldown;
             self.num_bad = 0;
         }
-        self.lr
+        self.lrs[0]
     }
 
-    /// [`observe`](Self::observe)s the metric and sets the optimiser's rate; returns it.
+    /// [`observe`](Self::observe)s the metric and sets the optimiser's rates
+    /// ([`Optimizer::set_group_lrs`]); returns the first.
     ///
     /// # Errors
-    /// Only what [`Optimizer::set_lr`] returns, which a valid configuration never triggers.
+    /// [`Error::Config`] if the optimiser lists another number of rates than the scheduler
+    /// holds (it was built with [`new`](Self::new) for an optimiser with parameter groups of
+    /// their own rate); the observation still counts.
     pub fn step<T: Element>(&mut self, metric: f64, opt: &mut dyn Optimizer<T>) -> Result<f64> {
         let lr = self.observe(metric);
-        opt.set_lr(lr)?;
+        opt.set_group_lrs(&self.lrs)?;
         Ok(lr)
     }
 
-    /// The current rate.
+    /// The current first rate (the optimiser's own).
     pub fn lr(&self) -> f64 {
-        self.lr
+        self.lrs[0]
+    }
+
+    /// Every current rate, in the order of [`Optimizer::group_lrs`].
+    pub fn lrs(&self) -> &[f64] {
+        &self.lrs
     }
 
     /// The best metric seen so far (±∞ before the first observation).
@@ -566,7 +714,8 @@ impl ReduceLROnPlateau {
     /// all a checkpoint needs to resume it ([`from_state`](Self::from_state)).
     pub fn state(&self) -> PlateauState {
         PlateauState {
-            lr: self.lr,
+            lrs: self.lrs.clone(),
+            min_lrs: self.min_lrs.clone(),
             best: self.best,
             num_bad_epochs: self.num_bad,
             cooldown_counter: self.cooldown_counter,
@@ -575,10 +724,12 @@ impl ReduceLROnPlateau {
 
     /// A scheduler that continues from `state`, taken with [`state`](Self::state) (PyTorch's
     /// `load_state_dict`): its next observations give the rates the original's would have.
+    /// The floors come from `state` (`cfg.min_lr` is not used).
     ///
     /// # Errors
-    /// As [`new`](Self::new), and [`Error::Config`] if `state.best` is NaN (no metric could
-    /// then ever improve on it).
+    /// As [`new`](Self::new) and [`with_min_lrs`](Self::with_min_lrs) (for every rate and
+    /// floor of `state`), and [`Error::Config`] if `state.best` is NaN (no metric could then
+    /// ever improve on it).
     ///
     /// # Example
     /// ```
@@ -598,7 +749,7 @@ impl ReduceLROnPlateau {
                 "ReduceLROnPlateau best metric must not be NaN".to_string(),
             ));
         }
-        let mut s = ReduceLROnPlateau::new(state.lr, cfg)?;
+        let mut s = ReduceLROnPlateau::with_lrs(state.lrs, cfg)?.with_min_lrs(state.min_lrs)?;
         s.best = state.best;
         s.num_bad = state.num_bad_epochs;
         s.cooldown_counter = state.cooldown_counter;
@@ -607,10 +758,12 @@ impl ReduceLROnPlateau {
 }
 
 /// The running state of a [`ReduceLROnPlateau`], for checkpoints.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PlateauState {
-    /// The current rate.
-    pub lr: f64,
+    /// The current rates, in the order of [`Optimizer::group_lrs`].
+    pub lrs: Vec<f64>,
+    /// The floor of each rate.
+    pub min_lrs: Vec<f64>,
     /// The best metric so far (±∞ before the first observation).
     pub best: f64,
     /// Consecutive observations without improvement.
@@ -650,6 +803,53 @@ mod tests {
         assert!(ReduceLROnPlateau::new(0.1, bad).is_err());
         assert!(ReduceLROnPlateau::new(-0.1, PlateauConfig::default()).is_err());
         assert!(LrScheduler::with_base_lr(StepLR::new(1, 0.5).unwrap(), f64::NAN).is_err());
+    }
+
+    /// A group with its own rate reaches a schedule's floor as PyTorch's does; a group with a
+    /// multiple follows the optimiser's rate, floor included (`m · eta_min`), as documented.
+    #[test]
+    fn own_rates_share_the_floor_and_multiples_scale_it() {
+        use crate::nn::{ParamGroup, Sgd, SgdConfig};
+        let mut opt = Sgd::<f64>::new(SgdConfig {
+            lr: 0.01,
+            ..Default::default()
+        })
+        .unwrap()
+        .with_group(ParamGroup::matching(|n| n.ends_with("bias")).lr(0.03))
+        .unwrap()
+        .with_group(ParamGroup::matching(|n| n.ends_with("scale")).lr_scale(3.0))
+        .unwrap();
+        let mut sched =
+            LrScheduler::new(CosineAnnealingLR::new(3, 1e-3).unwrap(), &mut opt).unwrap();
+        let mut lrs = vec![opt.group_lrs()];
+        for _ in 0..3 {
+            sched.step(&mut opt).unwrap();
+            lrs.push(opt.group_lrs());
+        }
+        let expected = [
+            [0.01, 0.03],
+            [0.00775, 0.02275],
+            [0.00325, 0.00825],
+            [1e-3, 1e-3],
+        ];
+        for (got, want) in lrs.iter().zip(expected) {
+            assert!(
+                (got[0] - want[0]).abs() < 1e-15 && (got[1] - want[1]).abs() < 1e-15,
+                "{got:?}"
+            );
+        }
+        // The multiple: 3 x the optimiser's rate, 3e-3 at the floor.
+        assert!((opt.lr() * 3.0 - 3e-3).abs() < 1e-15);
+
+        // A scheduler for one rate cannot drive an optimiser with two.
+        let mut one = LrScheduler::with_base_lr(StepLR::new(1, 0.5).unwrap(), 0.1).unwrap();
+        assert!(matches!(one.step(&mut opt), Err(Error::Config(_))));
+        assert_eq!(opt.group_lrs(), lrs[3], "unchanged");
+        let mut plateau = ReduceLROnPlateau::new(0.1, PlateauConfig::default()).unwrap();
+        assert!(plateau.step(1.0, &mut opt).is_err());
+        assert!(plateau.clone().with_min_lrs(vec![0.0, 0.0]).is_err());
+        assert!(plateau.with_min_lrs(vec![f64::NAN]).is_err());
+        assert!(LrScheduler::with_base_lrs(StepLR::new(1, 0.5).unwrap(), vec![]).is_err());
     }
 
     #[test]

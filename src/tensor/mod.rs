@@ -389,6 +389,12 @@ fn norm_l2_slice<T: Element>(x: &[T]) -> f64 {
         };
     }
     let inv = 1.0 / scale;
+    if inv.is_infinite() {
+        // f64 values all below ~5.6e-309 (subnormal): the reciprocal overflows, and every
+        // scaled square would be ∞. Rare enough to divide, element by element.
+        let sum: f64 = x.iter().map(|v| (v.widen() / scale).powi(2)).sum();
+        return scale * sum.sqrt();
+    }
     let squares = simd::lanes(x, 0.0f64, move |acc, v| {
         let s = v.widen() * inv;
         acc + s * s

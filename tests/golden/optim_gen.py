@@ -18,6 +18,14 @@ Contents
   steps, as PyTorch's step() produces them (its recursive forms, not the closed forms).
 * "plateau": ReduceLROnPlateau's lr after each step(metric) for a fixed metric sequence.
 * "clip": clip_grad_norm_ (returned total norm, clipped gradients) and clip_grad_value_.
+* "group_schedules": parameter groups with their own learning rates under a schedule
+  (GROUP_SCHEDULES below): each group's lr at every update and the parameters after it.
+  A scheduler applies the schedule to each group's own initial_lr, so a floor (eta_min) is
+  the same for every group.
+* "group_plateau": ReduceLROnPlateau over an optimiser with two parameter groups, min_lr a
+  number or one per group: each group's lr and the parameters after every update.
+* "clip_norm_types": clip_grad_norm_ with norm_type 1, 2, 3, 0.5 and inf (foreach=False),
+  above and below the threshold: returned total norm and clipped gradients.
 """
 
 import json
@@ -242,6 +250,103 @@ def run_clip(dtype_name):
     return out
 
 
+# Groups with their own learning rate: the weights in the optimiser's default group, the
+# biases in a group with "lr" (issue 16, item 14: AdamW at 0.01, biases at 0.03, warm-up then
+# cosine to eta_min 1e-3).
+GROUP_SCHEDULES = [
+    # name, class, kwargs, dtype, bias lr, schedule config, number of updates
+    ("adamw_warmup_cosine_floor", "AdamW", dict(lr=0.01), "float64", 0.03,
+     dict(kind="warmup_cosine", start_factor=0.25, warmup_steps=2, t_max=3, eta_min=1e-3, milestone=2), 8),
+    ("sgd_momentum_cosine_floor", "SGD", dict(lr=0.1, momentum=0.9), "float64", 0.02,
+     dict(kind="cosine", t_max=4, eta_min=0.01), 6),
+    ("adamw_warmup_cosine_floor_f32", "AdamW", dict(lr=0.01), "float32", 0.03,
+     dict(kind="warmup_cosine", start_factor=0.25, warmup_steps=2, t_max=3, eta_min=1e-3, milestone=2), 8),
+]
+
+
+def make_schedule(opt, cfg):
+    if cfg["kind"] == "cosine":
+        return S.CosineAnnealingLR(opt, T_max=cfg["t_max"], eta_min=cfg["eta_min"])
+    assert cfg["kind"] == "warmup_cosine"
+    return S.SequentialLR(
+        opt,
+        [S.LinearLR(opt, start_factor=cfg["start_factor"], end_factor=1.0, total_iters=cfg["warmup_steps"]),
+         S.CosineAnnealingLR(opt, T_max=cfg["t_max"], eta_min=cfg["eta_min"])],
+        milestones=[cfg["milestone"]],
+    )
+
+
+def bias_groups(model, opt_cls, kwargs, bias_lr):
+    weights = [p for n, p in model.named_parameters() if not n.endswith("bias")]
+    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    groups = [{"params": weights}, {"params": biases, "lr": bias_lr}]
+    return getattr(torch.optim, opt_cls)(groups, foreach=False, **kwargs)
+
+
+def run_group_schedule(name, cls, kwargs, dtype_name, bias_lr, sched_cfg, updates):
+    dtype = getattr(torch, dtype_name)
+    model = make_model(dtype)
+    x, y = problem(dtype)
+    opt = bias_groups(model, cls, kwargs, bias_lr)
+    sched = make_schedule(opt, sched_cfg)
+    steps = []
+    for _ in range(updates):
+        lrs = [g["lr"] for g in opt.param_groups]
+        opt.zero_grad(set_to_none=True)
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        sched.step()
+        steps.append({"lrs": lrs, "params": {n: flat(t) for n, t in model.state_dict().items()}})
+    return {"name": name, "class": cls, "config": dict(kwargs), "dtype": dtype_name,
+            "bias_lr": bias_lr, "schedule": sched_cfg, "steps": steps}
+
+
+GROUP_PLATEAUS = [
+    # name, bias lr, plateau kwargs, metrics
+    ("min_lr_per_group", 0.03,
+     dict(mode="min", factor=0.5, patience=1, threshold=1e-2, cooldown=0, min_lr=[0.01, 0.006]), METRICS[:16]),
+    ("min_lr_shared", 0.03,
+     dict(mode="min", factor=0.5, patience=1, threshold=1e-2, cooldown=1, min_lr=0.008), METRICS[:16]),
+]
+
+
+def run_group_plateau(name, bias_lr, cfg, metrics):
+    model = make_model(torch.float64)
+    x, y = problem(torch.float64)
+    opt = bias_groups(model, "SGD", dict(lr=0.1, momentum=0.9), bias_lr)
+    sched = S.ReduceLROnPlateau(opt, **cfg)
+    steps = []
+    for m in metrics:
+        opt.zero_grad(set_to_none=True)
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        sched.step(m)
+        steps.append({"lrs": [g["lr"] for g in opt.param_groups],
+                      "params": {n: flat(t) for n, t in model.state_dict().items()}})
+    return {"name": name, "bias_lr": bias_lr, "config": cfg,
+            "metrics": [None if math.isnan(m) else m for m in metrics], "steps": steps}
+
+
+def run_clip_norm_types(dtype_name):
+    dtype = getattr(torch, dtype_name)
+    g = torch.Generator().manual_seed(11)
+    shapes = {"a": [3, 4], "b": [4], "c": [2, 2]}
+    grads = {n: (torch.randn(*s, generator=g, dtype=torch.float64) * 0.7).to(dtype) for n, s in shapes.items()}
+    grads["b"][1] = 0.0  # a zero element: p < 1 and inf must handle it
+    out = {"dtype": dtype_name, "shapes": shapes, "grads": {n: flat(t) for n, t in grads.items()}, "cases": []}
+    for norm_type in [1.0, 2.0, 3.0, 0.5, float("inf")]:
+        for max_norm in [0.5, 1e3]:  # above and below the threshold
+            params = {n: nn.Parameter(torch.zeros_like(t)) for n, t in grads.items()}
+            for n, p in params.items():
+                p.grad = grads[n].clone()
+            total = torch.nn.utils.clip_grad_norm_(list(params.values()), max_norm, norm_type=norm_type, foreach=False)
+            out["cases"].append({"norm_type": "inf" if math.isinf(norm_type) else norm_type, "max_norm": max_norm,
+                                 "total": float(total), "grads": {n: flat(p.grad) for n, p in params.items()}})
+    return out
+
+
 def main():
     model = make_model(torch.float64)
     x, y = problem(torch.float64)
@@ -257,12 +362,21 @@ def main():
         "schedules": {name: {"config": cfg, "lrs": lr_sequence(make)} for name, (cfg, make) in SCHEDULES.items()},
         "plateau": [run_plateau(cfg, m) for cfg, m in PLATEAUS],
         "clip": [run_clip("float64"), run_clip("float32")],
+        "group_schedules": [run_group_schedule(*case) for case in GROUP_SCHEDULES],
+        "group_plateau": [run_group_plateau(*case) for case in GROUP_PLATEAUS],
+        "clip_norm_types": [run_clip_norm_types("float64"), run_clip_norm_types("float32")],
     }
     # Sanity: the stored sequences agree with the closed forms vgrad implements.
     cos = doc["schedules"]["cosine"]["lrs"]
     for t, lr in enumerate(cos):
         closed = 0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * t / 10)) / 2
         assert abs(lr - closed) < 1e-12, (t, lr, closed)
+    # Issue 16, item 14: every group reaches the same floor; the bias group's rates at updates
+    # 4 and 5 are PyTorch's 0.02275 and 0.00825 (a 3x multiple of the weights' would be 0.02325
+    # and 0.00975).
+    floor = doc["group_schedules"][0]["steps"]
+    assert abs(floor[3]["lrs"][1] - 0.02275) < 1e-12 and abs(floor[4]["lrs"][1] - 0.00825) < 1e-12
+    assert abs(floor[5]["lrs"][0] - 1e-3) < 1e-12 and abs(floor[5]["lrs"][1] - 1e-3) < 1e-12
     path = os.path.join(HERE, "optim.json")
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)

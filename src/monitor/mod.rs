@@ -435,6 +435,7 @@ impl<T: Element> GradMonitor<T> {
     ///
     /// # Panics
     /// If `loss` is not a scalar, as [`Var::backward`] does.
+    #[track_caller]
     pub fn backward<'t, M: Module<T> + ?Sized>(
         &mut self,
         ctx: &Ctx<'t, T>,
@@ -880,6 +881,7 @@ pub struct LayerView<'a, T: Element> {
 /// assert_eq!(seen, [("0".into(), 2, true), ("1".into(), 0, true), ("2".into(), 2, true)]);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
+#[track_caller]
 pub fn backward_with_layer_hook<'t, T: Element>(
     ctx: &Ctx<'t, T>,
     loss: Var<'t, T>,

@@ -641,7 +641,7 @@ fn decode<T: Element>(name: &str, dtype: Dtype, bytes: &[u8], numel: usize) -> R
 /// `safetensors.torch.load_file` reads them. The header's metadata holds the rest as text:
 /// `optimizer` (the kind: `SGD`, `Adam`, `AdamW`, `RMSprop`), `hyper.<name>` for each
 /// hyperparameter and `step.<parameter>` for each step count. A learning-rate schedule is not
-/// part of it: an [`LrScheduler`](crate::nn::LrScheduler) is its base rate and step count,
+/// part of it: an [`LrScheduler`](crate::nn::LrScheduler) is its base rates and step count,
 /// which the training loop saves as it likes and restores with
 /// [`set_epoch`](crate::nn::LrScheduler::set_epoch) (a
 /// [`ReduceLROnPlateau`](crate::nn::ReduceLROnPlateau): its

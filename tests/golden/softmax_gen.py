@@ -16,7 +16,8 @@ inputs are a few base rows plus a common offset (0, 1e4, 1e7, 1e15, 3e38, −1e7
 in float64 and rounded once to the dtype. Ops: softmax and log_softmax along an axis, the fused
 cross_entropy (mean and sum), and nll_loss after log_softmax (mean and sum). Each case records
 the value, the input gradient for a seed, and (float64 cases with finite inputs) a Hessian-vector
-product through create_graph. Non-finite numbers are written as "nan", "inf", "-inf".
+product through create_graph. An f32 case also records `value_f64`/`grad_f64`: PyTorch in float64
+on the same f32 inputs, the near-exact answer for them. Non-finite numbers are written as "nan", "inf", "-inf".
 """
 
 import json
@@ -74,6 +75,14 @@ def case(name, op, rows, params, dtypes=("float32", "float64"), offset=0.0):
         (g,) = torch.autograd.grad(y, x, seed, create_graph=True)
         rec = {"name": f"{name}_{dn}", "op": op, "params": params, "dtype": dn,
                "input": enc(x), "seed": enc(seed), "value": enc(y), "grad": enc(g)}
+        if dn == "float32":
+            # The same f32 inputs and seed in float64: the answer vgrad's f32 is held to at a
+            # few ulps (PyTorch's own f32 may be further from it; it is checked more loosely).
+            x64 = x.detach().to(torch.float64).requires_grad_(True)
+            y64 = apply(op, params, x64)
+            (g64,) = torch.autograd.grad(y64, x64, seed.to(torch.float64))
+            rec["value_f64"] = enc(y64)
+            rec["grad_f64"] = enc(g64)
         if dn == "float64" and bool(torch.isfinite(x).all()) and g.requires_grad:
             d = ramp(x.shape, 0.5, dt)
             (h,) = torch.autograd.grad((g * d).sum(), x)

@@ -277,6 +277,24 @@ mod tests {
         assert!(hv.allclose(&fd, 1e-6, 1e-8), "{hv:?} vs {fd:?}");
     }
 
+    /// Issue 16: the per-element (per-row) terms were added sequentially in the element type; over
+    /// 2²⁰ f32 terms the mean drifted by 0.78% (BCE) and 0.65% (cross-entropy). Added in f64
+    /// now.
+    #[test]
+    fn large_batch_means_do_not_drift_in_f32() {
+        let n = 1 << 20;
+        let tape = Tape::<f32>::new();
+        let z = tape.leaf(Tensor::from_vec(vec![-0.5f32; n], &[n]).unwrap());
+        let y = tape.constant(Tensor::zeros(&[n]));
+        let bce = f64::from(z.bce_with_logits_fused(y, true).value().item());
+        let want = (-0.5f64).exp().ln_1p();
+        assert!((bce - want).abs() < 1e-6 * want, "{bce} vs {want}");
+        let logits = tape.leaf(Tensor::from_vec(vec![0.0f32; 2 * n], &[n, 2]).unwrap());
+        let ce = logits.cross_entropy_fused(&vec![1; n], true).value().item();
+        let want = 2f64.ln();
+        assert!((f64::from(ce) - want).abs() < 1e-6 * want, "{ce} vs {want}");
+    }
+
     fn bce_inputs() -> [Tensor<f64>; 2] {
         let z = Tensor::from_fn(&[3, 4], |i| ((i as f64) * 0.91).sin() * 4.0);
         let y = Tensor::from_fn(&[3, 4], |i| ((i as f64) * 0.37).cos().abs());

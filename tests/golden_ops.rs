@@ -453,3 +453,286 @@ fn elu_and_selu_tails_keep_relative_accuracy_in_f32() {
         );
     }
 }
+
+// ------------------------------------------------------------------ softmax family, shifted
+//
+// `tests/golden/softmax.json` (from `tests/golden/softmax_gen.py`): softmax, log_softmax, the
+// fused cross-entropy and nll_loss after log_softmax at logits shifted by a common offset (up to
+// ±3e38), with −∞ entries, mixed huge and tiny magnitudes, and rows PyTorch makes NaN. Each case
+// was computed by PyTorch in its own dtype, so the f32 cases hold vgrad's f32 to PyTorch's f32.
+
+const SOFTMAX_GOLDEN: &str = include_str!("golden/softmax.json");
+
+struct FamilyCase {
+    name: String,
+    op: String,
+    params: Value,
+    f32: bool,
+    input: Tensor<f64>,
+    seed: Tensor<f64>,
+    value: Tensor<f64>,
+    grad: Tensor<f64>,
+    /// f32 cases: PyTorch in f64 on the same f32 inputs (value, gradient).
+    exact: Option<(Tensor<f64>, Tensor<f64>)>,
+    /// A direction and PyTorch's Hessian-vector product along it (f64 cases with finite input).
+    hvp: Option<(Tensor<f64>, Tensor<f64>)>,
+}
+
+fn family_cases() -> Vec<FamilyCase> {
+    let root: Value = serde_json::from_str(SOFTMAX_GOLDEN).expect("softmax.json parses");
+    root["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| FamilyCase {
+            name: c["name"].as_str().unwrap().to_string(),
+            op: c["op"].as_str().unwrap().to_string(),
+            params: c["params"].clone(),
+            f32: c["dtype"].as_str().unwrap() == "float32",
+            input: tensor(&c["input"]),
+            seed: tensor(&c["seed"]),
+            value: tensor(&c["value"]),
+            grad: tensor(&c["grad"]),
+            exact: c
+                .get("value_f64")
+                .map(|v| (tensor(v), tensor(&c["grad_f64"]))),
+            hvp: c.get("hvp").map(|h| (tensor(&c["dir"]), tensor(h))),
+        })
+        .collect()
+}
+
+fn family_apply<'t, T: Element>(op: &str, p: &Value, x: Var<'t, T>) -> Var<'t, T> {
+    use vgrad::nn::loss::{cross_entropy, nll_loss, Reduction};
+    let targets = || -> Vec<usize> {
+        p["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap() as usize)
+            .collect()
+    };
+    let reduction = || match p["reduction"].as_str().unwrap() {
+        "mean" => Reduction::Mean,
+        "sum" => Reduction::Sum,
+        other => panic!("reduction {other}"),
+    };
+    match op {
+        "softmax" => x.softmax(p["axis"].as_u64().unwrap() as usize),
+        "log_softmax" => x.log_softmax(p["axis"].as_u64().unwrap() as usize),
+        "cross_entropy" => cross_entropy(x, &targets(), reduction()),
+        "nll_log_softmax" => nll_loss(x.log_softmax(1), &targets(), reduction()),
+        other => panic!("softmax.json names an unknown op `{other}`"),
+    }
+}
+
+/// The value and the input gradient for the case's seed, through `backward` (fused kernels) or
+/// `backward_graph` (the composed rules), in `T`, returned as f64.
+fn family_run<T: Element>(c: &FamilyCase, graph: bool) -> (Tensor<f64>, Tensor<f64>) {
+    let tape = Tape::<T>::new();
+    let x = tape.leaf(c.input.cast());
+    let y = family_apply(&c.op, &c.params, x);
+    let g = if graph {
+        let g = (y * tape.constant(c.seed.cast())).sum().backward_graph();
+        g.wrt(x).unwrap().value()
+    } else {
+        y.backward_with(c.seed.cast()).wrt(x).unwrap().clone()
+    };
+    (y.value().cast(), g.cast())
+}
+
+/// The f64 answer rounded to f32, except where PyTorch's f32 is not finite: a log-probability
+/// below −f32::MAX (`−3e38 − 3e38`) is −∞ in f32 already in `x − max`, in both libraries.
+fn in_f32(exact: &Tensor<f64>, torch_f32: &Tensor<f64>) -> Tensor<f64> {
+    let data = exact
+        .data()
+        .iter()
+        .zip(torch_f32.data())
+        .map(|(&e, &t)| {
+            if t.is_finite() {
+                f64::from(e as f32)
+            } else {
+                t
+            }
+        })
+        .collect();
+    Tensor::from_vec(data, exact.shape()).unwrap()
+}
+
+fn family_mismatches(graph: bool) -> Vec<String> {
+    let mut failures = Vec::new();
+    let scale = |t: &Tensor<f64>| {
+        t.data()
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(0.0f64, |m, x| m.max(x.abs()))
+    };
+    let path = if graph { "backward_graph" } else { "backward" };
+    let mut compare = |what: &str,
+                       got: &(Tensor<f64>, Tensor<f64>),
+                       want: (&Tensor<f64>, &Tensor<f64>),
+                       rtol: f64| {
+        // Relative to the element plus the tensor's largest finite magnitude: softmax gradients
+        // are differences of terms that size.
+        if let Some(m) = mismatch(&got.0, want.0, rtol, 0.0, scale(want.0)) {
+            failures.push(format!("{what} value: {m}"));
+        }
+        if let Some(m) = mismatch(&got.1, want.1, rtol, 0.0, scale(want.1)) {
+            failures.push(format!("{what} grad ({path}): {m}"));
+        }
+    };
+    for c in family_cases() {
+        if c.f32 {
+            let got = family_run::<f32>(&c, graph);
+            let eps = f64::from(f32::EPSILON);
+            // A few ulps from the answer for these f32 inputs (PyTorch's f64 on them), and
+            // within PyTorch's own f32 error of PyTorch's f32 (up to ~1.5e-6 relative here, in
+            // softmax gradients whose terms cancel; vgrad's sums in f64 are closer to exact).
+            // The composed rules (backward_graph) add in f32 like PyTorch: its tolerance.
+            let (v, g) = c.exact.as_ref().expect("f32 cases carry the f64 answer");
+            let (v, g) = (in_f32(v, &c.value), in_f32(g, &c.grad));
+            let tight = if graph { 32.0 } else { 8.0 };
+            compare(
+                &format!("{} (vs exact)", c.name),
+                &got,
+                (&v, &g),
+                tight * eps,
+            );
+            compare(
+                &format!("{} (vs PyTorch f32)", c.name),
+                &got,
+                (&c.value, &c.grad),
+                32.0 * eps,
+            );
+        } else {
+            let got = family_run::<f64>(&c, graph);
+            compare(&c.name, &got, (&c.value, &c.grad), 64.0 * f64::EPSILON);
+        }
+    }
+    failures
+}
+
+#[test]
+fn softmax_family_matches_pytorch_at_shifted_and_extreme_logits() {
+    assert_none(&family_mismatches(false));
+}
+
+#[test]
+fn softmax_family_composed_rules_match_pytorch_at_shifted_and_extreme_logits() {
+    assert_none(&family_mismatches(true));
+}
+
+#[test]
+fn softmax_family_second_derivatives_match_pytorch_when_shifted() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for c in family_cases() {
+        let Some((dir, want)) = &c.hvp else { continue };
+        let tape = Tape::<f64>::new();
+        let x = tape.leaf(c.input.clone());
+        let y = family_apply(&c.op, &c.params, x);
+        let g = (y * tape.constant(c.seed.clone())).sum().backward_graph();
+        let s = (g.wrt(x).unwrap() * tape.constant(dir.clone())).sum();
+        let h = s.backward().wrt(x).unwrap().clone();
+        let scale = want.data().iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        if let Some(m) = mismatch(&h, want, 1e-10, 0.0, scale) {
+            failures.push(format!("{} hvp: {m}", c.name));
+        }
+        checked += 1;
+    }
+    assert!(checked > 40, "only {checked} second-order records");
+    assert_none(&failures);
+}
+
+/// Issue 16's reproducers, spelled out (they are in the fixture too).
+#[test]
+fn log_softmax_and_its_gradient_are_shift_invariant_in_f32() {
+    use vgrad::nn::loss::{nll_loss, Reduction};
+    let x = Tensor::from_vec(vec![1e7f32; 3], &[1, 3]).unwrap();
+    let want = -(3.0f64.ln());
+    for v in x.log_softmax(1).data() {
+        assert!(
+            (f64::from(*v) - want).abs() < 1e-6,
+            "log_softmax([1e7; 3]) = {v}"
+        );
+    }
+    let tape = Tape::<f32>::new();
+    let z = tape.leaf(Tensor::from_vec(vec![3e38f32, 3e38], &[1, 2]).unwrap());
+    let g = nll_loss(z.log_softmax(1), &[0], Reduction::Mean).backward();
+    let g = g.wrt(z).unwrap();
+    assert!(
+        g.allclose(
+            &Tensor::from_vec(vec![-0.5, 0.5], &[1, 2]).unwrap(),
+            1e-6,
+            0.0
+        ),
+        "{g:?}"
+    );
+    // A common offset of 1e4 cost 4.7e-4 here.
+    let base = [0.5f32, -1.0, 2.0, 0.25];
+    let near = Tensor::from_vec(base.to_vec(), &[1, 4])
+        .unwrap()
+        .log_softmax(1);
+    let far = Tensor::from_vec(base.iter().map(|v| v + 1e4).collect(), &[1, 4])
+        .unwrap()
+        .log_softmax(1);
+    assert!(far.allclose(&near, 1e-6, 0.0), "{far:?} vs {near:?}");
+}
+
+/// A row of a million logits: the probabilities sum to one (they summed to 1.00068 when the
+/// exponentials were added sequentially in f32), and the log-probabilities' exponentials too.
+#[test]
+fn long_softmax_rows_sum_to_one() {
+    let n = 1_000_000;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let logits: Vec<f64> = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 8.0 - 4.0
+        })
+        .collect();
+    let t64 = Tensor::from_vec(logits.clone(), &[1, n]).unwrap();
+    let t32: Tensor<f32> = t64.cast();
+    let sum = |t: &Tensor<f64>| t.data().iter().sum::<f64>();
+    let sum_exp = |t: &Tensor<f64>| t.data().iter().map(|v| v.exp()).sum::<f64>();
+    // f32: each probability within a few ulps, their sum within ~1e-6 of one (errors in the
+    // last bit partly cancel across the row).
+    let p32: Tensor<f64> = t32.softmax(1).cast();
+    let lp32: Tensor<f64> = t32.log_softmax(1).cast();
+    assert!(
+        (sum(&p32) - 1.0).abs() < 2e-6,
+        "f32 softmax sums to {}",
+        sum(&p32)
+    );
+    assert!(
+        (sum_exp(&lp32) - 1.0).abs() < 2e-6,
+        "f32 log_softmax: {}",
+        sum_exp(&lp32)
+    );
+    let p64 = t64.softmax(1);
+    assert!(
+        (sum(&p64) - 1.0).abs() < 1e-12,
+        "f64 softmax sums to {}",
+        sum(&p64)
+    );
+    assert!((sum_exp(&t64.log_softmax(1)) - 1.0).abs() < 1e-12);
+    // Along a non-last axis (the strided kernel), a column of the same million.
+    let col32: Tensor<f64> = t32.reshape(&[n, 1]).softmax(0).cast();
+    assert!(
+        (sum(&col32) - 1.0).abs() < 2e-6,
+        "f32 column: {}",
+        sum(&col32)
+    );
+    // And the cross-entropy of the row against the f64 log-sum-exp.
+    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let lse = m + logits.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+    let tape = Tape::<f32>::new();
+    let z = tape.leaf(t32.clone());
+    let ce = vgrad::nn::loss::cross_entropy(z, &[7], vgrad::nn::loss::Reduction::Sum);
+    let want = lse - f64::from(t32.data()[7]);
+    let got = f64::from(ce.value().item());
+    assert!((got - want).abs() < 4e-6 * want.abs(), "{got} vs {want}");
+    let g: Tensor<f64> = ce.backward().wrt(z).unwrap().cast();
+    assert!(sum(&g).abs() < 2e-6, "the gradient sums to {}", sum(&g));
+}

@@ -745,6 +745,88 @@ proptest! {
     }
 }
 
+/// Logits `[N, C]` (N 1–4, C 1–5) and one class index per row.
+fn logits_and_targets(
+    elem: std::ops::Range<f64>,
+) -> impl Strategy<Value = (Tensor<f64>, Vec<usize>)> {
+    (1usize..=4, 1usize..=5)
+        .prop_flat_map(move |(n, c)| (tensor(vec![n, c], elem.clone()), vec(0..c, n)))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn cross_entropy((z, t) in logits_and_targets(-8.0..8.0), mean in any::<bool>()) {
+        use vgrad::nn::loss::{cross_entropy, Reduction};
+        let r = if mean { Reduction::Mean } else { Reduction::Sum };
+        check!([z], ALL, |v| cross_entropy(v[0], &t, r))?;
+    }
+
+    #[test]
+    fn nll_loss_after_log_softmax((z, t) in logits_and_targets(-8.0..8.0), mean in any::<bool>()) {
+        use vgrad::nn::loss::{nll_loss, Reduction};
+        let r = if mean { Reduction::Mean } else { Reduction::Sum };
+        check!([z], ALL, |v| nll_loss(v[0].log_softmax(1), &t, r))?;
+    }
+
+    #[test]
+    fn bce_with_logits(
+        (z, y) in shape().prop_flat_map(|s| (tensor(s.clone(), signed(0.01, 6.0)), tensor(s, 0.0..1.0))),
+        mean in any::<bool>(),
+    ) {
+        use vgrad::nn::loss::{binary_cross_entropy_with_logits, Reduction};
+        let r = if mean { Reduction::Mean } else { Reduction::Sum };
+        check!([z, y], ALL, |v| binary_cross_entropy_with_logits(v[0], v[1], r))?;
+    }
+
+    /// Shift invariance, bitwise: logits on the grid of a power of two `c` (so `x + c` is exact
+    /// in f32), shifted by `c`, give the same bits as unshifted, for every op of the family and
+    /// its gradient. Issue 16: log_softmax([1e7; 3]) was −1, not −1.0986, in f32.
+    #[test]
+    fn softmax_family_is_exactly_shift_invariant_in_f32(
+        (n, c, ints, targets) in (1usize..=4, 1usize..=6).prop_flat_map(|(n, c)| {
+            (Just(n), Just(c), vec(-16i32..=16, n * c), vec(0..c, n))
+        }),
+        p in 0i32..=127,
+        g in 5i32..=23,
+        negative in any::<bool>(),
+    ) {
+        use vgrad::nn::loss::{cross_entropy, nll_loss, Reduction};
+        // Offset ±2^p (up to 1.7e38), step 2^(p−g): |x| ≤ 16·step ≤ 2^(p−1) keeps x + c within
+        // [2^(p−1), 2^(p+1)), where f32's spacing (2^(p−24), 2^(p−23)) divides the step.
+        let offset = if negative { -(2f64.powi(p)) } else { 2f64.powi(p) };
+        let step = 2f64.powi(p - g);
+        let base: Vec<f64> = ints.iter().map(|&k| f64::from(k) * step).collect();
+        let shifted: Vec<f64> = base.iter().map(|v| v + offset).collect();
+        // Both inputs exact in f32 (the premise of a bitwise comparison).
+        prop_assume!(base.iter().chain(&shifted).all(|&v| f64::from(v as f32) == v));
+        let run = |data: &[f64]| {
+            let x = Tensor::<f64>::from_vec(data.to_vec(), &[n, c]).unwrap().cast::<f32>();
+            let mut outs: Vec<Vec<f32>> = Vec::new();
+            for op in 0..4 {
+                let tape = Tape::<f32>::new();
+                let v = tape.leaf(x.clone());
+                let y = match op {
+                    0 => v.softmax(1),
+                    1 => v.log_softmax(1),
+                    2 => cross_entropy(v, &targets, Reduction::Mean),
+                    _ => nll_loss(v.log_softmax(1), &targets, Reduction::Sum),
+                };
+                let w = weights::<f32>(&y.shape(), 0.25);
+                outs.push(y.value().data().to_vec());
+                outs.push(y.backward_with(w).wrt(v).unwrap().data().to_vec());
+            }
+            outs
+        };
+        let (a, b) = (run(&base), run(&shifted));
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            prop_assert!(same, "output {i}: unshifted {a:?}, shifted by {offset:e}: {b:?}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------- regression losses
 
 /// A prediction and a target of one random shape whose residuals stay 1e-3 away from 0 and

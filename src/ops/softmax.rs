@@ -9,7 +9,7 @@ use crate::tensor::Element;
 pub(crate) fn backward<T: Element, A: Algebra<T>>(axis: usize, log: bool, y: &A, g: &A) -> A {
     let shape = y.shape();
     if log {
-        let p = y.unary(&Op::Exp);
+        let p = y.exp();
         g.sub(&p.mul(&g.sum_axis(axis, true).broadcast_to(&shape)))
     } else {
         let dot = g.mul(y).sum_axis(axis, true).broadcast_to(&shape);

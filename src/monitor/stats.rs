@@ -73,19 +73,19 @@ pub(crate) struct ValueStats {
 
 /// The activation an op applies, if it is one of [`Activation`]'s kinds.
 pub(crate) fn activation_of<T: Element>(op: &Op<T>) -> Option<Activation<T>> {
-    Some(match op {
-        Op::Sigmoid => Activation::Sigmoid,
-        Op::Tanh => Activation::Tanh,
-        Op::Relu => Activation::Relu,
-        Op::LeakyRelu(s) => Activation::LeakyRelu(*s),
-        Op::Elu(a) => Activation::Elu(*a),
-        Op::Selu => Activation::Selu,
-        Op::Gelu(g) => Activation::Gelu(*g),
-        Op::Softplus { beta, threshold } => Activation::Softplus {
-            beta: *beta,
-            threshold: *threshold,
-        },
-        Op::Silu => Activation::Silu,
+    use crate::ops::elementwise::{Elu, LeakyRelu, Softplus, Unary};
+    let Op::Unary(u) = op else { return None };
+    Some(match *u {
+        Unary::Sigmoid(_) => Activation::Sigmoid,
+        Unary::Tanh(_) => Activation::Tanh,
+        Unary::Relu(_) => Activation::Relu,
+        Unary::LeakyRelu(LeakyRelu { slope }) => Activation::LeakyRelu(slope),
+        Unary::Elu(Elu { alpha }) => Activation::Elu(alpha),
+        Unary::Selu(_) => Activation::Selu,
+        Unary::Gelu(_) => Activation::Gelu(crate::ops::GeluApprox::None),
+        Unary::GeluTanh(_) => Activation::Gelu(crate::ops::GeluApprox::Tanh),
+        Unary::Softplus(Softplus { beta, threshold }) => Activation::Softplus { beta, threshold },
+        Unary::Silu(_) => Activation::Silu,
         _ => return None,
     })
 }

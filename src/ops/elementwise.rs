@@ -1,13 +1,19 @@
-//! Elementwise ops: broadcasting arithmetic, scalar forms and the unary maths and activations.
+//! Elementwise ops: the unary maths and activations, one block each, and the broadcasting
+//! arithmetic with its scalar forms.
 //!
-//! Primitives with backward rules: `add`, `mul`, `add_scalar`, `mul_scalar`, `powf` and the
-//! unary functions. `sub`, `div` and `neg` are composed from them (`a − b = a + (−1)·b`,
-//! `a / b = a · b⁻¹`) and need no rule of their own.
+//! A unary function's block holds its public [`Var`] method with its doc, then its definition:
+//! its value per element and its derivative, written once (see [`Elementwise`]), so that adding
+//! a function is one block here plus one line in [`Unary`]'s list.
+//!
+//! Arithmetic primitives with backward rules: `add`, `mul`, `add_scalar`, `mul_scalar`. `sub`,
+//! `div` and `neg` are composed from them and `powf` (`a − b = a + (−1)·b`, `a / b = a · b⁻¹`)
+//! and need no rule of their own.
 //!
 //! Values and subgradients at kinks follow PyTorch: relu'(0) = 0, abs'(0) = 0,
 //! leaky_relu'(0) = slope, elu'(0) = α, selu'(0) = λα, softplus returns x with gradient exactly 1
 //! where βx > threshold, clamp' = 0 at both bounds.
 
+use super::expr::{forward_map, pointwise_backward, step, Elementwise, Expr};
 use super::{Algebra, InputGrads, Op};
 use crate::tape::Var;
 use crate::tensor::{Element, Tensor};
@@ -29,9 +35,107 @@ const SELU_ALPHA: f64 = 1.673_263_242_354_377_2;
 const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 const GELU_TANH_C: f64 = 0.044_715;
 
-#[inline]
+#[inline(always)]
 fn c<T: Element>(x: f64) -> T {
     T::of(x)
+}
+
+/// Every unary function the tape records, as data: each variant holds its definition (with its
+/// parameters). [`Unary::with`] is the one dispatch from a variant to its definition's code.
+#[derive(Clone, Copy)]
+pub(crate) enum Unary<T: Element> {
+    PowF(PowF<T>),
+    Exp(Exp),
+    Ln(Ln),
+    Sqrt(Sqrt),
+    Abs(Abs),
+    Erf(Erf),
+    Sigmoid(Sigmoid),
+    Tanh(Tanh),
+    Relu(Relu),
+    LeakyRelu(LeakyRelu<T>),
+    Elu(Elu<T>),
+    Selu(Selu),
+    Gelu(Gelu),
+    GeluTanh(GeluTanh),
+    Softplus(Softplus<T>),
+    Silu(Silu),
+    Clamp(Clamp<T>),
+}
+
+/// Something done with an elementwise function, whichever it is: run it forward, backward, or
+/// read its name. Generic over the definition, so each use compiles to that function's own loop.
+pub(crate) trait WithDef<T: Element> {
+    type Out;
+    fn run<F: Elementwise<T>>(self, f: F) -> Self::Out;
+}
+
+impl<T: Element> Unary<T> {
+    /// Hands the variant's definition to `w`.
+    #[inline(always)]
+    pub(crate) fn with<W: WithDef<T>>(self, w: W) -> W::Out {
+        match self {
+            Unary::PowF(f) => w.run(f),
+            Unary::Exp(f) => w.run(f),
+            Unary::Ln(f) => w.run(f),
+            Unary::Sqrt(f) => w.run(f),
+            Unary::Abs(f) => w.run(f),
+            Unary::Erf(f) => w.run(f),
+            Unary::Sigmoid(f) => w.run(f),
+            Unary::Tanh(f) => w.run(f),
+            Unary::Relu(f) => w.run(f),
+            Unary::LeakyRelu(f) => w.run(f),
+            Unary::Elu(f) => w.run(f),
+            Unary::Selu(f) => w.run(f),
+            Unary::Gelu(f) => w.run(f),
+            Unary::GeluTanh(f) => w.run(f),
+            Unary::Softplus(f) => w.run(f),
+            Unary::Silu(f) => w.run(f),
+            Unary::Clamp(f) => w.run(f),
+        }
+    }
+
+    /// The function's name in panics, anomalies and `Debug` output.
+    pub(crate) fn name(self) -> &'static str {
+        struct Name;
+        impl<T: Element> WithDef<T> for Name {
+            type Out = &'static str;
+            fn run<F: Elementwise<T>>(self, _: F) -> &'static str {
+                F::NAME
+            }
+        }
+        self.with(Name)
+    }
+
+    /// `f(x)` for every element.
+    #[inline]
+    pub(crate) fn forward(self, x: &Tensor<T>) -> Tensor<T> {
+        struct Forward<'a, T: Element>(&'a Tensor<T>);
+        impl<T: Element> WithDef<T> for Forward<'_, T> {
+            type Out = Tensor<T>;
+            #[inline(always)]
+            fn run<F: Elementwise<T>>(self, f: F) -> Tensor<T> {
+                f.forward(self.0)
+            }
+        }
+        self.with(Forward(x))
+    }
+
+    /// `g·f'(x)` for input `x`, output `y` and output gradient `g`: fused on tensors, composed
+    /// on the tape.
+    #[inline]
+    pub(crate) fn backward<A: Algebra<T>>(self, x: &A, y: &A, g: &A) -> A {
+        struct Backward<'a, A>(&'a A, &'a A, &'a A);
+        impl<T: Element, A: Algebra<T>> WithDef<T> for Backward<'_, A> {
+            type Out = A;
+            #[inline(always)]
+            fn run<F: Elementwise<T>>(self, f: F) -> A {
+                let Backward(g, x, y) = self;
+                f.backward(g, x, y)
+            }
+        }
+        self.with(Backward(g, x, y))
+    }
 }
 
 /// Logistic sigmoid that only ever evaluates `e^(−|x|) ≤ 1`, so it is finite and accurate in
@@ -48,304 +152,618 @@ pub(crate) fn sigmoid<T: Element>(x: T) -> T {
     }
 }
 
-#[inline]
-fn step<T: Element>(cond: bool) -> T {
-    if cond {
-        T::one()
-    } else {
-        T::zero()
+// ---------------------------------------------------------------- powers, exp and logs
+
+impl<'t, T: Element> Var<'t, T> {
+    /// `selfᵖ` elementwise. Derivative: `p·selfᵖ⁻¹` (zero everywhere when `p = 0`).
+    pub fn powf(self, p: T) -> Var<'t, T> {
+        self.elementwise(Unary::PowF(PowF(p)))
+    }
+
+    /// `self²`. Derivative: `2·self`.
+    pub fn square(self) -> Var<'t, T> {
+        self.powf(T::one() + T::one())
     }
 }
 
-/// Forward values of every unary op, also used by the `Tensor` side of [`Algebra::unary`].
-pub(crate) fn unary_forward<T: Element>(op: &Op<T>, x: &Tensor<T>) -> Tensor<T> {
-    match *op {
-        // Exact small powers skip libm's powf (~165 instructions per element): BatchNorm's
-        // variance squares every activation, and powf was 30% of the resbn benchmark.
-        Op::PowF(p) if p == T::one() + T::one() => x.map_par(|v| v * v),
-        Op::PowF(p) if p == T::one() => x.clone(),
-        Op::PowF(p) => x.map_par(|v| v.powf(p)),
-        Op::Exp => x.map_par(T::exp_fast),
-        Op::Ln => x.map_par(T::ln),
-        Op::Sqrt => x.map_par(T::sqrt),
-        Op::Abs => x.map_par(T::abs),
-        Op::Erf => x.map_par(T::erf),
-        Op::Sigmoid => x.map_par(sigmoid),
-        Op::Tanh => x.map_par(T::tanh),
-        // `v <= 0` is false for NaN, so NaN propagates as in PyTorch.
-        Op::Relu => x.map_par(|v| if v <= T::zero() { T::zero() } else { v }),
-        Op::LeakyRelu(s) => x.map_par(|v| if v > T::zero() { v } else { v * s }),
-        Op::Elu(a) => x.map_par(|v| if v > T::zero() { v } else { a * v.exp_m1() }),
-        Op::Selu => {
-            let (a, l) = (c::<T>(SELU_ALPHA), c::<T>(SELU_SCALE));
-            x.map_par(|v| l * if v > T::zero() { v } else { a * v.exp_m1() })
+/// `xᵖ`.
+#[derive(Clone, Copy)]
+pub(crate) struct PowF<T>(pub(crate) T);
+
+impl<T: Element> Elementwise<T> for PowF<T> {
+    const NAME: &'static str = "powf";
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        x.powf(self.0)
+    }
+    // d xᵖ = p·xᵖ⁻¹
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        let p = self.0;
+        g.scale(p).mul(&x.powf(p - T::one()))
+    }
+    // Exact small powers skip libm's powf (~165 instructions per element): BatchNorm's
+    // variance squares every activation, and powf was 30% of the resbn benchmark.
+    fn forward(self, x: &Tensor<T>) -> Tensor<T> {
+        let p = self.0;
+        if p == T::one() + T::one() {
+            forward_map(Square, x)
+        } else if p == T::one() {
+            x.clone()
+        } else {
+            forward_map(self, x)
         }
-        Op::Gelu(GeluApprox::None) => {
-            let r = T::FRAC_1_SQRT_2();
-            x.map_par(|v| c::<T>(0.5) * v * (T::one() + (v * r).erf()))
+    }
+    fn backward<A: Algebra<T>>(self, g: &A, x: &A, y: &A) -> A {
+        let p = self.0;
+        if p == T::zero() {
+            // 0 everywhere, as PyTorch, rather than 0·x⁻¹ = NaN at 0.
+            g.scale(T::zero())
+        } else if p == T::one() + T::one() {
+            Square.backward(g, x, y)
+        } else {
+            pointwise_backward(self, g, x, y)
         }
-        Op::Gelu(GeluApprox::Tanh) => {
-            let k = T::FRAC_2_SQRT_PI() * T::FRAC_1_SQRT_2(); // √(2/π)
-            let cc = c::<T>(GELU_TANH_C);
-            x.map_par(|v| c::<T>(0.5) * v * (T::one() + (k * (v + cc * v * v * v)).tanh()))
-        }
-        Op::Softplus { beta, threshold } => x.map_par(|v| {
-            if v * beta > threshold {
-                v
+    }
+}
+
+/// `x²` without powf: [`PowF`]'s fast path for `p = 2`, never recorded under its own name.
+#[derive(Clone, Copy)]
+struct Square;
+
+impl<T: Element> Elementwise<T> for Square {
+    const NAME: &'static str = "powf";
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        x * x
+    }
+    // d x² = 2x (in the order p·x of the general rule)
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        g.scale(T::one() + T::one()).mul(x)
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// `eˣ`. Derivative: `eˣ`.
+    pub fn exp(self) -> Var<'t, T> {
+        self.elementwise(Unary::Exp(Exp))
+    }
+}
+
+/// `eˣ`, through the branch-free [`Element::exp_fast`].
+#[derive(Clone, Copy)]
+pub(crate) struct Exp;
+
+impl<T: Element> Elementwise<T> for Exp {
+    const NAME: &'static str = "exp";
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        x.exp_fast()
+    }
+    // d eˣ = eˣ = y
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, _x: &E, y: &E) -> E {
+        g.mul(y)
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// Natural logarithm. Derivative: `1/x`.
+    pub fn ln(self) -> Var<'t, T> {
+        self.elementwise(Unary::Ln(Ln))
+    }
+}
+
+/// `ln x`.
+#[derive(Clone, Copy)]
+pub(crate) struct Ln;
+
+impl<T: Element> Elementwise<T> for Ln {
+    const NAME: &'static str = "ln";
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        x.ln()
+    }
+    // d ln x = 1/x
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        g.div(x)
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// Square root. Derivative: `1/(2√x)`.
+    pub fn sqrt(self) -> Var<'t, T> {
+        self.elementwise(Unary::Sqrt(Sqrt))
+    }
+}
+
+/// `√x`.
+#[derive(Clone, Copy)]
+pub(crate) struct Sqrt;
+
+impl<T: Element> Elementwise<T> for Sqrt {
+    const NAME: &'static str = "sqrt";
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        x.sqrt()
+    }
+    // d √x = 1/(2√x) = 1/(2y)
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, _x: &E, y: &E) -> E {
+        g.scale(c(0.5)).div(y)
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// `|x|`. Derivative: `sign(x)`, taken as 0 at `x = 0` (PyTorch's choice).
+    pub fn abs(self) -> Var<'t, T> {
+        self.elementwise(Unary::Abs(Abs))
+    }
+}
+
+/// `|x|`.
+#[derive(Clone, Copy)]
+pub(crate) struct Abs;
+
+impl<T: Element> Elementwise<T> for Abs {
+    const NAME: &'static str = "abs";
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        x.abs()
+    }
+    // d |x| = sign(x), with sign(0) = 0
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        g.mul_by(x, |x| {
+            if x > T::zero() {
+                T::one()
+            } else if x < T::zero() {
+                -T::one()
             } else {
-                (v * beta).exp().ln_1p() / beta
+                T::zero()
             }
-        }),
-        Op::Silu => x.map_par(|v| v * sigmoid(v)),
-        // The lower bound first, then the upper: with min > max every element becomes max,
-        // as in PyTorch. A NaN x passes through both comparisons; a NaN bound gives NaN.
-        Op::Clamp { min, max } if min.is_nan() || max.is_nan() => x.map_par(|_| T::nan()),
-        Op::Clamp { min, max } => x.map_par(|v| {
-            let v = if v < min { min } else { v };
-            if v > max {
-                max
-            } else {
-                v
-            }
-        }),
-        _ => unreachable!("unary_forward called with non-unary op {}", op.name()),
+        })
     }
 }
 
-/// `g · f'(x)` for each unary op: the fused kernel `(g, x, y)` first, the composed,
-/// differentiable expression second.
-pub(crate) fn unary_backward<T: Element, A: Algebra<T>>(op: &Op<T>, x: &A, y: &A, g: &A) -> A {
-    let one = T::one();
-    let zero = T::zero();
-    match *op {
-        // d xᵖ = p·xᵖ⁻¹ (p = 0 gives 0 everywhere, as PyTorch, rather than 0·x⁻¹ = NaN at 0).
-        Op::PowF(p) if p == zero => g.scale(zero),
-        // d x² = 2x, without powf (see unary_forward)
-        Op::PowF(p) if p == one + one => {
-            A::pointwise(g, x, y, |g, x, _| g * p * x, || g.mul(&x.scale(p)))
-        }
-        Op::PowF(p) => A::pointwise(
-            g,
-            x,
-            y,
-            |g, x, _| g * p * x.powf(p - one),
-            || g.mul(&x.unary(&Op::PowF(p - one)).scale(p)),
-        ),
-        // d eˣ = eˣ = y
-        Op::Exp => A::pointwise(g, x, y, |g, _, y| g * y, || g.mul(y)),
-        // d ln x = 1/x
-        Op::Ln => A::pointwise(g, x, y, |g, x, _| g / x, || g.div(x)),
-        // d √x = 1/(2√x) = 1/(2y)
-        Op::Sqrt => A::pointwise(
-            g,
-            x,
-            y,
-            |g, _, y| g * c::<T>(0.5) / y,
-            || g.div(y).scale(c(0.5)),
-        ),
-        // d |x| = sign(x), with sign(0) = 0
-        Op::Abs => {
-            let sign = |x: T| {
-                if x > zero {
-                    one
-                } else if x < zero {
-                    -one
-                } else {
-                    zero
-                }
-            };
-            A::pointwise(
-                g,
-                x,
-                y,
-                |g, x, _| g * sign(x),
-                || g.mul_const(x.value().map(sign)),
-            )
-        }
-        // d erf x = 2/√π · e^(−x²)
-        Op::Erf => {
-            let k = T::FRAC_2_SQRT_PI();
-            A::pointwise(
-                g,
-                x,
-                y,
-                |g, x, _| g * k * (-x * x).exp(),
-                || g.mul(&x.mul(x).neg().unary(&Op::Exp).scale(k)),
-            )
-        }
-        // σ' = σ(1 − σ), from the output so that it stays finite for |x| = 1000
-        Op::Sigmoid => A::pointwise(
-            g,
-            x,
-            y,
-            |g, _, y| g * y * (one - y),
-            || g.mul(&y.sub(&y.mul(y))),
-        ),
-        // tanh' = 1 − tanh², from the output
-        Op::Tanh => A::pointwise(
-            g,
-            x,
-            y,
-            |g, _, y| g * (one - y * y),
-            || g.mul(&y.mul(y).neg().add_scalar(one)),
-        ),
-        // relu' = [x > 0]; 0 at the kink
-        Op::Relu => A::pointwise(
-            g,
-            x,
-            y,
-            |g, x, _| if x > zero { g } else { zero },
-            || g.mul_const(x.value().map(|v| step(v > zero))),
-        ),
-        // leaky_relu' = 1 for x > 0, else slope (slope at the kink)
-        Op::LeakyRelu(s) => A::pointwise(
-            g,
-            x,
-            y,
-            |g, x, _| if x > zero { g } else { g * s },
-            || g.mul_const(x.value().map(|v| if v > zero { one } else { s })),
-        ),
-        // elu' = 1 for x > 0, else α·eˣ (α at the kink)
-        // α·eˣ is computed from x, not as y + α: that sum cancels (to exactly 0 once
-        // eˣ < ulp(α), i.e. x < −17 in f32, x < −37 in f64), where PyTorch, also working from x,
-        // still has the gradient. The same holds for selu below.
-        Op::Elu(a) => A::pointwise(
-            g,
-            x,
-            y,
-            |g, x, _| if x > zero { g } else { g * a * x.exp() },
-            || {
-                let pos = x.lift(x.value().map(|v| step(v > zero)));
-                g.mul(&pos.add(&scaled_exp_below_zero(x, a)))
-            },
-        ),
-        // selu' = λ for x > 0, else λα·eˣ (λα at the kink)
-        Op::Selu => {
-            let l = c::<T>(SELU_SCALE);
-            let la = c::<T>(SELU_SCALE * SELU_ALPHA);
-            A::pointwise(
-                g,
-                x,
-                y,
-                |g, x, _| if x > zero { g * l } else { g * la * x.exp() },
-                || {
-                    let pos = x.lift(x.value().map(|v| if v > zero { l } else { zero }));
-                    g.mul(&pos.add(&scaled_exp_below_zero(x, la)))
-                },
-            )
-        }
-        // gelu' = Φ(x) + x·φ(x)
-        Op::Gelu(GeluApprox::None) => {
-            let r = T::FRAC_1_SQRT_2();
-            let inv_sqrt_2pi = T::FRAC_2_SQRT_PI() * T::FRAC_1_SQRT_2() * c::<T>(0.5);
-            A::pointwise(
-                g,
-                x,
-                y,
-                |g, x, _| {
-                    let cdf = c::<T>(0.5) * (one + (x * r).erf());
-                    let pdf = (-c::<T>(0.5) * x * x).exp() * inv_sqrt_2pi;
-                    g * (cdf + x * pdf)
-                },
-                || {
-                    let cdf = x.scale(r).unary(&Op::Erf).add_scalar(one).scale(c(0.5));
-                    let pdf = x.mul(x).scale(c(-0.5)).unary(&Op::Exp).scale(inv_sqrt_2pi);
-                    g.mul(&cdf.add(&x.mul(&pdf)))
-                },
-            )
-        }
-        // With u = k(x + c·x³), t = tanh u: gelu' = ½(1 + t) + ½x(1 − t²)·k(1 + 3c·x²)
-        Op::Gelu(GeluApprox::Tanh) => {
-            let k = T::FRAC_2_SQRT_PI() * T::FRAC_1_SQRT_2();
-            let cc = c::<T>(GELU_TANH_C);
-            let half = c::<T>(0.5);
-            A::pointwise(
-                g,
-                x,
-                y,
-                |g, x, _| {
-                    let t = (k * (x + cc * x * x * x)).tanh();
-                    let du = k * (one + c::<T>(3.0) * cc * x * x);
-                    g * (half * (one + t) + half * x * (one - t * t) * du)
-                },
-                || {
-                    let x2 = x.mul(x);
-                    let t = x.add(&x2.mul(x).scale(cc)).scale(k).unary(&Op::Tanh);
-                    let du = x2.scale(c::<T>(3.0) * cc * k).add_scalar(k);
-                    let left = t.add_scalar(one).scale(half);
-                    let right = x.mul(&t.mul(&t).neg().add_scalar(one)).mul(&du).scale(half);
-                    g.mul(&left.add(&right))
-                },
-            )
-        }
-        // softplus' = σ(βx), and exactly 1 where βx > threshold (the linear region)
-        Op::Softplus { beta, threshold } => A::pointwise(
-            g,
-            x,
-            y,
-            |g, x, _| {
-                if x * beta > threshold {
-                    g
-                } else {
-                    g * sigmoid(x * beta)
-                }
-            },
-            || {
-                let xv = x.value();
-                let above = x.lift(xv.map(|v| step(v * beta > threshold)));
-                let below = x
-                    .scale(beta)
-                    .unary(&Op::Sigmoid)
-                    .mul_const(xv.map(|v| step(v * beta <= threshold)));
-                g.mul(&above.add(&below))
-            },
-        ),
-        // silu' = σ(x)·(1 + x(1 − σ(x)))
-        Op::Silu => A::pointwise(
-            g,
-            x,
-            y,
-            |g, x, _| {
-                let s = sigmoid(x);
-                g * s * (one + x * (one - s))
-            },
-            || {
-                let s = x.unary(&Op::Sigmoid);
-                g.mul(&s.mul(&x.mul(&s.neg().add_scalar(one)).add_scalar(one)))
-            },
-        ),
-        // clamp' = 1 strictly inside the bounds, 0 outside, at a finite bound and at NaN
-        // (PyTorch 2.15 passes no gradient at x = min or x = max either)
-        Op::Clamp { min, max } => {
-            let inside = move |v: T| {
-                !v.is_nan()
-                    && (v > min || min == T::neg_infinity())
-                    && (v < max || max == T::infinity())
-            };
-            A::pointwise(
-                g,
-                x,
-                y,
-                move |g, x, _| if inside(x) { g } else { zero },
-                || g.mul_const(x.value().map(|v| step(inside(v)))),
-            )
-        }
-        _ => unreachable!("unary_backward called with non-unary op {}", op.name()),
+impl<'t, T: Element> Var<'t, T> {
+    /// The error function. Derivative: `2/√π · e^(−x²)`.
+    pub fn erf(self) -> Var<'t, T> {
+        self.elementwise(Unary::Erf(Erf))
     }
 }
 
-/// `c·eˣ` where `x ≤ 0` and 0 elsewhere, as a differentiable expression (elu's and selu's
-/// derivative below the kink). The exponent is `min(x, 0) = −relu(−x)`, so the masked-out
-/// positive entries can neither overflow nor, at `x = +∞`, turn into `∞·0 = NaN`.
+/// `erf x`.
+#[derive(Clone, Copy)]
+pub(crate) struct Erf;
+
+impl<T: Element> Elementwise<T> for Erf {
+    const NAME: &'static str = "erf";
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        x.erf()
+    }
+    // d erf x = 2/√π · e^(−x²)
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        g.scale(T::FRAC_2_SQRT_PI()).mul(&x.neg().mul(x).exp())
+    }
+}
+
+// ---------------------------------------------------------------- saturating activations
+
+impl<'t, T: Element> Var<'t, T> {
+    /// Logistic sigmoid `σ(x) = 1/(1 + e⁻ˣ)`, evaluated without overflow in either tail.
+    /// Derivative: `σ(x)(1 − σ(x))`, computed from the output, at most 1/4 (at `x = 0`): the
+    /// factor that makes deep sigmoid networks' gradients vanish.
+    pub fn sigmoid(self) -> Var<'t, T> {
+        self.elementwise(Unary::Sigmoid(Sigmoid))
+    }
+}
+
+/// `σ(x)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Sigmoid;
+
+impl<T: Element> Elementwise<T> for Sigmoid {
+    const NAME: &'static str = "sigmoid";
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        sigmoid(x)
+    }
+    // σ' = σ(1 − σ), from the output so that it stays finite for |x| = 1000
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, _x: &E, y: &E) -> E {
+        g.mul(y).mul(&y.sub_from(T::one()))
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// Hyperbolic tangent. Derivative: `1 − tanh²(x)`, computed from the output.
+    pub fn tanh(self) -> Var<'t, T> {
+        self.elementwise(Unary::Tanh(Tanh))
+    }
+}
+
+/// `tanh x`.
+#[derive(Clone, Copy)]
+pub(crate) struct Tanh;
+
+impl<T: Element> Elementwise<T> for Tanh {
+    const NAME: &'static str = "tanh";
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        x.tanh()
+    }
+    // tanh' = 1 − tanh², from the output
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, _x: &E, y: &E) -> E {
+        g.mul(&y.mul(y).sub_from(T::one()))
+    }
+}
+
+// ---------------------------------------------------------------- rectifiers
+
+impl<'t, T: Element> Var<'t, T> {
+    /// `max(x, 0)`. Derivative: 1 for `x > 0`, else 0 (0 at the kink, as PyTorch).
+    pub fn relu(self) -> Var<'t, T> {
+        self.elementwise(Unary::Relu(Relu))
+    }
+}
+
+/// `max(x, 0)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Relu;
+
+impl<T: Element> Elementwise<T> for Relu {
+    const NAME: &'static str = "relu";
+    // `v <= 0` is false for NaN, so NaN propagates as in PyTorch.
+    #[inline(always)]
+    fn f(self, v: T) -> T {
+        if v <= T::zero() {
+            T::zero()
+        } else {
+            v
+        }
+    }
+    // relu' = [x > 0]; 0 at the kink
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        g.keep(x, |x| x > T::zero())
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// `x` for `x > 0`, else `slope·x` (PyTorch's default slope is 0.01). Derivative: 1 for
+    /// `x > 0`, else `slope` (`slope` at the kink).
+    pub fn leaky_relu(self, slope: T) -> Var<'t, T> {
+        self.elementwise(Unary::LeakyRelu(LeakyRelu { slope }))
+    }
+}
+
+/// `x` for `x > 0`, else `slope·x`.
+#[derive(Clone, Copy)]
+pub(crate) struct LeakyRelu<T> {
+    pub(crate) slope: T,
+}
+
+impl<T: Element> Elementwise<T> for LeakyRelu<T> {
+    const NAME: &'static str = "leaky_relu";
+    #[inline(always)]
+    fn f(self, v: T) -> T {
+        if v > T::zero() {
+            v
+        } else {
+            v * self.slope
+        }
+    }
+    // leaky_relu' = 1 for x > 0, else slope (slope at the kink)
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        let s = self.slope;
+        g.mul_by(x, |x| if x > T::zero() { T::one() } else { s })
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// `x` for `x > 0`, else `α(eˣ − 1)`. Derivative: 1 for `x > 0`, else `α·eˣ` (`α` at the kink).
+    pub fn elu(self, alpha: T) -> Var<'t, T> {
+        self.elementwise(Unary::Elu(Elu { alpha }))
+    }
+}
+
+/// `x` for `x > 0`, else `α(eˣ − 1)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Elu<T> {
+    pub(crate) alpha: T,
+}
+
+impl<T: Element> Elementwise<T> for Elu<T> {
+    const NAME: &'static str = "elu";
+    #[inline(always)]
+    fn f(self, v: T) -> T {
+        if v > T::zero() {
+            v
+        } else {
+            self.alpha * v.exp_m1()
+        }
+    }
+    // elu' = 1 for x > 0, else α·eˣ (α at the kink)
+    // α·eˣ is computed from x, not as y + α: that sum cancels (to exactly 0 once
+    // eˣ < ulp(α), i.e. x < −17 in f32, x < −37 in f64), where PyTorch, also working from x,
+    // still has the gradient. The same holds for selu below.
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        E::select(x, |x| x > T::zero(), g, &g.scale(self.alpha).mul(&x.exp()))
+    }
+    fn df_on_tape<A: Algebra<T>>(self, g: &A, x: &A, _y: &A) -> A {
+        let pos = x.lift(x.value().map(|v| step(v > T::zero())));
+        g.mul(&pos.add(&scaled_exp_below_zero(x, self.alpha)))
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// `λ·elu(x, α)` with PyTorch's λ = 1.0507009873554805, α = 1.6732632423543772.
+    /// Derivative: λ for `x > 0`, else `λα·eˣ` (`λα` at the kink).
+    pub fn selu(self) -> Var<'t, T> {
+        self.elementwise(Unary::Selu(Selu))
+    }
+}
+
+/// `λ·elu(x, α)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Selu;
+
+impl<T: Element> Elementwise<T> for Selu {
+    const NAME: &'static str = "selu";
+    #[inline(always)]
+    fn f(self, v: T) -> T {
+        let (a, l) = (c::<T>(SELU_ALPHA), c::<T>(SELU_SCALE));
+        l * if v > T::zero() { v } else { a * v.exp_m1() }
+    }
+    // selu' = λ for x > 0, else λα·eˣ (λα at the kink)
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        let (l, la) = (c::<T>(SELU_SCALE), c::<T>(SELU_SCALE * SELU_ALPHA));
+        E::select(
+            x,
+            |x| x > T::zero(),
+            &g.scale(l),
+            &g.scale(la).mul(&x.exp()),
+        )
+    }
+    fn df_on_tape<A: Algebra<T>>(self, g: &A, x: &A, _y: &A) -> A {
+        let (l, la) = (c::<T>(SELU_SCALE), c::<T>(SELU_SCALE * SELU_ALPHA));
+        let pos = x.lift(x.value().map(|v| if v > T::zero() { l } else { T::zero() }));
+        g.mul(&pos.add(&scaled_exp_below_zero(x, la)))
+    }
+}
+
+/// `c·eˣ` where `x ≤ 0` and 0 elsewhere, as a differentiable expression: elu's and selu's
+/// derivative below the kink on the tape, where their one definition does not serve. There the
+/// masked-out branch `c·eˣ` would still be computed at every element and overflow for large
+/// `x`, and `∞·0 = NaN`; so the exponent is `min(x, 0) = −relu(−x)`, which can neither
+/// overflow nor, at `x = +∞`, turn into NaN.
 fn scaled_exp_below_zero<T: Element, A: Algebra<T>>(x: &A, c: T) -> A {
     let below = x.value().map(|v| step(v <= T::zero()));
     x.neg()
-        .unary(&Op::Relu)
+        .unary(&Op::Unary(Unary::Relu(Relu)))
         .neg()
-        .unary(&Op::Exp)
+        .exp()
         .scale(c)
         .mul_const(below)
 }
+
+// ---------------------------------------------------------------- smooth rectifiers
+
+impl<'t, T: Element> Var<'t, T> {
+    /// GELU, `x·Φ(x)` (exact, through `erf`) or its tanh approximation.
+    /// Derivative: `Φ(x) + x·φ(x)` for the exact form; for the tanh form, with
+    /// `u = √(2/π)(x + 0.044715x³)`, `½(1 + tanh u) + ½x(1 − tanh²u)·u'`.
+    pub fn gelu(self, approx: GeluApprox) -> Var<'t, T> {
+        self.elementwise(match approx {
+            GeluApprox::None => Unary::Gelu(Gelu),
+            GeluApprox::Tanh => Unary::GeluTanh(GeluTanh),
+        })
+    }
+}
+
+/// Exact GELU, `x·Φ(x)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Gelu;
+
+impl<T: Element> Elementwise<T> for Gelu {
+    const NAME: &'static str = "gelu";
+    #[inline(always)]
+    fn f(self, v: T) -> T {
+        c::<T>(0.5) * v * (T::one() + (v * T::FRAC_1_SQRT_2()).erf())
+    }
+    // gelu' = Φ(x) + x·φ(x)
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        let inv_sqrt_2pi = T::FRAC_2_SQRT_PI() * T::FRAC_1_SQRT_2() * c::<T>(0.5);
+        let cdf = x
+            .scale(T::FRAC_1_SQRT_2())
+            .erf()
+            .add_scalar(T::one())
+            .scale(c(0.5));
+        let pdf = x.scale(c(-0.5)).mul(x).exp().scale(inv_sqrt_2pi);
+        g.mul(&cdf.add(&x.mul(&pdf)))
+    }
+}
+
+/// GELU's tanh approximation, `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`.
+#[derive(Clone, Copy)]
+pub(crate) struct GeluTanh;
+
+impl<T: Element> Elementwise<T> for GeluTanh {
+    const NAME: &'static str = "gelu";
+    #[inline(always)]
+    fn f(self, v: T) -> T {
+        let k = T::FRAC_2_SQRT_PI() * T::FRAC_1_SQRT_2(); // √(2/π)
+        let cc = c::<T>(GELU_TANH_C);
+        c::<T>(0.5) * v * (T::one() + (k * (v + cc * v * v * v)).tanh())
+    }
+    // With u = k(x + c·x³), t = tanh u: gelu' = ½(1 + t) + ½x(1 − t²)·k(1 + 3c·x²)
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        let k = T::FRAC_2_SQRT_PI() * T::FRAC_1_SQRT_2();
+        let cc = c::<T>(GELU_TANH_C);
+        let half = c::<T>(0.5);
+        let t = x.add(&x.scale(cc).mul(x).mul(x)).scale(k).tanh();
+        let du = x
+            .scale(c::<T>(3.0) * cc)
+            .mul(x)
+            .add_scalar(T::one())
+            .scale(k);
+        let left = t.add_scalar(T::one()).scale(half);
+        let right = x.scale(half).mul(&t.mul(&t).sub_from(T::one())).mul(&du);
+        g.mul(&left.add(&right))
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// `log(1 + e^(βx))/β`, and `x` itself where `βx > threshold` (PyTorch defaults: β = 1,
+    /// threshold = 20). Derivative: `σ(βx)`, and exactly 1 where `βx > threshold`.
+    pub fn softplus(self, beta: T, threshold: T) -> Var<'t, T> {
+        self.elementwise(Unary::Softplus(Softplus { beta, threshold }))
+    }
+}
+
+/// `log(1 + e^(βx))/β`, linear above the threshold.
+#[derive(Clone, Copy)]
+pub(crate) struct Softplus<T> {
+    pub(crate) beta: T,
+    pub(crate) threshold: T,
+}
+
+impl<T: Element> Elementwise<T> for Softplus<T> {
+    const NAME: &'static str = "softplus";
+    #[inline(always)]
+    fn f(self, v: T) -> T {
+        if v * self.beta > self.threshold {
+            v
+        } else {
+            (v * self.beta).exp().ln_1p() / self.beta
+        }
+    }
+    // softplus' = σ(βx), and exactly 1 where βx > threshold (the linear region)
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        let Softplus { beta, threshold } = self;
+        let inner = g.mul(&x.scale(beta).sigmoid());
+        E::select(x, |x| x * beta > threshold, g, &inner)
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// SiLU (swish), `x·σ(x)`. Derivative: `σ(x)(1 + x(1 − σ(x)))`.
+    pub fn silu(self) -> Var<'t, T> {
+        self.elementwise(Unary::Silu(Silu))
+    }
+}
+
+/// `x·σ(x)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Silu;
+
+impl<T: Element> Elementwise<T> for Silu {
+    const NAME: &'static str = "silu";
+    #[inline(always)]
+    fn f(self, v: T) -> T {
+        v * sigmoid(v)
+    }
+    // silu' = σ(x)·(1 + x(1 − σ(x)))
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        let s = x.sigmoid();
+        g.mul(&s)
+            .mul(&x.mul(&s.sub_from(T::one())).add_scalar(T::one()))
+    }
+}
+
+// ---------------------------------------------------------------- clamp
+
+impl<'t, T: Element> Var<'t, T> {
+    /// `min(max(x, min), max)`, PyTorch's `clamp`: with `min > max` every element becomes
+    /// `max`; a NaN element stays NaN; a NaN bound makes every element NaN. An infinite bound
+    /// is no bound ([`clamp_min`](Var::clamp_min), [`clamp_max`](Var::clamp_max)).
+    /// Derivative: 1 where `min < x < max`, else 0, also at `x = min`, at `x = max` and at
+    /// NaN (as PyTorch 2.15's, measured; `relu` is `clamp_min(0)` there too). Deviation: at an
+    /// infinite `x` equal to an infinite bound (`clamp(0, ∞)` at `x = ∞`) the derivative is 1,
+    /// where PyTorch, which keeps the bound, gives 0; its one-sided forms give 1 as here.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// let x = tape.leaf(Tensor::vector(&[-2.0, 0.0, 0.5, 1.0, 3.0]));
+    /// let y = x.clamp(0.0, 1.0);
+    /// assert_eq!(y.value().to_vec(), [0.0, 0.0, 0.5, 1.0, 1.0]);
+    /// let g = y.sum().backward();
+    /// assert_eq!(g.wrt(x).unwrap().to_vec(), [0.0, 0.0, 1.0, 0.0, 0.0]);
+    /// ```
+    pub fn clamp(self, min: T, max: T) -> Var<'t, T> {
+        self.elementwise(Unary::Clamp(Clamp { min, max }))
+    }
+
+    /// `max(x, min)`: [`clamp`](Var::clamp) with no upper bound. Derivative: 1 where `x > min`,
+    /// else 0.
+    pub fn clamp_min(self, min: T) -> Var<'t, T> {
+        self.clamp(min, T::infinity())
+    }
+
+    /// `min(x, max)`: [`clamp`](Var::clamp) with no lower bound. Derivative: 1 where `x < max`,
+    /// else 0.
+    pub fn clamp_max(self, max: T) -> Var<'t, T> {
+        self.clamp(T::neg_infinity(), max)
+    }
+}
+
+/// `min(max(x, min), max)`; an infinite bound is no bound.
+#[derive(Clone, Copy)]
+pub(crate) struct Clamp<T> {
+    pub(crate) min: T,
+    pub(crate) max: T,
+}
+
+impl<T: Element> Elementwise<T> for Clamp<T> {
+    const NAME: &'static str = "clamp";
+    // The lower bound first, then the upper: with min > max every element becomes max,
+    // as in PyTorch. A NaN x passes through both comparisons.
+    #[inline(always)]
+    fn f(self, v: T) -> T {
+        let v = if v < self.min { self.min } else { v };
+        if v > self.max {
+            self.max
+        } else {
+            v
+        }
+    }
+    // clamp' = 1 strictly inside the bounds, 0 outside, at a finite bound and at NaN
+    // (PyTorch 2.15 passes no gradient at x = min or x = max either)
+    #[inline(always)]
+    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+        let Clamp { min, max } = self;
+        g.keep(x, move |v| {
+            !v.is_nan()
+                && (v > min || min == T::neg_infinity())
+                && (v < max || max == T::infinity())
+        })
+    }
+    // A NaN bound gives NaN everywhere; decided once, not per element.
+    fn forward(self, x: &Tensor<T>) -> Tensor<T> {
+        if self.min.is_nan() || self.max.is_nan() {
+            x.map_par(|_| T::nan())
+        } else {
+            forward_map(self, x)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- arithmetic
 
 /// Backward of the broadcasting binary ops and the scalar forms: each input receives the output
 /// gradient (times the other factor for `mul`), summed over the axes it was broadcast along.
@@ -375,9 +793,20 @@ pub(crate) fn binary_backward<T: Element, A: Algebra<T>>(
 }
 
 impl<'t, T: Element> Var<'t, T> {
+    /// Records the unary function `u` applied to every element.
+    #[inline]
+    pub(crate) fn elementwise(self, u: Unary<T>) -> Var<'t, T> {
+        let v = u.forward(&self.value_ref());
+        self.record(Op::Unary(u), &[self.id], v)
+    }
+
+    /// [`elementwise`](Var::elementwise) for an [`Op::Unary`] (what the tape's
+    /// [`Algebra::unary`] hands over).
     pub(crate) fn apply_unary(self, op: Op<T>) -> Var<'t, T> {
-        let v = unary_forward(&op, &self.value_ref());
-        self.record(op, &[self.id], v)
+        match op {
+            Op::Unary(u) => self.elementwise(u),
+            other => unreachable!("apply_unary called with {}", other.name()),
+        }
     }
 
     /// The checks a composed binary op (`-`, `/`) makes before its parts run, so that a misuse
@@ -411,127 +840,6 @@ impl<'t, T: Element> Var<'t, T> {
     pub fn add_scalar(self, s: T) -> Var<'t, T> {
         let v = self.value_ref().add_scalar(s);
         self.record(Op::AddScalar(s), &[self.id], v)
-    }
-
-    /// `selfᵖ` elementwise. Derivative: `p·selfᵖ⁻¹` (zero everywhere when `p = 0`).
-    pub fn powf(self, p: T) -> Var<'t, T> {
-        self.apply_unary(Op::PowF(p))
-    }
-
-    /// `self²`. Derivative: `2·self`.
-    pub fn square(self) -> Var<'t, T> {
-        self.powf(T::one() + T::one())
-    }
-
-    /// `eˣ`. Derivative: `eˣ`.
-    pub fn exp(self) -> Var<'t, T> {
-        self.apply_unary(Op::Exp)
-    }
-
-    /// Natural logarithm. Derivative: `1/x`.
-    pub fn ln(self) -> Var<'t, T> {
-        self.apply_unary(Op::Ln)
-    }
-
-    /// Square root. Derivative: `1/(2√x)`.
-    pub fn sqrt(self) -> Var<'t, T> {
-        self.apply_unary(Op::Sqrt)
-    }
-
-    /// `|x|`. Derivative: `sign(x)`, taken as 0 at `x = 0` (PyTorch's choice).
-    pub fn abs(self) -> Var<'t, T> {
-        self.apply_unary(Op::Abs)
-    }
-
-    /// The error function. Derivative: `2/√π · e^(−x²)`.
-    pub fn erf(self) -> Var<'t, T> {
-        self.apply_unary(Op::Erf)
-    }
-
-    /// Logistic sigmoid `σ(x) = 1/(1 + e⁻ˣ)`, evaluated without overflow in either tail.
-    /// Derivative: `σ(x)(1 − σ(x))`, computed from the output, at most 1/4 (at `x = 0`): the
-    /// factor that makes deep sigmoid networks' gradients vanish.
-    pub fn sigmoid(self) -> Var<'t, T> {
-        self.apply_unary(Op::Sigmoid)
-    }
-
-    /// Hyperbolic tangent. Derivative: `1 − tanh²(x)`, computed from the output.
-    pub fn tanh(self) -> Var<'t, T> {
-        self.apply_unary(Op::Tanh)
-    }
-
-    /// `max(x, 0)`. Derivative: 1 for `x > 0`, else 0 (0 at the kink, as PyTorch).
-    pub fn relu(self) -> Var<'t, T> {
-        self.apply_unary(Op::Relu)
-    }
-
-    /// `x` for `x > 0`, else `slope·x` (PyTorch's default slope is 0.01). Derivative: 1 for
-    /// `x > 0`, else `slope` (`slope` at the kink).
-    pub fn leaky_relu(self, slope: T) -> Var<'t, T> {
-        self.apply_unary(Op::LeakyRelu(slope))
-    }
-
-    /// `x` for `x > 0`, else `α(eˣ − 1)`. Derivative: 1 for `x > 0`, else `α·eˣ` (`α` at the kink).
-    pub fn elu(self, alpha: T) -> Var<'t, T> {
-        self.apply_unary(Op::Elu(alpha))
-    }
-
-    /// `λ·elu(x, α)` with PyTorch's λ = 1.0507009873554805, α = 1.6732632423543772.
-    /// Derivative: λ for `x > 0`, else `λα·eˣ` (`λα` at the kink).
-    pub fn selu(self) -> Var<'t, T> {
-        self.apply_unary(Op::Selu)
-    }
-
-    /// GELU, `x·Φ(x)` (exact, through `erf`) or its tanh approximation.
-    /// Derivative: `Φ(x) + x·φ(x)` for the exact form; for the tanh form, with
-    /// `u = √(2/π)(x + 0.044715x³)`, `½(1 + tanh u) + ½x(1 − tanh²u)·u'`.
-    pub fn gelu(self, approx: GeluApprox) -> Var<'t, T> {
-        self.apply_unary(Op::Gelu(approx))
-    }
-
-    /// `log(1 + e^(βx))/β`, and `x` itself where `βx > threshold` (PyTorch defaults: β = 1,
-    /// threshold = 20). Derivative: `σ(βx)`, and exactly 1 where `βx > threshold`.
-    pub fn softplus(self, beta: T, threshold: T) -> Var<'t, T> {
-        self.apply_unary(Op::Softplus { beta, threshold })
-    }
-
-    /// SiLU (swish), `x·σ(x)`. Derivative: `σ(x)(1 + x(1 − σ(x)))`.
-    pub fn silu(self) -> Var<'t, T> {
-        self.apply_unary(Op::Silu)
-    }
-
-    /// `min(max(x, min), max)`, PyTorch's `clamp`: with `min > max` every element becomes
-    /// `max`; a NaN element stays NaN; a NaN bound makes every element NaN. An infinite bound
-    /// is no bound ([`clamp_min`](Var::clamp_min), [`clamp_max`](Var::clamp_max)).
-    /// Derivative: 1 where `min < x < max`, else 0, also at `x = min`, at `x = max` and at
-    /// NaN (as PyTorch 2.15's, measured; `relu` is `clamp_min(0)` there too). Deviation: at an
-    /// infinite `x` equal to an infinite bound (`clamp(0, ∞)` at `x = ∞`) the derivative is 1,
-    /// where PyTorch, which keeps the bound, gives 0; its one-sided forms give 1 as here.
-    ///
-    /// # Example
-    /// ```
-    /// use vgrad::{Tape, Tensor};
-    /// let tape = Tape::new();
-    /// let x = tape.leaf(Tensor::vector(&[-2.0, 0.0, 0.5, 1.0, 3.0]));
-    /// let y = x.clamp(0.0, 1.0);
-    /// assert_eq!(y.value().to_vec(), [0.0, 0.0, 0.5, 1.0, 1.0]);
-    /// let g = y.sum().backward();
-    /// assert_eq!(g.wrt(x).unwrap().to_vec(), [0.0, 0.0, 1.0, 0.0, 0.0]);
-    /// ```
-    pub fn clamp(self, min: T, max: T) -> Var<'t, T> {
-        self.apply_unary(Op::Clamp { min, max })
-    }
-
-    /// `max(x, min)`: [`clamp`](Var::clamp) with no upper bound. Derivative: 1 where `x > min`,
-    /// else 0.
-    pub fn clamp_min(self, min: T) -> Var<'t, T> {
-        self.clamp(min, T::infinity())
-    }
-
-    /// `min(x, max)`: [`clamp`](Var::clamp) with no lower bound. Derivative: 1 where `x < max`,
-    /// else 0.
-    pub fn clamp_max(self, max: T) -> Var<'t, T> {
-        self.clamp(T::neg_infinity(), max)
     }
 }
 
@@ -644,3 +952,126 @@ macro_rules! scalar_lhs_ops {
     )*};
 }
 scalar_lhs_ops!(f32, f64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tape;
+
+    /// One of every variant of [`Unary`], with parameters away from their special cases. The
+    /// exhaustive match makes a new variant fail to compile until it is listed here, and so
+    /// checked by the tests below.
+    fn every_unary() -> Vec<Unary<f64>> {
+        let all = vec![
+            Unary::PowF(PowF(1.7)),
+            Unary::Exp(Exp),
+            Unary::Ln(Ln),
+            Unary::Sqrt(Sqrt),
+            Unary::Abs(Abs),
+            Unary::Erf(Erf),
+            Unary::Sigmoid(Sigmoid),
+            Unary::Tanh(Tanh),
+            Unary::Relu(Relu),
+            Unary::LeakyRelu(LeakyRelu { slope: 0.1 }),
+            Unary::Elu(Elu { alpha: 1.3 }),
+            Unary::Selu(Selu),
+            Unary::Gelu(Gelu),
+            Unary::GeluTanh(GeluTanh),
+            Unary::Softplus(Softplus {
+                beta: 2.0,
+                threshold: 3.0,
+            }),
+            Unary::Silu(Silu),
+            Unary::Clamp(Clamp {
+                min: -0.5,
+                max: 1.2,
+            }),
+        ];
+        for u in &all {
+            match u {
+                Unary::PowF(_)
+                | Unary::Exp(_)
+                | Unary::Ln(_)
+                | Unary::Sqrt(_)
+                | Unary::Abs(_)
+                | Unary::Erf(_)
+                | Unary::Sigmoid(_)
+                | Unary::Tanh(_)
+                | Unary::Relu(_)
+                | Unary::LeakyRelu(_)
+                | Unary::Elu(_)
+                | Unary::Selu(_)
+                | Unary::Gelu(_)
+                | Unary::GeluTanh(_)
+                | Unary::Softplus(_)
+                | Unary::Silu(_)
+                | Unary::Clamp(_) => {}
+            }
+        }
+        all
+    }
+
+    /// The derivative each definition writes once runs two ways: as the fused kernel on
+    /// tensors and as the composed expression on the tape. They must agree for every function
+    /// in the list (the property tests check the same through the public methods, against
+    /// finite differences too).
+    #[test]
+    fn every_unary_function_fused_derivative_matches_its_composition() {
+        // Positive inputs (ln, sqrt, powf) away from every kink and threshold.
+        let xs: Vec<f64> = (0..40).map(|i| 0.05 + 0.083 * i as f64).collect();
+        let x = Tensor::from_slice(&xs, &[40]).unwrap();
+        let g = Tensor::from_fn(&[40], |i| 1.0 - 0.04 * i as f64);
+        for u in every_unary() {
+            let y = u.forward(&x);
+            let fused = u.backward(&x, &y, &g);
+            let tape = Tape::new();
+            let (xv, yv, gv) = (
+                tape.leaf(x.clone()),
+                tape.leaf(y.clone()),
+                tape.leaf(g.clone()),
+            );
+            let composed = u.backward(&xv, &yv, &gv).value();
+            for (i, (a, b)) in fused.data().iter().zip(composed.data()).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-12 * (1.0 + a.abs()),
+                    "{}: fused {a} and composed {b} differ at x = {}",
+                    u.name(),
+                    xs[i]
+                );
+            }
+            assert!(fused.data().iter().any(|&v| v != 0.0), "{}", u.name());
+        }
+    }
+
+    /// A recorded node is named after its function, as panics, anomalies and `Debug` report it;
+    /// the names are PyTorch's (both GELU forms are `gelu`, `square` is a `powf`).
+    #[test]
+    fn every_unary_function_records_under_its_name() {
+        let names = [
+            "powf",
+            "exp",
+            "ln",
+            "sqrt",
+            "abs",
+            "erf",
+            "sigmoid",
+            "tanh",
+            "relu",
+            "leaky_relu",
+            "elu",
+            "selu",
+            "gelu",
+            "gelu",
+            "softplus",
+            "silu",
+            "clamp",
+        ];
+        let tape = Tape::new();
+        let x = tape.leaf(Tensor::<f64>::from_slice(&[0.5, 1.5], &[2]).unwrap());
+        for (u, name) in every_unary().into_iter().zip(names) {
+            assert_eq!(u.name(), name);
+            assert!(format!("{:?}", x.elementwise(u)).contains(&format!(" {name} ")));
+        }
+        assert!(format!("{:?}", x.square()).contains(" powf "));
+    }
+}

@@ -58,7 +58,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
                     z,
                     y,
                     |g, z, y| g * s * (sigmoid(z) - y),
-                    || gb.mul(&z.unary(&Op::Sigmoid).sub(y)).scale(s),
+                    || gb.mul(&z.sigmoid().sub(y)).scale(s),
                 )),
                 needs[1].then(|| gb.mul(z).scale(-s)),
             ]
@@ -96,7 +96,7 @@ fn softmax_composed<T: Element, A: Algebra<T>>(z: &A) -> A {
     // The row max enters as a constant: softmax is invariant to the shift, so the derivative
     // through it is exactly zero and treating it as constant loses nothing.
     let (m, _) = z.value().max_axis(1, true);
-    let e = z.sub(&z.lift(m).broadcast_to(&shape)).unary(&Op::Exp);
+    let e = z.sub(&z.lift(m).broadcast_to(&shape)).exp();
     e.div(&e.sum_axis(1, true).broadcast_to(&shape))
 }
 

@@ -147,7 +147,9 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
                     );
                 },
             );
-            // SAFETY: input_grad wrote all n·c elements.
+            // SAFETY: input_grad wrote the first n·c spare slots of `dxv`: it walks their n
+            // rows of c (`chunks_exact_mut(c)`) in step with the n rows of `g` and `x`, both
+            // [n, c], and writes every column j < c of each row.
             unsafe { dxv.set_len(n * c) };
             [
                 Tensor::from_parts(dxv, shape.clone()),
@@ -162,7 +164,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
             let mean = xa.sum_axis(0, true).scale(inv_n);
             let xc = xa.sub(&mean);
             let var = xc.mul(&xc).sum_axis(0, true).scale(inv_n);
-            let s = var.add_scalar(*eps).unary(&Op::PowF(T::of(-0.5)));
+            let s = var.add_scalar(*eps).powf(T::of(-0.5));
             let xh = xc.mul(&s);
             let db = g.sum_axis(0, false);
             let dg = g.mul(&xh).sum_axis(0, false);
@@ -237,7 +239,9 @@ impl<'t, T: Element> Var<'t, T> {
                 )
             },
         );
-        // SAFETY: normalise wrote all n·c elements.
+        // SAFETY: normalise wrote the first n·c spare slots of `y`: it walks their n rows of
+        // c (`chunks_exact_mut(c)`) in step with the n rows of the [n, c] input and writes
+        // every column j < c of each row.
         unsafe { y.set_len(n * c) };
         // x̂ is not kept: backward recomputes it from the input, which the tape holds anyway.
         // One [N, C] buffer less per layer, and one output stream less here.

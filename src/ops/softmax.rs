@@ -17,7 +17,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(axis: usize, log: bool, y: &A,
         || {
             let shape = y.shape();
             [if log {
-                let p = y.unary(&Op::Exp);
+                let p = y.exp();
                 g.sub(&p.mul(&g.sum_axis(axis, true).broadcast_to(&shape)))
             } else {
                 let dot = g.mul(y).sum_axis(axis, true).broadcast_to(&shape);

@@ -169,7 +169,11 @@ fn filled_in_chunks<T: Element>(
     } else {
         super::parallel::for_chunks(dst, &fill);
     }
-    // SAFETY: the chunks cover all n elements and `fill` writes each of its own.
+    // SAFETY: `dst` is the first n spare slots of `out`'s capacity. Both branches hand all of
+    // it to `fill` (whole, or in disjoint chunks that `for_chunks` makes cover it), and each
+    // `fill` in this file (`map_par`, `zip3_map`) writes every slot of its chunk: write1 and
+    // write3 zip the chunk with input slices cut to the chunk's own length. So all n slots
+    // hold values.
     unsafe { out.set_len(n) };
     out
 }
@@ -186,7 +190,8 @@ impl<T: Element> Tensor<T> {
             #[inline(always)]
             || write1(&mut out.spare_capacity_mut()[..n], &self.data[..n], &f),
         );
-        // SAFETY: the loop wrote each of the n elements.
+        // SAFETY: write1 wrote the first n spare slots of `out`: it zips them with
+        // `self.data[..n]`, which holds n elements (n is the element count).
         unsafe { out.set_len(n) };
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
@@ -216,7 +221,8 @@ impl<T: Element> Tensor<T> {
                 )
             },
         );
-        // SAFETY: the loop wrote each of the n elements.
+        // SAFETY: write2 wrote the first n spare slots of `out`: it writes min(n, n, n) of
+        // them, both inputs being cut to n elements (the shapes are equal, checked above).
         unsafe { out.set_len(n) };
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }

@@ -124,23 +124,31 @@ pub(crate) fn lanes<T: Copy, A: Copy>(x: &[T], zero: A, add: impl Fn(A, T) -> A)
 pub(crate) fn dispatch<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
+        // Safe functions (target_feature 1.1): only calling them is unsafe, where the features
+        // are not known to be present.
         #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-        unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
+        fn avx512<R>(body: impl FnOnce() -> R) -> R {
             body()
         }
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
+        fn avx2<R>(body: impl FnOnce() -> R) -> R {
             body()
         }
-        if std::arch::is_x86_feature_detected!("avx512f")
+        // Each detection is a load of a cached bit set. AVX2 and FMA are tested for the AVX-512
+        // build too, although every AVX-512 CPU has them: a virtual machine may hide them.
+        let avx2_fma = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        if avx2_fma
+            && std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512dq")
         {
-            // SAFETY: the CPU supports every feature the function is compiled for.
+            // SAFETY: `avx512` is compiled for avx512f, avx512dq, avx2 and fma, and the run-time
+            // checks just found all four on this CPU.
             return unsafe { avx512(body) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
+        if avx2_fma {
+            // SAFETY: `avx2` is compiled for avx2 and fma, and the run-time checks just found
+            // both on this CPU.
             return unsafe { avx2(body) };
         }
     }

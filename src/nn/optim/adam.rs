@@ -22,7 +22,7 @@ pub struct AdamConfig {
     pub betas: (f64, f64),
     /// Added to √v̂ for numerical stability (default 1e-8).
     pub eps: f64,
-    /// L2 penalty added to the gradient (default 0). For decoupled decay use [`AdamW`].
+    /// L2 penalty added to the gradient (default 0). For decoupled decay use [`AdamW`](super::AdamW).
     pub weight_decay: f64,
 }
 

@@ -16,14 +16,14 @@ use std::fmt;
 /// A group's learning rate is one of two kinds:
 ///
 /// * Its own, [`lr`](ParamGroup::lr): PyTorch's `{"params": …, "lr": 0.03}`. The group's rate
-///   is state of the optimiser, listed by [`Optimizer::group_lrs`] and saved by
-///   [`Optimizer::state_dict`]. A schedule drives it from its own base rate, as PyTorch's
+///   is state of the optimiser, listed by [`Optimizer::group_lrs`](super::Optimizer::group_lrs) and saved by
+///   [`Optimizer::state_dict`](super::Optimizer::state_dict). A schedule drives it from its own base rate, as PyTorch's
 ///   drives each group from its `initial_lr`: an [`LrScheduler`](crate::nn::LrScheduler) sets it
 ///   to `schedule(group base, t)`, so a cosine with `eta_min` takes every group to the same
-///   `eta_min`, and a [`ReduceLROnPlateau`](crate::nn::ReduceLROnPlateau) multiplies it by its
+///   `eta_min`, and a [`ReduceLrOnPlateau`](crate::nn::ReduceLrOnPlateau) multiplies it by its
 ///   factor and floors it at the group's `min_lr`. Use this to port a PyTorch recipe.
 /// * A multiple of the optimiser's rate, [`lr_scale`](ParamGroup::lr_scale): at every step
-///   the group's rate is `m ·` [`Optimizer::lr`], whatever set that rate (`set_lr`, a
+///   the group's rate is `m ·` [`Optimizer::lr`](super::Optimizer::lr), whatever set that rate (`set_lr`, a
 ///   schedule, a plateau). A multiplicative schedule (step, exponential, warm-up, a cosine
 ///   to 0) then gives the same rates as a group with its own rate `m ·` base; a schedule with
 ///   a floor does not: a cosine to `eta_min` takes this group to `m · eta_min`, and a
@@ -36,7 +36,7 @@ use std::fmt;
 /// A parameter's group is looked up by its name at each step, so it follows the model's
 /// current structure (a model wrapped in another container between steps gets new names).
 ///
-/// The groups themselves are code, not state: [`Optimizer::state_dict`] saves the optimiser's
+/// The groups themselves are code, not state: [`Optimizer::state_dict`](super::Optimizer::state_dict) saves the optimiser's
 /// own hyperparameters and the current rate of each group with its own, and a loaded
 /// optimiser keeps the groups it was built with (it must have been built with as many groups
 /// with their own rate).
@@ -105,7 +105,7 @@ impl fmt::Debug for ParamGroup {
 }
 
 /// A group's learning rate: a multiple of the optimiser's, or its own (its current value,
-/// which the schedulers set through [`Optimizer::set_group_lrs`]).
+/// which the schedulers set through [`Optimizer::set_group_lrs`](super::Optimizer::set_group_lrs)).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum GroupLr {
     Scale(f64),

@@ -1,34 +1,6 @@
-//! Optimisers: [`Sgd`], [`Adam`], [`AdamW`] and [`RMSprop`], behind one [`Optimizer`] trait.
-//!
-//! Each follows PyTorch's single-tensor (`foreach=False`) implementation step for step, so a
-//! model trained here and one trained in PyTorch from the same weights stay together to
-//! rounding (the golden tests in `tests/golden_optim.rs` check three steps of every variant).
-//!
-//! * State (momentum buffers, moment estimates, step counts) is keyed by [`ParamId`], so one
-//!   optimiser serves any module whose parameters it is shown, and a parameter keeps its
-//!   state when a checkpoint is loaded into it.
-//! * A parameter without a gradient in the [`ParamGrads`] is skipped entirely (its state does
-//!   not advance), like PyTorch skipping a parameter whose `grad is None`. Gradients for
-//!   parameters the model does not have are ignored, so one backward pass can feed two
-//!   optimisers (a generator's and a discriminator's).
-//! * Hyperparameters are `f64`; they are rounded to the element type once per step, and the
-//!   element-wise maths then runs in `T`, as PyTorch's does in the parameter's dtype.
-//! * [`Optimizer::backward_step`] runs backward and the step in one sweep, updating each
-//!   parameter as soon as its gradient is complete: the same values, less memory traffic (the
-//!   f64 training steps of the benchmarks 3-5% faster) and no set of gradients held at once.
-//! * A step overwrites each parameter where it lies when nothing else shares its buffer (a
-//!   training loop that dropped its tape, or `backward_step`), and a copy otherwise; either way one vectorised pass
-//!   per buffer, with no per-element dynamic dispatch. With [`Optimizer::track_updates`] on, a
-//!   step also records ‖Δθ‖ and ‖θ‖ per parameter (it then updates a copy, to keep the old
-//!   value, and takes one extra pass over each buffer); off, it costs nothing.
-//!
-//! * [`ParamGroup`]s give some parameters (chosen by name) another learning rate or weight
-//!   decay: PyTorch's parameter groups, for the two hyperparameters they are mostly used for.
-//!   A group with its own rate ([`ParamGroup::lr`]) is scheduled as PyTorch schedules a
-//!   parameter group (from its own base rate, down to the schedule's own floor); one with a
-//!   multiple ([`ParamGroup::lr_scale`]) follows the optimiser's rate.
-//!
-//! Not implemented: AMSGrad, `maximize`, groups that change other hyperparameters (momentum,
+//! Optimisers behind one [`Optimizer`] trait. What they do and how they match PyTorch is
+//! documented for users in the [`nn`](crate::nn) module docs ("Optimisers"); the items are
+//! used from there (`vgrad::nn::Adam`), this module's path is hidden.
 //!
 //! # Where things are
 //!
@@ -52,9 +24,13 @@ mod tests;
 pub use adam::{Adam, AdamConfig};
 pub use adamw::{AdamW, AdamWConfig};
 pub use groups::ParamGroup;
-pub use rmsprop::{RMSprop, RMSpropConfig};
+pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 pub use state::OptimizerState;
+// The old names under the old path, as `nn` has them (deprecated aliases).
+#[allow(deprecated)]
+#[doc(hidden)]
+pub use super::renamed::{RMSprop, RMSpropConfig};
 
 use super::module::{Ctx, Module, ParamGrads, ParamId};
 use crate::error::{Error, Result};
@@ -200,7 +176,7 @@ pub trait Optimizer<T: Element> {
 
     /// Sets the rates [`group_lrs`](Optimizer::group_lrs) lists, in its order; an
     /// [`LrScheduler`](crate::nn::LrScheduler) or
-    /// [`ReduceLROnPlateau`](crate::nn::ReduceLROnPlateau) calls this at each step.
+    /// [`ReduceLrOnPlateau`](crate::nn::ReduceLrOnPlateau) calls this at each step.
     ///
     /// The default, for optimisers without groups, takes exactly one rate and calls
     /// [`set_lr`](Optimizer::set_lr).

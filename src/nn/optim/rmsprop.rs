@@ -10,9 +10,9 @@ use crate::tape::{FastIdMap, Var};
 use crate::tensor::update::vectorized;
 use crate::tensor::Element;
 
-/// [`RMSprop`]'s hyperparameters; `Default` is PyTorch's `torch.optim.RMSprop()`.
+/// [`RmsProp`]'s hyperparameters; `Default` is PyTorch's `torch.optim.RMSprop()`.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RMSpropConfig {
+pub struct RmsPropConfig {
     /// Learning rate (default 1e-2).
     pub lr: f64,
     /// Smoothing constant of the squared-gradient average (default 0.99).
@@ -28,9 +28,9 @@ pub struct RMSpropConfig {
     pub centered: bool,
 }
 
-impl Default for RMSpropConfig {
+impl Default for RmsPropConfig {
     fn default() -> Self {
-        RMSpropConfig {
+        RmsPropConfig {
             lr: 1e-2,
             alpha: 0.99,
             eps: 1e-8,
@@ -42,7 +42,7 @@ impl Default for RMSpropConfig {
 }
 
 #[derive(Debug)]
-struct RMSpropState<T> {
+struct RmsPropState<T> {
     square_avg: Vec<T>,
     /// Only used when centered.
     grad_avg: Vec<T>,
@@ -61,27 +61,27 @@ struct RMSpropState<T> {
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::{Optimizer, RMSprop, RMSpropConfig};
-/// let opt = RMSprop::<f32>::new(RMSpropConfig { centered: true, momentum: 0.9, ..Default::default() })?;
+/// use vgrad::nn::{Optimizer, RmsProp, RmsPropConfig};
+/// let opt = RmsProp::<f32>::new(RmsPropConfig { centered: true, momentum: 0.9, ..Default::default() })?;
 /// assert_eq!(opt.lr(), 1e-2);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct RMSprop<T: Element> {
-    cfg: RMSpropConfig,
-    state: FastIdMap<ParamId, RMSpropState<T>>,
+pub struct RmsProp<T: Element> {
+    cfg: RmsPropConfig,
+    state: FastIdMap<ParamId, RmsPropState<T>>,
     tracker: Tracker,
     groups: Groups,
 }
 
-impl<T: Element> RMSprop<T> {
+impl<T: Element> RmsProp<T> {
     /// An optimiser with the given hyperparameters.
     ///
     /// # Errors
     /// [`Error::Config`] if `lr`, `eps`, `weight_decay` or `momentum` is negative or not
     /// finite, or `alpha` is outside [0, 1] (PyTorch accepts α > 1, which makes the average
     /// of squares go negative; vgrad rejects it).
-    pub fn new(cfg: RMSpropConfig) -> Result<Self> {
+    pub fn new(cfg: RmsPropConfig) -> Result<Self> {
         check_lr(cfg.lr)?;
         check_nonneg("RMSprop eps", cfg.eps)?;
         check_nonneg("RMSprop weight_decay", cfg.weight_decay)?;
@@ -92,7 +92,7 @@ impl<T: Element> RMSprop<T> {
                 cfg.alpha
             )));
         }
-        Ok(RMSprop {
+        Ok(RmsProp {
             cfg,
             state: FastIdMap::default(),
             tracker: Tracker::default(),
@@ -101,7 +101,7 @@ impl<T: Element> RMSprop<T> {
     }
 
     /// The hyperparameters (with the current learning rate).
-    pub fn config(&self) -> &RMSpropConfig {
+    pub fn config(&self) -> &RmsPropConfig {
         &self.cfg
     }
 
@@ -116,7 +116,7 @@ impl<T: Element> RMSprop<T> {
     }
 }
 
-impl<T: Element> RMSprop<T> {
+impl<T: Element> RmsProp<T> {
     /// As [`Sgd`]'s `parts`.
     fn parts(&mut self) -> Parts<'_, impl Rule<T> + '_> {
         let c = self.cfg;
@@ -129,7 +129,7 @@ impl<T: Element> RMSprop<T> {
             let (lr, wd) = hyper.apply(c.lr, c.weight_decay);
             let (neg_lr, wd, decay_on) = (T::of(-lr), T::of(wd), wd != 0.0);
             let n = theta.len();
-            let s = state.entry(id).or_insert_with(|| RMSpropState {
+            let s = state.entry(id).or_insert_with(|| RmsPropState {
                 square_avg: vec![T::zero(); n],
                 grad_avg: if c.centered {
                     vec![T::zero(); n]
@@ -197,13 +197,13 @@ impl<T: Element> RMSprop<T> {
     }
 }
 
-impl<T: Element> RMSprop<T> {
+impl<T: Element> RmsProp<T> {
     /// The name in a state file: PyTorch's class name.
     const KIND: &'static str = "RMSprop";
     const HYPER: [&'static str; 6] = ["lr", "alpha", "eps", "weight_decay", "momentum", "centered"];
 }
 
-impl<T: Element> Optimizer<T> for RMSprop<T> {
+impl<T: Element> Optimizer<T> for RmsProp<T> {
     fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
         let (tracker, groups, rule) = self.parts();
         apply(model, grads, tracker, groups, rule)
@@ -284,7 +284,7 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
             false,
             model,
         )?;
-        let cfg = RMSpropConfig {
+        let cfg = RmsPropConfig {
             lr: h("lr"),
             alpha: h("alpha"),
             eps: h("eps"),
@@ -292,7 +292,7 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
             momentum: h("momentum"),
             centered: switch(kind, "centered", h("centered"))?,
         };
-        RMSprop::<T>::new(cfg)?;
+        RmsProp::<T>::new(cfg)?;
         let use_momentum = cfg.momentum > 0.0;
         let mut averages = FastIdMap::default();
         for (id, (name, mut s)) in params {
@@ -312,7 +312,7 @@ impl<T: Element> Optimizer<T> for RMSprop<T> {
                 };
                 return incomplete(kind, &name, needs);
             };
-            let fresh = RMSpropState {
+            let fresh = RmsPropState {
                 square_avg,
                 grad_avg: ga.unwrap_or_default(),
                 buf: buf.unwrap_or_default(),

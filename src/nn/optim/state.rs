@@ -11,7 +11,7 @@ use crate::tensor::{Element, Tensor};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// An optimiser's state in a form that can be saved and loaded: see
-/// [`Optimizer::state_dict`], and [`save_optimizer`](crate::nn::save_optimizer) for the file.
+/// [`Optimizer::state_dict`](super::Optimizer::state_dict), and [`save_optimizer`](crate::nn::save_optimizer) for the file.
 ///
 /// Names follow PyTorch's: the optimiser's class name, its hyperparameters (except that
 /// Adam's `betas` pair is stored as `beta1` and `beta2`), and its buffers (`momentum_buffer`,
@@ -23,7 +23,7 @@ pub struct OptimizerState<T: Element> {
     pub kind: String,
     /// Hyperparameters by name (`lr`, `momentum`, `beta1`, `beta2`, …); switches
     /// (`nesterov`, `centered`) as 0 or 1; `group1.lr`, `group2.lr`, … the current rates of
-    /// the parameter groups with their own ([`Optimizer::group_lrs`] after the first).
+    /// the parameter groups with their own ([`Optimizer::group_lrs`](super::Optimizer::group_lrs) after the first).
     pub hyper: BTreeMap<String, f64>,
     /// Per-parameter buffers under `<parameter>.<buffer>`.
     pub buffers: BTreeMap<String, Tensor<T>>,
@@ -75,7 +75,7 @@ fn named_params<T: Element>(model: &dyn Module<T>) -> Result<Vec<NamedParam>> {
 }
 
 /// The name under which the state keeps the current rate of the `k`-th group with its own
-/// rate (`k` from 1, as in [`Optimizer::group_lrs`], whose entry 0 is `lr`).
+/// rate (`k` from 1, as in [`Optimizer::group_lrs`](super::Optimizer::group_lrs), whose entry 0 is `lr`).
 fn group_lr_key(k: usize) -> String {
     format!("group{k}.lr")
 }

@@ -75,7 +75,7 @@ fn every_optimiser_updates_an_unshared_parameter_in_place_with_the_same_result()
             "rmsprop centered momentum",
             Box::new(|| {
                 Box::new(
-                    RMSprop::new(RMSpropConfig {
+                    RmsProp::new(RmsPropConfig {
                         centered: true,
                         momentum: 0.9,
                         weight_decay: 0.1,
@@ -279,7 +279,7 @@ fn configs_are_validated() {
         ..Default::default()
     })
     .is_err());
-    assert!(RMSprop::<f32>::new(RMSpropConfig {
+    assert!(RmsProp::<f32>::new(RmsPropConfig {
         alpha: 1.5,
         ..Default::default()
     })

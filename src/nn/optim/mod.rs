@@ -18,8 +18,6 @@ mod rmsprop;
 mod sgd;
 mod state;
 mod step;
-#[cfg(test)]
-mod tests;
 
 pub use adam::{Adam, AdamConfig};
 pub use adamw::{AdamW, AdamWConfig};
@@ -299,3 +297,6 @@ fn check_beta(what: &str, x: f64) -> Result<()> {
         Err(Error::Config(format!("{what} must be in [0, 1), got {x}")))
     }
 }
+
+#[cfg(test)]
+mod tests;

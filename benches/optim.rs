@@ -14,8 +14,8 @@ use common::{build_model, Configs, Trainer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{rngs::StdRng, SeedableRng};
 use vgrad::nn::{
-    clip_grad_norm, Adam, AdamConfig, AdamW, AdamWConfig, Ctx, Module, Optimizer, RMSprop,
-    RMSpropConfig, Sgd, SgdConfig,
+    clip_grad_norm, Adam, AdamConfig, AdamW, AdamWConfig, Ctx, Module, Optimizer, RmsProp,
+    RmsPropConfig, Sgd, SgdConfig,
 };
 use vgrad::Tape;
 
@@ -59,7 +59,7 @@ fn optimiser_steps(c: &mut Criterion) {
         ),
         (
             "rmsprop",
-            Box::new(RMSprop::new(RMSpropConfig::default()).expect("valid")),
+            Box::new(RmsProp::new(RmsPropConfig::default()).expect("valid")),
         ),
     ];
     for (name, opt) in &mut opts {

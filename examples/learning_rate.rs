@@ -48,7 +48,7 @@ use std::time::Instant;
 use vgrad::curvature::{top_hessian_eigenvalue, PowerIterationConfig, TopEigen};
 use vgrad::data::{self, Dataset};
 use vgrad::nn::{cross_entropy, Activation, Ctx, Linear, Module, Optimizer, Reduction};
-use vgrad::nn::{CosineAnnealingLR, LinearWarmup, LrSchedule, Sequential, SequentialLR};
+use vgrad::nn::{CosineAnnealingLr, LinearWarmup, LrSchedule, Sequential, SequentialLr};
 use vgrad::nn::{Sgd, SgdConfig};
 use vgrad::{Tape, Var};
 
@@ -416,10 +416,10 @@ fn train_run(
     // Linear warm-up from 1% of the peak, then half a cosine down to 0. A schedule is a pure
     // function of the step, so it is queried directly and the rate set on the optimiser.
     let schedule = if scheduled {
-        Some(SequentialLR::new(
+        Some(SequentialLr::new(
             vec![
                 Box::new(LinearWarmup::new(0.01, plan.warmup_steps)?),
-                Box::new(CosineAnnealingLR::new(plan.steps - plan.warmup_steps, 0.0)?),
+                Box::new(CosineAnnealingLr::new(plan.steps - plan.warmup_steps, 0.0)?),
             ],
             vec![plan.warmup_steps],
         )?)

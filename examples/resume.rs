@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use vgrad::data::{self, Dataset};
 use vgrad::nn::{
     cross_entropy, load_optimizer, load_safetensors, save_optimizer, save_safetensors, Activation,
-    AdamW, AdamWConfig, CosineAnnealingLR, Ctx, Linear, LrScheduler, Module, Optimizer, Reduction,
+    AdamW, AdamWConfig, CosineAnnealingLr, Ctx, Linear, LrScheduler, Module, Optimizer, Reduction,
     Sequential,
 };
 use vgrad::Tape;
@@ -112,8 +112,8 @@ fn optimizer() -> vgrad::Result<AdamW<f32>> {
 }
 
 /// The whole schedule: cosine from `BASE_LR` to 0 over `epochs`, stepped once per epoch.
-fn schedule(epochs: usize) -> vgrad::Result<LrScheduler<CosineAnnealingLR>> {
-    LrScheduler::with_base_lr(CosineAnnealingLR::new(epochs, 0.0)?, BASE_LR)
+fn schedule(epochs: usize) -> vgrad::Result<LrScheduler<CosineAnnealingLr>> {
+    LrScheduler::with_base_lr(CosineAnnealingLr::new(epochs, 0.0)?, BASE_LR)
 }
 
 /// Trains epochs `from..to` and returns each one's mean training loss. The data order of an
@@ -121,7 +121,7 @@ fn schedule(epochs: usize) -> vgrad::Result<LrScheduler<CosineAnnealingLR>> {
 fn train(
     model: &mut Sequential<f32>,
     opt: &mut dyn Optimizer<f32>,
-    sched: &mut LrScheduler<CosineAnnealingLR>,
+    sched: &mut LrScheduler<CosineAnnealingLr>,
     data: &Dataset<f32>,
     from: usize,
     to: usize,

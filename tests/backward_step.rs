@@ -8,7 +8,7 @@ use rand::{rngs::StdRng, SeedableRng};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use vgrad::nn::{
     Activation, Adam, AdamConfig, AdamW, AdamWConfig, BatchNorm1d, Ctx, Linear, Module, Optimizer,
-    RMSprop, RMSpropConfig, Residual, Sequential, Sgd, SgdConfig,
+    Residual, RmsProp, RmsPropConfig, Sequential, Sgd, SgdConfig,
 };
 use vgrad::{Tape, Tensor, Var};
 
@@ -90,7 +90,7 @@ fn optimisers() -> Vec<(&'static str, Box<dyn Optimizer<f64>>)> {
         (
             "rmsprop centered momentum",
             Box::new(
-                RMSprop::new(RMSpropConfig {
+                RmsProp::new(RmsPropConfig {
                     momentum: 0.5,
                     centered: true,
                     ..Default::default()

@@ -14,9 +14,9 @@ use serde_json::Value;
 use std::collections::HashMap;
 use vgrad::nn::{
     clip_grad_norm, clip_grad_norm_p, clip_grad_value, Activation, Adam, AdamConfig, AdamW,
-    AdamWConfig, CosineAnnealingLR, Ctx, ExponentialLR, LinearWarmup, LrSchedule, LrScheduler,
-    Module, Optimizer, Param, ParamGrads, ParamGroup, ParamId, PlateauConfig, PlateauMode, RMSprop,
-    RMSpropConfig, ReduceLROnPlateau, SequentialLR, Sgd, SgdConfig, StepLR, ThresholdMode,
+    AdamWConfig, CosineAnnealingLr, Ctx, ExponentialLr, LinearWarmup, LrSchedule, LrScheduler,
+    Module, Optimizer, Param, ParamGrads, ParamGroup, ParamId, PlateauConfig, PlateauMode,
+    ReduceLrOnPlateau, RmsProp, RmsPropConfig, SequentialLr, Sgd, SgdConfig, StepLr, ThresholdMode,
 };
 use vgrad::nn::{Linear, Sequential};
 use vgrad::{Element, Tape, Tensor};
@@ -136,8 +136,8 @@ fn optimizer<T: Element>(
             }))
         }
         "RMSprop" => {
-            let d = RMSpropConfig::default();
-            grouped!(RMSprop::new(RMSpropConfig {
+            let d = RmsPropConfig::default();
+            grouped!(RmsProp::new(RmsPropConfig {
                 lr: f("lr", d.lr),
                 alpha: f("alpha", d.alpha),
                 eps: f("eps", d.eps),
@@ -379,15 +379,15 @@ fn schedule(cfg: &Value) -> Box<dyn LrSchedule> {
     let f = |k: &str| cfg[k].as_f64().unwrap();
     let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
     match cfg["kind"].as_str().unwrap() {
-        "step" => Box::new(StepLR::new(u("step_size"), f("gamma")).unwrap()),
-        "exponential" => Box::new(ExponentialLR::new(f("gamma")).unwrap()),
-        "cosine" => Box::new(CosineAnnealingLR::new(u("t_max"), f("eta_min")).unwrap()),
+        "step" => Box::new(StepLr::new(u("step_size"), f("gamma")).unwrap()),
+        "exponential" => Box::new(ExponentialLr::new(f("gamma")).unwrap()),
+        "cosine" => Box::new(CosineAnnealingLr::new(u("t_max"), f("eta_min")).unwrap()),
         "warmup" => Box::new(LinearWarmup::new(f("start_factor"), u("warmup_steps")).unwrap()),
         "warmup_cosine" => Box::new(
-            SequentialLR::new(
+            SequentialLr::new(
                 vec![
                     Box::new(LinearWarmup::new(f("start_factor"), u("warmup_steps")).unwrap()),
-                    Box::new(CosineAnnealingLR::new(u("t_max"), f("eta_min")).unwrap()),
+                    Box::new(CosineAnnealingLr::new(u("t_max"), f("eta_min")).unwrap()),
                 ],
                 vec![u("milestone")],
             )
@@ -395,11 +395,11 @@ fn schedule(cfg: &Value) -> Box<dyn LrSchedule> {
         ),
         // Mirrors the generator's literal three-phase schedule.
         "three_phase" => Box::new(
-            SequentialLR::new(
+            SequentialLr::new(
                 vec![
                     Box::new(LinearWarmup::new(0.25, 4).unwrap()),
-                    Box::new(StepLR::new(5, 0.5).unwrap()),
-                    Box::new(ExponentialLR::new(0.95).unwrap()),
+                    Box::new(StepLr::new(5, 0.5).unwrap()),
+                    Box::new(ExponentialLr::new(0.95).unwrap()),
                 ],
                 vec![4, 14],
             )
@@ -464,13 +464,13 @@ fn reduce_on_plateau_matches_pytorch() {
                 ..Default::default()
             })
             .unwrap();
-            let mut plateau = ReduceLROnPlateau::new(opt.lr(), cfg).unwrap();
+            let mut plateau = ReduceLrOnPlateau::new(opt.lr(), cfg).unwrap();
             // null in the JSON is the NaN metric the generator fed PyTorch.
             let actual: Vec<f64> = floats(&case["metrics"])
                 .into_iter()
                 .map(|m| {
                     if resumed {
-                        plateau = ReduceLROnPlateau::from_state(cfg, plateau.state()).unwrap();
+                        plateau = ReduceLrOnPlateau::from_state(cfg, plateau.state()).unwrap();
                     }
                     plateau.step(m, &mut opt).unwrap()
                 })
@@ -725,7 +725,7 @@ fn reduce_on_plateau_with_groups_matches_pytorch() {
         for resumed in [false, true] {
             let (mut net, _) = model::<f64>(&g);
             let mut opt = optimizer::<f64>("SGD", &sgd, bias_group(bias_lr));
-            let mut plateau = ReduceLROnPlateau::for_optimizer(&*opt, cfg).unwrap();
+            let mut plateau = ReduceLrOnPlateau::for_optimizer(&*opt, cfg).unwrap();
             if c["min_lr"].is_array() {
                 plateau = plateau.with_min_lrs(floats(&c["min_lr"])).unwrap();
             }
@@ -736,7 +736,7 @@ fn reduce_on_plateau_with_groups_matches_pytorch() {
                 .enumerate()
             {
                 if resumed {
-                    plateau = ReduceLROnPlateau::from_state(cfg, plateau.state()).unwrap();
+                    plateau = ReduceLrOnPlateau::from_state(cfg, plateau.state()).unwrap();
                 }
                 train_step(&mut net, &mut *opt, &g, Path::TwoCalls);
                 plateau.step(*m, &mut *opt).unwrap();

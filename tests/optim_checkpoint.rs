@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use vgrad::nn::{
     load_optimizer, load_optimizer_bytes, load_safetensors_bytes, save_optimizer,
     save_optimizer_bytes, save_safetensors_bytes, Activation, Adam, AdamConfig, AdamW, AdamWConfig,
-    Ctx, Linear, Module, Optimizer, OptimizerState, ParamGrads, ParamGroup, RMSprop, RMSpropConfig,
+    Ctx, Linear, Module, Optimizer, OptimizerState, ParamGrads, ParamGroup, RmsProp, RmsPropConfig,
     Sequential, Sgd, SgdConfig, UpdateStat,
 };
 use vgrad::{Element, Error, Tape, Tensor};
@@ -139,27 +139,27 @@ fn cases<T: Element>() -> Vec<Case<T>> {
         Case {
             name: "rmsprop centered + momentum",
             configured: || {
-                let cfg = RMSpropConfig {
+                let cfg = RmsPropConfig {
                     lr: 0.01,
                     momentum: 0.5,
                     centered: true,
                     ..Default::default()
                 };
-                Box::new(RMSprop::new(cfg).unwrap())
+                Box::new(RmsProp::new(cfg).unwrap())
             },
-            default: || Box::new(RMSprop::new(RMSpropConfig::default()).unwrap()),
+            default: || Box::new(RmsProp::new(RmsPropConfig::default()).unwrap()),
         },
         Case {
             name: "rmsprop",
             configured: || {
-                let cfg = RMSpropConfig {
+                let cfg = RmsPropConfig {
                     lr: 0.01,
                     alpha: 0.9,
                     ..Default::default()
                 };
-                Box::new(RMSprop::new(cfg).unwrap())
+                Box::new(RmsProp::new(cfg).unwrap())
             },
-            default: || Box::new(RMSprop::new(RMSpropConfig::default()).unwrap()),
+            default: || Box::new(RmsProp::new(RmsPropConfig::default()).unwrap()),
         },
     ]
 }
@@ -364,11 +364,11 @@ fn a_parameter_without_state_starts_fresh() {
 #[test]
 fn rmsprop_buffers_must_match_its_configuration() {
     let mut model = mlp::<f64>(5, 3);
-    let cfg = RMSpropConfig {
+    let cfg = RmsPropConfig {
         centered: true,
         ..Default::default()
     };
-    let mut opt = RMSprop::new(cfg).unwrap();
+    let mut opt = RmsProp::new(cfg).unwrap();
     train(&mut model, &mut opt, 1);
     let mut state = opt.state_dict(&model).unwrap();
     assert_eq!(

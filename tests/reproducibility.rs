@@ -6,7 +6,7 @@
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use vgrad::nn::{
     clip_grad_norm, Activation, Ctx, Linear, LrScheduler, Module, Optimizer, Sequential, Sgd,
-    SgdConfig, StepLR,
+    SgdConfig, StepLr,
 };
 use vgrad::{Tape, Tensor};
 
@@ -47,7 +47,7 @@ fn train(seed: u64) -> (Sequential<f32>, Vec<f32>) {
         ..Default::default()
     })
     .unwrap();
-    let mut sched = LrScheduler::new(StepLR::new(4, 0.5).unwrap(), &mut opt).unwrap();
+    let mut sched = LrScheduler::new(StepLr::new(4, 0.5).unwrap(), &mut opt).unwrap();
     let mut losses = Vec::new();
     for _ in 0..10 {
         let tape = Tape::new();

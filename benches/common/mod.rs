@@ -26,7 +26,7 @@
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use serde_json::Value;
 use vgrad::nn::init::Init;
-use vgrad::nn::loss::{cross_entropy, mse_loss, Reduction};
+use vgrad::nn::{cross_entropy, mse_loss, Reduction};
 use vgrad::nn::{
     Activation, BatchNorm1d, Ctx, Linear, Module, Optimizer, Residual, Sequential, Sgd, SgdConfig,
 };

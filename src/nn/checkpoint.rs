@@ -1,53 +1,7 @@
-//! Checkpoints in the safetensors format, interchangeable with PyTorch.
-//!
-//! A file holds a module's [`state_dict`](Module::state_dict): every parameter and buffer under
-//! its dotted PyTorch name (`0.weight`, `blocks.3.bn.running_mean`), row-major, in the layout
-//! PyTorch uses (a [`Linear`](super::Linear) weight is `[out, in]`). So
-//! `safetensors.torch.save_file(model.state_dict(), path)` in Python writes a file
-//! [`load_safetensors`] reads into the same-structured vgrad model, and
-//! `model.load_state_dict(safetensors.torch.load_file(path))` reads one vgrad wrote.
-//!
-//! An optimiser's state (momentum buffers, moment estimates, step counts, hyperparameters) is
-//! saved beside the model with [`save_optimizer`] and loaded with [`load_optimizer`], so a
-//! training run can stop and resume exactly.
-//!
-//! # Dtypes
-//! Tensors are written as `T::DTYPE` (`F32` or `F64`). Buffers named `num_batches_tracked`
-//! (BatchNorm's counter, an `int64` in PyTorch) are written as `I64` and must hold whole
-//! numbers. On load, `F32` and `F64` tensors are both accepted and converted to `T` (F32 → f64
-//! is exact, F64 → f32 rounds to nearest), as PyTorch's `load_state_dict` converts; `I64` is
-//! accepted for `num_batches_tracked` only. Every other dtype (F16, BF16, integers) is an
-//! error.
-//!
-//! # Safety of loading
-//! A file is untrusted input. Loading never panics and never allocates by a size the header
-//! claims: sizes and offsets are checked against the bytes actually present before anything
-//! is read. The header is refused past the format's limit (100 MB) and parsed as a stream,
-//! keeping only what the model bounds, so refusing any file costs memory within a small
-//! multiple of its size. A `num_batches_tracked` is checked at load as saving checks it, so
-//! every file that loads can be saved back. It never leaves a model half-loaded either: every tensor is decoded and checked
-//! (names, shapes, dtypes) into new buffers first, and the model is changed only when all of
-//! them passed.
-//!
-//! # Example
-//! ```
-//! use rand::{SeedableRng, rngs::StdRng};
-//! use vgrad::nn::{load_safetensors_bytes, save_safetensors_bytes, Activation, Linear, Module, Sequential};
-//!
-//! let mut rng = StdRng::seed_from_u64(0);
-//! let build = |rng: &mut StdRng| -> vgrad::Result<Sequential<f32>> {
-//!     Ok(Sequential::new().push(Linear::new(4, 8, rng)?).push(Activation::Tanh).push(Linear::new(8, 3, rng)?))
-//! };
-//! let trained = build(&mut rng)?;
-//! let bytes = save_safetensors_bytes(&trained)?;
-//! let mut fresh = build(&mut rng)?; // different random weights
-//! load_safetensors_bytes(&mut fresh, &bytes)?;
-//! for ((n1, a), (n2, b)) in trained.state_dict().iter().zip(fresh.state_dict()) {
-//!     assert_eq!(n1, &n2);
-//!     assert_eq!(a.data(), b.data());
-//! }
-//! # Ok::<(), vgrad::Error>(())
-//! ```
+//! Checkpoints in the safetensors format, interchangeable with PyTorch: the format, its dtypes
+//! and the rules of loading are documented for users in the [`nn`](crate::nn) module docs
+//! ("Checkpoints"); the items are used from there (`vgrad::nn::save_safetensors`), this
+//! module's path is hidden.
 
 use super::module::{DottedPath, Module, Param, VisitorMut};
 use super::optim::{Optimizer, OptimizerState};
@@ -168,7 +122,7 @@ fn unique_state<T: Element>(model: &dyn Module<T>) -> Result<Vec<(String, Tensor
 }
 
 /// Serialises `model`'s parameters and buffers to safetensors bytes; see the
-/// [module docs](crate::nn::checkpoint) for names and dtypes.
+/// [`nn` module docs](crate::nn#checkpoints) for names and dtypes.
 ///
 /// # Errors
 /// [`Error::Format`] if two tensors share a name, a tensor is named `__metadata__` (the name
@@ -644,9 +598,9 @@ fn decode<T: Element>(name: &str, dtype: Dtype, bytes: &[u8], numel: usize) -> R
 /// part of it: an [`LrScheduler`](crate::nn::LrScheduler) is its base rates and step count,
 /// which the training loop saves as it likes and restores with
 /// [`set_epoch`](crate::nn::LrScheduler::set_epoch) (a
-/// [`ReduceLROnPlateau`](crate::nn::ReduceLROnPlateau): its
-/// [`state`](crate::nn::ReduceLROnPlateau::state) and
-/// [`from_state`](crate::nn::ReduceLROnPlateau::from_state)).
+/// [`ReduceLrOnPlateau`](crate::nn::ReduceLrOnPlateau): its
+/// [`state`](crate::nn::ReduceLrOnPlateau::state) and
+/// [`from_state`](crate::nn::ReduceLrOnPlateau::from_state)).
 ///
 /// # Errors
 /// The errors of [`Optimizer::state_dict`]; [`Error::Format`] if a buffer is named

@@ -1,8 +1,7 @@
 //! Gradient clipping, as PyTorch's `torch.nn.utils.clip_grad_norm_` and `clip_grad_value_`.
 
 use super::module::ParamGrads;
-use crate::tensor::simd::dispatch;
-use crate::tensor::{norm_l2_f64, Element, Tensor};
+use crate::tensor::{norm_l2_f64, Element};
 
 /// Rescales all gradients together so that their global L2 norm is at most `max_norm`, and
 /// returns the norm they had before: [`clip_grad_norm_p`] with `norm_type` 2, PyTorch's
@@ -91,7 +90,7 @@ pub fn clip_grad_norm_p<T: Element>(
     if coef.is_nan() || coef < 1.0 {
         let c = T::of(coef);
         for g in grads.values_mut() {
-            update(g, move |x| x * c);
+            g.map_in_place(move |x| x * c);
         }
     }
     total
@@ -152,7 +151,7 @@ pub fn clip_grad_value<T: Element>(grads: &mut ParamGrads<T>, clip: f64) {
     let (lo, hi) = (T::of(-clip), T::of(clip));
     for g in grads.values_mut() {
         // Comparisons rather than `clamp` so NaN passes through, as in PyTorch.
-        update(g, move |x| {
+        g.map_in_place(move |x| {
             if x < lo {
                 lo
             } else if x > hi {
@@ -164,27 +163,11 @@ pub fn clip_grad_value<T: Element>(grads: &mut ParamGrads<T>, clip: f64) {
     }
 }
 
-/// Applies `f` to every element of `g`: in place when nothing else shares the gradient's
-/// buffer, else into a new tensor. Either way the loop runs inside the run-time dispatch (a
-/// collected iterator ran scalar: 20% of `clip_grad_norm`'s time).
-fn update<T: Element>(g: &mut Tensor<T>, f: impl Fn(T) -> T + Copy) {
-    match g.data_mut() {
-        Some(d) => dispatch(
-            #[inline(always)]
-            move || {
-                for x in d {
-                    *x = f(*x);
-                }
-            },
-        ),
-        None => *g = g.map(f),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::nn::Param;
+    use crate::tensor::Tensor;
 
     fn grads(values: &[&[f32]]) -> (Vec<Param<f32>>, ParamGrads<f32>) {
         let mut out = ParamGrads::default();

@@ -1,27 +1,6 @@
-//! Loss functions, as PyTorch's `torch.nn.functional` losses: each takes a prediction `Var` and
-//! a target and returns a scalar `Var` to call [`backward`](crate::Var::backward) on.
-//!
-//! | function | formula per element (then mean or sum) | rule |
-//! |---|---|---|
-//! | [`mse_loss`] | `(p − y)²` | composed from primitives |
-//! | [`l1_loss`] | `\|p − y\|` | composed |
-//! | [`huber_loss`] | `½d²` for `\|d\| < δ`, else `δ(\|d\| − ½δ)`, `d = p − y` | composed (a clamp) |
-//! | [`smooth_l1_loss`] | `½d²/β` for `\|d\| < β`, else `\|d\| − ½β` | composed (a clamp) |
-//! | [`cross_entropy`] | `−log softmax(z)ᵢ[tᵢ]`, per row | fused, `(softmax(z) − onehot(t))/N` |
-//! | [`nll_loss`] | `−xᵢ[tᵢ]`, per row | composed (a gather) |
-//! | [`binary_cross_entropy_with_logits`] | `max(z, 0) − z·y + log(1 + e^(−\|z\|))` | fused, `σ(z) − y` |
-//!
-//! The fused rules are differentiable again under
-//! [`backward_graph`](crate::Var::backward_graph), like every other op.
-//!
-//! # Differences from PyTorch
-//! * Reductions are [`Reduction::Mean`] (the default) and [`Reduction::Sum`]; there is no
-//!   `reduction="none"` (compose the per-element form from `Var` ops when you need it).
-//! * Class-index losses take `[N, C]` inputs only (no `[C]` or `[N, C, d…]` forms), and have no
-//!   `weight`, `ignore_index` or `label_smoothing` options; `binary_cross_entropy_with_logits`
-//!   has no `weight` or `pos_weight`.
-//! * [`mse_loss`] requires equal shapes, where PyTorch broadcasts with a warning (almost always
-//!   a bug such as `[N, 1]` against `[N]`).
+//! Loss functions, as PyTorch's `torch.nn.functional` losses, documented for users (a table of
+//! them, and where they differ from PyTorch) in the [`nn`](crate::nn) module docs ("Losses");
+//! the items are used from there (`vgrad::nn::mse_loss`), this module's path is hidden.
 
 use crate::ops::loss::check_class_targets;
 use crate::tape::{Tape, Var};
@@ -88,7 +67,7 @@ impl<'t, T: Element> LossTarget<'t, T> for &Tensor<T> {
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::loss::{mse_loss, Reduction};
+/// use vgrad::nn::{mse_loss, Reduction};
 /// use vgrad::{Tape, Tensor};
 /// let tape = Tape::<f64>::new();
 /// let p = tape.leaf(Tensor::vector(&[1.0, 2.0]));
@@ -135,7 +114,7 @@ fn regression_operands<'t, T: Element>(
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::loss::{l1_loss, Reduction};
+/// use vgrad::nn::{l1_loss, Reduction};
 /// use vgrad::{Tape, Tensor};
 /// let tape = Tape::<f64>::new();
 /// let p = tape.leaf(Tensor::vector(&[1.0, 2.0, 3.0]));
@@ -184,7 +163,7 @@ fn check_positive<T: Element>(name: &str, what: &str, x: T) {
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::loss::{huber_loss, Reduction};
+/// use vgrad::nn::{huber_loss, Reduction};
 /// use vgrad::{Tape, Tensor};
 /// let tape = Tape::<f64>::new();
 /// let p = tape.leaf(Tensor::vector(&[0.5, 3.0]));
@@ -216,7 +195,7 @@ pub fn huber_loss<'t, T: Element>(
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::loss::{smooth_l1_loss, Reduction};
+/// use vgrad::nn::{smooth_l1_loss, Reduction};
 /// use vgrad::{Tape, Tensor};
 /// let tape = Tape::<f64>::new();
 /// let p = tape.leaf(Tensor::vector(&[0.25, -2.0]));
@@ -253,7 +232,7 @@ pub fn smooth_l1_loss<'t, T: Element>(
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::loss::{cross_entropy, Reduction};
+/// use vgrad::nn::{cross_entropy, Reduction};
 /// use vgrad::{Tape, Tensor};
 /// let tape = Tape::<f64>::new();
 /// let z = tape.leaf(Tensor::from_vec(vec![1000.0, 0.0, -1000.0], &[1, 3])?);
@@ -285,7 +264,7 @@ pub fn cross_entropy<'t, T: Element>(
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::loss::{nll_loss, Reduction};
+/// use vgrad::nn::{nll_loss, Reduction};
 /// use vgrad::{Tape, Tensor};
 /// let tape = Tape::<f64>::new();
 /// let lp = tape.leaf(Tensor::from_vec(vec![-0.5, -1.0, -2.0, -0.1], &[2, 2])?);
@@ -330,7 +309,7 @@ pub fn nll_loss<'t, T: Element>(
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::loss::{binary_cross_entropy_with_logits, Reduction};
+/// use vgrad::nn::{binary_cross_entropy_with_logits, Reduction};
 /// use vgrad::{Tape, Tensor};
 /// let tape = Tape::<f64>::new();
 /// let z = tape.leaf(Tensor::vector(&[0.0, 1000.0, -1000.0]));

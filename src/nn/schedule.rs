@@ -1,39 +1,6 @@
-//! Learning-rate schedules: closed forms of PyTorch's `torch.optim.lr_scheduler` classes.
-//!
-//! A schedule ([`LrSchedule`]) is a pure function from a base rate and a step count to a rate;
-//! it holds no optimiser and no counter, so it can be queried for any step, plotted, or
-//! composed ([`SequentialLR`]). [`LrScheduler`] adds the counter and drives an [`Optimizer`]
-//! the way PyTorch's scheduler objects do: construction sets the rate for step 0, each
-//! [`step`](LrScheduler::step) advances by one. [`ReduceLROnPlateau`] depends on observed
-//! metrics rather than on the step count, so it is a separate, stateful type.
-//!
-//! Both drive every rate the optimiser lists in [`Optimizer::group_lrs`] (its own, then each
-//! [`ParamGroup`](crate::nn::ParamGroup) with a rate of its own), each from its own base rate,
-//! as PyTorch's schedulers drive each parameter group from its `initial_lr`: a floor
-//! (`eta_min`, `min_lr`) is a floor for every group.
-//!
-//! PyTorch's schedulers update the rate recursively from the previous one; vgrad evaluates the
-//! closed forms PyTorch documents (`_get_closed_form_lr`), which agree to rounding (the golden
-//! tests compare 30 steps of every schedule with PyTorch's own sequence).
-//!
-//! # Example: linear warm-up, then cosine decay
-//! ```
-//! use vgrad::nn::{CosineAnnealingLR, LinearWarmup, LrScheduler, Optimizer, SequentialLR, Sgd, SgdConfig};
-//!
-//! let mut opt = Sgd::<f32>::new(SgdConfig { lr: 0.1, ..Default::default() })?;
-//! let schedule = SequentialLR::new(
-//!     vec![Box::new(LinearWarmup::new(0.1, 5)?), Box::new(CosineAnnealingLR::new(20, 0.0)?)],
-//!     vec![5],
-//! )?;
-//! let mut sched = LrScheduler::new(schedule, &mut opt)?;
-//! assert!((opt.lr() - 0.01).abs() < 1e-12); // step 0: base · start_factor
-//! for _epoch in 0..5 {
-//!     // ... train one epoch with opt ...
-//!     sched.step(&mut opt)?;
-//! }
-//! assert!((opt.lr() - 0.1).abs() < 1e-12); // warm-up done, cosine starts at the base rate
-//! # Ok::<(), vgrad::Error>(())
-//! ```
+//! Learning-rate schedules: closed forms of PyTorch's `torch.optim.lr_scheduler` classes,
+//! documented for users in the [`nn`](crate::nn) module docs ("Learning-rate schedules"); the
+//! items are used from there (`vgrad::nn::StepLr`), this module's path is hidden.
 
 use super::optim::Optimizer;
 use crate::error::{Error, Result};
@@ -41,6 +8,12 @@ use crate::tensor::Element;
 use std::f64::consts::PI;
 use std::fmt;
 
+// The old names under the old path, as `nn` has them (deprecated aliases).
+#[allow(deprecated)]
+#[doc(hidden)]
+pub use super::renamed::{
+    CosineAnnealingLR, ExponentialLR, ReduceLROnPlateau, SequentialLR, StepLR,
+};
 /// A learning rate as a function of the step (or epoch) count `t`, starting at 0, and the
 /// optimiser's base rate.
 pub trait LrSchedule: fmt::Debug {
@@ -73,19 +46,19 @@ fn check_factor(what: &str, x: f64) -> Result<()> {
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::{LrSchedule, StepLR};
-/// let s = StepLR::new(2, 0.5)?;
+/// use vgrad::nn::{LrSchedule, StepLr};
+/// let s = StepLr::new(2, 0.5)?;
 /// let lrs: Vec<f64> = (0..5).map(|t| s.lr(1.0, t)).collect();
 /// assert_eq!(lrs, [1.0, 1.0, 0.5, 0.5, 0.25]);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepLR {
+pub struct StepLr {
     step_size: usize,
     gamma: f64,
 }
 
-impl StepLR {
+impl StepLr {
     /// Decays by `gamma` every `step_size` steps (PyTorch's default gamma is 0.1).
     ///
     /// # Errors
@@ -95,11 +68,11 @@ impl StepLR {
             return Err(config_err("StepLR step_size must be at least 1".into()));
         }
         check_factor("StepLR gamma", gamma)?;
-        Ok(StepLR { step_size, gamma })
+        Ok(StepLr { step_size, gamma })
     }
 }
 
-impl LrSchedule for StepLR {
+impl LrSchedule for StepLr {
     fn lr(&self, base_lr: f64, t: usize) -> f64 {
         base_lr * self.gamma.powf((t / self.step_size) as f64)
     }
@@ -109,28 +82,28 @@ impl LrSchedule for StepLR {
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::{ExponentialLR, LrSchedule};
-/// let s = ExponentialLR::new(0.5)?;
+/// use vgrad::nn::{ExponentialLr, LrSchedule};
+/// let s = ExponentialLr::new(0.5)?;
 /// assert_eq!(s.lr(2.0, 3), 0.25);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ExponentialLR {
+pub struct ExponentialLr {
     gamma: f64,
 }
 
-impl ExponentialLR {
+impl ExponentialLr {
     /// Multiplies the rate by `gamma` every step.
     ///
     /// # Errors
     /// [`Error::Config`] if `gamma` is negative or not finite.
     pub fn new(gamma: f64) -> Result<Self> {
         check_factor("ExponentialLR gamma", gamma)?;
-        Ok(ExponentialLR { gamma })
+        Ok(ExponentialLr { gamma })
     }
 }
 
-impl LrSchedule for ExponentialLR {
+impl LrSchedule for ExponentialLr {
     fn lr(&self, base_lr: f64, t: usize) -> f64 {
         base_lr * self.gamma.powf(t as f64)
     }
@@ -141,24 +114,24 @@ impl LrSchedule for ExponentialLR {
 ///
 /// Past `t_max` the formula keeps going, so the rate climbs back up over the next `t_max`
 /// steps, exactly as PyTorch's scheduler does; stop stepping, or compose with
-/// [`SequentialLR`], to hold it.
+/// [`SequentialLr`], to hold it.
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::{CosineAnnealingLR, LrSchedule};
-/// let s = CosineAnnealingLR::new(10, 0.0)?;
+/// use vgrad::nn::{CosineAnnealingLr, LrSchedule};
+/// let s = CosineAnnealingLr::new(10, 0.0)?;
 /// assert_eq!(s.lr(1.0, 0), 1.0);
 /// assert!((s.lr(1.0, 5) - 0.5).abs() < 1e-15);
 /// assert!(s.lr(1.0, 10).abs() < 1e-15);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CosineAnnealingLR {
+pub struct CosineAnnealingLr {
     t_max: usize,
     eta_min: f64,
 }
 
-impl CosineAnnealingLR {
+impl CosineAnnealingLr {
     /// Anneals to `eta_min` (PyTorch's default 0) over `t_max` steps.
     ///
     /// # Errors
@@ -170,11 +143,11 @@ impl CosineAnnealingLR {
             ));
         }
         check_factor("CosineAnnealingLR eta_min", eta_min)?;
-        Ok(CosineAnnealingLR { t_max, eta_min })
+        Ok(CosineAnnealingLr { t_max, eta_min })
     }
 }
 
-impl LrSchedule for CosineAnnealingLR {
+impl LrSchedule for CosineAnnealingLr {
     fn lr(&self, base_lr: f64, t: usize) -> f64 {
         self.eta_min
             + (base_lr - self.eta_min) * (1.0 + (PI * t as f64 / self.t_max as f64).cos()) / 2.0
@@ -234,9 +207,9 @@ impl LrSchedule for LinearWarmup {
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::{ExponentialLR, LinearWarmup, LrSchedule, SequentialLR};
-/// let s = SequentialLR::new(
-///     vec![Box::new(LinearWarmup::new(0.5, 2)?), Box::new(ExponentialLR::new(0.5)?)],
+/// use vgrad::nn::{ExponentialLr, LinearWarmup, LrSchedule, SequentialLr};
+/// let s = SequentialLr::new(
+///     vec![Box::new(LinearWarmup::new(0.5, 2)?), Box::new(ExponentialLr::new(0.5)?)],
 ///     vec![2],
 /// )?;
 /// let lrs: Vec<f64> = (0..5).map(|t| s.lr(1.0, t)).collect();
@@ -244,12 +217,12 @@ impl LrSchedule for LinearWarmup {
 /// # Ok::<(), vgrad::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct SequentialLR {
+pub struct SequentialLr {
     schedules: Vec<Box<dyn LrSchedule>>,
     milestones: Vec<usize>,
 }
 
-impl SequentialLR {
+impl SequentialLr {
     /// Chains `schedules`, switching at the given steps.
     ///
     /// # Errors
@@ -278,14 +251,14 @@ impl SequentialLR {
             }
             prev = m;
         }
-        Ok(SequentialLR {
+        Ok(SequentialLr {
             schedules,
             milestones,
         })
     }
 }
 
-impl LrSchedule for SequentialLR {
+impl LrSchedule for SequentialLr {
     fn lr(&self, base_lr: f64, t: usize) -> f64 {
         // Index of the active schedule: how many milestones have been reached (bisect_right).
         let i = self.milestones.partition_point(|&m| m <= t);
@@ -304,9 +277,9 @@ impl LrSchedule for SequentialLR {
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::{LrScheduler, Optimizer, Sgd, SgdConfig, StepLR};
+/// use vgrad::nn::{LrScheduler, Optimizer, Sgd, SgdConfig, StepLr};
 /// let mut opt = Sgd::<f64>::new(SgdConfig { lr: 1.0, ..Default::default() })?;
-/// let mut sched = LrScheduler::new(StepLR::new(2, 0.1)?, &mut opt)?;
+/// let mut sched = LrScheduler::new(StepLr::new(2, 0.1)?, &mut opt)?;
 /// sched.step(&mut opt)?;
 /// assert_eq!(opt.lr(), 1.0);
 /// sched.step(&mut opt)?;
@@ -319,11 +292,11 @@ impl LrSchedule for SequentialLR {
 ///
 /// # Example: parameter groups with their own rates
 /// ```
-/// use vgrad::nn::{AdamW, AdamWConfig, CosineAnnealingLR, LrScheduler, Optimizer, ParamGroup};
+/// use vgrad::nn::{AdamW, AdamWConfig, CosineAnnealingLr, LrScheduler, Optimizer, ParamGroup};
 /// let biases = ParamGroup::matching(|n| n.ends_with("bias")).lr(0.03);
 /// let mut opt = AdamW::<f32>::new(AdamWConfig { lr: 0.01, ..Default::default() })?
 ///     .with_group(biases)?;
-/// let mut sched = LrScheduler::new(CosineAnnealingLR::new(3, 1e-3)?, &mut opt)?;
+/// let mut sched = LrScheduler::new(CosineAnnealingLr::new(3, 1e-3)?, &mut opt)?;
 /// assert_eq!(sched.base_lrs(), [0.01, 0.03]);
 /// sched.step(&mut opt)?;
 /// let lrs = opt.group_lrs();
@@ -434,8 +407,8 @@ impl<S: LrSchedule> LrScheduler<S> {
     ///
     /// # Example
     /// ```
-    /// use vgrad::nn::{LrScheduler, StepLR};
-    /// let mut sched = LrScheduler::with_base_lr(StepLR::new(10, 0.5)?, 0.1)?;
+    /// use vgrad::nn::{LrScheduler, StepLr};
+    /// let mut sched = LrScheduler::with_base_lr(StepLr::new(10, 0.5)?, 0.1)?;
     /// sched.set_epoch(25);
     /// assert_eq!(sched.epoch(), 25);
     /// assert!((sched.last_lr() - 0.025).abs() < 1e-15);
@@ -470,7 +443,7 @@ pub enum PlateauMode {
     Max,
 }
 
-/// How [`ReduceLROnPlateau`] decides that a metric improved on the best so far.
+/// How [`ReduceLrOnPlateau`] decides that a metric improved on the best so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ThresholdMode {
     /// Better than `best·(1 ∓ threshold)` (default).
@@ -480,7 +453,7 @@ pub enum ThresholdMode {
     Abs,
 }
 
-/// [`ReduceLROnPlateau`]'s settings; `Default` is PyTorch's.
+/// [`ReduceLrOnPlateau`]'s settings; `Default` is PyTorch's.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PlateauConfig {
     /// Minimise or maximise the metric (default `Min`).
@@ -533,9 +506,9 @@ impl Default for PlateauConfig {
 ///
 /// # Example
 /// ```
-/// use vgrad::nn::{Optimizer, PlateauConfig, ReduceLROnPlateau, Sgd, SgdConfig};
+/// use vgrad::nn::{Optimizer, PlateauConfig, ReduceLrOnPlateau, Sgd, SgdConfig};
 /// let mut opt = Sgd::<f32>::new(SgdConfig { lr: 0.1, ..Default::default() })?;
-/// let mut plateau = ReduceLROnPlateau::new(opt.lr(), PlateauConfig { patience: 1, ..Default::default() })?;
+/// let mut plateau = ReduceLrOnPlateau::new(opt.lr(), PlateauConfig { patience: 1, ..Default::default() })?;
 /// for val_loss in [1.0, 0.9, 0.9, 0.9] {
 ///     plateau.step(val_loss, &mut opt)?;
 /// }
@@ -545,11 +518,11 @@ impl Default for PlateauConfig {
 ///
 /// # Example: parameter groups, each with its floor
 /// ```
-/// use vgrad::nn::{Optimizer, ParamGroup, PlateauConfig, ReduceLROnPlateau, Sgd, SgdConfig};
+/// use vgrad::nn::{Optimizer, ParamGroup, PlateauConfig, ReduceLrOnPlateau, Sgd, SgdConfig};
 /// let head = ParamGroup::matching(|n| n.starts_with("head.")).lr(0.03);
 /// let mut opt = Sgd::<f32>::new(SgdConfig { lr: 0.1, ..Default::default() })?.with_group(head)?;
 /// let cfg = PlateauConfig { patience: 0, factor: 0.5, ..Default::default() };
-/// let mut plateau = ReduceLROnPlateau::for_optimizer(&opt, cfg)?.with_min_lrs(vec![0.01, 0.02])?;
+/// let mut plateau = ReduceLrOnPlateau::for_optimizer(&opt, cfg)?.with_min_lrs(vec![0.01, 0.02])?;
 /// for val_loss in [1.0, 1.0, 1.0] {
 ///     plateau.step(val_loss, &mut opt)?;
 /// }
@@ -558,7 +531,7 @@ impl Default for PlateauConfig {
 /// # Ok::<(), vgrad::Error>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct ReduceLROnPlateau {
+pub struct ReduceLrOnPlateau {
     cfg: PlateauConfig,
     /// The current rates; never empty.
     lrs: Vec<f64>,
@@ -569,7 +542,7 @@ pub struct ReduceLROnPlateau {
     cooldown_counter: usize,
 }
 
-impl ReduceLROnPlateau {
+impl ReduceLrOnPlateau {
     /// Starts at the one rate `lr` with no best metric yet. For an optimiser with parameter
     /// groups of their own rate use [`for_optimizer`](Self::for_optimizer): stepping one with
     /// this scheduler is an error.
@@ -608,7 +581,7 @@ impl ReduceLROnPlateau {
                 cfg.factor
             )));
         }
-        Ok(ReduceLROnPlateau {
+        Ok(ReduceLrOnPlateau {
             cfg,
             min_lrs: vec![cfg.min_lr; lrs.len()],
             lrs,
@@ -733,12 +706,12 @@ impl ReduceLROnPlateau {
     ///
     /// # Example
     /// ```
-    /// use vgrad::nn::{PlateauConfig, ReduceLROnPlateau};
+    /// use vgrad::nn::{PlateauConfig, ReduceLrOnPlateau};
     /// let cfg = PlateauConfig { patience: 1, ..Default::default() };
-    /// let mut run = ReduceLROnPlateau::new(0.1, cfg)?;
+    /// let mut run = ReduceLrOnPlateau::new(0.1, cfg)?;
     /// run.observe(1.0);
     /// run.observe(1.0); // one bad epoch so far
-    /// let mut resumed = ReduceLROnPlateau::from_state(cfg, run.state())?;
+    /// let mut resumed = ReduceLrOnPlateau::from_state(cfg, run.state())?;
     /// assert_eq!(resumed.observe(1.0), run.observe(1.0)); // both reduce now
     /// assert!((resumed.lr() - 0.01).abs() < 1e-15);
     /// # Ok::<(), vgrad::Error>(())
@@ -749,7 +722,7 @@ impl ReduceLROnPlateau {
                 "ReduceLROnPlateau best metric must not be NaN".to_string(),
             ));
         }
-        let mut s = ReduceLROnPlateau::with_lrs(state.lrs, cfg)?.with_min_lrs(state.min_lrs)?;
+        let mut s = ReduceLrOnPlateau::with_lrs(state.lrs, cfg)?.with_min_lrs(state.min_lrs)?;
         s.best = state.best;
         s.num_bad = state.num_bad_epochs;
         s.cooldown_counter = state.cooldown_counter;
@@ -757,7 +730,7 @@ impl ReduceLROnPlateau {
     }
 }
 
-/// The running state of a [`ReduceLROnPlateau`], for checkpoints.
+/// The running state of a [`ReduceLrOnPlateau`], for checkpoints.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlateauState {
     /// The current rates, in the order of [`Optimizer::group_lrs`].
@@ -778,31 +751,31 @@ mod tests {
 
     #[test]
     fn configs_are_validated() {
-        assert!(StepLR::new(0, 0.1).is_err());
-        assert!(StepLR::new(1, f64::NAN).is_err());
-        assert!(ExponentialLR::new(-0.5).is_err());
-        assert!(CosineAnnealingLR::new(0, 0.0).is_err());
-        assert!(CosineAnnealingLR::new(10, -1e-3).is_err());
+        assert!(StepLr::new(0, 0.1).is_err());
+        assert!(StepLr::new(1, f64::NAN).is_err());
+        assert!(ExponentialLr::new(-0.5).is_err());
+        assert!(CosineAnnealingLr::new(0, 0.0).is_err());
+        assert!(CosineAnnealingLr::new(10, -1e-3).is_err());
         assert!(LinearWarmup::new(0.0, 5).is_err());
         assert!(LinearWarmup::new(1.5, 5).is_err());
         assert!(LinearWarmup::new(0.5, 0).is_err());
         let two = || -> Vec<Box<dyn LrSchedule>> {
             vec![
-                Box::new(ExponentialLR::new(0.9).unwrap()),
-                Box::new(ExponentialLR::new(0.9).unwrap()),
+                Box::new(ExponentialLr::new(0.9).unwrap()),
+                Box::new(ExponentialLr::new(0.9).unwrap()),
             ]
         };
-        assert!(SequentialLR::new(vec![], vec![]).is_err());
-        assert!(SequentialLR::new(two(), vec![]).is_err());
-        assert!(SequentialLR::new(two(), vec![0]).is_err());
-        assert!(SequentialLR::new(two(), vec![3]).is_ok());
+        assert!(SequentialLr::new(vec![], vec![]).is_err());
+        assert!(SequentialLr::new(two(), vec![]).is_err());
+        assert!(SequentialLr::new(two(), vec![0]).is_err());
+        assert!(SequentialLr::new(two(), vec![3]).is_ok());
         let bad = PlateauConfig {
             factor: 1.0,
             ..Default::default()
         };
-        assert!(ReduceLROnPlateau::new(0.1, bad).is_err());
-        assert!(ReduceLROnPlateau::new(-0.1, PlateauConfig::default()).is_err());
-        assert!(LrScheduler::with_base_lr(StepLR::new(1, 0.5).unwrap(), f64::NAN).is_err());
+        assert!(ReduceLrOnPlateau::new(0.1, bad).is_err());
+        assert!(ReduceLrOnPlateau::new(-0.1, PlateauConfig::default()).is_err());
+        assert!(LrScheduler::with_base_lr(StepLr::new(1, 0.5).unwrap(), f64::NAN).is_err());
     }
 
     /// A group with its own rate reaches a schedule's floor as PyTorch's does; a group with a
@@ -820,7 +793,7 @@ mod tests {
         .with_group(ParamGroup::matching(|n| n.ends_with("scale")).lr_scale(3.0))
         .unwrap();
         let mut sched =
-            LrScheduler::new(CosineAnnealingLR::new(3, 1e-3).unwrap(), &mut opt).unwrap();
+            LrScheduler::new(CosineAnnealingLr::new(3, 1e-3).unwrap(), &mut opt).unwrap();
         let mut lrs = vec![opt.group_lrs()];
         for _ in 0..3 {
             sched.step(&mut opt).unwrap();
@@ -842,23 +815,23 @@ mod tests {
         assert!((opt.lr() * 3.0 - 3e-3).abs() < 1e-15);
 
         // A scheduler for one rate cannot drive an optimiser with two.
-        let mut one = LrScheduler::with_base_lr(StepLR::new(1, 0.5).unwrap(), 0.1).unwrap();
+        let mut one = LrScheduler::with_base_lr(StepLr::new(1, 0.5).unwrap(), 0.1).unwrap();
         assert!(matches!(one.step(&mut opt), Err(Error::Config(_))));
         assert_eq!(opt.group_lrs(), lrs[3], "unchanged");
-        let mut plateau = ReduceLROnPlateau::new(0.1, PlateauConfig::default()).unwrap();
+        let mut plateau = ReduceLrOnPlateau::new(0.1, PlateauConfig::default()).unwrap();
         assert!(plateau.step(1.0, &mut opt).is_err());
         assert!(plateau.clone().with_min_lrs(vec![0.0, 0.0]).is_err());
         assert!(plateau.with_min_lrs(vec![f64::NAN]).is_err());
-        assert!(LrScheduler::with_base_lrs(StepLR::new(1, 0.5).unwrap(), vec![]).is_err());
+        assert!(LrScheduler::with_base_lrs(StepLr::new(1, 0.5).unwrap(), vec![]).is_err());
     }
 
     #[test]
     fn sequential_switches_at_milestones_with_restarted_count() {
-        let s = SequentialLR::new(
+        let s = SequentialLr::new(
             vec![
-                Box::new(StepLR::new(100, 0.5).unwrap()),
-                Box::new(ExponentialLR::new(0.5).unwrap()),
-                Box::new(StepLR::new(1, 0.1).unwrap()),
+                Box::new(StepLr::new(100, 0.5).unwrap()),
+                Box::new(ExponentialLr::new(0.5).unwrap()),
+                Box::new(StepLr::new(1, 0.1).unwrap()),
             ],
             vec![2, 4],
         )
@@ -878,7 +851,7 @@ mod tests {
             min_lr: 0.3,
             ..Default::default()
         };
-        let mut p = ReduceLROnPlateau::new(1.0, cfg).unwrap();
+        let mut p = ReduceLrOnPlateau::new(1.0, cfg).unwrap();
         assert_eq!(p.observe(0.5), 1.0); // first observation improves on −∞
         assert_eq!(p.observe(0.55), 0.5); // not better by 0.1: reduce at once (patience 0)
         assert_eq!(p.observe(0.7), 0.5); // better

@@ -17,9 +17,9 @@ use rand::{RngExt, SeedableRng};
 use std::f64::consts::PI;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use vgrad::nn::{
-    clip_grad_norm, clip_grad_norm_p, CosineAnnealingLR, Ctx, Linear, LinearWarmup, LrSchedule,
+    clip_grad_norm, clip_grad_norm_p, CosineAnnealingLr, Ctx, Linear, LinearWarmup, LrSchedule,
     LrScheduler, Module, Optimizer, Param, ParamGrads, ParamGroup, PlateauConfig,
-    ReduceLROnPlateau, SequentialLR, Sgd, SgdConfig,
+    ReduceLrOnPlateau, SequentialLr, Sgd, SgdConfig,
 };
 use vgrad::{Element, Error, Tape, Tensor};
 
@@ -125,10 +125,10 @@ fn generated_group_schedules_follow_pytorchs_per_group_rule() {
                 ..Default::default()
             })?
             .with_group(group)?;
-            let schedule = SequentialLR::new(
+            let schedule = SequentialLr::new(
                 vec![
                     Box::new(LinearWarmup::new(s, w)?) as Box<dyn LrSchedule>,
-                    Box::new(CosineAnnealingLR::new(t_max, eta_min)?),
+                    Box::new(CosineAnnealingLr::new(t_max, eta_min)?),
                 ],
                 vec![w],
             )?;
@@ -244,7 +244,7 @@ fn generated_plateaus_reduce_every_group_on_its_own() {
                 ..Default::default()
             };
             let mut plateau =
-                ReduceLROnPlateau::for_optimizer(&opt, cfg)?.with_min_lrs(min_lrs.clone())?;
+                ReduceLrOnPlateau::for_optimizer(&opt, cfg)?.with_min_lrs(min_lrs.clone())?;
             let mut reference = PlateauRef {
                 lrs: std::iter::once(base).chain(own.iter().copied()).collect(),
                 min_lrs: min_lrs.clone(),
@@ -256,7 +256,7 @@ fn generated_plateaus_reduce_every_group_on_its_own() {
             let mut ok = true;
             for &m in &metrics {
                 if rng.random_bool(0.2) {
-                    plateau = ReduceLROnPlateau::from_state(cfg, plateau.state())?;
+                    plateau = ReduceLrOnPlateau::from_state(cfg, plateau.state())?;
                 }
                 plateau.step(m, &mut opt)?;
                 reference.observe(m);
@@ -313,10 +313,10 @@ fn generated_invalid_group_configurations_are_clear_errors() {
                     );
                     r
                 }
-                3 => ReduceLROnPlateau::for_optimizer(&opt, PlateauConfig::default())?
+                3 => ReduceLrOnPlateau::for_optimizer(&opt, PlateauConfig::default())?
                     .with_min_lrs(vec![0.0, bad])
                     .map(drop),
-                _ => LrScheduler::with_base_lrs(CosineAnnealingLR::new(3, 0.0)?, vec![0.1, bad])
+                _ => LrScheduler::with_base_lrs(CosineAnnealingLr::new(3, 0.0)?, vec![0.1, bad])
                     .map(drop),
             }
         }));

@@ -13,9 +13,9 @@
 //!   one named `bias`;
 //! * from the layer's labelled output, during backward: the backpropagated signal ‖∂L/∂h‖ at
 //!   that output, and the output's mean and standard deviation;
-//! * from the activation that follows it (the next labelled activation op on the tape before
-//!   another layer's output — in a `Sequential`, the `Activation` at index i + 1): mean, std, the
-//!   fraction of saturated units (sigmoid within 0.01 of 0 or 1, |tanh| > 0.99) and the fraction
+//! * from the activation that follows it (the next output on the tape that its layer labelled as
+//!   an activation, [`OutputKind::Activation`](crate::nn::OutputKind), before another layer's
+//!   output — in a `Sequential`, the `Activation` at index i + 1): mean, std, the fraction of saturated units (sigmoid within 0.01 of 0 or 1, |tanh| > 0.99) and the fraction
 //!   of dead ReLU units (zero for every sample of the batch);
 //! * from the model before and after an optimiser step: ‖ΔW‖/‖W‖.
 //!
@@ -166,7 +166,8 @@ impl LayerKind {
 pub struct ActivationStats {
     /// The activation's dotted name (`"1"` after the `Linear` named `"0"` in a `Sequential`).
     pub name: String,
-    /// Which activation it is, read from the op that produced the labelled output.
+    /// Which activation it is, as the layer said when it labelled its output
+    /// ([`Ctx::label_as`]).
     pub kind: Activation<f64>,
     /// Mean of the outputs.
     pub mean: f64,

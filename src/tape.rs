@@ -22,8 +22,9 @@
 use crate::ops::{self, Algebra, InputGrads, Op};
 use crate::tensor::{Element, Shape, Tensor};
 use smallvec::SmallVec;
+use std::any::Any;
 use std::cell::{Cell, Ref, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
@@ -38,16 +39,22 @@ const INLINE_INPUTS: usize = 3;
 /// Parent indices of a node.
 pub(crate) type Parents = SmallVec<[usize; INLINE_INPUTS]>;
 
-/// Hashes a node index with one multiplication (Fibonacci hashing). A backward sweep with hooks
-/// looks every node up in the label and hook maps, where the standard library's SipHash showed
-/// in the gradient monitor's profile; the keys are the tape's own indices, not an adversary's.
+/// The crate's one hasher, for maps keyed by small integer ids (node indices,
+/// [`ParamId`](crate::nn::ParamId)s) or by short labels from the program's own module tree
+/// (`"12"`, `"3.branch.0"`). An integer is hashed with one multiplication (Fibonacci hashing), a
+/// string a byte at a time. A backward sweep with hooks looks every node up in the label and hook
+/// maps, and the gradient monitor looks labels up a hundred times per watched step: in both
+/// profiles the standard library's SipHash showed, a defence against adversarial keys that ids
+/// and module paths do not need.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);
 
-/// A `HashMap` keyed by small integer ids (node indices, [`ParamId`](crate::nn::ParamId)s),
-/// hashed with [`IdHasher`]: the per-step maps of gradients and bound parameters showed
-/// SipHash at 1% of a deep training step.
+/// A `HashMap` hashed with [`IdHasher`]: the per-step maps of gradients and bound parameters
+/// showed SipHash at 1% of a deep training step.
 pub(crate) type FastIdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// A `HashSet` hashed with [`IdHasher`].
+pub(crate) type FastIdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 
 impl Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -187,6 +194,10 @@ impl std::error::Error for Anomaly {}
 pub struct Tape<T: Element> {
     nodes: RefCell<Vec<Node<T>>>,
     labels: RefCell<IdMap<Arc<str>>>,
+    /// What the code that labelled a node says it is ([`Var::label_as`]), kept for the tape's
+    /// observers and never read by the engine: an `nn` layer's word for what its output is, so
+    /// that nothing above the engine needs to know which op made a node.
+    label_kinds: RefCell<IdMap<Box<dyn Any>>>,
     retained: RefCell<Vec<usize>>,
     hooks: RefCell<Hooks<T>>,
     grad_enabled: Cell<bool>,
@@ -287,6 +298,7 @@ impl<T: Element> Tape<T> {
         Tape {
             nodes: RefCell::new(spare_nodes::take()),
             labels: RefCell::default(),
+            label_kinds: RefCell::default(),
             retained: RefCell::default(),
             hooks: RefCell::default(),
             grad_enabled: Cell::new(true),
@@ -307,6 +319,7 @@ impl<T: Element> Tape<T> {
     pub fn reset(&mut self) {
         self.nodes.get_mut().clear();
         self.labels.get_mut().clear();
+        self.label_kinds.get_mut().clear();
         self.retained.get_mut().clear();
         // The serial counter survives, so a handle from before the reset never removes a hook
         // registered after it.
@@ -443,22 +456,25 @@ impl<T: Element> Tape<T> {
         removed
     }
 
-    /// Every labelled node in tape (forward) order with its label and the op that made it. The
-    /// gradient monitor reads from it which activation produced a layer's output (the label alone
-    /// does not say) and in which order layers ran.
-    pub(crate) fn labelled_nodes(&self) -> Vec<(usize, Arc<str>, Op<T>)> {
-        let nodes = self.nodes.borrow();
+    /// Every labelled node in tape (forward) order: its id, its label, and the kind attached with
+    /// [`Var::label_as`] when that is a `K`. The gradient monitor reads from it which layers ran
+    /// in which order, and what each labelled output is in its layer's words (`nn::OutputKind`);
+    /// the op that made a node stays the engine's business.
+    pub(crate) fn labelled_nodes<K: Any + Copy>(&self) -> Vec<(usize, Arc<str>, Option<K>)> {
+        let kinds = self.label_kinds.borrow();
         let mut out: Vec<_> = self
             .labels
             .borrow()
             .iter()
-            .map(|(&id, l)| (id, l.clone(), nodes[id].op.clone()))
+            .map(|(&id, l)| {
+                let kind = kinds.get(&id).and_then(|k| k.downcast_ref::<K>()).copied();
+                (id, l.clone(), kind)
+            })
             .collect();
         out.sort_by_key(|e| e.0);
         out
     }
 
-    /// The value of node `id` (a reference-count increment, not a copy).
     pub(crate) fn value(&self, id: usize) -> Tensor<T> {
         self.nodes.borrow()[id].value.clone()
     }
@@ -901,6 +917,18 @@ impl<'t, T: Element> Var<'t, T> {
             .borrow()
             .get(&self.id)
             .map(|s| s.to_string())
+    }
+
+    /// Labels this node as [`label`](Var::label) does and attaches `kind`, what the labeller
+    /// says the node is. The engine stores the kind and never reads it; observers of the tape
+    /// read it back with [`Tape::labelled_nodes`]. A later plain `label` renames the node and
+    /// keeps the kind.
+    pub(crate) fn label_as<K: Any>(self, name: &str, kind: K) -> Var<'t, T> {
+        self.tape
+            .label_kinds
+            .borrow_mut()
+            .insert(self.id, Box::new(kind));
+        self.label(name)
     }
 
     /// Keeps this intermediate node's gradient in the result of backward (PyTorch's

@@ -652,248 +652,353 @@ pub fn diagnose(steps: &[StepRecord], cfg: &DiagnosisConfig) -> Diagnosis {
         fixes: Vec::new(),
         evidence: Evidence::default(),
     };
-    let Some(first) = steps.first() else {
+    let Some(r) = Reading::of(steps) else {
         d.summary = "no step was recorded".into();
         return d;
     };
-    let current = steps
-        .iter()
-        .rev()
-        .find(|s| step_is_finite(s))
-        .unwrap_or(first);
-    let p = profile(current);
-    let acts = activations(&p);
-    let gain = median(p.layers.iter().filter_map(|l| l.weight_gain()).collect());
-    let recommended = recommended_gain(acts.kind);
-    let n = p.layers.len();
+    d.evidence = r.evidence();
+    // The rules in the order of the list above; the first that holds decides.
+    if diverges(&mut d, &r, cfg) {
+        return d;
+    }
+    if r.n < 2 {
+        d.summary = "fewer than two layers were recorded".into();
+        return d;
+    }
+    let decided = grows(&mut d, &r, cfg)
+        || signal_vanishes(&mut d, &r, cfg)
+        || gradients_vanish(&mut d, &r, cfg);
+    if !decided {
+        healthy(&mut d, &r);
+    }
+    d
+}
 
-    let losses: Vec<(usize, f64)> = steps
-        .iter()
-        .filter_map(|s| Some((s.step, s.loss?)))
-        .collect();
-    let updates: Vec<(usize, &LayerRecord, f64)> = steps
-        .iter()
-        .flat_map(|s| {
-            s.layers
-                .iter()
-                .filter_map(move |l| Some((s.step, l, l.update_ratio?)))
+/// What every rule reads: the layer profile of the latest finite step, and the losses and
+/// update ratios over the run.
+struct Reading<'a> {
+    steps: &'a [StepRecord],
+    first: &'a StepRecord,
+    /// The latest step whose gradients are all finite (the first when none is).
+    current: &'a StepRecord,
+    p: Profile<'a>,
+    acts: ActSummary,
+    /// Median rms(W)·√fan_in of the layers.
+    gain: Option<f64>,
+    /// The gain that keeps the variance for the most common activation.
+    recommended: f64,
+    /// How many layers the profile spans.
+    n: usize,
+    /// `(step, loss)` of the steps that know their loss.
+    losses: Vec<(usize, f64)>,
+    /// `(step, layer, ‖ΔW‖/‖W‖)` of every measured update.
+    updates: Vec<(usize, &'a LayerRecord, f64)>,
+    /// The largest finite update ratio.
+    max_update: Option<f64>,
+}
+
+impl<'a> Reading<'a> {
+    fn of(steps: &'a [StepRecord]) -> Option<Reading<'a>> {
+        let first = steps.first()?;
+        let current = steps
+            .iter()
+            .rev()
+            .find(|s| step_is_finite(s))
+            .unwrap_or(first);
+        let p = profile(current);
+        let acts = activations(&p);
+        let gain = median(p.layers.iter().filter_map(|l| l.weight_gain()).collect());
+        let recommended = recommended_gain(acts.kind);
+        let n = p.layers.len();
+        let losses = steps
+            .iter()
+            .filter_map(|s| Some((s.step, s.loss?)))
+            .collect();
+        let updates: Vec<(usize, &LayerRecord, f64)> = steps
+            .iter()
+            .flat_map(|s| {
+                s.layers
+                    .iter()
+                    .filter_map(move |l| Some((s.step, l, l.update_ratio?)))
+            })
+            .collect();
+        let max_update = largest(updates.iter().map(|u| u.2));
+        Some(Reading {
+            steps,
+            first,
+            current,
+            p,
+            acts,
+            gain,
+            recommended,
+            n,
+            losses,
+            updates,
+            max_update,
         })
-        .collect();
-    let max_update = updates
-        .iter()
-        .map(|u| u.2)
+    }
+
+    fn evidence(&self) -> Evidence {
+        Evidence {
+            step: Some(self.current.step),
+            layers: self.n,
+            grad_ratio: self.p.grad_ratio,
+            signal_grad_ratio: self.p.signal_grad_ratio,
+            forward_ratio: self.p.forward_ratio,
+            weight_gain: self.gain,
+            saturated: self.acts.saturated,
+            dead: self.acts.dead,
+            max_update_ratio: self.max_update,
+            loss: self
+                .losses
+                .first()
+                .zip(self.losses.last())
+                .map(|(a, b)| (a.1, b.1)),
+        }
+    }
+
+    /// ‖∂L/∂W‖ of the first layer over the last layer's (NaN when unknown).
+    fn grad_ratio(&self) -> f64 {
+        self.p.grad_ratio.unwrap_or(f64::NAN)
+    }
+}
+
+/// The largest finite value, if any.
+fn largest(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values
         .filter(|x| x.is_finite())
-        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+}
 
-    d.evidence = Evidence {
-        step: Some(current.step),
-        layers: n,
-        grad_ratio: p.grad_ratio,
-        signal_grad_ratio: p.signal_grad_ratio,
-        forward_ratio: p.forward_ratio,
-        weight_gain: gain,
-        saturated: acts.saturated,
-        dead: acts.dead,
-        max_update_ratio: max_update,
-        loss: losses.first().zip(losses.last()).map(|(a, b)| (a.1, b.1)),
-    };
-
-    // 1. Divergence over the run.
-    let non_finite = steps.iter().find(|s| !step_is_finite(s)).map(|s| s.step);
-    let mut rise: Option<(f64, f64, usize)> = None;
+/// `(lowest earlier loss, loss at the rise, step)` of the first step whose trailing mean loss
+/// rises above `cfg.loss_rise` × the lowest earlier one, or stops being finite.
+fn loss_rise(losses: &[(usize, f64)], cfg: &DiagnosisConfig) -> Option<(f64, f64, usize)> {
     let mut lowest = f64::INFINITY;
     let window = cfg.loss_window.max(1);
     for (i, &(step, l)) in losses.iter().enumerate() {
         let recent = &losses[(i + 1).saturating_sub(window)..=i];
         let smooth = recent.iter().map(|x| x.1).sum::<f64>() / recent.len() as f64;
         if lowest.is_finite() && (!l.is_finite() || smooth > cfg.loss_rise * lowest) {
-            rise = Some((lowest, if l.is_finite() { smooth } else { l }, step));
-            break;
+            return Some((lowest, if l.is_finite() { smooth } else { l }, step));
         }
         lowest = lowest.min(smooth);
     }
-    let big_updates = max_update.is_some_and(|u| u > cfg.update_ratio_high);
-    if non_finite.is_some() || rise.is_some() || big_updates {
-        d.verdict = Verdict::ExplodingGradients;
-        let p0 = profile(first);
-        let init_grew = !step_is_finite(first)
-            || p0
-                .forward_ratio
-                .is_some_and(|r| r > cfg.signal_exploding_ratio)
-            || p0.grad_ratio.is_some_and(|r| r > cfg.exploding_ratio)
-            || p0
-                .signal_grad_ratio
-                .is_some_and(|r| r > cfg.exploding_ratio);
-        if init_grew {
-            // The network was broken before any update: read the first step.
-            explain_growth(&mut d, first, &p0, cfg, gain, recommended);
-            if let Some(step) = non_finite {
-                d.causes.insert(0, Cause::NonFinite { step });
-            }
-            if d.summary.is_empty() {
-                d.summary = format!(
-                    "the loss or gradients are not finite from step {}",
-                    first.step
-                );
-            }
-        } else {
-            d.summary = match (rise, non_finite) {
-                (Some((a, b, s)), _) => {
-                    format!("the loss rose from {} to {} at step {s}", num(a), num(b))
-                }
-                (None, Some(s)) => format!("gradients stopped being finite at step {s}"),
-                (None, None) => format!(
-                    "updates change the weights by up to {} of their norm (threshold {:e})",
-                    num(max_update.unwrap_or(f64::NAN)),
-                    cfg.update_ratio_high
-                ),
-            };
-            // The updates that caused the rise are those made before it; later ones only echo
-            // the blow-up.
-            let until = rise.map(|r| r.2).or(non_finite).unwrap_or(usize::MAX);
-            let before: Vec<&(usize, &LayerRecord, f64)> = updates
-                .iter()
-                .filter(|u| u.0 < until && u.2.is_finite())
-                .collect();
-            let cause_update = before
-                .iter()
-                .map(|u| u.2)
-                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-            d.causes.push(Cause::LearningRateTooHigh {
-                max_update_ratio: cause_update,
-                loss_before: rise.map(|r| r.0),
-                loss_after: rise.map(|r| r.1),
-            });
-            if let Some(step) = non_finite {
-                d.causes.push(Cause::NonFinite { step });
-            }
-            d.fixes = vec![Fix::LowerLearningRate, Fix::GradientClipping];
-            // The layers whose updates were too large, in depth order; all of them when the
-            // loss rose without one standing out.
-            let big = |l: &LayerRecord| {
-                before
-                    .iter()
-                    .any(|u| u.1.name == l.name && u.2 > cfg.update_ratio_high)
-            };
-            let hit = names(p.layers.iter().copied().filter(|l| big(l)));
-            d.affected = if hit.is_empty() {
-                names(p.layers.iter().copied())
-            } else {
-                hit
-            };
+    None
+}
+
+/// Rule 1, divergence over the run: the loss rises, a value stops being finite or an update is
+/// too large. Blamed on the initialisation when the first step already showed growth, on the
+/// learning rate otherwise.
+fn diverges(d: &mut Diagnosis, r: &Reading<'_>, cfg: &DiagnosisConfig) -> bool {
+    let non_finite = r.steps.iter().find(|s| !step_is_finite(s)).map(|s| s.step);
+    let rise = loss_rise(&r.losses, cfg);
+    let big_updates = r.max_update.is_some_and(|u| u > cfg.update_ratio_high);
+    if non_finite.is_none() && rise.is_none() && !big_updates {
+        return false;
+    }
+    d.verdict = Verdict::ExplodingGradients;
+    let p0 = profile(r.first);
+    let init_grew = !step_is_finite(r.first)
+        || p0
+            .forward_ratio
+            .is_some_and(|x| x > cfg.signal_exploding_ratio)
+        || p0.grad_ratio.is_some_and(|x| x > cfg.exploding_ratio)
+        || p0
+            .signal_grad_ratio
+            .is_some_and(|x| x > cfg.exploding_ratio);
+    if init_grew {
+        // The network was broken before any update: read the first step.
+        explain_growth(d, r.first, &p0, cfg, r.gain, r.recommended);
+        if let Some(step) = non_finite {
+            d.causes.insert(0, Cause::NonFinite { step });
         }
-        return d;
+        if d.summary.is_empty() {
+            d.summary = format!(
+                "the loss or gradients are not finite from step {}",
+                r.first.step
+            );
+        }
+    } else {
+        blame_learning_rate(d, r, cfg, rise, non_finite);
     }
+    true
+}
 
-    if n < 2 {
-        d.summary = "fewer than two layers were recorded".into();
-        return d;
+/// Rule 1 when the network was sound at the first step: the learning rate, and the layers whose
+/// updates were too large.
+fn blame_learning_rate(
+    d: &mut Diagnosis,
+    r: &Reading<'_>,
+    cfg: &DiagnosisConfig,
+    rise: Option<(f64, f64, usize)>,
+    non_finite: Option<usize>,
+) {
+    d.summary = match (rise, non_finite) {
+        (Some((a, b, s)), _) => {
+            format!("the loss rose from {} to {} at step {s}", num(a), num(b))
+        }
+        (None, Some(s)) => format!("gradients stopped being finite at step {s}"),
+        (None, None) => format!(
+            "updates change the weights by up to {} of their norm (threshold {:e})",
+            num(r.max_update.unwrap_or(f64::NAN)),
+            cfg.update_ratio_high
+        ),
+    };
+    // The updates that caused the rise are those made before it; later ones only echo the
+    // blow-up.
+    let until = rise.map(|x| x.2).or(non_finite).unwrap_or(usize::MAX);
+    let before: Vec<&(usize, &LayerRecord, f64)> = r
+        .updates
+        .iter()
+        .filter(|u| u.0 < until && u.2.is_finite())
+        .collect();
+    d.causes.push(Cause::LearningRateTooHigh {
+        max_update_ratio: largest(before.iter().map(|u| u.2)),
+        loss_before: rise.map(|x| x.0),
+        loss_after: rise.map(|x| x.1),
+    });
+    if let Some(step) = non_finite {
+        d.causes.push(Cause::NonFinite { step });
     }
-    let grad_ratio = p.grad_ratio.unwrap_or(f64::NAN);
-    let fwd = p.forward_ratio;
+    d.fixes = vec![Fix::LowerLearningRate, Fix::GradientClipping];
+    // The layers whose updates were too large, in depth order; all of them when the loss rose
+    // without one standing out.
+    let big = |l: &LayerRecord| {
+        before
+            .iter()
+            .any(|u| u.1.name == l.name && u.2 > cfg.update_ratio_high)
+    };
+    let hit = names(r.p.layers.iter().copied().filter(|l| big(l)));
+    d.affected = if hit.is_empty() {
+        names(r.p.layers.iter().copied())
+    } else {
+        hit
+    };
+}
 
-    // 2 and 3. Growth.
-    let grows = fwd.is_some_and(|r| r > cfg.signal_exploding_ratio)
-        || grad_ratio > cfg.exploding_ratio
-        || p.signal_grad_ratio.is_some_and(|r| r > cfg.exploding_ratio);
+/// Rules 2 and 3: the forward signal or the gradient grows with depth.
+fn grows(d: &mut Diagnosis, r: &Reading<'_>, cfg: &DiagnosisConfig) -> bool {
+    let grows =
+        r.p.forward_ratio
+            .is_some_and(|x| x > cfg.signal_exploding_ratio)
+            || r.grad_ratio() > cfg.exploding_ratio
+            || r.p
+                .signal_grad_ratio
+                .is_some_and(|x| x > cfg.exploding_ratio);
     if grows {
         d.verdict = Verdict::ExplodingGradients;
-        explain_growth(&mut d, current, &p, cfg, gain, recommended);
-        return d;
+        explain_growth(d, r.current, &r.p, cfg, r.gain, r.recommended);
     }
+    grows
+}
 
-    // 4. The forward signal dies out.
-    if let Some(r) = fwd.filter(|&r| r < cfg.signal_vanishing_ratio) {
-        d.verdict = Verdict::VanishingSignal;
-        let steps_between = p.hidden.len().saturating_sub(1);
-        let per = per_layer(r, steps_between);
-        let tail = if grad_ratio >= cfg.vanishing_ratio {
-            format!(
-                ", though the first/last ‖∂L/∂W‖ ratio looks fine ({}): the weight gradients are \
-                 balanced only because a shrinking forward signal multiplies a growing backward one",
-                num(grad_ratio)
-            )
-        } else {
-            String::new()
-        };
-        d.summary = format!(
-            "the activations' std falls to {} of the first hidden layer's by the last \
-             (×{per:.2} per layer, threshold {:e}){tail}",
-            num(r),
-            cfg.signal_vanishing_ratio
-        );
-        let first_std = p.hidden[0].signal_std().unwrap_or(f64::NAN);
-        d.affected = names(p.hidden.iter().copied().filter(|l| {
-            l.signal_std()
-                .is_some_and(|s| s < cfg.signal_vanishing_ratio * first_std)
-        }));
-        d.causes.push(Cause::InitShrinksSignal {
-            gain: gain.unwrap_or(f64::NAN),
-            recommended,
-            per_layer: per,
-        });
-        if grad_ratio < cfg.vanishing_ratio {
-            saturating_cause(&mut d, &p, &acts, cfg, grad_ratio, n);
-        }
-        dead_cause(&mut d, &acts, cfg);
-        d.fixes.push(if relu_family(acts.kind) {
-            Fix::HeInit
-        } else {
-            Fix::XavierInit
-        });
-        d.fixes.push(Fix::BatchNorm);
-        if acts.dead.is_some_and(|x| x > cfg.dead_high) {
-            d.fixes.push(Fix::LeakyActivation);
-        }
-        return d;
-    }
-
-    // 5. Gradients die out toward the input.
+/// Rule 4: the forward signal dies out. It comes before the vanishing gradients because a dying
+/// forward signal also starves the gradients.
+fn signal_vanishes(d: &mut Diagnosis, r: &Reading<'_>, cfg: &DiagnosisConfig) -> bool {
+    let Some(ratio) =
+        r.p.forward_ratio
+            .filter(|&x| x < cfg.signal_vanishing_ratio)
+    else {
+        return false;
+    };
+    let (p, acts, grad_ratio) = (&r.p, &r.acts, r.grad_ratio());
+    d.verdict = Verdict::VanishingSignal;
+    let steps_between = p.hidden.len().saturating_sub(1);
+    let per = per_layer(ratio, steps_between);
+    let tail = if grad_ratio >= cfg.vanishing_ratio {
+        format!(
+            ", though the first/last ‖∂L/∂W‖ ratio looks fine ({}): the weight gradients are \
+             balanced only because a shrinking forward signal multiplies a growing backward one",
+            num(grad_ratio)
+        )
+    } else {
+        String::new()
+    };
+    d.summary = format!(
+        "the activations' std falls to {} of the first hidden layer's by the last \
+         (×{per:.2} per layer, threshold {:e}){tail}",
+        num(ratio),
+        cfg.signal_vanishing_ratio
+    );
+    let first_std = p.hidden[0].signal_std().unwrap_or(f64::NAN);
+    d.affected = names(p.hidden.iter().copied().filter(|l| {
+        l.signal_std()
+            .is_some_and(|s| s < cfg.signal_vanishing_ratio * first_std)
+    }));
+    d.causes.push(Cause::InitShrinksSignal {
+        gain: r.gain.unwrap_or(f64::NAN),
+        recommended: r.recommended,
+        per_layer: per,
+    });
     if grad_ratio < cfg.vanishing_ratio {
-        d.verdict = Verdict::VanishingGradients;
-        let per = per_layer(grad_ratio, n - 1);
-        d.summary = format!(
-            "the first layer's ‖∂L/∂W‖ is {} of the last layer's (×{per:.2} per layer over {n} \
-             layers, threshold {:e})",
-            num(grad_ratio),
-            cfg.vanishing_ratio
-        );
-        let last = p.layers[n - 1].weight_grad_norm;
-        d.affected = names(
-            p.layers
-                .iter()
-                .copied()
-                .filter(|l| below_or_nan(l.weight_grad_norm, cfg.vanishing_ratio * last)),
-        );
-        let saturating = saturating_cause(&mut d, &p, &acts, cfg, grad_ratio, n);
-        dead_cause(&mut d, &acts, cfg);
-        if saturating {
-            d.fixes.push(Fix::NonSaturatingActivation);
-            d.fixes.push(Fix::HeInit);
-        } else if relu_family(acts.kind) {
-            d.fixes.push(Fix::HeInit);
-        } else {
-            d.fixes.push(Fix::XavierInit);
-        }
-        d.fixes.push(Fix::BatchNorm);
-        d.fixes.push(Fix::ResidualConnections);
-        if acts.dead.is_some_and(|x| x > cfg.dead_high) {
-            d.fixes.push(Fix::LeakyActivation);
-        }
-        return d;
+        saturating_cause(d, p, acts, cfg, grad_ratio, r.n);
     }
+    dead_cause(d, acts, cfg);
+    d.fixes.push(if relu_family(acts.kind) {
+        Fix::HeInit
+    } else {
+        Fix::XavierInit
+    });
+    d.fixes.push(Fix::BatchNorm);
+    if acts.dead.is_some_and(|x| x > cfg.dead_high) {
+        d.fixes.push(Fix::LeakyActivation);
+    }
+    true
+}
 
-    // 6. Healthy.
+/// Rule 5: the gradients die out toward the input.
+fn gradients_vanish(d: &mut Diagnosis, r: &Reading<'_>, cfg: &DiagnosisConfig) -> bool {
+    let (p, acts, grad_ratio, n) = (&r.p, &r.acts, r.grad_ratio(), r.n);
+    // NaN is no evidence of vanishing.
+    let vanishes = grad_ratio < cfg.vanishing_ratio;
+    if !vanishes {
+        return false;
+    }
+    d.verdict = Verdict::VanishingGradients;
+    let per = per_layer(grad_ratio, n - 1);
+    d.summary = format!(
+        "the first layer's ‖∂L/∂W‖ is {} of the last layer's (×{per:.2} per layer over {n} \
+         layers, threshold {:e})",
+        num(grad_ratio),
+        cfg.vanishing_ratio
+    );
+    let last = p.layers[n - 1].weight_grad_norm;
+    d.affected = names(
+        p.layers
+            .iter()
+            .copied()
+            .filter(|l| below_or_nan(l.weight_grad_norm, cfg.vanishing_ratio * last)),
+    );
+    let saturating = saturating_cause(d, p, acts, cfg, grad_ratio, n);
+    dead_cause(d, acts, cfg);
+    if saturating {
+        d.fixes.push(Fix::NonSaturatingActivation);
+        d.fixes.push(Fix::HeInit);
+    } else if relu_family(acts.kind) {
+        d.fixes.push(Fix::HeInit);
+    } else {
+        d.fixes.push(Fix::XavierInit);
+    }
+    d.fixes.push(Fix::BatchNorm);
+    d.fixes.push(Fix::ResidualConnections);
+    if acts.dead.is_some_and(|x| x > cfg.dead_high) {
+        d.fixes.push(Fix::LeakyActivation);
+    }
+    true
+}
+
+/// Rule 6: none of the above.
+fn healthy(d: &mut Diagnosis, r: &Reading<'_>) {
     d.verdict = Verdict::Healthy;
     d.summary = format!(
         "first/last-layer ratio of ‖∂L/∂W‖ {}, of ‖∂L/∂h‖ {}; activation std last/first {} \
-         ({n} layers, step {})",
-        num(grad_ratio),
-        p.signal_grad_ratio.map_or("n/a".into(), num),
-        fwd.map_or("n/a".into(), num),
-        current.step
+         ({} layers, step {})",
+        num(r.grad_ratio()),
+        r.p.signal_grad_ratio.map_or("n/a".into(), num),
+        r.p.forward_ratio.map_or("n/a".into(), num),
+        r.n,
+        r.current.step
     );
-    d
 }
 
 /// Names the saturating activation as a cause when there is one; returns whether it did.

@@ -13,9 +13,9 @@
 //!   one named `bias`;
 //! * from the layer's labelled output, during backward: the backpropagated signal ‖∂L/∂h‖ at
 //!   that output, and the output's mean and standard deviation;
-//! * from the activation that follows it (the next labelled activation op on the tape before
-//!   another layer's output — in a `Sequential`, the `Activation` at index i + 1): mean, std, the
-//!   fraction of saturated units (sigmoid within 0.01 of 0 or 1, |tanh| > 0.99) and the fraction
+//! * from the activation that follows it (the next output on the tape that its layer labelled as
+//!   an activation, [`OutputKind::Activation`](crate::nn::OutputKind), before another layer's
+//!   output — in a `Sequential`, the `Activation` at index i + 1): mean, std, the fraction of saturated units (sigmoid within 0.01 of 0 or 1, |tanh| > 0.99) and the fraction
 //!   of dead ReLU units (zero for every sample of the batch);
 //! * from the model before and after an optimiser step: ‖ΔW‖/‖W‖.
 //!
@@ -87,21 +87,19 @@
 
 mod diagnose;
 mod export;
-mod passes;
 mod plot;
 mod stats;
 
 pub use diagnose::{diagnose, Cause, Diagnosis, DiagnosisConfig, Evidence, Fix, Verdict};
 pub use plot::{gradient_flow_svg, heatmap_svg, PlotMetric};
 
-use crate::nn::{Activation, Ctx, Module, Param, ParamGrads, ParamId, Visitor};
-use crate::ops::Op;
-use crate::tape::{HookHandle, Tape, Var};
+use crate::nn::Visitor;
+use crate::nn::{Activation, Ctx, DottedPath, Module, OutputKind, Param, ParamGrads, ParamId};
+use crate::tape::{FastIdMap, FastIdSet, HookHandle, Tape, Var};
 use crate::tensor::{Element, Tensor};
-use stats::{activation_of, norm, norm_and_distance, value_stats, Moments, ValueStats};
+use stats::{norm, norm_and_distance, value_stats, Moments, ValueStats};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -168,7 +166,8 @@ impl LayerKind {
 pub struct ActivationStats {
     /// The activation's dotted name (`"1"` after the `Linear` named `"0"` in a `Sequential`).
     pub name: String,
-    /// Which activation it is, read from the op that produced the labelled output.
+    /// Which activation it is, as the layer said when it labelled its output
+    /// ([`Ctx::label_as`]).
     pub kind: Activation<f64>,
     /// Mean of the outputs.
     pub mean: f64,
@@ -268,31 +267,6 @@ impl StepRecord {
     }
 }
 
-/// FNV-1a: the per-step maps are keyed by short labels (`"12"`, `"3.branch.0"`), looked up about
-/// a hundred times per watched step, where the standard library's DoS-resistant SipHash showed in
-/// the monitor's profile. Labels come from the program's own module tree, not from an adversary.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
-type FastSet<K> = HashSet<K, BuildHasherDefault<Fnv>>;
-
 /// What the observer keeps of one labelled node.
 #[derive(Clone, Copy, Debug, Default)]
 struct NodeStats {
@@ -300,11 +274,12 @@ struct NodeStats {
     value: Option<ValueStats>,
 }
 
-/// A labelled node as the forward pass left it.
+/// A labelled node as the forward pass left it, and what its layer said it is.
 struct Labelled<T: Element> {
     label: Arc<str>,
     activation: Option<Activation<T>>,
-    is_add: bool,
+    /// A residual block's sum.
+    is_skip: bool,
 }
 
 /// What the observer computes for one label: only what a record will use, since a step of a
@@ -333,7 +308,7 @@ struct Slot<T: Element> {
 #[derive(Default)]
 struct Observed<T: Element> {
     /// Label → index in `slots`.
-    index: FastMap<Arc<str>, usize>,
+    index: FastIdMap<Arc<str>, usize>,
     slots: Vec<Slot<T>>,
 }
 
@@ -476,15 +451,18 @@ impl<T: Element> GradMonitor<T> {
 
     fn watch_groups(&mut self, tape: &Tape<T>, groups: &[Group<T>]) -> HookHandle {
         let nodes: Vec<Labelled<T>> = tape
-            .labelled_nodes()
+            .labelled_nodes::<OutputKind<T>>()
             .into_iter()
-            .map(|(_, label, op)| Labelled {
+            .map(|(_, label, kind)| Labelled {
                 label,
-                activation: activation_of(&op),
-                is_add: matches!(op, Op::Add),
+                activation: match kind {
+                    Some(OutputKind::Activation(a)) => Some(a),
+                    _ => None,
+                },
+                is_skip: matches!(kind, Some(OutputKind::Residual)),
             })
             .collect();
-        let mut layers: FastSet<&str> = FastSet::default();
+        let mut layers: FastIdSet<&str> = FastIdSet::default();
         layers.reserve(groups.len());
         layers.extend(groups.iter().map(|g| g.path.as_str()));
         let want_values = self.config.activation_stats;
@@ -520,7 +498,7 @@ impl<T: Element> GradMonitor<T> {
         }
         let skip_connections = nodes
             .iter()
-            .filter(|n| n.is_add && !layers.contains(&*n.label))
+            .filter(|n| n.is_skip && !layers.contains(&*n.label))
             .count();
 
         let observed = Rc::new(RefCell::new(observed));
@@ -717,7 +695,7 @@ pub use export::{to_csv, to_json, write_csv, write_json};
 fn following_activation<'a, T: Element>(
     nodes: &'a [Labelled<T>],
     i: usize,
-    layers: &FastSet<&str>,
+    layers: &FastIdSet<&str>,
 ) -> Option<&'a Labelled<T>> {
     if nodes[i].activation.is_some() {
         return Some(&nodes[i]);
@@ -762,35 +740,30 @@ impl Local {
 
 /// Parameters grouped by module path, in visiting order. A visitor of its own rather than
 /// `named_parameters`: it keeps each parameter's id (gradients are looked up by id, not by
-/// formatted name) and builds one path string per module instead of one name per parameter.
+/// formatted name) and reads one path string per module instead of one name per parameter.
 fn param_groups<T: Element, M: Module<T> + ?Sized>(model: &M) -> Vec<Group<T>> {
     struct Grouper<T: Element> {
-        path: String,
-        marks: Vec<usize>,
+        path: DottedPath,
         groups: Vec<Group<T>>,
         /// Path → index in `groups`, for a module whose parameters are not visited together.
-        index: FastMap<String, usize>,
+        index: FastIdMap<String, usize>,
     }
     impl<T: Element> Visitor<T> for Grouper<T> {
         fn enter(&mut self, name: &str) {
-            self.marks.push(self.path.len());
-            if !self.path.is_empty() {
-                self.path.push('.');
-            }
-            self.path.push_str(name);
+            self.path.enter(name);
         }
         fn exit(&mut self) {
-            let m = self.marks.pop().unwrap_or(0);
-            self.path.truncate(m);
+            self.path.exit();
         }
         fn param(&mut self, local: &str, p: &Param<T>) {
             let local = Local::of(local);
             let value = p.value().clone();
+            let path = self.path.as_str();
             // A module's parameters are visited together, so the group is nearly always the
             // last one.
             let found = match self.groups.last() {
-                Some(g) if g.path == self.path => Some(self.groups.len() - 1),
-                _ => self.index.get(self.path.as_str()).copied(),
+                Some(g) if g.path == path => Some(self.groups.len() - 1),
+                _ => self.index.get(path).copied(),
             };
             match found {
                 Some(i) => {
@@ -802,9 +775,9 @@ fn param_groups<T: Element, M: Module<T> + ?Sized>(model: &M) -> Vec<Group<T>> {
                     }
                 }
                 None => {
-                    self.index.insert(self.path.clone(), self.groups.len());
+                    self.index.insert(path.to_string(), self.groups.len());
                     self.groups.push(Group {
-                        path: self.path.clone(),
+                        path: path.to_string(),
                         bias: (local == Local::Bias).then(|| (p.id(), value.clone())),
                         main: (local, p.id(), value),
                     });
@@ -813,10 +786,9 @@ fn param_groups<T: Element, M: Module<T> + ?Sized>(model: &M) -> Vec<Group<T>> {
         }
     }
     let mut v = Grouper {
-        path: String::new(),
-        marks: Vec::new(),
+        path: DottedPath::default(),
         groups: Vec::new(),
-        index: FastMap::default(),
+        index: FastIdMap::default(),
     };
     model.visit(&mut v);
     // A group whose only parameter is its bias keeps it as its main parameter, not twice.
@@ -904,7 +876,7 @@ pub fn backward_with_layer_hook<'t, T: Element>(
     // Order layers by where they start on the tape: a layer's parameters are bound (as leaves)
     // when it first runs, and its output is labelled when it ends.
     let mut start: HashMap<String, usize> = HashMap::new();
-    for (id, label, _) in tape.labelled_nodes() {
+    for (id, label, _) in tape.labelled_nodes::<()>() {
         start.entry(label.to_string()).or_insert(id);
     }
     for (name, _, var) in ctx.bound() {

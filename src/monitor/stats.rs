@@ -1,14 +1,13 @@
 //! Statistics of tensors, accumulated in f64.
 //!
 //! The monitor runs these on every watched gradient, weight and activation, each a pass or two
-//! with no allocation (the loops are in [`passes`](super::passes)). Norms square in f64, which
+//! with no allocation (the loops are in `tensor::stats`, beside the other vectorised kernels). Norms square in f64, which
 //! cannot underflow for f32 data (the smallest f32 squared is ~1e-90) nor overflow (the largest
 //! squared is ~1e77); for f64 data whose squares leave f64's range the scaled
 //! [`Tensor::norm_l2`] takes over.
 
-use super::passes::{moments, norm_distance_sq, relu_sum_dead, sum, sum_sq, sum_sq_about};
 use crate::nn::Activation;
-use crate::ops::Op;
+use crate::tensor::stats::{moments, norm_distance_sq, relu_sum_dead, sum, sum_sq, sum_sq_about};
 use crate::tensor::{Element, Tensor};
 
 /// ‖x‖₂ from an f64 sum of squares, or the scaled norm when that sum left f64's range (f64
@@ -69,25 +68,6 @@ pub(crate) struct ValueStats {
     pub(crate) dead: Option<f64>,
     /// The activation the value came out of, if it is one.
     pub(crate) kind: Option<Activation<f64>>,
-}
-
-/// The activation an op applies, if it is one of [`Activation`]'s kinds.
-pub(crate) fn activation_of<T: Element>(op: &Op<T>) -> Option<Activation<T>> {
-    use crate::ops::elementwise::{Elu, LeakyRelu, Softplus, Unary};
-    let Op::Unary(u) = op else { return None };
-    Some(match *u {
-        Unary::Sigmoid(_) => Activation::Sigmoid,
-        Unary::Tanh(_) => Activation::Tanh,
-        Unary::Relu(_) => Activation::Relu,
-        Unary::LeakyRelu(LeakyRelu { slope }) => Activation::LeakyRelu(slope),
-        Unary::Elu(Elu { alpha }) => Activation::Elu(alpha),
-        Unary::Selu(_) => Activation::Selu,
-        Unary::Gelu(_) => Activation::Gelu(crate::ops::GeluApprox::None),
-        Unary::GeluTanh(_) => Activation::Gelu(crate::ops::GeluApprox::Tanh),
-        Unary::Softplus(Softplus { beta, threshold }) => Activation::Softplus { beta, threshold },
-        Unary::Silu(_) => Activation::Silu,
-        _ => return None,
-    })
 }
 
 /// The same activation with f64 parameters, for records that do not carry the element type.

@@ -1,6 +1,6 @@
 //! Activation layers: one enum, since an activation has no parameters, only a kind.
 
-use super::module::{Ctx, Module, Visitor, VisitorMut};
+use super::module::{Ctx, Module, OutputKind, Visitor, VisitorMut};
 use crate::ops::GeluApprox;
 use crate::tape::Var;
 use crate::tensor::Element;
@@ -107,7 +107,9 @@ impl<T: Element> Module<T> for Activation<T> {
         if let Activation::Identity = self {
             return x;
         }
-        ctx.label(self.apply(x))
+        // The output says which activation made it: the gradient monitor reads the kind from
+        // here, not from the op on the tape.
+        ctx.label_as(self.apply(x), OutputKind::Activation(*self))
     }
     fn visit(&self, _v: &mut dyn Visitor<T>) {}
     fn visit_mut(&mut self, _v: &mut dyn VisitorMut<T>) {}

@@ -285,7 +285,8 @@ pub use loss::{
     smooth_l1_loss, LossTarget, Reduction,
 };
 pub use module::{
-    Ctx, DottedPath, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut,
+    Ctx, DottedPath, Module, NamedVisitor, OutputKind, Param, ParamGrads, ParamId, Visitor,
+    VisitorMut,
 };
 pub use optim::{
     Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, OptimizerState, ParamGroup, RmsProp,

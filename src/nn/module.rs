@@ -1,10 +1,25 @@
 //! Parameters, the `Module` trait, the naming visitor, and the forward context that binds
 //! parameters to a tape.
 
+use super::Activation;
 use crate::tape::{FastIdMap, Gradients, Tape, Var};
 use crate::tensor::{Element, Tensor};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a layer's labelled output is, in the layer's own words ([`Ctx::label_as`]).
+///
+/// The tape keeps it beside the label. The gradient monitor reads from it which activation
+/// follows a layer and which labelled sums are skip connections: a layer says what it is, and
+/// nothing above the engine reads the engine's private record of the op that made a node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum OutputKind<T: Element> {
+    /// The output of an elementwise activation of this kind.
+    Activation(Activation<T>),
+    /// The sum of a skip path and a branch: a residual connection's output.
+    Residual,
+}
 
 /// A parameter's stable identity: optimiser state and gradients are keyed by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -336,6 +351,33 @@ impl<'t, T: Element> Ctx<'t, T> {
         match self.path.as_str() {
             "" => v,
             path => v.label(path),
+        }
+    }
+
+    /// Labels `v` as [`label`](Ctx::label) does and says what it is: an activation labels its
+    /// output with its kind, a residual block its sum. Observers of the tape (the gradient
+    /// monitor) learn what a layer is from this, never from the op that made the node, so a
+    /// custom layer can say it too. At the top level (empty path) nothing is attached.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::nn::{Activation, Ctx, OutputKind};
+    /// use vgrad::{Tape, Tensor};
+    ///
+    /// let tape = Tape::<f32>::new();
+    /// let mut ctx = Ctx::new(&tape);
+    /// let x = tape.constant(Tensor::ones(&[2, 3]));
+    /// // A hand-written tanh that tells the monitor what it is.
+    /// let y = ctx.scoped("act", |ctx| {
+    ///     let (e, f) = (x.exp(), (-x).exp());
+    ///     ctx.label_as((e - f) / (e + f), OutputKind::Activation(Activation::Tanh))
+    /// });
+    /// assert_eq!(y.label_of().as_deref(), Some("act"));
+    /// ```
+    pub fn label_as(&self, v: Var<'t, T>, kind: OutputKind<T>) -> Var<'t, T> {
+        match self.path.as_str() {
+            "" => v,
+            path => v.label_as(path, kind),
         }
     }
 

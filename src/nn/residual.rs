@@ -1,7 +1,9 @@
 //! `Residual`: a skip connection around a branch, `y = x + scale·f(x)`.
 
 use super::linear::Linear;
-use super::module::{join, Ctx, DottedPath, Module, NamedVisitor, Param, Visitor, VisitorMut};
+use super::module::{
+    join, Ctx, DottedPath, Module, NamedVisitor, OutputKind, Param, Visitor, VisitorMut,
+};
 use crate::error::{Error, Result};
 use crate::tape::Var;
 use crate::tensor::{Element, Tensor};
@@ -196,7 +198,7 @@ impl<T: Element> Module<T> for Residual<T> {
             "Residual: skip path of shape {ss:?} and branch output of shape {fs:?} differ; \
              add a projection (Residual::with_projection) when the branch changes the width"
         );
-        ctx.label(skip + fx)
+        ctx.label_as(skip + fx, OutputKind::Residual)
     }
 
     fn visit(&self, v: &mut dyn Visitor<T>) {

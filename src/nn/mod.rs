@@ -86,6 +86,7 @@ pub mod init;
 mod layernorm;
 mod linear;
 pub mod loss;
+mod metrics;
 mod module;
 pub mod optim;
 mod residual;
@@ -95,8 +96,9 @@ mod sequential;
 pub use activation::Activation;
 pub use batchnorm::{BatchNorm1d, BatchNormConfig};
 pub use checkpoint::{
-    load_optimizer, load_optimizer_bytes, load_safetensors, load_safetensors_bytes, save_optimizer,
-    save_optimizer_bytes, save_safetensors, save_safetensors_bytes,
+    load_optimizer, load_optimizer_bytes, load_safetensors, load_safetensors_bytes,
+    load_safetensors_bytes_with, load_safetensors_with, save_optimizer, save_optimizer_bytes,
+    save_safetensors, save_safetensors_bytes, save_safetensors_bytes_with, save_safetensors_with,
 };
 pub use clip::{clip_grad_norm, clip_grad_norm_p, clip_grad_value};
 pub use dropout::Dropout;
@@ -106,8 +108,10 @@ pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, huber_loss, l1_loss, mse_loss, nll_loss,
     smooth_l1_loss, LossTarget, Reduction,
 };
+pub use metrics::accuracy;
 pub use module::{
-    Ctx, DottedPath, Module, NamedVisitor, Param, ParamGrads, ParamId, Visitor, VisitorMut,
+    Ctx, DottedPath, Module, ModuleBase, NamedVisitor, Param, ParamGrads, ParamId, Visitor,
+    VisitorMut,
 };
 pub use optim::{
     Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, OptimizerState, ParamGroup, RMSprop,

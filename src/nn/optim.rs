@@ -69,7 +69,7 @@ use std::fmt;
 /// assert!(losses[49] < 0.1 * losses[0]);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
-pub trait Optimizer<T: Element> {
+pub trait Optimizer<T: Element>: Send {
     /// Updates every parameter of `model` that has a gradient in `grads`.
     ///
     /// # Errors

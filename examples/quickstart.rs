@@ -11,9 +11,8 @@
 //!
 //! `--quick` trains for fewer steps (the test suite runs it that way).
 
-use rand::{rngs::StdRng, SeedableRng};
-use vgrad::nn::{cross_entropy, Activation, Adam, AdamConfig, Ctx, Linear, Module, Optimizer};
-use vgrad::nn::{Reduction, Sequential};
+use vgrad::nn::{accuracy, cross_entropy, Activation, Adam, AdamConfig, Ctx, Linear, Module};
+use vgrad::nn::{Optimizer, Reduction, Sequential};
 use vgrad::{data, Tape};
 
 fn main() -> vgrad::Result<()> {
@@ -27,7 +26,7 @@ fn main() -> vgrad::Result<()> {
 pub fn train(steps: usize) -> vgrad::Result<f64> {
     let train = data::two_moons::<f32>(512, 0.1, 0)?;
     let test = data::two_moons::<f32>(512, 0.1, 1)?; // same shape, new points
-    let mut rng = StdRng::seed_from_u64(0);
+    let mut rng = vgrad::seeded_rng(0); // a seeded generator of the `rand` vgrad uses
     let mut model = Sequential::new()
         .push(Linear::new(2, 32, &mut rng)?)
         .push(Activation::Relu)
@@ -58,11 +57,5 @@ pub fn train(steps: usize) -> vgrad::Result<f64> {
     let logits = model
         .forward(&mut Ctx::new(&tape), tape.constant(test.x.clone()))
         .value();
-    // A prediction is right when no logit in its row beats the label's.
-    let rows = logits.data().chunks(test.classes);
-    let correct = rows
-        .zip(&test.y)
-        .filter(|(row, &y)| row.iter().all(|&z| z <= row[y]))
-        .count();
-    Ok(correct as f64 / test.len() as f64)
+    Ok(accuracy(&logits, &test.y))
 }

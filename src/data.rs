@@ -127,12 +127,48 @@ impl<T: Element> Dataset<T> {
         batch_size: usize,
         seed: u64,
     ) -> Result<impl Iterator<Item = (Tensor<T>, Vec<usize>)> + '_> {
+        self.dealt(batch_size, seed, false)
+    }
+
+    /// Like [`batches`](Dataset::batches), but only full batches: the last, smaller batch is
+    /// dropped (PyTorch's `DataLoader(drop_last=True)`). Use it with `BatchNorm1d` in training
+    /// mode, which cannot normalise a batch of one sample.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `batch_size` is 0.
+    ///
+    /// # Example
+    /// ```
+    /// let moons = vgrad::data::two_moons::<f32>(10, 0.1, 0)?;
+    /// let sizes: Vec<usize> = moons.full_batches(4, 0)?.map(|(_, y)| y.len()).collect();
+    /// assert_eq!(sizes, [4, 4]);
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    pub fn full_batches(
+        &self,
+        batch_size: usize,
+        seed: u64,
+    ) -> Result<impl Iterator<Item = (Tensor<T>, Vec<usize>)> + '_> {
+        self.dealt(batch_size, seed, true)
+    }
+
+    fn dealt(
+        &self,
+        batch_size: usize,
+        seed: u64,
+        drop_last: bool,
+    ) -> Result<impl Iterator<Item = (Tensor<T>, Vec<usize>)> + '_> {
         if batch_size == 0 {
             return Err(Error::Config("batch size must be at least 1".into()));
         }
         let mut order: Vec<usize> = (0..self.len()).collect();
         SplitMix64::new(seed).shuffle(&mut order);
-        Ok((0..order.len()).step_by(batch_size).map(move |start| {
+        let n = if drop_last {
+            order.len() - order.len() % batch_size
+        } else {
+            order.len()
+        };
+        Ok((0..n).step_by(batch_size).map(move |start| {
             let end = (start + batch_size).min(order.len());
             self.batch(&order[start..end])
         }))

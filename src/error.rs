@@ -44,6 +44,9 @@ pub enum Error {
     /// graph the first one consumed).
     State(String),
     /// An operating-system I/O failure, with the path involved.
+    ///
+    /// There is deliberately no `From<std::io::Error>`: every I/O error vgrad reports names the
+    /// file it was reading or writing, and a blanket conversion would let `?` drop that path.
     Io {
         /// The file that was being read or written.
         path: std::path::PathBuf,

@@ -93,4 +93,95 @@ pub use error::{Error, Result};
 pub use gradcheck::{gradcheck, GradcheckOptions, GradcheckReport, JacobianEntry};
 pub use ops::{CustomOp, GeluApprox};
 pub use tape::{Anomaly, Gradients, GraphGradients, HookHandle, Phase, Tape, Var};
+pub use tensor::{num_threads, set_num_threads};
 pub use tensor::{set_flush_denormal, Element, Shape, Tensor};
+
+/// The `rand` crate vgrad's constructors take generators from (`&mut impl rand::Rng`).
+///
+/// Constructors such as [`Linear::new`](nn::Linear::new) take a generator of *this* `rand`
+/// (0.10). A program that depends on another `rand` version gets a trait error that names no
+/// version ("`DerefMut` is not implemented for `StdRng`"); using `vgrad::rand` (or
+/// [`seeded_rng`]) instead avoids the mismatch.
+pub use rand;
+
+/// Writes the visiting methods of a [`Module`](nn::Module) whose children are named fields:
+/// `visit`, `visit_mut` and `set_training`, each child under its field's name, so parameter
+/// names are PyTorch's for a module with the same attributes (`l1.weight`, `bn.running_mean`).
+/// Use it inside the `impl Module<T> for ..` block, naming the element type and the fields;
+/// write `forward` yourself, running each child with [`Ctx::child`](nn::Ctx::child).
+///
+/// # Example
+/// A residual block as PyTorch users write it (`self.l1`, `self.bn`, `self.l2`):
+/// ```
+/// use vgrad::nn::{BatchNorm1d, Ctx, Linear, Module};
+/// use vgrad::{Element, Var};
+///
+/// #[derive(Clone, Debug)]
+/// struct ResBlock<T: Element> {
+///     l1: Linear<T>,
+///     bn: BatchNorm1d<T>,
+///     l2: Linear<T>,
+/// }
+///
+/// impl<T: Element> Module<T> for ResBlock<T> {
+///     fn forward<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+///         let h = ctx.child("l1", &mut self.l1, x).relu();
+///         let h = ctx.child("bn", &mut self.bn, h);
+///         x + ctx.child("l2", &mut self.l2, h)
+///     }
+///     vgrad::children!(T; l1, bn, l2);
+/// }
+///
+/// let mut rng = vgrad::seeded_rng(0);
+/// let block = ResBlock::<f32> {
+///     l1: Linear::new(4, 4, &mut rng)?,
+///     bn: BatchNorm1d::new(4)?,
+///     l2: Linear::new(4, 4, &mut rng)?,
+/// };
+/// let names: Vec<String> = block.state_dict().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names[..3], ["l1.weight", "l1.bias", "bn.weight"]);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+#[macro_export]
+macro_rules! children {
+    ($t:ty; $($field:ident),+ $(,)?) => {
+        fn visit(&self, v: &mut dyn $crate::nn::Visitor<$t>) {
+            $(
+                v.enter(stringify!($field));
+                $crate::nn::Module::<$t>::visit(&self.$field, v);
+                v.exit();
+            )+
+        }
+        fn visit_mut(&mut self, v: &mut dyn $crate::nn::VisitorMut<$t>) {
+            $(
+                v.enter(stringify!($field));
+                $crate::nn::Module::<$t>::visit_mut(&mut self.$field, v);
+                v.exit();
+            )+
+        }
+        fn set_training(&mut self, training: bool) {
+            $( $crate::nn::Module::<$t>::set_training(&mut self.$field, training); )+
+        }
+    };
+}
+
+// The README's Rust blocks run as doctests, so its quickstart cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+/// A seeded generator of the `rand` vgrad uses: the seed-only path for reproducible
+/// initialisation, with no `rand` dependency of your own.
+///
+/// # Example
+/// ```
+/// use vgrad::nn::Linear;
+/// let a = Linear::<f32>::new(3, 2, &mut vgrad::seeded_rng(7))?;
+/// let b = Linear::<f32>::new(3, 2, &mut vgrad::seeded_rng(7))?;
+/// assert_eq!(a.weight().value().data(), b.weight().value().data());
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+pub fn seeded_rng(seed: u64) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    rand::rngs::StdRng::seed_from_u64(seed)
+}

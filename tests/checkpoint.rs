@@ -156,6 +156,7 @@ fn f64_file_loads_into_f32_model_rounded() {
 
 /// A stand-in with BatchNorm's state-dict layout (the real layer lives elsewhere): parameters
 /// `weight`, `bias`; buffers `running_mean`, `running_var`, `num_batches_tracked`.
+#[derive(Clone)]
 struct BnState<T: Element> {
     weight: Param<T>,
     bias: Param<T>,
@@ -704,7 +705,7 @@ fn stale_temp_files_of_the_target_are_removed_by_the_next_save() {
 }
 
 /// A module with one parameter under a name the caller chooses.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Named(&'static str, Param<f32>);
 
 impl Module<f32> for Named {

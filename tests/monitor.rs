@@ -769,7 +769,7 @@ fn plots_are_svg_documents_with_title_legend_and_colour_bar() {
 
 /// tanh written out from `exp`, so that no tanh op is on the tape: a custom layer that says
 /// what it is.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct HandTanh;
 
 impl Module<f64> for HandTanh {
@@ -795,7 +795,7 @@ fn the_monitor_takes_a_layers_word_for_what_it_is_not_the_op_on_the_tape() {
     // The statistics of a tanh: a saturated fraction, no dead units.
     assert!(act.saturated.is_some() && act.dead.is_none());
     // The same layer labelled without a kind is the output of a layer like any other.
-    #[derive(Debug)]
+    #[derive(Clone, Debug)]
     struct Unsaid;
     impl Module<f64> for Unsaid {
         fn forward<'t>(&mut self, ctx: &mut Ctx<'t, f64>, x: Var<'t, f64>) -> Var<'t, f64> {

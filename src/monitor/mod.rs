@@ -101,7 +101,7 @@ use stats::{norm, norm_and_distance, value_stats, Moments, ValueStats};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How a [`GradMonitor`] records.
 #[derive(Clone, Debug, PartialEq)]
@@ -333,7 +333,10 @@ impl<T: Element> Observed<T> {
 struct Watch<T: Element> {
     /// Labelled sums that are not layers: skip connections.
     skip_connections: usize,
-    observed: Rc<RefCell<Observed<T>>>,
+    // Shared with the tape's observer during a watched backward. A mutex rather than a
+    // `RefCell`, so the monitor is `Send` (a model and its monitor can train in a spawned
+    // thread); the lock is uncontended, one per labelled node of a watched step.
+    observed: Arc<Mutex<Observed<T>>>,
 }
 
 /// Records per-layer gradient statistics step by step and explains them.
@@ -501,11 +504,11 @@ impl<T: Element> GradMonitor<T> {
             .filter(|n| n.is_skip && !layers.contains(&*n.label))
             .count();
 
-        let observed = Rc::new(RefCell::new(observed));
+        let observed = Arc::new(Mutex::new(observed));
         let sink = observed.clone();
         let margin = self.config.saturation_margin;
         let handle = tape.on_labelled_grad(move |label, value, grad| {
-            let mut sink = sink.borrow_mut();
+            let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
             let Some(&i) = sink.index.get(label) else {
                 return;
             };
@@ -563,7 +566,7 @@ impl<T: Element> GradMonitor<T> {
         let watch = self.watch.take();
         let skip_connections = watch.as_ref().map_or(0, |w| w.skip_connections);
         let observed = watch
-            .map(|w| std::mem::take(&mut *w.observed.borrow_mut()))
+            .map(|w| std::mem::take(&mut *w.observed.lock().unwrap_or_else(|e| e.into_inner())))
             .unwrap_or_default();
         let stats_of = |i: usize| observed.slots[i].stats;
 

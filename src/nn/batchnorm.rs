@@ -198,6 +198,96 @@ impl<T: Element> BatchNorm1d<T> {
         self.running.as_ref().map(|r| &r.var)
     }
 
+    /// Replaces the running statistics (e.g. estimates made elsewhere), keeping the batch count.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the layer does not track running statistics; [`Error::Shape`] if
+    /// either tensor is not `[C]`. Nothing changes then.
+    pub fn set_running_stats(&mut self, mean: Tensor<T>, var: Tensor<T>) -> Result<()> {
+        let c = self.num_features;
+        for (what, t) in [("running_mean", &mean), ("running_var", &var)] {
+            if t.shape() != [c] {
+                return Err(Error::Shape(format!(
+                    "BatchNorm1d({c}): {what} of shape {:?}, expected [{c}]",
+                    t.shape()
+                )));
+            }
+        }
+        let Some(r) = &mut self.running else {
+            return Err(Error::Config(
+                "BatchNorm1d: this layer does not track running statistics".into(),
+            ));
+        };
+        r.mean = mean;
+        r.var = var;
+        Ok(())
+    }
+
+    /// A layer built from existing tensors, in training mode: γ and β (`[C]` each, both or
+    /// neither, as `cfg.affine` says) and, when `cfg.track_running_stats`, the running mean and
+    /// variance (`[C]` each); `C` is taken from them.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the tensors given do not match `cfg` (affine parameters missing or
+    /// unexpected, running statistics missing or unexpected) or `cfg` itself is invalid;
+    /// [`Error::Shape`] if a tensor is not 1-D or their lengths differ.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::nn::{BatchNorm1d, BatchNormConfig};
+    /// use vgrad::Tensor;
+    /// let bn = BatchNorm1d::<f32>::from_tensors(
+    ///     BatchNormConfig::default(),
+    ///     Some((Tensor::vector(&[1.0, 2.0]), Tensor::vector(&[0.0, 0.5]))),
+    ///     Some((Tensor::vector(&[0.1, 0.2]), Tensor::vector(&[1.5, 0.9]))),
+    /// )?;
+    /// assert_eq!(bn.num_features(), 2);
+    /// assert_eq!(bn.running_var().unwrap().data(), &[1.5, 0.9]);
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    pub fn from_tensors(
+        cfg: BatchNormConfig,
+        affine: Option<(Tensor<T>, Tensor<T>)>,
+        running: Option<(Tensor<T>, Tensor<T>)>,
+    ) -> Result<Self> {
+        if affine.is_some() != cfg.affine || running.is_some() != cfg.track_running_stats {
+            return Err(Error::Config(format!(
+                "BatchNorm1d::from_tensors: affine {} and running statistics {} given for a \
+                 config with affine = {} and track_running_stats = {}",
+                affine.is_some(),
+                running.is_some(),
+                cfg.affine,
+                cfg.track_running_stats
+            )));
+        }
+        let all: Vec<&Tensor<T>> = affine
+            .iter()
+            .chain(&running)
+            .flat_map(|(a, b)| [a, b])
+            .collect();
+        let Some(first) = all.first() else {
+            return Err(Error::Config(
+                "BatchNorm1d::from_tensors: no tensor gives the number of features".into(),
+            ));
+        };
+        let c = first.numel();
+        if let Some(bad) = all.iter().find(|t| t.shape() != [c]) {
+            return Err(Error::Shape(format!(
+                "BatchNorm1d::from_tensors: tensors must all be [{c}], got {:?}",
+                bad.shape()
+            )));
+        }
+        let mut layer = Self::with_config(c, cfg)?;
+        if let Some((w, b)) = affine {
+            layer.weight = Some(Param::new(w));
+            layer.bias = Some(Param::new(b));
+        }
+        if let Some((m, v)) = running {
+            layer.set_running_stats(m, v)?;
+        }
+        Ok(layer)
+    }
+
     /// How many training batches have updated the running statistics.
     pub fn num_batches_tracked(&self) -> Option<u64> {
         self.running

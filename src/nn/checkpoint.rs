@@ -121,6 +121,53 @@ fn unique_state<T: Element>(model: &dyn Module<T>) -> Result<Vec<(String, Tensor
     Ok(state)
 }
 
+/// The file key of each of `state`'s names under `key`, refusing two names that map to one key.
+fn unique_keys<T>(state: &[(String, T)], key: &dyn Fn(&str) -> String) -> Result<Vec<String>> {
+    let keys: Vec<String> = state.iter().map(|(n, _)| key(n)).collect();
+    let mut seen = BTreeSet::new();
+    for (k, (n, _)) in keys.iter().zip(state) {
+        if !seen.insert(k.as_str()) {
+            return Err(format_err(format!(
+                "two tensors map to the key `{k}` (one of them `{n}`)"
+            )));
+        }
+    }
+    Ok(keys)
+}
+
+/// A key map from a rename table: the longest `from` prefix of a name is replaced by its `to`
+/// (names matching no prefix are kept). For [`load_safetensors_with`] and the other `_with`
+/// functions, whose map takes a model name to a file key.
+///
+/// # Example
+/// A PyTorch `Sequential(Linear, ResBlock(l1, bn, l2))`, where vgrad's block is a
+/// `Residual` around `Sequential(Linear, BatchNorm1d, Linear)`:
+/// ```
+/// let key = vgrad::nn::rename_keys(&[
+///     ("1.branch.0.", "1.l1."),
+///     ("1.branch.1.", "1.bn."),
+///     ("1.branch.2.", "1.l2."),
+/// ]);
+/// assert_eq!(key("1.branch.1.running_var"), "1.bn.running_var");
+/// assert_eq!(key("0.weight"), "0.weight");
+/// ```
+pub fn rename_keys(table: &[(&str, &str)]) -> impl Fn(&str) -> String + use<> {
+    let table: Vec<(String, String)> = table
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    move |name: &str| {
+        let best = table
+            .iter()
+            .filter(|(from, _)| name.starts_with(from.as_str()))
+            .max_by_key(|(from, _)| from.len());
+        match best {
+            Some((from, to)) => format!("{to}{}", &name[from.len()..]),
+            None => name.to_string(),
+        }
+    }
+}
+
 /// Serialises `model`'s parameters and buffers to safetensors bytes; see the
 /// [`nn` module docs](crate::nn#checkpoints) for names and dtypes.
 ///
@@ -141,10 +188,31 @@ fn unique_state<T: Element>(model: &dyn Module<T>) -> Result<Vec<(String, Tensor
 /// # Ok::<(), vgrad::Error>(())
 /// ```
 pub fn save_safetensors_bytes<T: Element>(model: &dyn Module<T>) -> Result<Vec<u8>> {
+    save_safetensors_bytes_with(model, |name| name.to_string())
+}
+
+/// [`save_safetensors_bytes`] with each tensor stored under `key(name)` instead of its dotted
+/// name: for a file that a PyTorch model with other attribute names must load (see
+/// [`rename_keys`]).
+///
+/// # Errors
+/// As [`save_safetensors_bytes`]; [`Error::Format`] also if two names map to one key.
+pub fn save_safetensors_bytes_with<T: Element>(
+    model: &dyn Module<T>,
+    key: impl Fn(&str) -> String,
+) -> Result<Vec<u8>> {
     let state = unique_state(model)?;
+    let keys = unique_keys(&state, &key)?;
     let encoded = state
         .iter()
-        .map(|(name, t)| Ok((name.clone(), encode(name, t)?)))
+        .zip(&keys)
+        .map(|((name, t), key)| {
+            if key == RESERVED {
+                // The reserved name is checked on the key the file will hold.
+                encode(key, t)?;
+            }
+            Ok((key.clone(), encode(name, t)?))
+        })
         .collect::<Result<Vec<_>>>()?;
     // `format: pt` is what `safetensors.torch.save_file` writes; some loaders (transformers)
     // look for it.
@@ -186,6 +254,20 @@ pub fn save_safetensors_bytes<T: Element>(model: &dyn Module<T>) -> Result<Vec<u
 /// ```
 pub fn save_safetensors<T: Element>(model: &dyn Module<T>, path: impl AsRef<Path>) -> Result<()> {
     let bytes = save_safetensors_bytes(model)?;
+    write_atomic(path.as_ref(), &bytes)
+}
+
+/// [`save_safetensors`] with each tensor stored under `key(name)`; see
+/// [`save_safetensors_bytes_with`].
+///
+/// # Errors
+/// As [`save_safetensors`] and [`save_safetensors_bytes_with`].
+pub fn save_safetensors_with<T: Element>(
+    model: &dyn Module<T>,
+    path: impl AsRef<Path>,
+    key: impl Fn(&str) -> String,
+) -> Result<()> {
+    let bytes = save_safetensors_bytes_with(model, key)?;
     write_atomic(path.as_ref(), &bytes)
 }
 
@@ -365,6 +447,23 @@ pub fn load_safetensors<T: Element>(
     load_file(path.as_ref(), |bytes| load_safetensors_bytes(model, bytes))
 }
 
+/// [`load_safetensors`] reading each of the model's tensors from the key `key(name)`: loads a
+/// file whose names are not vgrad's (a PyTorch module with its own attribute names; see
+/// [`rename_keys`]).
+///
+/// # Errors
+/// As [`load_safetensors`]; [`Error::Format`] also if two names map to one key. On any error
+/// the model is unchanged.
+pub fn load_safetensors_with<T: Element>(
+    model: &mut dyn Module<T>,
+    path: impl AsRef<Path>,
+    key: impl Fn(&str) -> String,
+) -> Result<()> {
+    load_file(path.as_ref(), |bytes| {
+        load_safetensors_bytes_with(model, bytes, key)
+    })
+}
+
 /// Reads the whole file at `path` and hands its bytes to `load`, naming the file in a format
 /// error.
 fn load_file(path: &Path, load: impl FnOnce(&[u8]) -> Result<()>) -> Result<()> {
@@ -407,8 +506,29 @@ fn load_file(path: &Path, load: impl FnOnce(&[u8]) -> Result<()>) -> Result<()> 
 /// # Ok::<(), vgrad::Error>(())
 /// ```
 pub fn load_safetensors_bytes<T: Element>(model: &mut dyn Module<T>, bytes: &[u8]) -> Result<()> {
+    load_safetensors_bytes_with(model, bytes, |name| name.to_string())
+}
+
+/// [`load_safetensors_bytes`] reading each of the model's tensors from the key `key(name)`;
+/// see [`load_safetensors_with`].
+///
+/// # Errors
+/// As [`load_safetensors_bytes`] (messages name the file's keys); [`Error::Format`] also if
+/// two names map to one key. On any error the model is unchanged.
+pub fn load_safetensors_bytes_with<T: Element>(
+    model: &mut dyn Module<T>,
+    bytes: &[u8],
+    key: impl Fn(&str) -> String,
+) -> Result<()> {
     let (header, data) = split_file(bytes)?;
-    let expected = unique_state(&*model)?;
+    let state = unique_state(&*model)?;
+    let keys = unique_keys(&state, &key)?;
+    // Keyed by the file's names from here on; the model's names come back for the swap.
+    let (names, expected): (Vec<String>, Vec<(String, Tensor<T>)>) = state
+        .into_iter()
+        .zip(keys)
+        .map(|((name, t), key)| (name, (key, t)))
+        .unzip();
     let mut sink = ModelSink {
         slots: expected
             .iter()
@@ -446,11 +566,11 @@ pub fn load_safetensors_bytes<T: Element>(model: &mut dyn Module<T>, bytes: &[u8
     }
 
     let mut loaded = HashMap::with_capacity(expected.len());
-    for ((name, current), found) in expected.iter().zip(sink.found) {
+    for (((key, current), name), found) in expected.iter().zip(&names).zip(sink.found) {
         let found = found.expect("missing keys were refused above");
         if let Some(shape) = found.other_shape {
             return Err(format_err(format!(
-                "`{name}`: shape {shape:?} in the file, {:?} in the model",
+                "`{key}`: shape {shape:?} in the file, {:?} in the model",
                 current.shape()
             )));
         }

@@ -5,7 +5,7 @@ use super::module::{Ctx, Module, Visitor, VisitorMut};
 use crate::error::{Error, Result};
 use crate::tape::Var;
 use crate::tensor::{Element, Tensor};
-use rand::{rngs::StdRng, RngExt, SeedableRng};
+use rand::{rngs::ChaCha12Rng, RngExt, SeedableRng};
 use std::fmt;
 
 /// Dropout (PyTorch's `nn.Dropout`): in training, each element is zeroed with probability `p`
@@ -43,7 +43,23 @@ use std::fmt;
 pub struct Dropout {
     p: f64,
     training: bool,
-    rng: StdRng,
+    // `StdRng` is ChaCha12 behind a type that is not `Clone` (rand 0.10); the generator itself
+    // is used so a cloned layer continues the same stream (same seeds, same masks as before).
+    rng: ChaCha12Rng,
+}
+
+/// A copy that draws the same masks from here on: the generator's seed, stream and position.
+impl Clone for Dropout {
+    fn clone(&self) -> Self {
+        let mut rng = ChaCha12Rng::from_seed(self.rng.get_seed());
+        rng.set_stream(self.rng.get_stream());
+        rng.set_word_pos(self.rng.get_word_pos());
+        Dropout {
+            p: self.p,
+            training: self.training,
+            rng,
+        }
+    }
 }
 
 impl Dropout {
@@ -61,7 +77,7 @@ impl Dropout {
         Ok(Dropout {
             p,
             training: true,
-            rng: StdRng::seed_from_u64(seed),
+            rng: ChaCha12Rng::seed_from_u64(seed),
         })
     }
 
@@ -88,7 +104,7 @@ impl Dropout {
 
     /// Restarts the generator from `seed`.
     pub fn reseed(&mut self, seed: u64) {
-        self.rng = StdRng::seed_from_u64(seed);
+        self.rng = ChaCha12Rng::seed_from_u64(seed);
     }
 }
 

@@ -261,6 +261,7 @@ mod layernorm;
 mod linear;
 #[doc(hidden)]
 pub mod loss;
+mod metrics;
 mod module;
 #[doc(hidden)]
 pub mod optim;
@@ -273,8 +274,10 @@ mod sequential;
 pub use activation::Activation;
 pub use batchnorm::{BatchNorm1d, BatchNormConfig};
 pub use checkpoint::{
-    load_optimizer, load_optimizer_bytes, load_safetensors, load_safetensors_bytes, save_optimizer,
-    save_optimizer_bytes, save_safetensors, save_safetensors_bytes,
+    load_optimizer, load_optimizer_bytes, load_safetensors, load_safetensors_bytes,
+    load_safetensors_bytes_with, load_safetensors_with, rename_keys, save_optimizer,
+    save_optimizer_bytes, save_safetensors, save_safetensors_bytes, save_safetensors_bytes_with,
+    save_safetensors_with,
 };
 pub use clip::{clip_grad_norm, clip_grad_norm_p, clip_grad_value};
 pub use dropout::Dropout;
@@ -284,9 +287,10 @@ pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, huber_loss, l1_loss, mse_loss, nll_loss,
     smooth_l1_loss, LossTarget, Reduction,
 };
+pub use metrics::accuracy;
 pub use module::{
-    Ctx, DottedPath, Module, NamedVisitor, OutputKind, Param, ParamGrads, ParamId, Visitor,
-    VisitorMut,
+    Ctx, DottedPath, Module, ModuleBase, NamedVisitor, OutputKind, Param, ParamGrads, ParamId,
+    Visitor, VisitorMut,
 };
 pub use optim::{
     Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, OptimizerState, ParamGroup, RmsProp,

@@ -4,6 +4,7 @@
 use super::Activation;
 use crate::tape::{FastIdMap, Gradients, Tape, Var};
 use crate::tensor::{Element, Tensor};
+use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -126,7 +127,14 @@ pub trait VisitorMut<T: Element> {
 /// `forward` takes `&mut self` because some layers change state while training (BatchNorm's
 /// running statistics); whether they do is set explicitly with [`train`](Module::train) and
 /// [`eval`](Module::eval).
-pub trait Module<T: Element>: fmt::Debug {
+///
+/// A module is `Send + Sync + Clone`: a model can be trained in a spawned thread, served from
+/// behind a `Mutex`, or deep-copied (an EMA or target network, the best weights kept in
+/// memory). A custom module derives `Clone` and needs nothing more: [`ModuleBase`] is
+/// implemented for every `Module + Clone`, which lets a `Box<dyn Module<T>>` be cloned and
+/// downcast. A clone's parameters are independent copies with fresh [`ParamId`]s (see
+/// [`Param`]'s `Clone`), so an optimiser's per-parameter state does not carry over to it.
+pub trait Module<T: Element>: fmt::Debug + Send + Sync + ModuleBase<T> {
     /// Computes the output for input `x`, binding this module's parameters through `ctx`.
     ///
     /// # Panics
@@ -188,6 +196,37 @@ pub trait Module<T: Element>: fmt::Debug {
             out.push((name.to_string(), t.clone()));
         }));
         out
+    }
+}
+
+/// What every [`Module`] gets for free from being `Clone + 'static`: an object-safe deep copy
+/// and downcasting, so `Box<dyn Module<T>>` is `Clone` and a container can hand a child back
+/// as its concrete type ([`Sequential::get`](crate::nn::Sequential::get)). Implemented for every
+/// `M: Module<T> + Clone + 'static`; never implement it by hand.
+pub trait ModuleBase<T: Element> {
+    /// A deep copy behind a new box.
+    fn clone_boxed(&self) -> Box<dyn Module<T>>;
+    /// `self` as `Any`, for downcasting to the concrete layer type.
+    fn as_any(&self) -> &dyn Any;
+    /// `self` as mutable `Any`.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Element, M: Module<T> + Clone + 'static> ModuleBase<T> for M {
+    fn clone_boxed(&self) -> Box<dyn Module<T>> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl<T: Element> Clone for Box<dyn Module<T>> {
+    fn clone(&self) -> Self {
+        (**self).clone_boxed()
     }
 }
 
@@ -331,6 +370,19 @@ impl<'t, T: Element> Ctx<'t, T> {
         self.path.exit();
         self.tape.enter_scope(self.path.as_str());
         r
+    }
+
+    /// Runs child module `m` under the name `name`: `m.forward` inside
+    /// [`scoped`](Ctx::scoped)`(name, ..)`, so its parameters and output carry the dotted path
+    /// its `visit` gives them (see [`children!`](crate::children)).
+    #[track_caller]
+    pub fn child<M: Module<T> + ?Sized>(
+        &mut self,
+        name: &str,
+        m: &mut M,
+        x: Var<'t, T>,
+    ) -> Var<'t, T> {
+        self.scoped(name, |ctx| m.forward(ctx, x))
     }
 
     /// The variable for parameter `p`, named `local` within the current scope: a leaf on first

@@ -67,6 +67,7 @@ impl Default for ResidualConfig {
 /// assert!(y.value().allclose(&x, 0.0, 1e-15)); // the identity at initialisation
 /// # Ok::<(), vgrad::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct Residual<T: Element> {
     branch: Box<dyn Module<T>>,
     proj: Option<Linear<T>>,

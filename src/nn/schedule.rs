@@ -16,7 +16,7 @@ pub use super::renamed::{
 };
 /// A learning rate as a function of the step (or epoch) count `t`, starting at 0, and the
 /// optimiser's base rate.
-pub trait LrSchedule: fmt::Debug {
+pub trait LrSchedule: fmt::Debug + Send + Sync {
     /// The rate at step `t` for base rate `base_lr`.
     fn lr(&self, base_lr: f64, t: usize) -> f64;
 }

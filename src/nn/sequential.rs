@@ -22,7 +22,7 @@ use std::fmt;
 /// assert_eq!(net.num_parameters(), 2 * 8 + 8 + 8 + 1);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Sequential<T: Element> {
     children: Vec<Box<dyn Module<T>>>,
     // "0", "1", …: made once, not formatted three times per child per training step (forward,
@@ -69,6 +69,30 @@ impl<T: Element> Sequential<T> {
     /// Mutable access to the children.
     pub fn children_mut(&mut self) -> &mut [Box<dyn Module<T>>] {
         &mut self.children
+    }
+
+    /// Child `index` as its concrete type `M`, or `None` when there is no such child or it is
+    /// another type (PyTorch's `model[index]`, typed).
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::nn::{Activation, Linear, Sequential};
+    /// let mut rng = vgrad::seeded_rng(0);
+    /// let net = Sequential::<f32>::new()
+    ///     .push(Linear::new(2, 8, &mut rng)?)
+    ///     .push(Activation::Relu);
+    /// let first: &Linear<f32> = net.get(0).expect("a Linear");
+    /// assert_eq!(first.out_features(), 8);
+    /// assert!(net.get::<Linear<f32>>(1).is_none()); // an Activation
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    pub fn get<M: Module<T> + 'static>(&self, index: usize) -> Option<&M> {
+        self.children.get(index)?.as_any().downcast_ref()
+    }
+
+    /// Child `index` as its concrete type, mutably; see [`get`](Sequential::get).
+    pub fn get_mut<M: Module<T> + 'static>(&mut self, index: usize) -> Option<&mut M> {
+        self.children.get_mut(index)?.as_any_mut().downcast_mut()
     }
 }
 

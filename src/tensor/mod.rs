@@ -337,6 +337,54 @@ impl<T: Element> Tensor<T> {
         }
     }
 
+    /// The index of the largest element along `axis`, for every position of the other axes
+    /// in row-major order (PyTorch's `argmax(dim)`, flattened): for logits `[N, C]` and
+    /// `axis = 1`, the predicted class of each of the N rows. Ties go to the first maximum; a NaN
+    /// counts as larger than any number, as in PyTorch.
+    ///
+    /// # Panics
+    /// If `axis` is out of range or the axis is empty.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::Tensor;
+    /// let logits = Tensor::from_vec(vec![0.1f32, 2.0, -1.0, 3.0, 3.0, 0.0], &[2, 3])?;
+    /// assert_eq!(logits.argmax(1), [1, 0]);
+    /// assert_eq!(logits.argmax(0), [1, 1, 1]);
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn argmax(&self, axis: usize) -> Vec<usize> {
+        assert!(
+            axis < self.ndim(),
+            "argmax: axis {axis} out of range for shape {:?}",
+            self.shape()
+        );
+        let n = self.shape[axis];
+        assert!(
+            n > 0,
+            "argmax: axis {axis} of shape {:?} is empty",
+            self.shape()
+        );
+        let outer: usize = self.shape[..axis].iter().product();
+        let inner: usize = self.shape[axis + 1..].iter().product();
+        let mut out = Vec::with_capacity(outer * inner);
+        for o in 0..outer {
+            for i in 0..inner {
+                let at = |k: usize| self.data[(o * n + k) * inner + i];
+                let mut best = 0;
+                for k in 1..n {
+                    let (x, b) = (at(k), at(best));
+                    if !b.is_nan() && (x > b || x.is_nan()) {
+                        best = k;
+                    }
+                }
+                out.push(best);
+            }
+        }
+        out
+    }
+
     /// True when every element is finite (no NaN, no ±∞).
     pub fn all_finite(&self) -> bool {
         self.data.iter().all(|x| x.is_finite())
@@ -426,20 +474,41 @@ impl<T: Element> fmt::Debug for Tensor<T> {
     }
 }
 
-/// Prints nested brackets like NumPy, eliding the middle of axes longer than 6.
+/// Prints nested brackets with PyTorch's adaptive number format, eliding the middle of axes
+/// longer than 6.
+///
+/// As `torch`'s printing: when every finite element is an integer, integers with a trailing
+/// point (`[1., -2., 3.]`); otherwise four decimals (`0.1235`), unless the nonzero magnitudes
+/// span more than a factor of 1000, exceed 1e8 or fall below 1e-4, in which case scientific
+/// notation with four decimals and a two-digit exponent (`1.0000e-30`). Elements are
+/// right-aligned to a common width. A precision given to the formatter (`{:.2}`) selects fixed
+/// notation with that many decimals.
+///
+/// # Example
+/// ```
+/// use vgrad::Tensor;
+/// assert_eq!(Tensor::vector(&[1.0f32, -2.0, 3.0]).to_string(), "[ 1., -2.,  3.]");
+/// assert_eq!(Tensor::vector(&[0.5f64, 0.125]).to_string(), "[0.5000, 0.1250]");
+/// assert_eq!(Tensor::vector(&[1e-30f64, 2.0]).to_string(), "[1.0000e-30, 2.0000e+00]");
+/// assert_eq!(format!("{:.1}", Tensor::scalar(2.25f32)), "2.2");
+/// ```
 impl<T: Element> fmt::Display for Tensor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let style = match f.precision() {
+            Some(p) => Style::Fixed(p),
+            None => Style::of(&self.data),
+        };
+        let width = self.data.iter().map(|x| style.format(*x).len()).max();
+        let width = width.unwrap_or(0);
         fn rec<T: Element>(
             f: &mut fmt::Formatter<'_>,
             data: &[T],
             shape: &[usize],
-            prec: Option<usize>,
+            style: Style,
+            width: usize,
         ) -> fmt::Result {
             let Some((&n, rest)) = shape.split_first() else {
-                return match prec {
-                    Some(p) => write!(f, "{:.*}", p, data[0]),
-                    None => write!(f, "{:.4}", data[0]),
-                };
+                return write!(f, "{:>width$}", style.format(data[0]));
             };
             let stride: usize = rest.iter().product();
             write!(f, "[")?;
@@ -454,11 +523,66 @@ impl<T: Element> fmt::Display for Tensor<T> {
                 if i > 0 {
                     write!(f, ", ")?;
                 }
-                rec(f, &data[i * stride..(i + 1) * stride], rest, prec)?;
+                rec(f, &data[i * stride..(i + 1) * stride], rest, style, width)?;
             }
             write!(f, "]")
         }
-        rec(f, &self.data, &self.shape, f.precision())
+        rec(f, &self.data, &self.shape, style, width)
+    }
+}
+
+/// How [`Tensor`]'s `Display` writes numbers (PyTorch's `_Formatter`).
+#[derive(Clone, Copy)]
+enum Style {
+    /// Every finite element is an integer: `3.`.
+    Int,
+    /// `{:.p}`.
+    Fixed(usize),
+    /// `1.0000e-30`.
+    Sci,
+}
+
+impl Style {
+    fn of<T: Element>(data: &[T]) -> Style {
+        let finite = data.iter().map(|x| x.to_f64().unwrap_or(f64::NAN));
+        let finite: Vec<f64> = finite.filter(|x| x.is_finite()).collect();
+        let nonzero = finite.iter().map(|x| x.abs()).filter(|&a| a > 0.0);
+        let (lo, hi) = nonzero.fold((f64::INFINITY, 0.0f64), |(lo, hi), a| {
+            (lo.min(a), hi.max(a))
+        });
+        if finite.iter().all(|x| x.fract() == 0.0) {
+            return if hi > 1e8 { Style::Sci } else { Style::Int };
+        }
+        if hi / lo > 1000.0 || hi > 1e8 || lo < 1e-4 {
+            Style::Sci
+        } else {
+            Style::Fixed(4)
+        }
+    }
+
+    fn format<T: Element>(self, x: T) -> String {
+        let x = x.to_f64().unwrap_or(f64::NAN);
+        if !x.is_finite() {
+            return if x.is_nan() {
+                "nan".into()
+            } else if x > 0.0 {
+                "inf".into()
+            } else {
+                "-inf".into()
+            };
+        }
+        match self {
+            Style::Int => format!("{x:.0}."),
+            Style::Fixed(p) => format!("{x:.p$}"),
+            Style::Sci => {
+                // Rust writes `2.0000e0`; PyTorch (C's printf) `2.0000e+00`.
+                let s = format!("{x:.4e}");
+                let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+                let exp: i32 = exp.parse().unwrap_or(0);
+                let sign = if exp < 0 { '-' } else { '+' };
+                format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
+            }
+        }
     }
 }
 

@@ -213,7 +213,7 @@ fn backward_anomaly_names_the_layer() {
 }
 
 /// A layer without parameters that takes a square root.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Sqrt;
 impl Module<f64> for Sqrt {
     fn forward<'t>(

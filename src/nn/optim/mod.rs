@@ -65,7 +65,7 @@ use crate::tensor::Element;
 /// assert!(losses[49] < 0.1 * losses[0]);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
-pub trait Optimizer<T: Element> {
+pub trait Optimizer<T: Element>: Send {
     /// Updates every parameter of `model` that has a gradient in `grads`.
     ///
     /// # Errors

@@ -162,7 +162,8 @@ fn scan_file(file: &str, text: &str, out: &mut BTreeMap<(String, String), Item>)
                 }
                 j += 1;
             }
-            let ret = sig.split("->").nth(1).unwrap_or("");
+            // The last arrow: earlier ones may belong to closure parameters (`impl Fn(&str) -> String`).
+            let ret = sig.rsplit_once("->").map_or("", |(_, r)| r);
             let ret = ret.split(" where ").next().unwrap_or("");
             // Attributes and docs above the function.
             let (mut docs, mut track_caller) = (String::new(), false);

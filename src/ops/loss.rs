@@ -135,7 +135,7 @@ pub(crate) fn check_class_targets(op: &str, shape: &[usize], targets: &[usize]) 
 
 impl<'t, T: Element> Var<'t, T> {
     /// Fused softmax cross-entropy of logits `[N, C]` against class indices, summed or averaged
-    /// over the batch. Public as `nn::loss::cross_entropy`.
+    /// over the batch. Public as `nn::cross_entropy`.
     #[track_caller]
     pub(crate) fn cross_entropy_fused(self, targets: &[usize], mean: bool) -> Var<'t, T> {
         let z = self.value();
@@ -149,7 +149,7 @@ impl<'t, T: Element> Var<'t, T> {
     }
 
     /// Fused binary cross-entropy of logits against targets of the same shape, summed or
-    /// averaged over all elements. Public as `nn::loss::binary_cross_entropy_with_logits`.
+    /// averaged over all elements. Public as `nn::binary_cross_entropy_with_logits`.
     #[track_caller]
     pub(crate) fn bce_with_logits_fused(self, y: Var<'t, T>, mean: bool) -> Var<'t, T> {
         const OP: &str = "binary_cross_entropy_with_logits";

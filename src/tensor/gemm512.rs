@@ -91,6 +91,8 @@ unsafe fn transpose16(src: *const f32, src_stride: isize, dst: *mut f32, dst_str
             ))
         };
     }
+    // SAFETY: this fn's contract: AVX-512F is enabled (its target_feature) and the 16 source
+    // rows and the destination rows are in bounds for 16 floats each.
     unsafe {
         let (r0, r1, r2, r3) = (ld!(0), ld!(1), ld!(2), ld!(3));
         let (r4, r5, r6, r7) = (ld!(4), ld!(5), ld!(6), ld!(7));
@@ -173,6 +175,8 @@ unsafe fn transpose8(src: *const f64, src_stride: isize, dst: *mut f64, dst_stri
             _mm512_loadu_pd(src.offset($i * src_stride))
         };
     }
+    // SAFETY: this fn's contract: AVX-512F is enabled and the 8 source rows and 8
+    // destination rows are in bounds for 8 doubles each.
     unsafe {
         let (r0, r1, r2, r3) = (ld!(0), ld!(1), ld!(2), ld!(3));
         let (r4, r5, r6, r7) = (ld!(4), ld!(5), ld!(6), ld!(7));
@@ -321,17 +325,24 @@ macro_rules! avx512_gemm {
                     let slab = unsafe { a.offset(pc as isize * csa) };
                     let (ars, acs) = if direct_a { (rsa, 1) } else { (1, MR as isize) };
                     if !direct_a {
+                        // SAFETY: `slab` starts the caller's m × kc block of A and `ap` was sized for
+                        // m_panels·MR·kc elements, so pack_a reads and writes in bounds.
                         unsafe { pack_a(m, kc, slab, rsa, csa, ap) };
                     }
                     let mut jc = 0;
                     while jc < n {
                         let nc = nc_max.min(n - jc);
+                        // SAFETY: (pc, jc) is inside B's k × n extent, so the offset stays in the allocation.
                         let bslab = unsafe { b.offset(pc as isize * rsb + jc as isize * csb) };
                         if !direct_b {
+                            // SAFETY: the kc × nc block starting at `bslab` is inside B, and `bp` was sized for
+                            // nc_max·kc_max elements.
                             unsafe { pack_b(kc, nc, bslab, rsb, csb, bp) };
                         }
                         for ip in 0..m_panels {
                             let rows = MR.min(m - ip * MR);
+                            // SAFETY: row panel ip starts inside the slab (ip·MR < m) or inside the packed buffer
+                            // (ip·MR·kc < m_panels·MR·kc).
                             let apanel = unsafe {
                                 if direct_a {
                                     slab.offset((ip * MR) as isize * rsa)
@@ -445,8 +456,13 @@ macro_rules! avx512_gemm {
             ) {
                 for ip in 0..m.div_ceil(MR) {
                     let rows = MR.min(m - ip * MR);
+                    // SAFETY: panel ip's destination starts within `dst`, sized by the caller for
+                    // ⌈m/MR⌉·MR·kc elements.
                     let d = unsafe { dst.add(ip * MR * kc) };
+                    // SAFETY: ip·MR < m, so the panel's first row is a row of A.
                     let src = unsafe { a.offset((ip * MR) as isize * rsa) };
+                    // SAFETY: the copies read `rows` rows and kc columns of A from `src` (all inside A by the
+                    // caller's contract) and write MR·kc elements from `d` (inside `dst`).
                     unsafe {
                         if rsa == 1 && rows == MR {
                             // A transposed: each column of the panel is contiguous.
@@ -492,8 +508,12 @@ macro_rules! avx512_gemm {
                 let mut jp = 0;
                 while jp < nc {
                     let cols = NR.min(nc - jp);
+                    // SAFETY: jp < nc, and `dst` holds ⌈nc/NR⌉·NR·kc elements.
                     let d = unsafe { dst.add(jp * kc) };
+                    // SAFETY: jp < nc, so column jp of the block is a column of B.
                     let src = unsafe { b.offset(jp as isize * csb) };
+                    // SAFETY: the copies read kc rows and `cols` columns of B from `src` (inside B by the
+                    // caller's contract) and write kc·NR elements from `d` (inside `dst`).
                     unsafe {
                         if csb == 1 && cols == NR {
                             // Two vector copies per row: a call to memcpy per 128 bytes was 3%
@@ -577,6 +597,9 @@ macro_rules! avx512_gemm {
                 let mut hi = [$zero(); ROWS];
                 let (mut a, mut b) = (apanel, bpanel);
                 for _ in 0..kc {
+                    // SAFETY: the macro's target feature (AVX-512F) is enabled; `a` walks kc steps of `acs`
+                    // over ROWS rows of `ars` and `b` kc steps of `brs` over 2·W lanes, all inside the panels
+                    // the caller passed.
                     unsafe {
                         let b0 = $loadu(b);
                         let b1 = $loadu(b.add(W));
@@ -589,6 +612,8 @@ macro_rules! avx512_gemm {
                         b = b.offset(brs);
                     }
                 }
+                // SAFETY: the masked loads and stores touch only the first `cols` lanes of each of the
+                // ROWS rows of C (and of `bias`), which the caller's tile bounds guarantee.
                 unsafe {
                     if let Init::Bias(bias) = init {
                         let (m0, m1) = masks(cols);

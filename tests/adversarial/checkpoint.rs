@@ -75,7 +75,8 @@ fn file(header: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Per class: inputs tried, clear errors (`Error::Format`), panics, wrong results (an `Ok`,
+/// Per class: inputs tried, clear errors (`Error::Format`, or `Error::Config` for a
+/// hyperparameter that parses but is out of range), panics, wrong results (an `Ok`,
 /// a changed model or optimiser, another error kind), and the worst peak / size seen.
 #[derive(Default, Debug)]
 struct Tally {
@@ -164,7 +165,9 @@ impl Harness {
                     t.wrong += 1;
                     fail("loaded".into());
                 }
-                Ok(Err(Error::Format(_))) => t.errors += 1,
+                // A mutated hyperparameter that still parses (`0.999` -> `8.999`) is refused by
+                // the optimiser's own validation, as a `Config` error: clear too.
+                Ok(Err(Error::Format(_) | Error::Config(_))) => t.errors += 1,
                 Ok(Err(e)) => {
                     t.wrong += 1;
                     fail(format!("not a format error: {e}"));

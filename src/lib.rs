@@ -83,6 +83,7 @@ pub mod curvature;
 pub mod data;
 pub mod error;
 mod gradcheck;
+mod hash;
 pub mod monitor;
 pub mod nn;
 mod ops;

@@ -24,9 +24,9 @@ use crate::tensor::{Element, Shape, Tensor};
 use smallvec::SmallVec;
 use std::any::Any;
 use std::cell::{Cell, Ref, RefCell};
-use std::collections::{HashMap, HashSet};
+
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+
 use std::sync::Arc;
 
 /// Parents a node keeps inline: three covers every op but concat and custom ops (Linear and
@@ -39,39 +39,8 @@ const INLINE_INPUTS: usize = 3;
 /// Parent indices of a node.
 pub(crate) type Parents = SmallVec<[usize; INLINE_INPUTS]>;
 
-/// The crate's one hasher, for maps keyed by small integer ids (node indices,
-/// [`ParamId`](crate::nn::ParamId)s) or by short labels from the program's own module tree
-/// (`"12"`, `"3.branch.0"`). An integer is hashed with one multiplication (Fibonacci hashing), a
-/// string a byte at a time. A backward sweep with hooks looks every node up in the label and hook
-/// maps, and the gradient monitor looks labels up a hundred times per watched step: in both
-/// profiles the standard library's SipHash showed, a defence against adversarial keys that ids
-/// and module paths do not need.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-/// A `HashMap` hashed with [`IdHasher`]: the per-step maps of gradients and bound parameters
-/// showed SipHash at 1% of a deep training step.
-pub(crate) type FastIdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
-
-/// A `HashSet` hashed with [`IdHasher`].
-pub(crate) type FastIdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+// The hasher lives in `crate::hash`, below the engine, `nn` and the monitor.
+use crate::hash::FastIdMap;
 
 /// A map keyed by node index.
 type IdMap<V> = FastIdMap<usize, V>;

@@ -93,9 +93,10 @@ mod stats;
 pub use diagnose::{diagnose, Cause, Diagnosis, DiagnosisConfig, Evidence, Fix, Verdict};
 pub use plot::{gradient_flow_svg, heatmap_svg, PlotMetric};
 
+use crate::hash::{FastIdMap, FastIdSet};
 use crate::nn::Visitor;
 use crate::nn::{Activation, Ctx, DottedPath, Module, OutputKind, Param, ParamGrads, ParamId};
-use crate::tape::{FastIdMap, FastIdSet, HookHandle, Tape, Var};
+use crate::tape::{HookHandle, Tape, Var};
 use crate::tensor::{Element, Tensor};
 use stats::{norm, norm_and_distance, value_stats, Moments, ValueStats};
 use std::cell::RefCell;

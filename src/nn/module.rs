@@ -2,7 +2,8 @@
 //! parameters to a tape.
 
 use super::Activation;
-use crate::tape::{FastIdMap, Gradients, Tape, Var};
+use crate::hash::FastIdMap;
+use crate::tape::{Gradients, Tape, Var};
 use crate::tensor::{Element, Tensor};
 use std::any::Any;
 use std::fmt;

@@ -11,43 +11,12 @@ use super::kernels::broadcast_shapes;
 use super::parallel::SharedPtr;
 use super::{Element, Shape, Tensor};
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// 0 means "not set yet": resolved lazily to the machine's available parallelism.
-static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Below this many multiply-adds a product runs on one thread: splitting smaller work costs more
 /// in synchronisation than it saves. With the helper threads, 2²⁰ (resbn's 128³ products are
 /// split: 2.7-3.5 ms vs 3.6-3.8 ms at 2 threads; the 64³ products of the deep configs are not)
 /// beat rayon's 2²².
 const PARALLEL_MIN_MACS: usize = 1 << 20;
-
-/// Sets how many threads large matrix products (and large plain SGD updates) may use, at least 1.
-/// The calling thread is one of them: with `n` threads, `n − 1` helper threads are started on
-/// first use and share each large product with it (see DESIGN.md, "Threads"). Products under 2²⁰
-/// multiply-adds always run on the calling thread alone.
-///
-/// # Example
-/// ```
-/// vgrad::tensor::set_num_threads(1); // everything on the calling thread
-/// assert_eq!(vgrad::tensor::num_threads(), 1);
-/// ```
-pub fn set_num_threads(n: usize) {
-    NUM_THREADS.store(n.max(1), Ordering::Relaxed);
-}
-
-/// The number of threads large matrix products may use. Defaults to the machine's available
-/// parallelism; change it with [`set_num_threads`].
-pub fn num_threads() -> usize {
-    match NUM_THREADS.load(Ordering::Relaxed) {
-        0 => {
-            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-            NUM_THREADS.store(n, Ordering::Relaxed);
-            n
-        }
-        n => n,
-    }
-}
 
 /// One row-major matrix operand: element (i, j) lives at `base + i·rs + j·cs`.
 #[derive(Clone, Copy)]
@@ -92,7 +61,7 @@ unsafe fn gemm_into<T: Element>(
         }
         return;
     }
-    let threads = num_threads();
+    let threads = super::num_threads();
     if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
         // SAFETY: as in `gemm_block`; the whole product is one block.
         unsafe {

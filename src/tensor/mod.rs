@@ -24,7 +24,7 @@ pub(crate) mod update;
 
 pub use element::Element;
 pub(crate) use kernels::broadcast_shapes;
-pub use matmul::{num_threads, set_num_threads};
+pub use parallel::{num_threads, set_num_threads};
 pub use pool::release_buffers;
 pub use simd::set_flush_denormal;
 

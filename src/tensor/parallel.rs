@@ -140,6 +140,36 @@ fn helper_loop(slot: &'static Slot) {
     }
 }
 
+/// 0 means "not set yet": resolved lazily to the machine's available parallelism.
+static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many threads large matrix products (and large plain SGD updates) may use, at least 1.
+/// The calling thread is one of them: with `n` threads, `n − 1` helper threads are started on
+/// first use and share each large product with it (see DESIGN.md, "Threads"). Products under 2²⁰
+/// multiply-adds always run on the calling thread alone.
+///
+/// # Example
+/// ```
+/// vgrad::tensor::set_num_threads(1); // everything on the calling thread
+/// assert_eq!(vgrad::tensor::num_threads(), 1);
+/// ```
+pub fn set_num_threads(n: usize) {
+    NUM_THREADS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// The number of threads large matrix products may use. Defaults to the machine's available
+/// parallelism; change it with [`set_num_threads`].
+pub fn num_threads() -> usize {
+    match NUM_THREADS.load(Ordering::Relaxed) {
+        0 => {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            NUM_THREADS.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
+}
+
 /// Runs `f(0)`, …, `f(pieces − 1)` on the calling thread and up to `threads − 1` helper threads,
 /// each piece once, in no particular order; returns when all have finished.
 ///

@@ -8,8 +8,9 @@ use super::{
     check_beta, check_lr, check_nonneg, Optimizer, OptimizerState, ParamGroup, UpdateStat,
 };
 use crate::error::{Error, Result};
+use crate::hash::FastIdMap;
 use crate::nn::module::{Ctx, Module, ParamGrads, ParamId};
-use crate::tape::{FastIdMap, Var};
+use crate::tape::Var;
 use crate::tensor::update::vectorized;
 use crate::tensor::Element;
 

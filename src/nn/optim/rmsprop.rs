@@ -5,8 +5,9 @@ use super::state::{export_state, flag, import_state, incomplete, switch};
 use super::step::{apply, apply_in_backward, decayed, lerp, Parts, Rule, Tracker};
 use super::{check_lr, check_nonneg, Optimizer, OptimizerState, ParamGroup, UpdateStat};
 use crate::error::{Error, Result};
+use crate::hash::FastIdMap;
 use crate::nn::module::{Ctx, Module, ParamGrads, ParamId};
-use crate::tape::{FastIdMap, Var};
+use crate::tape::Var;
 use crate::tensor::update::vectorized;
 use crate::tensor::Element;
 

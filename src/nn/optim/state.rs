@@ -5,8 +5,8 @@
 use super::check_lr;
 use super::groups::Groups;
 use crate::error::{Error, Result};
+use crate::hash::FastIdMap;
 use crate::nn::module::{DottedPath, Module, Param, ParamId, Visitor};
-use crate::tape::FastIdMap;
 use crate::tensor::{Element, Tensor};
 use std::collections::{BTreeMap, BTreeSet};
 

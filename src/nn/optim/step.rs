@@ -7,8 +7,9 @@
 use super::groups::{GroupHyper, Groups};
 use super::UpdateStat;
 use crate::error::{Error, Result};
+use crate::hash::FastIdMap;
 use crate::nn::module::{Ctx, DottedPath, Module, Param, ParamGrads, ParamId, Visitor, VisitorMut};
-use crate::tape::{FastIdMap, Var};
+use crate::tape::Var;
 use crate::tensor::{norm_l2_f64, Element, Tensor};
 
 /// An optimiser's update of one parameter: given its id, its group's changes to the

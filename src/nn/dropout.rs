@@ -17,8 +17,9 @@ use std::fmt;
 /// mask, `dx = g ⊙ m`. With `p = 1` every element is dropped (output and gradient zero, as in
 /// PyTorch).
 ///
-/// The layer owns a seeded [`StdRng`], so a run is reproducible from its seed (and, since the
-/// generator cannot be copied, the layer is not `Clone`; build two with different seeds).
+/// The layer owns a seeded generator (ChaCha12, the generator behind `rand`'s `StdRng`, with
+/// the same stream for the same seed), so a run is reproducible from its seed. A clone
+/// continues the same stream: it draws the masks the original would draw next.
 /// In evaluation mode the input is returned unchanged (and keeps the label of the layer that
 /// made it).
 ///

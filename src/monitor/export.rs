@@ -165,6 +165,25 @@ pub fn to_json(steps: &[StepRecord]) -> String {
     json!({ "steps": steps }).to_string()
 }
 
+/// Writes an SVG made by [`gradient_flow_svg`](crate::monitor::gradient_flow_svg) or
+/// [`heatmap_svg`](crate::monitor::heatmap_svg) (or any text) to a file, beside
+/// [`write_csv`] and [`write_json`].
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be written.
+///
+/// # Example
+/// ```
+/// let path = std::env::temp_dir().join(format!("vgrad-doc-{}.svg", std::process::id()));
+/// vgrad::monitor::write_svg("<svg xmlns='http://www.w3.org/2000/svg'/>", &path)?;
+/// assert!(std::fs::read_to_string(&path).unwrap().starts_with("<svg"));
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+pub fn write_svg(svg: &str, path: impl AsRef<Path>) -> Result<()> {
+    write_file(path.as_ref(), svg)
+}
+
 fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|source| Error::Io {
         path: path.to_path_buf(),

@@ -692,7 +692,7 @@ impl<T: Element> GradMonitor<T> {
     }
 }
 
-pub use export::{to_csv, to_json, write_csv, write_json};
+pub use export::{to_csv, to_json, write_csv, write_json, write_svg};
 
 /// The first labelled activation after `nodes[i]` (or `nodes[i]` itself when the layer ends in
 /// one), stopping at the next layer's output: the activation a layer feeds.

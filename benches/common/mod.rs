@@ -226,6 +226,12 @@ fn activation<T: Element>(name: &str) -> Activation<T> {
         "sigmoid" => Activation::Sigmoid,
         "relu" => Activation::Relu,
         "tanh" => Activation::Tanh,
+        // PyTorch's defaults, as torch_mlp.py builds them (grid.json).
+        "leaky_relu" => Activation::leaky_relu(),
+        "elu" => Activation::elu(),
+        "gelu" => Activation::Gelu(vgrad::GeluApprox::None),
+        "silu" => Activation::Silu,
+        "softplus" => Activation::softplus(),
         a => panic!("configs.json: unknown activation {a:?}"),
     }
 }

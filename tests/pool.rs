@@ -5,68 +5,15 @@
 //! which a counting allocator measures.
 
 use rand::{rngs::StdRng, SeedableRng};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use vgrad::nn::{
     cross_entropy, Activation, BatchNorm1d, Ctx, Linear, Module, Optimizer, Reduction, Residual,
     Sequential, Sgd, SgdConfig,
 };
 use vgrad::{Tape, Tensor};
 
-/// The system allocator, counting the bytes the current thread holds.
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(n: isize) {
-    // `try_with`: the allocator runs while thread-locals are torn down too.
-    let _ = LIVE.try_with(|l| l.set(l.get() + n));
-}
-
-// SAFETY: every method forwards to `System` with its own arguments unchanged, so `System`'s
-// guarantees are ours; the counting touches only a const-initialised thread-local, which never
-// allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            add(l.size() as isize);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
-        let p = unsafe { System.alloc_zeroed(l) };
-        if !p.is_null() {
-            add(l.size() as isize);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        add(-(l.size() as isize));
-        // SAFETY: forwarded unchanged; `p` came from this allocator, that is from `System`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged; `p` came from `System` with layout `l`.
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() {
-            add(new as isize - l.size() as isize);
-        }
-        q
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// Bytes the calling thread holds.
-fn held() -> isize {
-    LIVE.with(Cell::get)
-}
+#[path = "common/meter.rs"]
+mod meter;
+use meter::held;
 
 /// A training step allocates the same buffers every step, some through the pool and some
 /// (BatchNorm's per-channel vectors, once) straight from the allocator: the pool must not grow

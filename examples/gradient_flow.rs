@@ -3,7 +3,7 @@
 //! Builds 50-layer, width-64 networks (sigmoid + Xavier, ReLU + Xavier, ReLU + He, ReLU + He +
 //! BatchNorm, and the same in residual blocks), runs one step of each on 64 N(0, 1) inputs with
 //! the gradient monitor attached, prints each diagnosis, and writes to the output directory
-//! (default `target/gradient-flow`):
+//! (default `out/gradient_flow`):
 //!
 //! * `flow.svg` — ‖∂L/∂W‖ per layer against depth, every network overlaid (the gradient-flow
 //!   plot); `backprop.svg` — the same for ‖∂L/∂h‖; `signal.svg` — the activations' std;
@@ -12,11 +12,17 @@
 //! * `training.csv`, `training.json` — the records of the 40-step run.
 //!
 //! ```sh
-//! cargo run --release --example gradient_flow [-- --quick] [-- output-dir]
+//! cargo run --release --example gradient_flow
+//! cargo run --release --example gradient_flow -- --quick --out DIR
+//! cargo run --release --example gradient_flow -- --help
 //! ```
 //!
 //! `--quick` trains the heatmap run for 5 steps instead of 40 (a smoke run).
 
+#[path = "common/mod.rs"]
+pub mod common;
+
+use common::Command;
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
 use vgrad::monitor::{
@@ -29,6 +35,15 @@ use vgrad::nn::{
     Residual, Sequential, Sgd, SgdConfig,
 };
 use vgrad::{Tape, Tensor};
+
+/// The command line: the shared flags only.
+pub const COMMAND: Command = Command {
+    name: "gradient_flow",
+    about: "the classic 50-layer cases, one step each: diagnoses, gradient-flow plots, heatmaps",
+    quick: "a smoke run: the heatmap network trains 5 steps instead of 40",
+    writes: Some("the plots and the training records"),
+    extra: &[],
+};
 
 const DEPTH: usize = 50;
 const WIDTH: usize = 64;
@@ -97,22 +112,26 @@ fn train(net: &mut Sequential<f32>, steps: usize, lr: f64) -> vgrad::Result<Grad
     Ok(mon)
 }
 
-fn main() -> vgrad::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let out: PathBuf = args
-        .iter()
-        .find(|a| !a.starts_with("--"))
-        .cloned()
-        .unwrap_or_else(|| "target/gradient-flow".into())
-        .into();
-    let written = run(&out, if quick { 5 } else { 40 })?;
+/// The command line: `--help` prints the usage, a bad argument gives exit code 2, a failed
+/// run exit code 1.
+pub fn cli(args: impl IntoIterator<Item = String>) -> u8 {
+    common::finish(COMMAND.parse(args), |args| {
+        let written = run(&args.out, if args.quick { 5 } else { 40 })?;
+        println!("{}", common::wrote(&written, &args.out));
+        Ok(())
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    cli(std::env::args().skip(1)).into()
+}
+
+/// A diagnosis under its heading, wrapped to the terminal's 100 columns.
+fn print_diagnosis(heading: &str, diagnosis: &vgrad::monitor::Diagnosis) {
     println!(
-        "{} plots and records written to {}",
-        written.len(),
-        out.display()
+        "== {heading}\n{}\n",
+        common::wrap(&diagnosis.to_string(), common::COLUMNS)
     );
-    Ok(())
 }
 
 /// Runs every case, training the heatmap network for `steps` steps, and returns the files written.
@@ -156,7 +175,7 @@ pub fn run(out: &std::path::Path, steps: usize) -> vgrad::Result<Vec<PathBuf>> {
     for (name, hidden, init) in cases {
         let mut net = network(hidden, init, 1)?;
         let mon = train(&mut net, 1, 0.0)?;
-        println!("== {name}\n{}\n", mon.diagnose());
+        print_diagnosis(name, &mon.diagnose());
         runs.push((name, mon.steps()[0].clone()));
     }
     let named: Vec<(&str, &StepRecord)> = runs.iter().map(|(n, s)| (*n, s)).collect();
@@ -180,9 +199,9 @@ pub fn run(out: &std::path::Path, steps: usize) -> vgrad::Result<Vec<PathBuf>> {
 
     let mut net = network(Hidden::Plain(Activation::Relu), Init::HE_NORMAL, 1)?;
     let mon = train(&mut net, steps, 0.01)?;
-    println!(
-        "== {steps} steps of ReLU + He at lr 0.01\n{}\n",
-        mon.diagnose()
+    print_diagnosis(
+        &format!("{steps} steps of ReLU + He at lr 0.01"),
+        &mon.diagnose(),
     );
     write(
         "heatmap.svg",
@@ -198,7 +217,7 @@ pub fn run(out: &std::path::Path, steps: usize) -> vgrad::Result<Vec<PathBuf>> {
 
     let mut net = network(Hidden::Plain(Activation::Relu), Init::HE_NORMAL, 1)?;
     let mon = train(&mut net, 6, 0.3)?;
-    println!("== ReLU + He at lr 0.3\n{}\n", mon.diagnose());
+    print_diagnosis("ReLU + He at lr 0.3", &mon.diagnose());
     write(
         "heatmap_diverging.svg",
         heatmap_svg(

@@ -27,6 +27,7 @@
 //! cargo run --release --example learning_rate              # writes out/learning_rate/
 //! cargo run --release --example learning_rate -- --out DIR
 //! cargo run --example learning_rate -- --quick             # a smoke run of a few seconds
+//! cargo run --example learning_rate -- --help
 //! ```
 //!
 //! It prints the power iteration's convergence, a results table and the comparison of 2/λ_max
@@ -38,11 +39,14 @@
 //! * `results.csv`: the results table;
 //! * `learning_rate.svg`: the loss curves (log scale) above the sharpness curves.
 
+#[path = "common/mod.rs"]
+pub mod common;
+
+use common::{Command, Stop};
 use plotters::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
 use std::error::Error;
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vgrad::curvature::{top_hessian_eigenvalue, PowerIterationConfig, TopEigen};
@@ -58,6 +62,15 @@ type F = f32;
 /// Every run starts from the weights this seed gives, so the runs differ only in their rate.
 const MODEL_SEED: u64 = 0;
 
+/// The command line: the shared flags only.
+pub const COMMAND: Command = Command {
+    name: "learning_rate",
+    about: "learning rates too small, right, too large and diverging; what curvature predicts",
+    quick: "a smoke run: 256 digits, 30 steps, three rates, short power iterations",
+    writes: Some("the CSV files and the plot"),
+    extra: &[],
+};
+
 /// What to run and where to write.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -68,23 +81,13 @@ pub struct Options {
 }
 
 impl Options {
-    /// Parses `--quick`, `--out DIR` and `--help`; `Err` carries the text to print.
-    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
-        let usage = "usage: learning_rate [--quick] [--out DIR]   (default DIR: out/learning_rate)";
-        let mut opts = Options {
-            quick: false,
-            out: PathBuf::from("out/learning_rate"),
-        };
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--quick" => opts.quick = true,
-                "--out" => opts.out = args.next().ok_or(usage)?.into(),
-                "-h" | "--help" => return Err(usage.into()),
-                other => return Err(format!("unknown argument `{other}`\n{usage}")),
-            }
-        }
-        Ok(opts)
+    /// Parses [`COMMAND`]'s arguments (those after the program's name).
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, Stop> {
+        let args = COMMAND.parse(args)?;
+        Ok(Options {
+            quick: args.quick,
+            out: args.out,
+        })
     }
 }
 
@@ -236,18 +239,14 @@ pub struct Summary {
     pub files: Vec<PathBuf>,
 }
 
-fn main() {
-    let opts = match Options::from_args(std::env::args().skip(1)) {
-        Ok(opts) => opts,
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(&opts) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+/// The command line: `--help` prints the usage, a bad argument gives exit code 2, a failed
+/// run exit code 1.
+pub fn cli(args: impl IntoIterator<Item = String>) -> u8 {
+    common::finish(Options::from_args(args), |opts| run(&opts).map(|_| ()))
+}
+
+fn main() -> std::process::ExitCode {
+    cli(std::env::args().skip(1)).into()
 }
 
 /// Runs the sweep, the scheduled run and the curvature estimates; prints the results and
@@ -281,11 +280,12 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     };
     print_convergence(&top);
     let lambda_max = top.eigenvalue;
-    println!(
-        "  λ_max = {lambda_max:.4}, so 2/λ_max = {:.3}: the largest stable rate if the loss were \
+    let limit = format!(
+        "λ_max = {lambda_max:.4}, so 2/λ_max = {:.3}: the largest stable rate if the loss were \
          the quadratic it looks like here",
         2.0 / lambda_max
     );
+    println!("  {}", common::indented(&limit, 4).trim_start());
 
     // ---- The sweep --------------------------------------------------------------------------
     println!("\nconstant learning rates:");
@@ -343,10 +343,7 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
             plan.track_until,
         )?,
     ];
-    println!("\nwrote:");
-    for f in &files {
-        println!("  {}", f.display());
-    }
+    println!("\n{}", common::wrote(&files, out));
     println!("total time {:.1} s", started.elapsed().as_secs_f64());
 
     Ok(Summary {
@@ -428,7 +425,7 @@ fn train_run(
     };
     let rate_at = |step: usize| schedule.as_ref().map_or(lr, |s| s.lr(lr, step));
 
-    let live = std::io::stderr().is_terminal();
+    let bar = common::progress(plan.steps as u64, &name);
     let mut losses = Vec::with_capacity(plan.steps);
     // Every run starts from the same weights, so λ_max at step 0 is the one measured before.
     let mut sharpness = vec![(0, rate_at(0), lambda_init)];
@@ -450,11 +447,9 @@ fn train_run(
         }
         let grads = ctx.param_grads(&loss.backward());
         opt.step(&mut model, &grads)?;
-        if live && step % 10 == 0 {
-            eprint!(
-                "\r  {name:<24} step {step:>4}/{}  loss {value:<10.4}",
-                plan.steps
-            );
+        bar.inc(1);
+        if step % 10 == 0 {
+            bar.set_message(format!("loss {value:.4}"));
         }
     }
     let last_finite = losses.last().is_some_and(|l| l.is_finite());
@@ -471,9 +466,7 @@ fn train_run(
     };
     let verdict = Verdict::judge(&losses);
     let seconds = started.elapsed().as_secs_f64();
-    if live {
-        eprint!("\r{:<70}\r", "");
-    }
+    bar.finish_and_clear();
     println!(
         "  {name:<24} final loss {:<10.4} {:<20} {seconds:.1} s",
         losses[losses.len() - 1],
@@ -543,7 +536,7 @@ fn results_table(runs: &[Run]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<24} {:>11} {:>11} {:>9} {:>12} {:>9}  verdict",
+        "{:<23} {:>10} {:>10} {:>8} {:>11} {:>8}  verdict",
         "run", "final loss", "lowest", "test acc", "λ_max (end)", "lr·λ_end"
     );
     for r in runs {
@@ -561,7 +554,7 @@ fn results_table(runs: &[Run]) -> String {
         };
         let _ = writeln!(
             t,
-            "{:<24} {:>11.4e} {:>11.4e} {accuracy:>9} {lambda_end:>12} {product:>9}  {}",
+            "{:<23} {:>10.4e} {:>10.4e} {accuracy:>8} {lambda_end:>11} {product:>8}  {}",
             r.name,
             r.final_loss(),
             lowest,
@@ -637,26 +630,7 @@ fn print_interpretation(
          order-of-magnitude guide to the largest usable rate, not a sharp threshold.{separates}",
         2.0 / sharpened
     );
-    println!("\n{}", wrap(&text, 96));
-}
-
-/// Breaks `text` into lines of at most `width` characters, at spaces.
-fn wrap(text: &str, width: usize) -> String {
-    let mut out = String::new();
-    let mut line = 0;
-    for word in text.split_whitespace() {
-        let len = word.chars().count();
-        if line > 0 && line + 1 + len > width {
-            out.push('\n');
-            line = 0;
-        } else if line > 0 {
-            out.push(' ');
-            line += 1;
-        }
-        out.push_str(word);
-        line += len;
-    }
-    out
+    println!("\n{}", common::wrap(&text, common::COLUMNS));
 }
 
 fn write_file(path: &Path, contents: &str) -> Result<PathBuf, Box<dyn Error>> {

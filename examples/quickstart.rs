@@ -9,17 +9,38 @@
 //! cargo run --release --example quickstart
 //! ```
 //!
-//! `--quick` trains for fewer steps (the test suite runs it that way).
+//! `--quick` trains for fewer steps (the test suite runs it that way); `--help` says so. It
+//! writes no files, so unlike the other examples it takes no `--out`.
 
+#[path = "common/mod.rs"]
+pub mod common;
+
+use common::Command;
 use vgrad::nn::{accuracy, cross_entropy, Activation, Adam, AdamConfig, Ctx, Linear, Module};
 use vgrad::nn::{Optimizer, Reduction, Sequential};
 use vgrad::{data, Tape};
 
-fn main() -> vgrad::Result<()> {
-    let quick = std::env::args().any(|arg| arg == "--quick");
-    let accuracy = train(if quick { 60 } else { 200 })?;
-    println!("test accuracy: {:.1}%", 100.0 * accuracy);
-    Ok(())
+/// The command line: `--quick` and `--help` only, since nothing is written.
+pub const COMMAND: Command = Command {
+    name: "quickstart",
+    about: "the smallest complete training loop: a small MLP learns two moons",
+    quick: "a smoke run: 60 steps instead of 200",
+    writes: None,
+    extra: &[],
+};
+
+/// The command line: `--help` prints the usage, a bad argument gives exit code 2, a failed
+/// run exit code 1.
+pub fn cli(args: impl IntoIterator<Item = String>) -> u8 {
+    common::finish(COMMAND.parse(args), |args| {
+        let accuracy = train(if args.quick { 60 } else { 200 })?;
+        println!("test accuracy: {:.1}%", 100.0 * accuracy);
+        Ok(())
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    cli(std::env::args().skip(1)).into()
 }
 
 /// Trains for `steps` full-batch steps and returns the accuracy on a held-out set.

@@ -18,14 +18,20 @@
 //! (`Dataset::batches(batch, epoch)`), so the epoch is all the loop itself must keep.
 //!
 //! ```text
-//! cargo run --release --example resume [-- --quick] [-- output-dir]
+//! cargo run --release --example resume
+//! cargo run --release --example resume -- --quick --out DIR
+//! cargo run --release --example resume -- --help
 //! ```
 //!
 //! Writes `model.safetensors` and `optimizer.safetensors` to the output directory (default
-//! `target/resume`). `--quick` trains 4 epochs instead of 12 (the test suite runs it that way).
+//! `out/resume`). `--quick` trains 4 epochs instead of 12 (the test suite runs it that way).
 
+#[path = "common/mod.rs"]
+pub mod common;
+
+use common::Command;
 use rand::{rngs::StdRng, SeedableRng};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use vgrad::data::{self, Dataset};
 use vgrad::nn::{
     cross_entropy, load_optimizer, load_safetensors, save_optimizer, save_safetensors, Activation,
@@ -34,19 +40,34 @@ use vgrad::nn::{
 };
 use vgrad::Tape;
 
+/// The command line: the shared flags only.
+pub const COMMAND: Command = Command {
+    name: "resume",
+    about: "stop a training run, save model and optimiser, and resume it to the bit",
+    quick: "a smoke run: 4 epochs instead of 12",
+    writes: Some("the two checkpoint files"),
+    extra: &[],
+};
+
 const BASE_LR: f64 = 3e-3;
 const BATCH: usize = 64;
 
-fn main() -> vgrad::Result<()> {
-    let mut quick = false;
-    let mut out = PathBuf::from("target/resume");
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            dir => out = PathBuf::from(dir),
-        }
-    }
-    let summary = run(if quick { 4 } else { 12 }, &out)?;
+/// The command line: `--help` prints the usage, a bad argument gives exit code 2, a failed
+/// run exit code 1.
+pub fn cli(args: impl IntoIterator<Item = String>) -> u8 {
+    common::finish(COMMAND.parse(args), |args| {
+        report(args.quick, &args.out)?;
+        Ok(())
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    cli(std::env::args().skip(1)).into()
+}
+
+/// Runs the example and prints what it measured.
+fn report(quick: bool, out: &Path) -> vgrad::Result<()> {
+    let summary = run(if quick { 4 } else { 12 }, out)?;
     println!(
         "mean training loss per epoch (the restart is after epoch {}):",
         summary.resumed_at
@@ -72,7 +93,11 @@ fn main() -> vgrad::Result<()> {
     );
     let [a, b, c] = summary.test_accuracy.map(|x| 100.0 * x);
     println!("test accuracy: uninterrupted {a:.1}%, resumed {b:.1}%, weights only {c:.1}%");
-    println!("files: {}", out.display());
+    let files = [
+        out.join("model.safetensors"),
+        out.join("optimizer.safetensors"),
+    ];
+    println!("{}", common::wrote(&files, out));
     Ok(())
 }
 

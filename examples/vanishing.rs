@@ -3,7 +3,8 @@
 //! ```sh
 //! cargo run --release --example vanishing            # the full run, about 8 s once built (release, 2 cores)
 //! cargo run --release --example vanishing -- --quick # a smoke run
-//! cargo run --release --example vanishing -- --out DIR
+//! cargo run --release --example vanishing -- --out DIR --epochs 5
+//! cargo run --release --example vanishing -- --help
 //! ```
 //!
 //! During backpropagation the gradient that reaches a layer is a product of the derivatives of
@@ -17,12 +18,15 @@
 //! * the ratio of the first layer's weight-gradient norm to the last layer's, at step 0 and as a
 //!   geometric mean over the first epoch — how much of the learning signal reaches the input;
 //! * train and test accuracy at the end, and the time taken;
-//! * the gradient monitor's one-line diagnosis of the first epoch.
+//! * the gradient monitor's verdict on the first epoch, and under the table its one-line
+//!   diagnosis.
 //!
 //! It writes to the output folder (default `out/vanishing`): `gradient_flow.svg` (per-layer
 //! gradient norm against depth at step 0, every network overlaid, log scale),
 //! `heatmap_<network>.svg` (layer × step, log₁₀ gradient norm over the first epoch),
-//! `records.csv` (every layer at every recorded step of every network) and `summary.csv`.
+//! `records.csv` (every layer at every recorded step of every network), `summary.csv` (the
+//! table, at full precision) and `diagnoses.txt` (the monitor's whole diagnosis of each
+//! network: affected layers, likely causes, fixes).
 //!
 //! What to look for, and what the one-line story leaves out:
 //!
@@ -44,6 +48,10 @@
 //! the sigmoid network's tiny gradients would otherwise make f32 arithmetic many times slower
 //! while computing values that round to zero anyway.
 
+#[path = "common/mod.rs"]
+pub mod common;
+
+use common::{Command, Extra, Stop};
 use rand::{rngs::StdRng, SeedableRng};
 use std::error::Error;
 use std::fmt::Write as _;
@@ -66,6 +74,19 @@ const WIDTH: usize = 64;
 const DEPTH: usize = 50;
 const SEED: u64 = 0;
 
+/// The command line: the shared flags and `--epochs N`.
+pub const COMMAND: Command = Command {
+    name: "vanishing",
+    about: "50-layer networks on digits: vanishing gradients seen, measured and fixed",
+    quick: "a smoke run: two epochs on 256 training digits",
+    writes: Some("the plots and CSV files"),
+    extra: &[Extra {
+        flag: "--epochs",
+        value: "N",
+        help: "training epochs (default 20; 2 with --quick)",
+    }],
+};
+
 /// Command-line options.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -78,31 +99,20 @@ pub struct Options {
 }
 
 impl Options {
-    /// Parses `--quick`, `--out DIR` and `--epochs N`.
-    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
-        let mut o = Options {
-            quick: false,
-            out: PathBuf::from("out/vanishing"),
-            epochs: 20,
-        };
-        let mut it = args.into_iter();
-        let mut epochs_set = false;
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--quick" => o.quick = true,
-                "--out" => o.out = it.next().ok_or("--out needs a folder")?.into(),
-                "--epochs" => {
-                    let n = it.next().ok_or("--epochs needs a number")?;
-                    o.epochs = n.parse().map_err(|_| format!("bad --epochs {n}"))?;
-                    epochs_set = true;
-                }
-                other => return Err(format!("unknown argument {other}")),
-            }
+    /// Parses [`COMMAND`]'s arguments (those after the program's name).
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, Stop> {
+        let args = COMMAND.parse(args)?;
+        let epochs = args
+            .value("--epochs")?
+            .unwrap_or(if args.quick { 2 } else { 20 });
+        if epochs == 0 {
+            return Err(args.error("--epochs must be at least 1"));
         }
-        if o.quick && !epochs_set {
-            o.epochs = 2;
-        }
-        Ok(o)
+        Ok(Options {
+            quick: args.quick,
+            out: args.out,
+            epochs,
+        })
     }
 }
 
@@ -132,8 +142,10 @@ pub struct RunSummary {
     pub seconds: f64,
     /// The monitor's verdict on the first epoch.
     pub verdict: Verdict,
-    /// The monitor's one-line diagnosis.
+    /// The first line of the monitor's diagnosis.
     pub diagnosis: String,
+    /// The monitor's whole diagnosis.
+    pub diagnosis_full: String,
     /// Loss at the first and the last step.
     pub loss: (f64, f64),
 }
@@ -318,7 +330,12 @@ fn train_one(
     let mut tape = Tape::new();
     let mut losses = Vec::new();
     let batch = 64;
+    let bar = common::progress(
+        (opts.epochs * train.len().div_ceil(batch)) as u64,
+        spec.name,
+    );
     for epoch in 0..opts.epochs {
+        bar.set_message(format!("epoch {}/{}", epoch + 1, opts.epochs));
         for (x, y) in train.batches(batch, SEED + epoch as u64)? {
             tape.reset();
             let mut ctx = Ctx::new(&tape);
@@ -332,27 +349,18 @@ fn train_one(
                 ctx.param_grads(&loss.backward())
             };
             opt.step(&mut model, &grads)?;
+            bar.inc(1);
         }
         if epoch == 0 {
             mon.after_update(&model);
         }
-        let done = epoch + 1;
-        if done == opts.epochs || done % 5 == 0 {
-            print!(
-                "\r  {:<40} epoch {done:>3}/{}  loss {:>8.4}",
-                spec.name,
-                opts.epochs,
-                losses.last().copied().unwrap_or(f64::NAN)
-            );
-            use std::io::Write as _;
-            std::io::stdout().flush()?;
-        }
     }
-    println!();
+    bar.finish_and_clear();
     let steps = mon.steps().to_vec();
     let ratios: Vec<f64> = steps.iter().map(first_last_ratio).collect();
     let log_mean = ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len().max(1) as f64;
     let diagnosis = mon.diagnose();
+    let diagnosis_full = diagnosis.to_string();
     let summary = RunSummary {
         name: spec.name,
         lr: spec.lr,
@@ -362,12 +370,8 @@ fn train_one(
         test_acc: accuracy(&mut model, test),
         seconds: start.elapsed().as_secs_f64(),
         verdict: diagnosis.verdict,
-        diagnosis: diagnosis
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string(),
+        diagnosis: diagnosis_full.lines().next().unwrap_or("").to_string(),
+        diagnosis_full,
         loss: (
             losses.first().copied().unwrap_or(f64::NAN),
             losses.last().copied().unwrap_or(f64::NAN),
@@ -443,6 +447,15 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
         if let Some(s0) = steps.first() {
             first_steps.push((spec.name, s0.clone()));
         }
+        // The run's last line, in a terminal (once its bar is cleared) and in a log alike.
+        println!(
+            "  {:<24} loss {:>7.4} -> {:<7.4}  test {:5.1}%  {:5.1} s",
+            summary.name,
+            summary.loss.0,
+            summary.loss.1,
+            100.0 * summary.test_acc,
+            summary.seconds
+        );
         runs.push(summary);
     }
 
@@ -482,43 +495,67 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     let sum = opts.out.join("summary.csv");
     std::fs::write(&sum, table)?;
     files.push(sum);
+    let mut diagnoses = String::new();
+    for r in &runs {
+        writeln!(diagnoses, "== {}\n{}\n", r.name, r.diagnosis_full)?;
+    }
+    let diag = opts.out.join("diagnoses.txt");
+    std::fs::write(&diag, diagnoses)?;
+    files.push(diag);
     Ok(Summary { runs, files })
 }
 
-fn main() {
-    let opts = match Options::from_args(std::env::args().skip(1)) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}\nusage: vanishing [--quick] [--out DIR] [--epochs N]");
-            std::process::exit(2);
-        }
-    };
-    let summary = match run(&opts) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    };
-    println!();
-    println!(
-        "| network | first/last ‖∂L/∂W‖, step 0 | first epoch (geo. mean) | train | test | time | diagnosis (first epoch) |"
+/// The results as a table within [`common::COLUMNS`]: the verdict in the table, each
+/// network's one-line diagnosis under it (the whole diagnosis is in `diagnoses.txt`).
+pub fn report(summary: &Summary, out: &std::path::Path) -> String {
+    let mut t = String::new();
+    // Two heading lines keep the columns narrow: the rows stay within 100 columns.
+    let _ = writeln!(
+        t,
+        "{:26}{:^19}  {:^13}{:10}monitor's verdict",
+        "", "‖∂L/∂W‖ first/last", "accuracy", ""
     );
-    println!("|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        t,
+        "{:<24}  {:>9} {:>9}  {:>6} {:>6}  {:>6}  (first epoch)",
+        "network", "step 0", "epoch 1", "train", "test", "time"
+    );
     for r in &summary.runs {
-        println!(
-            "| {} | {:.1e} | {:.1e} | {:.1}% | {:.1}% | {:.2} s | {} |",
+        let _ = writeln!(
+            t,
+            "{:<24}  {:>9.1e} {:>9.1e}  {:>5.1}% {:>5.1}%  {:>4.1} s  {}",
             r.name,
             r.ratio_step0,
             r.ratio_epoch1,
             100.0 * r.train_acc,
             100.0 * r.test_acc,
             r.seconds,
-            r.diagnosis
+            r.verdict
         );
     }
-    println!("\nWrote:");
-    for f in &summary.files {
-        println!("  {}", f.display());
+    let _ = writeln!(
+        t,
+        "\n(epoch 1: the geometric mean over the first epoch's steps)\n\nThe monitor's diagnosis \
+         of the first epoch:"
+    );
+    for r in &summary.runs {
+        let line = format!("{}: {}", r.name, r.diagnosis);
+        let _ = writeln!(t, "  {}", common::indented(&line, 4).trim_start());
     }
+    let _ = writeln!(t, "\n{}", common::wrote(&summary.files, out));
+    t
+}
+
+/// The command line: `--help` prints the usage, a bad argument gives exit code 2, a failed
+/// run exit code 1.
+pub fn cli(args: impl IntoIterator<Item = String>) -> u8 {
+    common::finish(Options::from_args(args), |opts| {
+        let summary = run(&opts)?;
+        print!("\n{}", report(&summary, &opts.out));
+        Ok(())
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    cli(std::env::args().skip(1)).into()
 }

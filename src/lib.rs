@@ -64,6 +64,22 @@
 //! * **[`CustomOp`]** — your own differentiable op with its forward and backward.
 //! * **[`nn`]** — parameters, layers with PyTorch's names, layouts and defaults, initialisation.
 //!
+//! ## Features
+//!
+//! The dependencies a program may not want sit behind features, all on by default:
+//!
+//! | feature | enables | adds |
+//! |---|---|---|
+//! | `plot` | SVG plots of the monitor's records: `monitor::gradient_flow_svg`, `monitor::heatmap_svg`, `monitor::PlotMetric` | `plotters` |
+//! | `safetensors` | checkpoints in the safetensors format: `nn::save_safetensors`, `nn::load_safetensors` (and their `_bytes` and `_with` forms), `nn::rename_keys`, and the optimiser's files, `nn::save_optimizer`, `nn::load_optimizer` (and `_bytes`) | `safetensors`, `serde`, `serde_json` |
+//! | `json` | the monitor's JSON export: `monitor::to_json`, `monitor::write_json`, `GradMonitor::to_json` | `serde_json` |
+//!
+//! With `default-features = false` everything else stays: the engine, every layer, loss,
+//! optimiser and schedule, an optimiser's state in memory
+//! ([`Optimizer::state_dict`](nn::Optimizer::state_dict) and
+//! [`load_state_dict`](nn::Optimizer::load_state_dict)), and the monitor's records, diagnosis
+//! and CSV export.
+//!
 //! ## Errors and panics
 //!
 //! One error type, [`Error`]. Anything that depends on input the program does not control —
@@ -78,6 +94,9 @@
 //! except inside matmul where they are free), no complex numbers, no distributed training. A tape
 //! belongs to one thread; parallelism lives inside the matrix kernels.
 #![deny(missing_docs)]
+// docs.rs builds with `--cfg docsrs` (Cargo.toml's `package.metadata.docs.rs`) and marks each
+// item a feature gates.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod curvature;
 pub mod data;

@@ -7,6 +7,9 @@
 //! `ckpt_gen.py --verify` loads into torch (strict `load_state_dict`) to check the other
 //! direction by hand.
 
+// Checkpoints need the `safetensors` feature (on by default).
+#![cfg(feature = "safetensors")]
+
 use proptest::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
 use serde_json::Value;

@@ -10,6 +10,9 @@
 // of one crate, so the file is loaded once per example, on purpose.
 #![allow(clippy::duplicate_mod)]
 
+// The examples plot, export JSON and write checkpoints: they need the default features.
+#![cfg(all(feature = "plot", feature = "json", feature = "safetensors"))]
+
 #[allow(dead_code)]
 #[path = "../examples/quickstart.rs"]
 mod quickstart;

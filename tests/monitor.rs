@@ -10,9 +10,12 @@ use rand::{rngs::StdRng, SeedableRng};
 use std::cell::RefCell;
 use std::rc::Rc;
 use vgrad::monitor::{
-    backward_with_layer_hook, gradient_flow_svg, heatmap_svg, to_csv, to_json, Cause, Fix,
-    GradMonitor, LayerKind, MonitorConfig, PlotMetric, StepRecord, Verdict,
+    backward_with_layer_hook, to_csv, Cause, Fix, GradMonitor, LayerKind, MonitorConfig, Verdict,
 };
+#[cfg(feature = "plot")]
+use vgrad::monitor::{gradient_flow_svg, heatmap_svg, PlotMetric};
+#[cfg(feature = "json")]
+use vgrad::monitor::{to_json, StepRecord};
 use vgrad::nn::init::Init;
 use vgrad::nn::{
     mse_loss, Activation, BatchNorm1d, Ctx, LayerNorm, Linear, LinearConfig, Module, Optimizer,
@@ -701,6 +704,7 @@ fn csv_has_one_row_per_layer_per_step_and_parses_back() {
     );
 }
 
+#[cfg(feature = "json")]
 #[test]
 fn json_parses_and_non_finite_values_become_null() {
     let mon = small_run();
@@ -729,6 +733,7 @@ fn json_parses_and_non_finite_values_become_null() {
     assert!(csv.contains(",NaN,") && csv.contains("\"a \"\"quoted\"\"\nname\""));
 }
 
+#[cfg(feature = "plot")]
 #[test]
 fn plots_are_svg_documents_with_title_legend_and_colour_bar() {
     let mon = small_run();

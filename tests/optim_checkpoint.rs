@@ -5,6 +5,9 @@
 //! The reference is independent of the save/load code: the same training run, never
 //! interrupted. What the saved buffers mean is checked against PyTorch in `golden_optim.rs`.
 
+// Checkpoints need the `safetensors` feature (on by default).
+#![cfg(feature = "safetensors")]
+
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
 use vgrad::nn::{

@@ -8,6 +8,9 @@
 //! names (`1.branch.0.weight`) are mapped to PyTorch's with a rename table. Both reproduce
 //! PyTorch's output; the mapped model saves back under PyTorch's names.
 
+// Checkpoints need the `safetensors` feature (on by default).
+#![cfg(feature = "safetensors")]
+
 use serde_json::Value;
 use vgrad::nn::rename_keys;
 use vgrad::nn::{

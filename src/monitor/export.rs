@@ -1,14 +1,17 @@
 //! CSV and JSON export of the monitor's records.
 //!
-//! JSON goes through `serde_json`, already a dependency for checkpoint headers: it escapes names
-//! and writes numbers in shortest round-trip form, and a hand-written writer would only repeat
-//! it. Numbers in CSV are Rust's shortest round-trip form with an exponent (`1.2345e-32`), which
+//! JSON goes through `serde_json` (feature `json`), the same crate that reads checkpoint headers:
+//! it escapes names and writes numbers in shortest round-trip form, and a hand-written writer
+//! would only repeat it. Numbers in CSV are Rust's shortest round-trip form with an exponent (`1.2345e-32`), which
 //! reads back to the same f64. JSON has no NaN or infinity, so non-finite values become `null`
 //! there; in CSV they are `NaN`, `inf` and `-inf`, which spreadsheet programs and pandas read.
 
-use super::{LayerRecord, StepRecord};
+#[cfg(feature = "json")]
+use super::LayerRecord;
+use super::StepRecord;
 use crate::error::{Error, Result};
 use crate::monitor::stats::activation_name;
+#[cfg(feature = "json")]
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -111,10 +114,12 @@ pub fn to_csv(steps: &[StepRecord]) -> String {
 }
 
 /// A finite number, or `null`: JSON has no NaN or infinity.
+#[cfg(feature = "json")]
 fn num(x: Option<f64>) -> Value {
     x.filter(|v| v.is_finite()).map_or(Value::Null, Value::from)
 }
 
+#[cfg(feature = "json")]
 fn json_layer(l: &LayerRecord) -> Value {
     let activation = l.activation.as_ref().map_or(Value::Null, |a| {
         json!({
@@ -150,6 +155,7 @@ fn json_layer(l: &LayerRecord) -> Value {
 /// "weight_shape", "weight_grad_norm", …, "activation": {"name", "kind", "mean", "std",
 /// "saturated", "dead"} | null}]}]}`, with the same fields as [`LayerRecord`] and `null` for
 /// values not measured or not finite.
+#[cfg(feature = "json")]
 pub fn to_json(steps: &[StepRecord]) -> String {
     let steps: Vec<Value> = steps
         .iter()
@@ -203,6 +209,7 @@ pub fn write_csv(steps: &[StepRecord], path: impl AsRef<Path>) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::Io`] if the file cannot be written.
+#[cfg(feature = "json")]
 pub fn write_json(steps: &[StepRecord], path: impl AsRef<Path>) -> Result<()> {
     write_file(path.as_ref(), &to_json(steps))
 }

@@ -87,10 +87,13 @@
 
 mod diagnose;
 mod export;
+#[cfg(feature = "plot")]
 mod plot;
 mod stats;
 
 pub use diagnose::{diagnose, Cause, Diagnosis, DiagnosisConfig, Evidence, Fix, Verdict};
+#[cfg(feature = "plot")]
+#[cfg_attr(docsrs, doc(cfg(feature = "plot")))]
 pub use plot::{gradient_flow_svg, heatmap_svg, PlotMetric};
 
 use crate::hash::{FastIdMap, FastIdSet};
@@ -687,12 +690,17 @@ impl<T: Element> GradMonitor<T> {
     }
 
     /// The records as JSON (see [`to_json`]).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn to_json(&self) -> String {
         export::to_json(&self.steps)
     }
 }
 
-pub use export::{to_csv, to_json, write_csv, write_json, write_svg};
+pub use export::{to_csv, write_csv, write_svg};
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+pub use export::{to_json, write_json};
 
 /// The first labelled activation after `nodes[i]` (or `nodes[i]` itself when the layer ends in
 /// one), stopping at the next layer's output: the activation a layer feeds.

@@ -186,7 +186,8 @@
 //!
 //! # Checkpoints
 //!
-//! Checkpoints in the safetensors format, interchangeable with PyTorch.
+//! Checkpoints in the safetensors format, interchangeable with PyTorch (feature `safetensors`,
+//! on by default).
 //!
 //! A file holds a module's [`state_dict`](Module::state_dict): every parameter and buffer under
 //! its dotted PyTorch name (`0.weight`, `blocks.3.bn.running_mean`), row-major, in the layout
@@ -219,6 +220,7 @@
 //!
 //! ## Example
 //! ```
+//! # #[cfg(feature = "safetensors")] {
 //! use rand::{SeedableRng, rngs::StdRng};
 //! use vgrad::nn::{load_safetensors_bytes, save_safetensors_bytes, Activation, Linear, Module, Sequential};
 //!
@@ -234,6 +236,7 @@
 //!     assert_eq!(n1, &n2);
 //!     assert_eq!(a.data(), b.data());
 //! }
+//! # }
 //! # Ok::<(), vgrad::Error>(())
 //! ```
 //!
@@ -251,6 +254,7 @@
 // on a module does not warn on paths through it, so hiding is as far as a module can go.)
 mod activation;
 mod batchnorm;
+#[cfg(feature = "safetensors")]
 #[doc(hidden)]
 pub mod checkpoint;
 #[doc(hidden)]
@@ -273,6 +277,8 @@ mod sequential;
 
 pub use activation::Activation;
 pub use batchnorm::{BatchNorm1d, BatchNormConfig};
+#[cfg(feature = "safetensors")]
+#[cfg_attr(docsrs, doc(cfg(feature = "safetensors")))]
 pub use checkpoint::{
     load_optimizer, load_optimizer_bytes, load_safetensors, load_safetensors_bytes,
     load_safetensors_bytes_with, load_safetensors_with, rename_keys, save_optimizer,

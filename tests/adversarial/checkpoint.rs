@@ -5,6 +5,9 @@
 //! optimiser exactly as they were, and peak within a small multiple of the file's size while
 //! refusing it: [`BOUND`] times the size plus [`SLACK`].
 
+// Checkpoints need the `safetensors` feature (on by default).
+#![cfg(feature = "safetensors")]
+
 use crate::meter::peak_during;
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use std::collections::BTreeMap;

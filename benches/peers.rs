@@ -16,7 +16,8 @@
 //! the GEMM's pool), `--configs a,b` (default all), `--steps S` / `--warmup W` (default: the
 //! config's), `--overhead`, `--mem` (run the steps and print one `mem_run` line: for peak-RSS
 //! runs under `/usr/bin/time -v`), `--f64`, `--two-calls` (backward, then `Sgd::step`, instead
-//! of the update fused into backward), `--f64-ratio` (see below), `--config-file F` (default:
+//! of the update fused into backward), `--readme` (README.md's loop: `backward`, then `step`
+//! with the tape still alive), `--f64-ratio` (see below), `--config-file F` (default:
 //! the copy compiled in).
 //!
 //! Timing: `warmup` untimed steps, then each of `steps` steps timed on its own with
@@ -66,7 +67,7 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     let usage = "usage: peers [--threads N] [--configs a,b] [--steps S] [--warmup W] \
-                 [--overhead] [--mem] [--f64] [--f64-ratio] [--two-calls] [--config-file F]";
+                 [--overhead] [--mem] [--f64] [--f64-ratio] [--two-calls] [--readme] [--config-file F]";
     while let Some(flag) = it.next() {
         let mut value = |name: &str| {
             it.next()
@@ -89,6 +90,7 @@ fn parse_args() -> Args {
             "--f64" => a.f64 = true,
             "--f64-ratio" => a.f64_ratio = true,
             "--two-calls" => a.kind = StepKind::TwoCalls,
+            "--readme" => a.kind = StepKind::Readme,
             // `cargo bench` passes `--bench` to every harness-less bench binary.
             "--bench" => {}
             "-h" | "--help" => {

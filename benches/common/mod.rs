@@ -284,8 +284,12 @@ pub enum Target<T: Element> {
 pub enum StepKind {
     /// `Optimizer::backward_step`: each parameter updated during the backward sweep.
     Fused,
-    /// `backward`, then `Optimizer::step` over the collected gradients (PyTorch's order).
+    /// `backward`, then `Optimizer::step` over the collected gradients (PyTorch's order), the
+    /// tape dropped in between.
     TwoCalls,
+    /// The loop README.md teaches: `backward`, then `Optimizer::step` while the tape is still
+    /// alive (the loss is read after the update).
+    Readme,
 }
 
 impl StepKind {
@@ -294,6 +298,7 @@ impl StepKind {
         match self {
             StepKind::Fused => "fused",
             StepKind::TwoCalls => "two_calls",
+            StepKind::Readme => "readme",
         }
     }
 }
@@ -350,6 +355,9 @@ impl<T: Element> Trainer<T> {
     /// tape lives only until the gradients are out, as PyTorch frees its graph in `backward()`:
     /// the update then runs with the activations' buffers already back in the pool.
     pub fn step(&mut self) -> T {
+        if self.kind == StepKind::Readme {
+            return self.readme_step();
+        }
         let (value, grads) = {
             let tape = Tape::new();
             let mut ctx = Ctx::new(&tape);
@@ -371,6 +379,23 @@ impl<T: Element> Trainer<T> {
             .step(&mut self.model, &grads)
             .expect("every gradient has its parameter's shape");
         value
+    }
+
+    /// One step as README.md writes it: the tape lives until the end of the step, so the
+    /// update runs while the tape still holds the parameters it recorded.
+    fn readme_step(&mut self) -> T {
+        let tape = Tape::new();
+        let mut ctx = Ctx::new(&tape);
+        let pred = self.model.forward(&mut ctx, tape.constant(self.x.clone()));
+        let loss = match &self.target {
+            Target::Mse(y) => mse_loss(pred, y, Reduction::Mean),
+            Target::Labels(t) => cross_entropy(pred, t, Reduction::Mean),
+        };
+        let grads = ctx.param_grads(&loss.backward());
+        self.opt
+            .step(&mut self.model, &grads)
+            .expect("every gradient has its parameter's shape");
+        loss.value().item()
     }
 }
 

@@ -20,7 +20,8 @@
 //!   higher-order support is zero when it is not asked for.
 
 use crate::ops::{self, Algebra, InputGrads, Op};
-use crate::tensor::{Element, Shape, Tensor};
+use crate::tensor::simd::FlushScope;
+use crate::tensor::{Element, Shape, Tensor, WeakTensor};
 use smallvec::SmallVec;
 use std::any::Any;
 use std::cell::{Cell, Ref, RefCell};
@@ -50,6 +51,9 @@ pub(crate) struct Node<T: Element> {
     pub(crate) parents: Parents,
     pub(crate) value: Tensor<T>,
     pub(crate) requires_grad: bool,
+    /// A model's parameter (bound by `nn::Ctx::param`): backward hands its buffer back to the
+    /// model when done with it (see [`Tape::release`]).
+    pub(crate) param: bool,
 }
 
 /// What [`Var::backward_leaves`] calls for each leaf: its id, its gradient and its value (taken
@@ -180,6 +184,10 @@ pub struct Tape<T: Element> {
     /// Set by the sweep behind `Optimizer::backward_step`, which moves the updated parameters
     /// into their leaves: the recorded values no longer match them, so no later sweep may run.
     consumed: Cell<bool>,
+    /// Parameter leaves whose values a plain backward sweep has released (node index, weak
+    /// handle), and whether there are any: see [`Tape::release`].
+    released: RefCell<IdMap<WeakTensor<T>>>,
+    any_released: Cell<bool>,
 }
 
 // The node list of a dropped tape is kept (emptied) for the thread's next tape: a training loop
@@ -276,6 +284,8 @@ impl<T: Element> Tape<T> {
             scopes: RefCell::default(),
             leaf_names: RefCell::default(),
             consumed: Cell::new(false),
+            released: RefCell::default(),
+            any_released: Cell::new(false),
         }
     }
 
@@ -301,6 +311,8 @@ impl<T: Element> Tape<T> {
         self.scopes.get_mut().clear();
         self.leaf_names.get_mut().clear();
         self.consumed.set(false);
+        self.released.get_mut().clear();
+        self.any_released.set(false);
     }
 
     /// Number of nodes recorded so far.
@@ -368,11 +380,13 @@ impl<T: Element> Tape<T> {
     /// A leaf for a parameter whose dotted name is `name()`; the name is kept for anomaly
     /// reports (asked for only while detection is on), before the leaf's value is checked.
     pub(crate) fn named_leaf(&self, value: Tensor<T>, name: impl FnOnce() -> String) -> Var<'_, T> {
+        let id = self.len();
         if self.detect_anomaly.get() {
-            let id = self.len();
             self.leaf_names.borrow_mut().insert(id, Arc::from(name()));
         }
-        self.leaf(value)
+        let v = self.leaf(value);
+        self.nodes.borrow_mut()[id].param = true;
+        v
     }
 
     /// The first anomaly found since detection was switched on, if any.
@@ -444,26 +458,100 @@ impl<T: Element> Tape<T> {
         out
     }
 
+    #[track_caller]
     pub(crate) fn value(&self, id: usize) -> Tensor<T> {
+        self.restore(id);
         self.nodes.borrow()[id].value.clone()
     }
 
     /// Node `id`'s value, borrowed: no reference-count round trip or shape copy, as a clone
     /// would cost (~5% of the 1×1 chain's time per op). Nothing may record on this tape while
     /// the borrow lives, so ops take it for their forward computation only.
+    #[track_caller]
     pub(crate) fn value_ref(&self, id: usize) -> Ref<'_, Tensor<T>> {
+        self.restore(id);
         Ref::map(self.nodes.borrow(), |n| &n[id].value)
     }
 
+    #[track_caller]
     pub(crate) fn shape(&self, id: usize) -> Shape {
+        self.restore(id);
         Shape::from_slice(self.nodes.borrow()[id].value.shape())
+    }
+
+    /// Hands parameter leaf `id`'s buffer back to its model: a plain backward sweep calls this
+    /// when it reaches the leaf, after which nothing in the sweep reads the value. The tape
+    /// keeps a weak handle instead, so an optimiser step while the tape is alive (the loop
+    /// README.md teaches) updates the parameter where it lies instead of copying it first: the
+    /// copy was a fifth of a wide network's step on some CPUs. Only when the model is the one
+    /// other owner: a buffer the tape alone holds, or a user's clone shares, stays as it is.
+    ///
+    /// Anything that reads the value later gets it back through [`restore`](Tape::restore),
+    /// unchanged, or a panic if the parameter was updated or dropped meanwhile: a tape records
+    /// values, and differentiating again through a changed one would be silently wrong. This is
+    /// PyTorch's rule ("one of the variables needed for gradient computation has been modified
+    /// by an inplace operation").
+    fn release(&self, id: usize) {
+        let mut nodes = self.nodes.borrow_mut();
+        let value = &mut nodes[id].value;
+        if value.owners() != 2 {
+            return;
+        }
+        let weak = value.downgrade();
+        *value = Tensor::zeros(&[0]);
+        self.released.borrow_mut().insert(id, weak);
+        self.any_released.set(true);
+    }
+
+    /// Puts node `id`'s value back if a sweep released it (see [`release`](Tape::release)),
+    /// before anything reads it. One flag test when nothing was released.
+    ///
+    /// # Panics
+    /// If the parameter was changed (an optimiser step) or dropped since.
+    #[inline]
+    #[track_caller]
+    fn restore(&self, id: usize) {
+        if self.any_released.get() {
+            self.restore_released(id);
+        }
+    }
+
+    #[cold]
+    #[track_caller]
+    fn restore_released(&self, id: usize) {
+        let mut released = self.released.borrow_mut();
+        let Some(weak) = released.get(&id) else {
+            return;
+        };
+        // What cannot come back stays listed, so every later read panics too rather than
+        // seeing the placeholder.
+        let Some(value) = weak.upgrade() else {
+            drop(released);
+            let name = self.leaf_names.borrow().get(&id).cloned();
+            let name = name.map_or_else(String::new, |n| format!(" `{n}`"));
+            panic!(
+                "parameter{name} (node {id}) was updated in place (by an optimiser step) or \
+                 dropped after this tape recorded it, and the tape needs its recorded value: \
+                 read values and run every backward before the step, or record a new tape \
+                 (PyTorch: \"one of the variables needed for gradient computation has been \
+                 modified by an inplace operation\")"
+            );
+        };
+        released.remove(&id);
+        self.any_released.set(!released.is_empty());
+        self.nodes.borrow_mut()[id].value = value;
     }
 
     pub(crate) fn requires_grad(&self, id: usize) -> bool {
         self.nodes.borrow()[id].requires_grad
     }
 
+    #[track_caller]
     fn push_node(&self, op: Op<T>, parents: Parents, value: Tensor<T>, rg: bool) -> Var<'_, T> {
+        if self.detect_anomaly.get() {
+            // The anomaly report reads the parents' shapes.
+            parents.iter().for_each(|&p| self.restore(p));
+        }
         let mut nodes = self.nodes.borrow_mut();
         let id = nodes.len();
         if self.detect_anomaly.get() && !value.all_finite() {
@@ -483,6 +571,7 @@ impl<T: Element> Tape<T> {
             parents,
             value,
             requires_grad: rg,
+            param: false,
         });
         Var { tape: self, id }
     }
@@ -664,6 +753,12 @@ impl<T: Element> Tape<T> {
         seed: Tensor<T>,
         mut on_leaf: Option<&mut LeafFn<'_, T>>,
     ) -> Gradients<'_, T> {
+        // Parameters released by an earlier sweep come back as this one needs them; within one
+        // sweep a leaf is released only after every node that reads it was visited.
+        let stale = self.any_released.get();
+        // Subnormals flushed for the whole sweep (see `vgrad::set_flush_denormal`): this is
+        // where a vanishing gradient's values fall below 1e-38.
+        let _flush = FlushScope::enter();
         let hooks = self.has_hooks();
         let anomaly = self.detect_anomaly.get();
         let retained = self.retained.borrow().clone();
@@ -694,6 +789,10 @@ impl<T: Element> Tape<T> {
                     continue;
                 }
             }
+            if stale {
+                let parents = self.nodes.borrow()[i].parents.clone();
+                parents.iter().for_each(|&p| self.restore(p));
+            }
             let nodes = self.nodes.borrow();
             let node = &nodes[i];
             if !node.requires_grad {
@@ -703,6 +802,10 @@ impl<T: Element> Tape<T> {
                 out.map.insert(i, g.clone());
             }
             if node.parents.is_empty() {
+                if node.param {
+                    drop(nodes);
+                    self.release(i);
+                }
                 continue;
             }
             // Inputs borrowed, not cloned: a clone per input is a reference-count round trip.
@@ -752,6 +855,7 @@ impl<T: Element> Tape<T> {
 
     /// The reverse sweep on `Var`s: every gradient is itself recorded on this tape.
     fn backward_graph_from<'t>(&'t self, root: usize, seed: Var<'t, T>) -> GraphGradients<'t, T> {
+        let _flush = FlushScope::enter();
         let retained = self.retained.borrow().clone();
         let mut pending: Vec<Option<Var<'t, T>>> = vec![None; root + 1];
         pending[root] = Some(seed);
@@ -818,6 +922,7 @@ pub struct Var<'t, T: Element> {
 
 impl<T: Element> fmt::Debug for Var<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.tape.restore(self.id);
         let nodes = self.tape.nodes.borrow();
         let n = &nodes[self.id];
         write!(
@@ -843,6 +948,12 @@ impl<'t, T: Element> Var<'t, T> {
     }
 
     /// The forward value (cheap: shares storage with the tape).
+    ///
+    /// # Panics
+    /// If this is a model parameter's leaf whose value a backward sweep handed back to the
+    /// model and an optimiser step has since changed (or the model dropped it): the tape no
+    /// longer has the value it recorded. Read parameters from the model instead.
+    #[track_caller]
     pub fn value(&self) -> Tensor<T> {
         self.tape.value(self.id)
     }

@@ -16,6 +16,7 @@
 use super::expr::{forward_map, pointwise_backward, step, Elementwise, Expr};
 use super::{Algebra, InputGrads, Op};
 use crate::tape::Var;
+use crate::tensor::simd::FlushScope;
 use crate::tensor::{Element, Tensor};
 use smallvec::smallvec;
 use std::ops;
@@ -796,7 +797,12 @@ impl<'t, T: Element> Var<'t, T> {
     /// Records the unary function `u` applied to every element.
     #[inline]
     pub(crate) fn elementwise(self, u: Unary<T>) -> Var<'t, T> {
-        let v = u.forward(&self.value_ref());
+        let v = {
+            let x = self.value_ref();
+            // Subnormals flushed on large tensors (see `vgrad::set_flush_denormal`).
+            let _flush = FlushScope::for_elems(x.numel());
+            u.forward(&x)
+        };
         self.record(Op::Unary(u), &[self.id], v)
     }
 
@@ -822,6 +828,7 @@ impl<'t, T: Element> Var<'t, T> {
         self.same_tape(op.name(), &other);
         let v = {
             let (a, b) = (self.value_ref(), other.value_ref());
+            let _flush = FlushScope::for_elems(a.numel().max(b.numel()));
             match op {
                 Op::Add => a.add(&b),
                 _ => a.mul(&b),

@@ -9,6 +9,7 @@
 
 use super::kernels::broadcast_shapes;
 use super::parallel::SharedPtr;
+use super::simd::FlushScope;
 use super::{Element, Shape, Tensor};
 use std::mem::MaybeUninit;
 
@@ -258,6 +259,9 @@ impl<T: Element> Tensor<T> {
     /// broadcast. The message names the op and both shapes.
     #[track_caller]
     pub fn matmul_t(&self, other: &Tensor<T>, ta: bool, tb: bool) -> Tensor<T> {
+        // Subnormals flushed in the product and its helper threads (see `set_flush_denormal`);
+        // the product of the two sizes stands in for the work, so a 1×1 product pays nothing.
+        let _flush = FlushScope::for_elems(self.numel().saturating_mul(other.numel()));
         let (a, b) = (self.shape(), other.shape());
         assert!(
             a.len() >= 2 && b.len() >= 2,
@@ -357,6 +361,7 @@ impl<T: Element> Tensor<T> {
     /// `[out]`; the message names the shapes.
     #[track_caller]
     pub fn linear(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>) -> Tensor<T> {
+        let _flush = FlushScope::for_elems(self.numel().saturating_mul(weight.numel()));
         let (xs, ws) = (self.shape(), weight.shape());
         assert!(
             !xs.is_empty() && ws.len() == 2 && xs[xs.len() - 1] == ws[1],

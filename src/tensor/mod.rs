@@ -26,7 +26,7 @@ pub use element::Element;
 pub(crate) use kernels::broadcast_shapes;
 pub use parallel::{num_threads, set_num_threads};
 pub use pool::release_buffers;
-pub use simd::set_flush_denormal;
+pub use simd::{flushes_denormals, restore_default_flush, set_flush_denormal};
 
 use crate::error::{Error, Result};
 use smallvec::SmallVec;
@@ -54,6 +54,25 @@ pub struct Tensor<T> {
     // hands the `Vec` to the thread's pool when the last clone is dropped (see `pool`).
     data: Arc<pool::Buffer<T>>,
     shape: Shape,
+}
+
+/// A tensor's buffer held weakly, with its shape. The tape keeps a parameter this way once
+/// backward is done with it, so that the optimiser, which owns the parameter, can update it in
+/// place instead of copying it because the tape shares it.
+pub(crate) struct WeakTensor<T> {
+    data: std::sync::Weak<pool::Buffer<T>>,
+    shape: Shape,
+}
+
+impl<T> WeakTensor<T> {
+    /// The tensor again, if its buffer still exists unchanged: `None` once every owner dropped
+    /// it or one of them wrote to it ([`Tensor::data_mut`] cuts weak handles off).
+    pub(crate) fn upgrade(&self) -> Option<Tensor<T>> {
+        Some(Tensor {
+            data: self.data.upgrade()?,
+            shape: self.shape.clone(),
+        })
+    }
 }
 
 // Not derived: `SmallVec`'s `Clone` goes through a generic iterator `collect` (about 60
@@ -287,8 +306,32 @@ impl<T: Element> Tensor<T> {
 
     /// Mutable access to the elements when this tensor is the only owner of its buffer;
     /// `None` when the buffer is shared. Lets the engine accumulate in place without copying.
+    ///
+    /// Weak handles ([`WeakTensor`]: what a tape keeps of a parameter after backward) do not
+    /// count as sharing: they are cut off, so they can no longer reach the buffer, and a tape that
+    /// needs the old value again says so instead of reading the new one.
     pub(crate) fn data_mut(&mut self) -> Option<&mut [T]> {
-        Arc::get_mut(&mut self.data).map(|v| v.as_mut_slice())
+        if Arc::strong_count(&self.data) != 1 {
+            return None;
+        }
+        // `make_mut` with no other strong owner moves the buffer's header (not its elements) to
+        // a fresh allocation and leaves the weak handles dangling; if another thread upgraded
+        // one since the count above, it copies instead, which is still correct.
+        Some(Arc::make_mut(&mut self.data).as_mut_slice())
+    }
+
+    /// How many tensors share this tensor's buffer (itself included).
+    pub(crate) fn owners(&self) -> usize {
+        Arc::strong_count(&self.data)
+    }
+
+    /// A handle that reaches this tensor's buffer only as long as some tensor still owns it
+    /// unchanged: see [`WeakTensor::upgrade`].
+    pub(crate) fn downgrade(&self) -> WeakTensor<T> {
+        WeakTensor {
+            data: Arc::downgrade(&self.data),
+            shape: self.shape.clone(),
+        }
     }
 
     /// The single element of a one-element tensor (any shape with one element).

@@ -184,6 +184,18 @@ impl<T: Element> Buffer<T> {
     }
 }
 
+// Only for `Arc::make_mut` in `Tensor::data_mut`, which clones when another tensor shares the
+// buffer; `data_mut` asks for it only as the sole owner, so this runs only if another thread
+// upgraded a weak handle in between.
+impl<T: Clone> Clone for Buffer<T> {
+    fn clone(&self) -> Self {
+        Buffer {
+            data: self.data.clone(),
+            recycle: self.recycle,
+        }
+    }
+}
+
 impl<T> Deref for Buffer<T> {
     type Target = Vec<T>;
     #[inline]

@@ -7,6 +7,8 @@
 //! times (AVX-512, AVX2+FMA, baseline SSE2) and pick one at run time, so the same binary uses
 //! 16-wide f32 lanes where the CPU has them and still runs where it does not.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 /// `eˣ` for `f32`, branch-free. Max error about 1 ulp against a correctly rounded result for
 /// arguments in the normal range; overflows to +∞ above ~88.72, flushes below ~−103.97 through
 /// subnormals to 0; NaN in, NaN out.
@@ -155,30 +157,52 @@ pub(crate) fn dispatch<R>(body: impl FnOnce() -> R) -> R {
     body()
 }
 
-/// Turns flushing of subnormal ("denormal") floats to zero on or off, like PyTorch's
-/// `torch.set_flush_denormal`. Returns `true` when the CPU supports it (x86-64: the FTZ and DAZ
-/// bits of MXCSR), `false` otherwise (nothing changes).
+/// Whether vgrad's own work flushes subnormal floats to zero (see [`set_flush_denormal`]).
+static FLUSH_IN_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// FTZ (bit 15) flushes subnormal results to zero; DAZ (bit 6) reads subnormal inputs as zero.
+#[cfg(target_arch = "x86_64")]
+const FTZ_DAZ: u32 = (1 << 15) | (1 << 6);
+
+/// Sets how subnormal ("denormal") floats are treated, like PyTorch's
+/// `torch.set_flush_denormal`. Returns `true` when the CPU supports flushing (x86-64: the FTZ
+/// and DAZ bits of MXCSR), `false` otherwise (nothing changes).
 ///
-/// Why it matters: a deep sigmoid network's gradients shrink by up to 4× per layer; once they fall
-/// below ~1.2e−38 (f32) every operation on them can take tens to hundreds of cycles, and a training
-/// step slows by an order of magnitude while computing values that round to zero anyway.
+/// Three states:
+/// - **By default** (never called) vgrad flushes subnormals to zero *inside its own work only*:
+///   the backward sweep, the optimiser step, the matrix products and the elementwise kernels
+///   on large tensors set FTZ/DAZ on entry and restore the caller's setting on exit, and their
+///   helper threads follow. The caller's own arithmetic between vgrad calls is untouched.
+///   This deviates from PyTorch (which keeps subnormals unless asked) and matches JAX/XLA on CPU.
+/// - `set_flush_denormal(true)`: flushing everywhere on the calling thread as well (PyTorch's
+///   meaning), and in vgrad's work on every thread.
+/// - `set_flush_denormal(false)`: IEEE subnormals everywhere (PyTorch's default): vgrad's work on
+///   every thread keeps them, and the calling thread's FTZ/DAZ bits are cleared.
 ///
-/// The setting is per thread: it applies to the calling thread, and the helper threads that
-/// share its large matrix products take the caller's setting with each product.
+/// Why flushing is the default: a deep sigmoid network's gradients shrink by up to 4× per
+/// layer; once they fall below ~1.2e−38 (f32) every operation on them can take a hundred cycles
+/// on some CPUs (Intel's microcode assists), and a training step slows by up to an order of
+/// magnitude while computing values below 1e−38 that change no weight. Flushed, the values
+/// that would be subnormal are zero: a gradient that small reads as "vanished" in the monitor,
+/// which is what it is. Only f32 values below 1.18e−38 (f64: 2.2e−308) are affected.
 ///
 /// # Example
 /// ```
+/// // Flushing on the calling thread too: a subnormal product reads as zero.
 /// let supported = vgrad::set_flush_denormal(true);
 /// if supported {
 ///     let tiny = std::hint::black_box(1e-39f32); // subnormal
-///     assert_eq!(std::hint::black_box(tiny * 1.0), 0.0); // treated as zero
+///     assert_eq!(std::hint::black_box(tiny * 1.0), 0.0);
 /// }
+/// // Back to IEEE arithmetic here and in vgrad's kernels (PyTorch's default).
 /// vgrad::set_flush_denormal(false);
+/// assert!(!vgrad::tensor::flushes_denormals());
+/// # vgrad::tensor::restore_default_flush();
 /// ```
 pub fn set_flush_denormal(on: bool) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        // The matrix kernels' helper threads pick the caller's setting up with each job.
+        FLUSH_IN_KERNELS.store(on, Ordering::Relaxed);
         set_flush_denormal_this_thread(on);
         true
     }
@@ -189,16 +213,76 @@ pub fn set_flush_denormal(on: bool) -> bool {
     }
 }
 
+/// Whether vgrad's own work flushes subnormals (`true` unless [`set_flush_denormal`]`(false)`
+/// was called; always `false` off x86-64).
+pub fn flushes_denormals() -> bool {
+    cfg!(target_arch = "x86_64") && FLUSH_IN_KERNELS.load(Ordering::Relaxed)
+}
+
+/// Puts the default back: vgrad's work flushes subnormals, the calling thread's own arithmetic
+/// keeps them (its FTZ/DAZ bits are cleared). Undoes [`set_flush_denormal`] in either direction.
+pub fn restore_default_flush() {
+    FLUSH_IN_KERNELS.store(true, Ordering::Relaxed);
+    set_flush_denormal_this_thread(false);
+}
+
+/// FTZ/DAZ on for the calling thread until dropped, then the thread's previous setting back:
+/// what vgrad's entry points hold while they work (see [`set_flush_denormal`]). Free when
+/// flushing is off or already on (one load of MXCSR); about 15 ns when it switches, so the
+/// per-element kernels take one only on large tensors ([`FLUSH_MIN_ELEMS`]).
+#[must_use]
+pub(crate) struct FlushScope {
+    #[cfg(target_arch = "x86_64")]
+    restore: Option<u32>,
+}
+
+/// Elementwise kernels on fewer elements take no [`FlushScope`]: switching costs more than a
+/// few hundred subnormal operations could.
+pub(crate) const FLUSH_MIN_ELEMS: usize = 4096;
+
+impl FlushScope {
+    /// Flushing on, if vgrad's work flushes (the default).
+    #[inline]
+    pub(crate) fn enter() -> FlushScope {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !FLUSH_IN_KERNELS.load(Ordering::Relaxed) {
+                return FlushScope { restore: None };
+            }
+            let csr = read_mxcsr();
+            if csr & FTZ_DAZ == FTZ_DAZ {
+                return FlushScope { restore: None };
+            }
+            write_mxcsr(csr | FTZ_DAZ);
+            FlushScope { restore: Some(csr) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        FlushScope {}
+    }
+
+    /// [`enter`](FlushScope::enter) for a kernel over `n` elements: nothing below
+    /// [`FLUSH_MIN_ELEMS`].
+    #[inline]
+    pub(crate) fn for_elems(n: usize) -> Option<FlushScope> {
+        (n >= FLUSH_MIN_ELEMS).then(FlushScope::enter)
+    }
+}
+
+impl Drop for FlushScope {
+    #[inline]
+    fn drop(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(csr) = self.restore {
+            write_mxcsr(csr);
+        }
+    }
+}
+
 /// Whether FTZ/DAZ is on for the calling thread.
 pub(crate) fn flush_denormal_this_thread() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        let mut csr: u32 = 0;
-        // SAFETY: stmxcsr writes the 4 bytes of a live local and reads nothing else.
-        unsafe {
-            std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags))
-        };
-        csr & (1 << 15) != 0
+        read_mxcsr() & (1 << 15) != 0
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -211,19 +295,30 @@ pub(crate) fn set_flush_denormal_this_thread(on: bool) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = on;
     #[cfg(target_arch = "x86_64")]
-    set_mxcsr_flush(on);
+    {
+        let csr = read_mxcsr();
+        write_mxcsr(if on { csr | FTZ_DAZ } else { csr & !FTZ_DAZ });
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
-fn set_mxcsr_flush(on: bool) {
-    // FTZ (bit 15) flushes subnormal results to zero; DAZ (bit 6) reads subnormal inputs as zero.
-    const FTZ_DAZ: u32 = (1 << 15) | (1 << 6);
+#[inline(always)]
+fn read_mxcsr() -> u32 {
     let mut csr: u32 = 0;
-    // SAFETY: stmxcsr/ldmxcsr read and write only the SSE control register and the 4 bytes at
-    // the given address, which is a live local.
+    // SAFETY: stmxcsr writes the 4 bytes of a live local and touches nothing else.
     unsafe {
         std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
-        csr = if on { csr | FTZ_DAZ } else { csr & !FTZ_DAZ };
+    }
+    csr
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn write_mxcsr(csr: u32) {
+    // SAFETY: ldmxcsr reads the 4 bytes of a live local into the SSE control register; every
+    // value written is one read from it with only the FTZ/DAZ bits changed, so no reserved bit
+    // is set (which would fault).
+    unsafe {
         std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, preserves_flags, readonly));
     }
 }

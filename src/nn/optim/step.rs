@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::hash::FastIdMap;
 use crate::nn::module::{Ctx, DottedPath, Module, Param, ParamGrads, ParamId, Visitor, VisitorMut};
 use crate::tape::Var;
+use crate::tensor::simd::FlushScope;
 use crate::tensor::{norm_l2_f64, Element, Tensor};
 
 /// An optimiser's update of one parameter: given its id, its group's changes to the
@@ -166,6 +167,8 @@ pub(super) fn apply<T: Element>(
     groups: &Groups,
     update: impl FnMut(ParamId, GroupHyper, &mut [T], &[T]),
 ) -> Result<()> {
+    // Subnormals flushed while updating (see `vgrad::set_flush_denormal`).
+    let _flush = FlushScope::enter();
     let mut check = ShapeCheck {
         grads,
         path: DottedPath::default(),
@@ -203,6 +206,8 @@ pub(super) fn apply_in_backward<'t, T: Element>(
     groups: &Groups,
     mut update: impl FnMut(ParamId, GroupHyper, &mut [T], &[T]),
 ) -> Result<()> {
+    // Subnormals flushed while updating (see `vgrad::set_flush_denormal`).
+    let _flush = FlushScope::enter();
     tracker.stats.clear();
     let leaves: FastIdMap<usize, ParamId> =
         ctx.leaves().map(|(leaf, (id, _))| (leaf, id)).collect();

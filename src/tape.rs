@@ -444,6 +444,12 @@ impl<T: Element> Tape<T> {
         out
     }
 
+    /// Every node, borrowed, for sweeps that walk the tape outside this file (forward mode's
+    /// tangent sweep). Nothing may record on this tape while the borrow lives.
+    pub(crate) fn nodes(&self) -> Ref<'_, Vec<Node<T>>> {
+        self.nodes.borrow()
+    }
+
     pub(crate) fn value(&self, id: usize) -> Tensor<T> {
         self.nodes.borrow()[id].value.clone()
     }

@@ -3,9 +3,9 @@
 //! A function is recorded on a tape as usual; then one sweep runs forward over the tape's nodes,
 //! in recording order, from the first input on, and gives every node that depends on the inputs
 //! a *tangent*: the directional derivative of its value along `v`. Insertion order is a
-//! topological order, so the sweep is one loop, as backward is one reverse loop. Each [`Op`]
-//! has one tangent rule (the table below), applied to plain tensors: no node is recorded, and a
-//! JVP costs about one forward pass of the ops it runs through (a `Linear` layer's tangent is
+//! topological order, so the sweep is one loop, as backward is one reverse loop. Each op the
+//! tape records has one tangent rule (the table below), applied to plain tensors: no node is
+//! recorded, and a JVP costs about one forward pass of the ops it runs through (a `Linear` layer's tangent is
 //! one GEMM with the weight, an activation's one elementwise pass). Nodes that do not depend on
 //! an input (parameters, constants, masks) get no tangent at all: nothing is allocated for them.
 //! A tangent is freed as soon as the last node reading it has been swept.
@@ -56,8 +56,8 @@
 //! use vgrad::forward::jvp;
 //! use vgrad::Tensor;
 //!
-//! // f(x) = sin-free and simple: y = tanh(2x), so J·v = 2(1 − tanh²(2x))·v.
-//! let x = Tensor::vector(&[0.1, -0.5, 2.0]);
+//! // y = tanh(2x) elementwise, so J·v = 2(1 − tanh²(2x))·v.
+//! let x = Tensor::<f64>::vector(&[0.1, -0.5, 2.0]);
 //! let v = Tensor::vector(&[1.0, 2.0, -1.0]);
 //! let (y, jv) = jvp(|_tape, x| (x * 2.0).tanh(), &x, &v)?;
 //! for i in 0..3 {
@@ -152,9 +152,12 @@ where
 /// # Example
 /// ```
 /// use vgrad::forward::{jvp, vjp};
-/// use vgrad::Tensor;
+/// use vgrad::{Tape, Tensor, Var};
 ///
-/// let f = |_: &vgrad::Tape<f64>, x: vgrad::Var<'_, f64>| x.softmax(0);
+/// // A function used twice: an `fn` (a closure kept in a variable loses its lifetime generality).
+/// fn f<'t>(_: &'t Tape<f64>, x: Var<'t, f64>) -> Var<'t, f64> {
+///     x.softmax(0)
+/// }
 /// let x = Tensor::vector(&[0.3, -1.0, 2.0]);
 /// let (u, v) = (Tensor::vector(&[1.0, -2.0, 0.5]), Tensor::vector(&[0.2, 0.1, -0.4]));
 /// let (_, jv) = jvp(f, &x, &v)?;
@@ -171,7 +174,11 @@ where
     let tape = Tape::new();
     let xv = tape.leaf(x.clone());
     let y = f(&tape, xv);
-    check_directions("vjp", std::iter::once(y.shape().as_slice()), std::slice::from_ref(u))?;
+    check_directions(
+        "vjp",
+        std::iter::once(y.shape().as_slice()),
+        std::slice::from_ref(u),
+    )?;
     tape.check_not_consumed("vjp")?;
     let grads = y.backward_with(u.clone());
     let g = grads

@@ -184,8 +184,8 @@ struct Worst {
 }
 
 impl Worst {
-    /// Compares `got` with PyTorch's `want`: passes where `|got − want| ≤ atol·max(1, ‖want‖∞)
-    /// + rtol·|want|`. The relative error counted is `|got − want|/|want|` over the entries with
+    /// Compares `got` with PyTorch's `want`: passes where
+    /// `|got − want| ≤ atol·max(1, ‖want‖∞) + rtol·|want|`. The relative error counted is `|got − want|/|want|` over the entries with
     /// `|want| ≥ 10⁻³·‖want‖∞` (smaller ones are sums that cancel, where only the absolute error
     /// means anything).
     fn compare(&mut self, what: &str, got: &Tensor<f64>, want: &Tensor<f64>, rtol: f64, atol: f64) {
@@ -213,7 +213,9 @@ impl Worst {
             if w.abs() >= 1e-3 * scale && w != 0.0 && err / w.abs() > self.rel.0 {
                 self.rel = (err / w.abs(), what.to_string());
             }
-            if !(err <= atol * scale.max(1.0) + rtol * w.abs()) {
+            // Written so that a NaN error fails.
+            let within = err <= atol * scale.max(1.0) + rtol * w.abs();
+            if !within {
                 self.failures
                     .push(format!("{what}[{i}]: vgrad {g:e}, PyTorch {w:e}"));
             }
@@ -268,12 +270,50 @@ fn fixture_covers_every_op_family_and_kink() {
     let names: Vec<String> = cases().iter().map(|c| c.name.clone()).collect();
     let ops: std::collections::BTreeSet<String> = cases().into_iter().map(|c| c.op).collect();
     for op in [
-        "add", "sub", "mul", "div", "scale", "add_scalar", "powf", "exp", "ln", "sqrt", "abs",
-        "erf", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "softplus",
-        "silu", "clamp", "clamp_min", "clamp_max", "matmul_t", "linear", "sum", "sum_axis",
-        "max", "max_axis", "broadcast_to", "sum_to", "reshape", "permute", "concat", "narrow",
-        "gather_rows", "scatter_add_rows", "softmax", "log_softmax", "cross_entropy",
-        "bce_with_logits", "batch_norm", "mlp",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "scale",
+        "add_scalar",
+        "powf",
+        "exp",
+        "ln",
+        "sqrt",
+        "abs",
+        "erf",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "selu",
+        "gelu",
+        "softplus",
+        "silu",
+        "clamp",
+        "clamp_min",
+        "clamp_max",
+        "matmul_t",
+        "linear",
+        "sum",
+        "sum_axis",
+        "max",
+        "max_axis",
+        "broadcast_to",
+        "sum_to",
+        "reshape",
+        "permute",
+        "concat",
+        "narrow",
+        "gather_rows",
+        "scatter_add_rows",
+        "softmax",
+        "log_softmax",
+        "cross_entropy",
+        "bce_with_logits",
+        "batch_norm",
+        "mlp",
     ] {
         assert!(ops.contains(op), "no case for {op}");
     }
@@ -317,7 +357,12 @@ fn jvp_runs_through_nn_modules_with_respect_to_input_and_weight() {
     let c = find("mlp_wrt_input");
     let mut net = mlp_module(&c);
     let v = c.tangents[0].clone().unwrap();
-    let (y, t) = jvp(|tape, x| net.forward(&mut Ctx::new(tape), x), &c.inputs[0], &v).unwrap();
+    let (y, t) = jvp(
+        |tape, x| net.forward(&mut Ctx::new(tape), x),
+        &c.inputs[0],
+        &v,
+    )
+    .unwrap();
     assert!(y.allclose(&c.f64.0, 1e-12, 1e-14));
     assert!(t.allclose(&c.f64.1, 1e-10, 1e-13), "{t} vs {}", c.f64.1);
 
@@ -342,7 +387,12 @@ fn jvp_runs_through_batchnorm1d_in_training_mode() {
     let mut bn = BatchNorm1d::<f64>::new(3).unwrap();
     bn.visit_mut(&mut SetAffine(&c.inputs[1], &c.inputs[2]));
     let v = c.tangents[0].clone().unwrap();
-    let (y, t) = jvp(|tape, x| bn.forward(&mut Ctx::new(tape), x), &c.inputs[0], &v).unwrap();
+    let (y, t) = jvp(
+        |tape, x| bn.forward(&mut Ctx::new(tape), x),
+        &c.inputs[0],
+        &v,
+    )
+    .unwrap();
     assert!(y.allclose(&c.f64.0, 1e-12, 1e-14));
     assert!(t.allclose(&c.f64.1, 1e-10, 1e-13), "{t} vs {}", c.f64.1);
 }
@@ -363,7 +413,10 @@ impl vgrad::nn::VisitorMut<f64> for SetAffine<'_> {
 #[test]
 fn jvp_many_adds_the_inputs_contributions() {
     let c = find("mul_2x3_3");
-    let (a, b) = (c.tangents[0].clone().unwrap(), c.tangents[1].clone().unwrap());
+    let (a, b) = (
+        c.tangents[0].clone().unwrap(),
+        c.tangents[1].clone().unwrap(),
+    );
     let (y, t) = jvp_many(|_, v| v[0] * v[1], &c.inputs, &[a, b]).unwrap();
     assert!(y.allclose(&c.f64.0, 1e-14, 0.0));
     assert!(t.allclose(&c.f64.1, 1e-14, 1e-15));
@@ -375,7 +428,10 @@ fn bad_tangents_are_errors_not_panics() {
     let wrong = Tensor::vector(&[1.0, 2.0, 3.0]);
     let e = jvp(|_, x| x.exp(), &x, &wrong).unwrap_err();
     assert!(matches!(e, Error::Shape(_)), "{e}");
-    assert!(e.to_string().contains("[3]") && e.to_string().contains("[2]"), "{e}");
+    assert!(
+        e.to_string().contains("[3]") && e.to_string().contains("[2]"),
+        "{e}"
+    );
     let e = jvp_many(|_, v| v[0], std::slice::from_ref(&x), &[]).unwrap_err();
     assert!(matches!(e, Error::Shape(_)), "{e}");
     let e = vjp(|_, x| x.sum(), &x, &x).unwrap_err();
@@ -397,10 +453,19 @@ fn independent_outputs_have_zero_tangent() {
     let ya = a.exp();
     let b = tape.leaf(Tensor::vector(&[3.0, 4.0]));
     let v = Tensor::vector(&[1.0, -1.0]);
-    assert_eq!(ya.jvp(&[b], std::slice::from_ref(&v)).unwrap().data(), &[0.0, 0.0]);
-    assert_eq!(b.jvp(&[b], std::slice::from_ref(&v)).unwrap().data(), v.data());
+    assert_eq!(
+        ya.jvp(&[b], std::slice::from_ref(&v)).unwrap().data(),
+        &[0.0, 0.0]
+    );
+    assert_eq!(
+        b.jvp(&[b], std::slice::from_ref(&v)).unwrap().data(),
+        v.data()
+    );
     let yb = b.tanh() * 2.0;
-    assert_eq!(yb.jvp(&[a], std::slice::from_ref(&v)).unwrap().data(), &[0.0, 0.0]);
+    assert_eq!(
+        yb.jvp(&[a], std::slice::from_ref(&v)).unwrap().data(),
+        &[0.0, 0.0]
+    );
 }
 
 /// y = x³ with its own backward; with and without its own jvp.

@@ -105,11 +105,12 @@ use std::sync::Arc;
 /// assert_eq!(jv.shape(), y.shape());
 /// # Ok::<(), vgrad::Error>(())
 /// ```
-pub fn jvp<T, F>(f: F, x: &Tensor<T>, v: &Tensor<T>) -> Result<(Tensor<T>, Tensor<T>)>
-where
-    T: Element,
-    F: for<'t> FnOnce(&'t Tape<T>, Var<'t, T>) -> Var<'t, T>,
-{
+#[track_caller]
+pub fn jvp<T: Element>(
+    f: impl for<'t> FnOnce(&'t Tape<T>, Var<'t, T>) -> Var<'t, T>,
+    x: &Tensor<T>,
+    v: &Tensor<T>,
+) -> Result<(Tensor<T>, Tensor<T>)> {
     jvp_many(
         |tape, xs| f(tape, xs[0]),
         std::slice::from_ref(x),
@@ -126,11 +127,12 @@ where
 ///
 /// # Panics
 /// As [`jvp`].
-pub fn jvp_many<T, F>(f: F, xs: &[Tensor<T>], vs: &[Tensor<T>]) -> Result<(Tensor<T>, Tensor<T>)>
-where
-    T: Element,
-    F: for<'t> FnOnce(&'t Tape<T>, &[Var<'t, T>]) -> Var<'t, T>,
-{
+#[track_caller]
+pub fn jvp_many<T: Element>(
+    f: impl for<'t> FnOnce(&'t Tape<T>, &[Var<'t, T>]) -> Var<'t, T>,
+    xs: &[Tensor<T>],
+    vs: &[Tensor<T>],
+) -> Result<(Tensor<T>, Tensor<T>)> {
     check_directions("jvp", xs.iter().map(|x| x.shape()), vs)?;
     let tape = Tape::new();
     let vars: Vec<Var<'_, T>> = xs.iter().map(|x| tape.leaf(x.clone())).collect();
@@ -166,11 +168,12 @@ where
 /// assert!((dot(&u, &jv) - dot(&jtu, &v)).abs() < 1e-14);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
-pub fn vjp<T, F>(f: F, x: &Tensor<T>, u: &Tensor<T>) -> Result<(Tensor<T>, Tensor<T>)>
-where
-    T: Element,
-    F: for<'t> FnOnce(&'t Tape<T>, Var<'t, T>) -> Var<'t, T>,
-{
+#[track_caller]
+pub fn vjp<T: Element>(
+    f: impl for<'t> FnOnce(&'t Tape<T>, Var<'t, T>) -> Var<'t, T>,
+    x: &Tensor<T>,
+    u: &Tensor<T>,
+) -> Result<(Tensor<T>, Tensor<T>)> {
     let tape = Tape::new();
     let xv = tape.leaf(x.clone());
     let y = f(&tape, xv);

@@ -69,6 +69,7 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::ops::elementwise::sigmoid;
 use crate::ops::{loss, norm, reduce, BatchNormSaved, CustomOp, Op};
 use crate::tape::{Node, Tape, Var};
 use crate::tensor::{Element, Tensor};
@@ -444,7 +445,7 @@ fn tangent<T: Element>(
                     .iter()
                     .zip(t.data())
                     .zip(dz.data())
-                    .map(|((&z, &t), &d)| (sigmoid_of(z) - t).widen() * d.widen())
+                    .map(|((&z, &t), &d)| (sigmoid(z) - t).widen() * d.widen())
                     .sum::<f64>();
             }
             if let Some(dt) = dx[1] {
@@ -455,10 +456,6 @@ fn tangent<T: Element>(
         Op::BatchNorm(saved) => batch_norm_tangent(op, saved, x, dx),
         Op::Custom(c) => custom_tangent(c, x, y, dx),
     }
-}
-
-fn sigmoid_of<T: Element>(z: T) -> T {
-    crate::ops::elementwise::sigmoid(z)
 }
 
 /// `γ·ẋ̂ + γ̇·x̂ + β̇` for `y = γ·x̂ + β`. The input part, `γ·s(ẋ − mean ẋ − x̂·mean(x̂⊙ẋ))`, is

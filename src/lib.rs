@@ -55,6 +55,9 @@
 //! * **Higher order** — [`Var::backward_graph`] records the gradient itself on the tape, so it
 //!   can be differentiated again (Hessian-vector products, curvature). It costs nothing when
 //!   not used.
+//! * **Forward mode** — [`forward::jvp`] and [`Var::jvp`] give Jacobian-vector products `J·v`
+//!   by one tangent sweep forward over the tape (about the cost of a forward pass), beside
+//!   reverse mode's `Jᵀ·u` ([`forward::vjp`], [`Var::backward_with`]).
 //! * **Hooks** — [`Var::register_hook`] sees (and may replace) a variable's complete gradient;
 //!   [`Tape::on_labelled_grad`] sees every labelled node's value and gradient, which is how
 //!   per-layer gradient magnitudes are observed.
@@ -101,6 +104,7 @@
 pub mod curvature;
 pub mod data;
 pub mod error;
+pub mod forward;
 mod gradcheck;
 mod hash;
 pub mod monitor;

@@ -458,6 +458,21 @@ impl<T: Element> Tape<T> {
         out
     }
 
+    /// Every node, borrowed, for sweeps that walk the tape outside this file (forward mode's
+    /// tangent sweep), with every value a backward sweep released put back first (see
+    /// [`release`](Tape::release)). Nothing may record on this tape while the borrow lives.
+    ///
+    /// # Panics
+    /// If a released parameter was changed or dropped since (see [`Var::value`]).
+    #[track_caller]
+    pub(crate) fn nodes(&self) -> Ref<'_, Vec<Node<T>>> {
+        if self.any_released.get() {
+            let ids: Vec<usize> = self.released.borrow().keys().copied().collect();
+            ids.into_iter().for_each(|id| self.restore(id));
+        }
+        self.nodes.borrow()
+    }
+
     #[track_caller]
     pub(crate) fn value(&self, id: usize) -> Tensor<T> {
         self.restore(id);

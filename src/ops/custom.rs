@@ -50,6 +50,26 @@ pub trait CustomOp<T: Element> {
         output: &Tensor<T>,
         grad: &Tensor<T>,
     ) -> Vec<Option<Tensor<T>>>;
+
+    /// Forward mode ([`Var::jvp`], [`forward::jvp`](crate::forward::jvp)): given the inputs,
+    /// the output and each input's tangent (`None` for an input that does not depend on the
+    /// variables being differentiated), the output's tangent `Σᵢ Jᵢ·tangentᵢ`, of the output's
+    /// shape.
+    ///
+    /// Provided: returns `None`, and forward mode then builds the tangent from
+    /// [`backward`](CustomOp::backward) alone, one call per output element (row `k` of the
+    /// Jacobian is `backward` of the `k`-th unit vector), which is exact but costs as many
+    /// backward calls as the output has elements. Implement it when the op sits on a path
+    /// forward mode runs through often.
+    fn jvp(
+        &self,
+        inputs: &[&Tensor<T>],
+        output: &Tensor<T>,
+        tangents: &[Option<&Tensor<T>>],
+    ) -> Option<Tensor<T>> {
+        let _ = (inputs, output, tangents);
+        None
+    }
 }
 
 pub(crate) fn backward<T: Element, A: Algebra<T>>(

@@ -26,7 +26,7 @@ use smallvec::smallvec;
 use std::sync::Arc;
 
 /// `1/n` for a mean, `1` for a sum.
-fn reduction_scale<T: Element>(n: usize, mean: bool) -> T {
+pub(crate) fn reduction_scale<T: Element>(n: usize, mean: bool) -> T {
     if mean {
         T::one() / T::of(n as f64)
     } else {

@@ -18,12 +18,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(op: &Op<T>, x: &A, y: &A, g: &
         // never selects: match them by NaN-ness instead, or the gradient would vanish (PyTorch
         // splits it among the NaNs too).
         Op::MaxAll => {
-            let m = y.value().item();
-            let xv = x.value();
-            let hit = |v: T| if m.is_nan() { v.is_nan() } else { v == m };
-            let ties = xv.data().iter().filter(|&&v| hit(v)).count().max(1);
-            let share = T::one() / T::of(ties as f64);
-            let sel = xv.map(|v| if hit(v) { share } else { T::zero() });
+            let sel = max_all_selector(&x.value(), y.value().item());
             g.broadcast_to(&shape).mul_const(sel)
         }
         // Along an axis the gradient goes to the index max returned (the first maximum).
@@ -37,6 +32,15 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(op: &Op<T>, x: &A, y: &A, g: &
     }
 }
 
+/// `1/k` on each of the `k` elements of `x` equal to its maximum `m` (NaN-ness when `m` is NaN),
+/// 0 elsewhere: the row of max()'s Jacobian, shared by backward and forward mode.
+pub(crate) fn max_all_selector<T: Element>(x: &Tensor<T>, m: T) -> Tensor<T> {
+    let hit = |v: T| if m.is_nan() { v.is_nan() } else { v == m };
+    let ties = x.data().iter().filter(|&&v| hit(v)).count().max(1);
+    let share = T::one() / T::of(ties as f64);
+    x.map(|v| if hit(v) { share } else { T::zero() })
+}
+
 /// Restores a reduced axis as extent 1 so the gradient broadcasts back.
 fn keep_axis<T: Element, A: Algebra<T>>(g: &A, shape: &[usize], axis: usize, keepdim: bool) -> A {
     if keepdim {
@@ -48,7 +52,7 @@ fn keep_axis<T: Element, A: Algebra<T>>(g: &A, shape: &[usize], axis: usize, kee
 }
 
 /// A tensor of `shape` with 1 at `arg[o, i]` along `axis` for each outer/inner position.
-fn one_hot_along<T: Element>(shape: &[usize], axis: usize, arg: &[usize]) -> Tensor<T> {
+pub(crate) fn one_hot_along<T: Element>(shape: &[usize], axis: usize, arg: &[usize]) -> Tensor<T> {
     let inner: usize = shape[axis + 1..].iter().product();
     let n = shape[axis];
     let mut sel = vec![T::zero(); shape.iter().product()];

@@ -16,8 +16,8 @@ h1{font-size:1.7em;margin-bottom:.2em}h2{font-size:1.3em;margin-top:1.8em;border
 .figure svg{max-width:100%;height:auto;display:block}.note{color:#666;font-size:.92em}\
 table{border-collapse:collapse;font-size:.9em;font-variant-numeric:tabular-nums}\
 th,td{border-bottom:1px solid #e4e4e4;padding:.25em .6em;text-align:right;white-space:nowrap}\
-th{background:#f4f4f4;position:sticky;top:0}td.name,th.name{text-align:left}\
-tbody tr:hover{background:#fff6d5}.vgrad-hover rect:hover{fill-opacity:.12}";
+th{background:#f4f4f4}td.name,th.name{text-align:left}\
+tbody tr:hover{background:#fff6d5}.wide{overflow-x:auto}.vgrad-hover rect:hover{fill-opacity:.12}";
 
 /// Records `window.onerror` before anything else runs, and after loading writes into the page
 /// how many layer rows it has: a headless browser's dump of the DOM then tells a test whether the
@@ -199,7 +199,7 @@ pub fn html_report(steps: &[StepRecord], diagnosis: &Diagnosis, title: &str) -> 
 
     let _ = writeln!(
         out,
-        "<h2>Layers at step {}</h2>\n<table id=\"layers\">\n<thead><tr><th>depth</th>\
+        "<h2>Layers at step {}</h2>\n<div class=\"wide\"><table id=\"layers\">\n<thead><tr><th>depth</th>\
          <th class=\"name\">layer</th><th class=\"name\">kind</th><th class=\"name\">shape</th>\
          <th>‖∂L/∂W‖</th><th>mean |∂L/∂W|</th><th>max |∂L/∂W|</th><th>‖∂L/∂h‖</th>\
          <th>‖∂L/∂W‖/‖W‖</th><th>‖ΔW‖/‖W‖</th><th class=\"name\">activation</th>\
@@ -237,7 +237,7 @@ pub fn html_report(steps: &[StepRecord], diagnosis: &Diagnosis, title: &str) -> 
     }
     let _ = write!(
         out,
-        "</tbody>\n</table>\n<p class=\"note\">Empty cells: not measured at this step. The CSV and \
+        "</tbody>\n</table></div>\n<p class=\"note\">Empty cells: not measured at this step. The CSV and \
          JSON exports hold every step.</p>\n<script>{TAIL_SCRIPT}</script>\n</body>\n</html>\n"
     );
     Ok(out)

@@ -46,7 +46,10 @@ fn browser_or_skip() -> Option<PathBuf> {
             "VGRAD_REQUIRE_BROWSER=1 but no chromium, chromium-browser, google-chrome or \
              google-chrome-stable on PATH (or VGRAD_CHROMIUM)"
         );
-        eprintln!(
+        // Straight to the stream: the test harness captures `eprintln!` of passing tests.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "\n*** monitor_html: NO BROWSER FOUND, the HTML report was NOT tested in a browser. \
              Install chromium (apt-get install chromium) or set VGRAD_CHROMIUM. ***\n"
         );
@@ -97,10 +100,7 @@ fn render(browser: &Path, page: &Path, scratch: &Path) -> Rendered {
     };
     let dom = std::fs::read_to_string(&out).unwrap();
     let stderr = std::fs::read_to_string(&err).unwrap();
-    assert!(
-        status.success(),
-        "browser exited with {status}:\n{stderr}"
-    );
+    assert!(status.success(), "browser exited with {status}:\n{stderr}");
     // Chromium logs each console message, errors and uncaught exceptions included, as a
     // `:CONSOLE` line; the report writes none.
     let console = stderr
@@ -160,7 +160,10 @@ fn the_html_report_loads_in_a_browser_without_errors_and_shows_every_layer() {
     let html = std::fs::read_to_string(&page).unwrap();
     // Self-contained: nothing is fetched (the only URLs are SVG's namespace).
     for fetch in ["src=", "href=", "@import", "url("] {
-        assert!(!html.contains(fetch), "the report refers to a resource: {fetch}");
+        assert!(
+            !html.contains(fetch),
+            "the report refers to a resource: {fetch}"
+        );
     }
 
     let r = render(&browser, &page, &dir);
@@ -173,14 +176,25 @@ fn the_html_report_loads_in_a_browser_without_errors_and_shows_every_layer() {
         layers.len(),
         layers.len()
     );
-    assert!(r.dom.contains(&status), "no self-check `{status}` in the DOM");
+    assert!(
+        r.dom.contains(&status),
+        "no self-check `{status}` in the DOM"
+    );
     for l in layers {
         let cell = format!("<td class=\"name\">{}</td>", l.name);
-        assert!(r.dom.contains(&cell), "layer {} is not in the table", l.name);
+        assert!(
+            r.dom.contains(&cell),
+            "layer {} is not in the table",
+            l.name
+        );
     }
     // The three plots drew, each with hover titles naming the layers.
     assert_eq!(r.dom.matches("<svg").count(), 3);
-    for (i, l) in layers.iter().filter(|l| l.weight_shape.len() == 2).enumerate() {
+    for (i, l) in layers
+        .iter()
+        .filter(|l| l.weight_shape.len() == 2)
+        .enumerate()
+    {
         // A layer is named beside its number unless its name is its number.
         let hover = if l.name == i.to_string() {
             format!("<title>Linear layer {i}\n")
@@ -189,7 +203,9 @@ fn the_html_report_loads_in_a_browser_without_errors_and_shows_every_layer() {
         };
         assert!(r.dom.contains(&hover), "no hover text `{hover}`");
     }
-    assert!(r.dom.contains(&mon.diagnose().summary.replace('&', "&amp;")));
+    assert!(r
+        .dom
+        .contains(&mon.diagnose().summary.replace('&', "&amp;")));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -212,6 +228,9 @@ fn the_browser_check_catches_console_errors_and_uncaught_exceptions() {
     assert!(r.dom.contains("<p>text</p>"));
     assert_eq!(r.console.len(), 2, "{:#?}", r.console);
     assert!(r.console.iter().any(|l| l.contains("logged")));
-    assert!(r.console.iter().any(|l| l.contains("Uncaught ReferenceError")));
+    assert!(r
+        .console
+        .iter()
+        .any(|l| l.contains("Uncaught ReferenceError")));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -747,7 +747,7 @@ fn plot(
     lambda_max: f64,
     track_until: usize,
 ) -> Result<PathBuf, Box<dyn Error>> {
-    let root = SVGBackend::new(path, (1240, 1100)).into_drawing_area();
+    let root = SVGBackend::new(path, (1300, 1100)).into_drawing_area();
     root.fill(&WHITE)?;
     let (charts, legend) = root.split_horizontally(960);
     let (upper, lower) = charts.split_vertically(620);
@@ -801,24 +801,19 @@ fn plot(
         chart.draw_series(LineSeries::new(points, style))?;
     }
 
-    // The legend: a line in the run's colour, its name and its outcome on the next line.
+    // The legend: a line in the run's colour, its name and outcome.
     legend.draw(&Text::new("runs", (10, 70), ("sans-serif", 20)))?;
     for (i, r) in runs.iter().enumerate() {
-        let y = 105 + 52 * i as i32;
+        let y = 105 + 32 * i as i32;
         let style = colour(i).stroke_width(if r.scheduled { 4 } else { 3 });
         legend.draw(&PathElement::new(vec![(10, y), (40, y)], style))?;
-        legend.draw(&Text::new(r.name.clone(), (48, y - 9), ticks))?;
-        let outcome = match r.verdict {
-            Verdict::Diverges => format!("NaN at step {}", r.losses.len() - 1),
-            v => v.describe().to_string(),
+        let label = match r.verdict {
+            Verdict::Diverges => format!("{}: NaN at step {}", r.name, r.losses.len() - 1),
+            v => format!("{}: {}", r.name, v.describe()),
         };
-        legend.draw(&Text::new(
-            outcome,
-            (48, y + 10),
-            ("sans-serif", 16).into_font().color(&RGBColor(90, 90, 90)),
-        ))?;
+        legend.draw(&Text::new(label, (48, y - 9), ticks))?;
     }
-    let note_y = 105 + 52 * runs.len() as i32;
+    let note_y = 105 + 32 * runs.len() as i32;
     legend.draw(&PathElement::new(
         vec![(10, note_y), (16, note_y)],
         BLACK.stroke_width(1),

@@ -937,7 +937,7 @@ fn write_html_is_atomic_and_refuses_an_empty_monitor() {
     assert_eq!(left.len(), 1);
     // A path that names no file is an I/O error, not a panic.
     assert!(matches!(
-        mon.write_html(&dir.join("..")),
+        mon.write_html(dir.join("..")),
         Err(vgrad::Error::Io { .. })
     ));
     std::fs::remove_dir_all(&dir).unwrap();

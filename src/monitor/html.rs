@@ -79,7 +79,7 @@ fn figure(out: &mut String, heading: &str, caption: &str, svg: Result<String>) {
 /// use vgrad::{Tape, Tensor};
 ///
 /// let mut rng = StdRng::seed_from_u64(0);
-/// let net = Sequential::<f32>::new()
+/// let mut net = Sequential::<f32>::new()
 ///     .push(Linear::new(4, 8, &mut rng)?)
 ///     .push(Activation::Tanh)
 ///     .push(Linear::new(8, 1, &mut rng)?);

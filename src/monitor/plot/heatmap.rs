@@ -117,7 +117,7 @@ pub fn heatmap_svg_with(steps: &[StepRecord], opts: &PlotOptions) -> Result<Stri
 /// }
 /// let runs: Vec<(&str, &[_])> = records.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
 /// let svg = heatmaps_svg(&runs, &PlotOptions::default())?;
-/// assert!(svg.contains("Sigmoid()") && svg.contains("Relu()"));
+/// assert!(svg.contains("Sigmoid()") && svg.contains("ReLU()"));
 /// # Ok::<(), vgrad::Error>(())
 /// ```
 pub fn heatmaps_svg(runs: &[(&str, &[StepRecord])], opts: &PlotOptions) -> Result<String> {

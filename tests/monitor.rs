@@ -876,7 +876,7 @@ fn heatmaps_share_a_colour_scale_when_asked() {
     let b = heatmap_svg_with(other.steps(), &opts).unwrap();
     // The same colour bar in both: the same tick labels.
     let lo = format!("{}", 10f64.powf(range.0));
-    let lo = if range.0 < -2.0 {
+    let lo = if range.0 < -3.0 {
         format!("1e{}", range.0)
     } else {
         lo

@@ -195,12 +195,7 @@ fn the_html_report_loads_in_a_browser_without_errors_and_shows_every_layer() {
         .filter(|l| l.weight_shape.len() == 2)
         .enumerate()
     {
-        // A layer is named beside its number unless its name is its number.
-        let hover = if l.name == i.to_string() {
-            format!("<title>Linear layer {i}\n")
-        } else {
-            format!("Linear layer {i} · {}\n", l.name)
-        };
+        let hover = format!("Linear layer {i} · {}\n", l.name);
         assert!(r.dom.contains(&hover), "no hover text `{hover}`");
     }
     assert!(r

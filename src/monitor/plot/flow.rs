@@ -67,13 +67,14 @@ fn draw_axes(
     axis: &LayerAxis,
     ticks: &[f64],
     max_x: usize,
+    names: bool,
 ) -> Result<()> {
     let (x0, x1) = (chart.x_range().start, chart.x_range().end);
     draw_log_ticks(root, ticks, true, |t| {
         (chart.backend_coord(&(x0, t)), chart.backend_coord(&(x1, t)))
     })?;
     let bottom = chart.y_range().start;
-    draw_layer_ticks(root, axis, max_x, |i| {
+    draw_layer_ticks(root, axis, max_x, names, |i| {
         chart.backend_coord(&(i as f64, bottom))
     })
 }
@@ -241,7 +242,7 @@ fn flow_overlay(
             y_desc: &y_desc,
         };
         let chart = layer_chart(&main, &frame, axis.len(), range)?;
-        draw_axes(&root, &chart, axis, &log_ticks(range.0, range.1), 11)?;
+        draw_axes(&root, &chart, axis, &log_ticks(range.0, range.1), 11, true)?;
         for (k, run) in runs.iter().enumerate() {
             let colour = LINE_COLOURS[k % LINE_COLOURS.len()];
             draw_run(
@@ -352,12 +353,6 @@ fn flow_panels(
         ))
         .map_err(plot_err)?;
         let cells = grid.split_evenly((rows, cols));
-        // Names under each panel's ticks would crowd a small panel: numbers only there, the
-        // names are in the hover text.
-        let numbered = LayerAxis {
-            names: (0..axis.len()).map(|i| i.to_string()).collect(),
-            linear: axis.linear,
-        };
         for (k, (run, cell)) in runs.iter().zip(&cells).enumerate() {
             let colour = LINE_COLOURS[k % LINE_COLOURS.len()];
             let frame = Frame {
@@ -369,7 +364,9 @@ fn flow_panels(
                 y_desc: "",
             };
             let chart = layer_chart(cell, &frame, axis.len(), range)?;
-            draw_axes(&root, &chart, &numbered, &thin, 5)?;
+            // Names under each panel's ticks would crowd a small panel: numbers only there,
+            // the names are in the hover text.
+            draw_axes(&root, &chart, axis, &thin, 5, false)?;
             for (j, other) in runs.iter().enumerate() {
                 if j != k {
                     draw_run(
@@ -467,7 +464,7 @@ pub fn mean_max_svg(step: &StepRecord, opts: &PlotOptions) -> Result<String> {
             y_desc: "|∂L/∂W| (log scale)",
         };
         let chart = layer_chart(&main, &frame, axis.len(), range)?;
-        draw_axes(&root, &chart, &axis, &log_ticks(range.0, range.1), 11)?;
+        draw_axes(&root, &chart, &axis, &log_ticks(range.0, range.1), 11, true)?;
         let bar = |i: usize, v: f64, half: f64, colour: RGBColor| {
             let a = chart.backend_coord(&(i as f64 - half, range.0));
             let b = chart.backend_coord(&(i as f64 + half, v.log10().clamp(range.0, range.1)));

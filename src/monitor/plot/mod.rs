@@ -286,7 +286,7 @@ fn pow10_label(e: f64) -> String {
     let v = 10f64.powf(e);
     let exp = e.floor();
     let mantissa = (v / 10f64.powf(exp)).round();
-    if (-2.0..=3.0).contains(&exp) {
+    if (-3.0..=3.0).contains(&exp) {
         let x = mantissa * 10f64.powf(exp);
         let digits = (-exp).max(0.0) as usize;
         format!("{x:.digits$}")
@@ -381,11 +381,13 @@ impl LayerAxis {
         }
     }
 
+    /// The axis title: what the numbers count, and, when the ticks carry names, that they do.
     fn title(&self) -> &'static str {
-        if self.linear {
-            "Linear layer (0 = input side)"
-        } else {
-            "layer (0 = input side)"
+        match (self.linear, self.len() <= NAMED_LAYERS) {
+            (true, true) => "Linear layer (0 = input side) · its name",
+            (true, false) => "Linear layer (0 = input side)",
+            (false, true) => "layer (0 = input side) · its name",
+            (false, false) => "layer (0 = input side)",
         }
     }
 
@@ -398,11 +400,12 @@ impl LayerAxis {
         }
     }
 
-    /// `"3"`, or `"3 · blocks.2.fc"` when its name is not just its number.
+    /// `"3 · blocks.2.fc"`: the layer's number and its name (in a `Sequential`, its index
+    /// among all modules, `"3 · 6"`).
     fn describe(&self, i: usize) -> String {
         match self.names.get(i) {
-            Some(n) if *n != i.to_string() => format!("{i} · {n}"),
-            _ => i.to_string(),
+            Some(n) => format!("{i} · {n}"),
+            None => i.to_string(),
         }
     }
 
@@ -461,15 +464,17 @@ fn with_hovers(mut svg: String, hovers: &[Hover]) -> String {
     svg
 }
 
-/// Draws the layer numbers (and names, when few) under an x axis from `chart`'s layer
+/// Draws the layer numbers (and names, when few and `names`) under an x axis from `chart`'s layer
 /// coordinate `x` at pixel row `y`. Long names are turned upright so that they never overlap.
 fn draw_layer_ticks<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     axis: &LayerAxis,
     max: usize,
+    names: bool,
     at: impl Fn(usize) -> (i32, i32),
 ) -> Result<()> {
     let (named, ticks) = axis.ticks(max);
+    let named = named && names;
     let rotate = named && axis.name_chars() > 4;
     for i in ticks {
         let (x, y) = at(i);
@@ -479,7 +484,7 @@ fn draw_layer_ticks<DB: DrawingBackend>(
             anchored(TICK_PX, HPos::Center, VPos::Top),
         ))
         .map_err(plot_err)?;
-        let Some(name) = axis.names.get(i).filter(|n| named && **n != i.to_string()) else {
+        let Some(name) = axis.names.get(i).filter(|_| named) else {
             continue;
         };
         let style = if rotate {
@@ -549,7 +554,8 @@ mod tests {
         assert_eq!(pow10_label(0.0), "1");
         assert_eq!(pow10_label(1.0), "10");
         assert_eq!(pow10_label(-1.0), "0.1");
-        assert_eq!(pow10_label(2f64.log10() - 3.0), "2e-3");
+        assert_eq!(pow10_label(2f64.log10() - 3.0), "0.002");
+        assert_eq!(pow10_label(2f64.log10() - 4.0), "2e-4");
         assert_eq!(pow10_label(5f64.log10() - 1.0), "0.5");
     }
 

@@ -5,11 +5,14 @@
 //! the gradient monitor attached, prints each diagnosis, and writes to the output directory
 //! (default `out/gradient_flow`):
 //!
-//! * `flow.svg` — ‖∂L/∂W‖ per layer against depth, every network overlaid (the gradient-flow
-//!   plot); `backprop.svg` — the same for ‖∂L/∂h‖; `signal.svg` — the activations' std;
+//! * `flow.svg` — ‖∂L/∂W‖ per layer against depth, one panel per network on shared axes (the
+//!   gradient-flow plot); `backprop.svg` — the same for ‖∂L/∂h‖; `signal.svg` — the
+//!   activations' std; `mean_max.svg` — mean and max |∂L/∂W| per layer of the sigmoid network;
 //! * `heatmap.svg` — ‖∂L/∂W‖ per layer and step over 40 steps of training the He network;
-//!   `heatmap_diverging.svg` — the same network at a learning rate that blows it up;
-//! * `training.csv`, `training.json` — the records of the 40-step run.
+//!   `heatmap_diverging.svg` — the same network at a learning rate that blows it up, on the
+//!   same colour scale;
+//! * `training.csv`, `training.json` — the records of the 40-step run, and `report.html`, the
+//!   monitor's page for it (diagnosis, plots, every layer; opens offline).
 //!
 //! ```sh
 //! cargo run --release --example gradient_flow
@@ -26,8 +29,8 @@ use common::Command;
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
 use vgrad::monitor::{
-    gradient_flow_svg, heatmap_svg, write_csv, write_json, GradMonitor, MonitorConfig, PlotMetric,
-    StepRecord,
+    flow_svg, heatmap_svg_with, log10_range, mean_max_svg, write_csv, write_json, write_svg,
+    GradMonitor, MonitorConfig, PlotMetric, PlotOptions, StepRecord,
 };
 use vgrad::nn::init::Init;
 use vgrad::nn::{
@@ -143,10 +146,7 @@ pub fn run(out: &std::path::Path, steps: usize) -> vgrad::Result<Vec<PathBuf>> {
     })?;
     let mut write = |name: &str, text: String| {
         let path = out.join(name);
-        std::fs::write(&path, text).map_err(|source| vgrad::Error::Io {
-            path: path.clone(),
-            source,
-        })?;
+        write_svg(&text, &path)?;
         files.push(path);
         Ok::<(), vgrad::Error>(())
     };
@@ -180,22 +180,31 @@ pub fn run(out: &std::path::Path, steps: usize) -> vgrad::Result<Vec<PathBuf>> {
     }
     let named: Vec<(&str, &StepRecord)> = runs.iter().map(|(n, s)| (*n, s)).collect();
     let title = |what: &str| format!("{what} at initialisation: {DEPTH} layers, width {WIDTH}");
+    let flow = |metric: PlotMetric, what: &str| {
+        let opts = PlotOptions {
+            metric,
+            title: Some(title(what)),
+            ..PlotOptions::default()
+        };
+        flow_svg(&named, &opts)
+    };
     write(
         "flow.svg",
-        gradient_flow_svg(&named, PlotMetric::WeightGradNorm, &title("Gradient flow"))?,
+        flow(PlotMetric::WeightGradNorm, "Gradient flow")?,
     )?;
     write(
         "backprop.svg",
-        gradient_flow_svg(
-            &named,
-            PlotMetric::OutputGradNorm,
-            &title("Backpropagated signal"),
-        )?,
+        flow(PlotMetric::OutputGradNorm, "Backpropagated signal")?,
     )?;
     write(
         "signal.svg",
-        gradient_flow_svg(&named, PlotMetric::ActivationStd, &title("Forward signal"))?,
+        flow(PlotMetric::ActivationStd, "Forward signal")?,
     )?;
+    let opts = PlotOptions {
+        title: Some(title("Mean and max |∂L/∂W|, sigmoid + Xavier,")),
+        ..PlotOptions::default()
+    };
+    write("mean_max.svg", mean_max_svg(&runs[0].1, &opts)?)?;
 
     let mut net = network(Hidden::Plain(Activation::Relu), Init::HE_NORMAL, 1)?;
     let mon = train(&mut net, steps, 0.01)?;
@@ -203,29 +212,43 @@ pub fn run(out: &std::path::Path, steps: usize) -> vgrad::Result<Vec<PathBuf>> {
         &format!("{steps} steps of ReLU + He at lr 0.01"),
         &mon.diagnose(),
     );
+    let mut diverging = network(Hidden::Plain(Activation::Relu), Init::HE_NORMAL, 1)?;
+    let blown = train(&mut diverging, 6, 0.3)?;
+    print_diagnosis("ReLU + He at lr 0.3", &blown.diagnose());
+    // Both heatmaps on one colour scale, so that a colour is the same value in each.
+    let shared = PlotOptions {
+        log10_range: log10_range(
+            mon.steps().iter().chain(blown.steps()),
+            PlotMetric::WeightGradNorm,
+        ),
+        ..PlotOptions::default()
+    };
+    let titled = |t: &str| PlotOptions {
+        title: Some(t.to_string()),
+        ..shared.clone()
+    };
     write(
         "heatmap.svg",
-        heatmap_svg(
+        heatmap_svg_with(
             mon.steps(),
-            PlotMetric::WeightGradNorm,
-            "‖∂L/∂W‖ while training: ReLU + He, lr 0.01",
+            &titled("‖∂L/∂W‖ while training: ReLU + He, lr 0.01"),
+        )?,
+    )?;
+    write(
+        "heatmap_diverging.svg",
+        heatmap_svg_with(
+            blown.steps(),
+            &titled("‖∂L/∂W‖ while diverging: ReLU + He, lr 0.3 (grey: NaN)"),
         )?,
     )?;
     write_csv(mon.steps(), out.join("training.csv"))?;
     write_json(mon.steps(), out.join("training.json"))?;
-    let records = [out.join("training.csv"), out.join("training.json")];
-
-    let mut net = network(Hidden::Plain(Activation::Relu), Init::HE_NORMAL, 1)?;
-    let mon = train(&mut net, 6, 0.3)?;
-    print_diagnosis("ReLU + He at lr 0.3", &mon.diagnose());
-    write(
-        "heatmap_diverging.svg",
-        heatmap_svg(
-            mon.steps(),
-            PlotMetric::WeightGradNorm,
-            "‖∂L/∂W‖ while diverging: ReLU + He, lr 0.3 (grey: NaN)",
-        )?,
-    )?;
+    mon.write_html(out.join("report.html"))?;
+    let records = [
+        out.join("training.csv"),
+        out.join("training.json"),
+        out.join("report.html"),
+    ];
     files.extend(records);
     Ok(files)
 }

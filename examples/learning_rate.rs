@@ -717,18 +717,44 @@ const COLOURS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
+/// A value on either panel's log axis, written the same way in both: `1e-4`, `0.03`, `2`, `250`.
+fn log_tick(y: f64) -> String {
+    if y == 0.0 || !y.is_finite() {
+        return format!("{y}");
+    }
+    let e = y.abs().log10().floor();
+    if (-2.0..5.0).contains(&e) {
+        // Up to two significant digits, no trailing zeros.
+        let digits = (1.0 - e).max(0.0) as usize;
+        let s = format!("{y:.digits$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    } else {
+        format!("{y:.0e}")
+    }
+}
+
 /// The loss curves (log scale) above the sharpness measured in the first steps, with each
-/// constant run's stability limit 2/lr dashed in its colour.
+/// constant run's stability limit 2/lr dashed in its colour. The legend has a column of its own
+/// to the right of both panels, so it never covers a curve, and both panels write their ticks
+/// with [`log_tick`].
 fn plot(
     path: &Path,
     runs: &[Run],
     lambda_max: f64,
     track_until: usize,
 ) -> Result<PathBuf, Box<dyn Error>> {
-    let root = SVGBackend::new(path, (1000, 1100)).into_drawing_area();
+    let root = SVGBackend::new(path, (1300, 1100)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (upper, lower) = root.split_vertically(620);
+    let (charts, legend) = root.split_horizontally(960);
+    let (upper, lower) = charts.split_vertically(620);
     let colour = |i: usize| COLOURS[i % COLOURS.len()];
+    // plotters' SVG text is 0.81 of the size asked for: 18 gives 14.5 px tick labels.
+    let ticks = ("sans-serif", 18);
+    let desc = ("sans-serif", 20);
 
     // Loss: from just under the lowest value to well above the start; a diverging run leaves
     // through the top edge, and its line ends where the loss stopped being finite.
@@ -749,18 +775,20 @@ fn plot(
     let mut chart = ChartBuilder::on(&upper)
         .caption(
             "Training loss across learning rates (full-batch gradient descent)",
-            ("sans-serif", 22),
+            ("sans-serif", 26),
         )
         .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
         .build_cartesian_2d(0.0..steps as f64, (lo..hi).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("step")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("training loss (log scale)")
-        .y_label_formatter(&|y| format!("{y:.0e}"))
+        .y_label_formatter(&|y| log_tick(*y))
+        .label_style(ticks)
+        .axis_desc_style(desc)
         .draw()?;
     for (i, r) in runs.iter().enumerate() {
         let style = colour(i).stroke_width(if r.scheduled { 3 } else { 2 });
@@ -770,21 +798,31 @@ fn plot(
             .take_while(|l| l.is_finite())
             .enumerate()
             .map(|(t, &l)| (t as f64, l.clamp(lo, hi)));
+        chart.draw_series(LineSeries::new(points, style))?;
+    }
+
+    // The legend: a line in the run's colour, its name and outcome.
+    legend.draw(&Text::new("runs", (10, 70), ("sans-serif", 20)))?;
+    for (i, r) in runs.iter().enumerate() {
+        let y = 105 + 32 * i as i32;
+        let style = colour(i).stroke_width(if r.scheduled { 4 } else { 3 });
+        legend.draw(&PathElement::new(vec![(10, y), (40, y)], style))?;
         let label = match r.verdict {
             Verdict::Diverges => format!("{}: NaN at step {}", r.name, r.losses.len() - 1),
             v => format!("{}: {}", r.name, v.describe()),
         };
-        chart
-            .draw_series(LineSeries::new(points, style))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        legend.draw(&Text::new(label, (48, y - 9), ticks))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    let note_y = 105 + 32 * runs.len() as i32;
+    legend.draw(&PathElement::new(
+        vec![(10, note_y), (16, note_y)],
+        BLACK.stroke_width(1),
+    ))?;
+    legend.draw(&PathElement::new(
+        vec![(22, note_y), (28, note_y)],
+        BLACK.stroke_width(1),
+    ))?;
+    legend.draw(&Text::new("2/lr (lower panel)", (48, note_y - 9), ticks))?;
 
     // Sharpness in the first steps, where it moves the most. Diverging runs are left out: their
     // curvature explodes with their weights and would squash the others flat.
@@ -806,25 +844,21 @@ fn plot(
     let s_hi = all.iter().copied().fold(lambda_max, f64::max) * 2.0;
     let mut chart = ChartBuilder::on(&lower)
         .caption(
-            "Sharpness λ_max in the first steps (colours as above, diverging runs left out); dashed: 2/lr",
-            ("sans-serif", 20),
+            "Sharpness λ_max in the first steps (diverging runs left out)",
+            ("sans-serif", 24),
         )
         .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
         .build_cartesian_2d(0.0..track_until as f64, (s_lo..s_hi).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("step")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("top Hessian eigenvalue λ_max (log scale)")
-        .y_label_formatter(&|&y| {
-            if y >= 10.0 {
-                format!("{y:.0}")
-            } else {
-                format!("{y:.2}")
-            }
-        })
+        .y_label_formatter(&|y| log_tick(*y))
+        .label_style(ticks)
+        .axis_desc_style(desc)
         .draw()?;
     for (i, r) in runs.iter().enumerate().filter(|(_, r)| shown(r)) {
         let style = colour(i).stroke_width(2);

@@ -22,8 +22,11 @@
 //!   diagnosis.
 //!
 //! It writes to the output folder (default `out/vanishing`): `gradient_flow.svg` (per-layer
-//! gradient norm against depth at step 0, every network overlaid, log scale),
-//! `heatmap_<network>.svg` (layer × step, log₁₀ gradient norm over the first epoch),
+//! gradient norm against depth at step 0, log scale, one panel per network with the others grey
+//! behind), `heatmaps.svg` (layer × step, gradient norm over the first epoch, every network on
+//! one colour scale) and the same one network a file (`heatmap_<network>.svg`),
+//! `mean_max_sigmoid_xavier.svg` (mean and max |∂L/∂W| per layer at step 0), `report_<network>.html`
+//! (the monitor's page for each network: diagnosis, plots, a table of every layer),
 //! `records.csv` (every layer at every recorded step of every network), `summary.csv` (the
 //! table, at full precision) and `diagnoses.txt` (the monitor's whole diagnosis of each
 //! network: affected layers, likely causes, fixes).
@@ -58,7 +61,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 use vgrad::data::{digits, Dataset};
-use vgrad::monitor::{gradient_flow_svg, heatmap_svg, GradMonitor, MonitorConfig, PlotMetric};
+use vgrad::monitor::{diagnose, DiagnosisConfig, GradMonitor, MonitorConfig, PlotMetric};
+use vgrad::monitor::{flow_svg, heatmap_svg_with, heatmaps_svg, log10_range, mean_max_svg};
+use vgrad::monitor::{write_html, write_svg, PlotOptions};
 use vgrad::monitor::{StepRecord, Verdict};
 use vgrad::nn::init::{calculate_gain, FanMode, Init, Nonlinearity};
 use vgrad::nn::{
@@ -398,6 +403,70 @@ fn slug(name: &str) -> String {
         .join("_")
 }
 
+/// The pictures: the flow plot at step 0 (one panel per network), every network's heatmap over
+/// the first epoch on one colour scale (together, and one file each), the mean-and-max view of
+/// the sigmoid network, and an HTML report per network. Returns the files written.
+fn plots(
+    out: &std::path::Path,
+    first_steps: &[(&str, StepRecord)],
+    epochs: &[(&str, Vec<StepRecord>)],
+) -> Result<Vec<PathBuf>, Box<dyn Error>> {
+    let mut files = Vec::new();
+    let mut write = |name: String, svg: String| {
+        let path = out.join(name);
+        write_svg(&svg, &path)?;
+        files.push(path);
+        Ok::<(), vgrad::Error>(())
+    };
+    let named: Vec<(&str, &StepRecord)> = first_steps.iter().map(|(n, s)| (*n, s)).collect();
+    let title = |t: &str| Some(t.to_string());
+    let opts = PlotOptions {
+        title: title("Gradient flow at step 0: ‖∂L/∂W‖ per layer, 50-layer networks on digits"),
+        ..PlotOptions::default()
+    };
+    write("gradient_flow.svg".into(), flow_svg(&named, &opts)?)?;
+    // One colour scale for every heatmap, so that a colour means the same value in each.
+    let shared = log10_range(
+        epochs.iter().flat_map(|(_, s)| s),
+        PlotMetric::WeightGradNorm,
+    );
+    let runs: Vec<(&str, &[StepRecord])> = epochs.iter().map(|(n, s)| (*n, s.as_slice())).collect();
+    let opts = PlotOptions {
+        title: title("‖∂L/∂W‖ per layer and step over the first epoch, one colour scale"),
+        log10_range: shared,
+        ..PlotOptions::default()
+    };
+    write("heatmaps.svg".into(), heatmaps_svg(&runs, &opts)?)?;
+    for (name, steps) in epochs {
+        let opts = PlotOptions {
+            title: title(&format!("{name}: ‖∂L/∂W‖, first epoch")),
+            log10_range: shared,
+            ..PlotOptions::default()
+        };
+        write(
+            format!("heatmap_{}.svg", slug(name)),
+            heatmap_svg_with(steps, &opts)?,
+        )?;
+    }
+    if let Some((name, s0)) = first_steps.first() {
+        let opts = PlotOptions {
+            title: title(&format!("{name} at step 0: mean and max |∂L/∂W| per layer")),
+            ..PlotOptions::default()
+        };
+        write(
+            format!("mean_max_{}.svg", slug(name)),
+            mean_max_svg(s0, &opts)?,
+        )?;
+    }
+    for (name, steps) in epochs {
+        let path = out.join(format!("report_{}.html", slug(name)));
+        let d = diagnose(steps, &DiagnosisConfig::default());
+        write_html(steps, &d, &format!("{name}: the first epoch"), &path)?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
 /// Runs the whole comparison and writes the plots and CSV files.
 pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     vgrad::set_flush_denormal(true);
@@ -427,15 +496,9 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     let mut first_steps = Vec::new();
     let mut files = Vec::new();
     let mut records = String::new();
+    let mut epochs = Vec::new();
     for spec in specs() {
         let (summary, steps) = train_one(&spec, &train, &test, opts)?;
-        let heat = opts.out.join(format!("heatmap_{}.svg", slug(spec.name)));
-        let title = format!("{}: log10 ‖∂L/∂W‖, first epoch", spec.name);
-        std::fs::write(
-            &heat,
-            heatmap_svg(&steps, PlotMetric::WeightGradNorm, &title)?,
-        )?;
-        files.push(heat);
         let csv = vgrad::monitor::to_csv(&steps);
         for (i, line) in csv.lines().enumerate() {
             if i == 0 && records.is_empty() {
@@ -447,6 +510,7 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
         if let Some(s0) = steps.first() {
             first_steps.push((spec.name, s0.clone()));
         }
+        epochs.push((spec.name, steps));
         // The run's last line, in a terminal (once its bar is cleared) and in a log alike.
         println!(
             "  {:<24} loss {:>7.4} -> {:<7.4}  test {:5.1}%  {:5.1} s",
@@ -459,17 +523,7 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
         runs.push(summary);
     }
 
-    let named: Vec<(&str, &StepRecord)> = first_steps.iter().map(|(n, s)| (*n, s)).collect();
-    let flow = opts.out.join("gradient_flow.svg");
-    std::fs::write(
-        &flow,
-        gradient_flow_svg(
-            &named,
-            PlotMetric::WeightGradNorm,
-            "Gradient flow at step 0: ‖∂L/∂W‖ per layer, 50-layer networks on digits",
-        )?,
-    )?;
-    files.insert(0, flow);
+    files.splice(0..0, plots(&opts.out, &first_steps, &epochs)?);
     let rec = opts.out.join("records.csv");
     std::fs::write(&rec, records)?;
     files.push(rec);

@@ -180,7 +180,19 @@ const EXAMPLES: [(&str, Option<&[&str]>); 5] = [
             "heatmap_sigmoid_batchnorm.svg",
             "heatmap_sigmoid_xavier.svg",
             "heatmap_tanh_xavier.svg",
+            "heatmaps.svg",
+            "mean_max_sigmoid_xavier.svg",
             "records.csv",
+            "report_elu_he.html",
+            "report_leaky_relu_he.html",
+            "report_relu_he.html",
+            "report_relu_he_batchnorm.html",
+            "report_relu_xavier.html",
+            "report_residual_relu_he.html",
+            "report_shallow_2_hidden_relu.html",
+            "report_sigmoid_batchnorm.html",
+            "report_sigmoid_xavier.html",
+            "report_tanh_xavier.html",
             "summary.csv",
         ]),
     ),
@@ -191,6 +203,8 @@ const EXAMPLES: [(&str, Option<&[&str]>); 5] = [
             "flow.svg",
             "heatmap.svg",
             "heatmap_diverging.svg",
+            "mean_max.svg",
+            "report.html",
             "signal.svg",
             "training.csv",
             "training.json",
@@ -441,7 +455,8 @@ fn gradient_flow_quick_run_writes_every_plot_and_record() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples_smoke_gradient_flow");
     let _ = std::fs::remove_dir_all(&out);
     let files = gradient_flow::run(&out, 5).unwrap();
-    assert_eq!(files.len(), 7, "{files:?}"); // 3 flow plots, 2 heatmaps, CSV, JSON
+    // 3 flow plots, the mean-and-max view, 2 heatmaps, CSV, JSON, the HTML report
+    assert_eq!(files.len(), 9, "{files:?}");
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
         assert!(text.len() > 100, "{} is nearly empty", f.display());

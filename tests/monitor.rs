@@ -13,7 +13,10 @@ use vgrad::monitor::{
     backward_with_layer_hook, to_csv, Cause, Fix, GradMonitor, LayerKind, MonitorConfig, Verdict,
 };
 #[cfg(feature = "plot")]
-use vgrad::monitor::{gradient_flow_svg, heatmap_svg, PlotMetric};
+use vgrad::monitor::{
+    flow_svg, gradient_flow_svg, heatmap_svg, heatmap_svg_with, heatmaps_svg, log10_range,
+    mean_max_svg, FlowLayout, PlotMetric, PlotOptions,
+};
 #[cfg(feature = "json")]
 use vgrad::monitor::{to_json, StepRecord};
 use vgrad::nn::init::Init;
@@ -749,13 +752,13 @@ fn plots_are_svg_documents_with_title_legend_and_colour_bar() {
         "Gradient flow",
         "ReLU + He",
         "sigmoid + Xavier",
-        "layer depth",
+        "Linear layer (0 = input side)",
         "log scale",
     ] {
         assert!(svg.contains(text), "missing {text}");
     }
     let heat = heatmap_svg(mon.steps(), PlotMetric::OutputGradNorm, "Heatmap").unwrap();
-    assert!(heat.contains("log10 ‖∂L/∂h‖") && heat.contains("Heatmap"));
+    assert!(heat.contains("‖∂L/∂h‖") && heat.contains("log scale") && heat.contains("Heatmap"));
     assert!(
         heat.matches("<rect").count() >= 3 * 4 + 200,
         "cells and colour bar"
@@ -767,6 +770,177 @@ fn plots_are_svg_documents_with_title_legend_and_colour_bar() {
     s.layers.iter_mut().for_each(|l| l.update_ratio = None);
     assert!(gradient_flow_svg(&[("x", &s)], PlotMetric::UpdateRatio, "x").is_err());
     assert!(gradient_flow_svg(&no_updates, PlotMetric::UpdateRatio, "x").is_ok());
+}
+
+/// Whether an SVG has a `<text>` element reading `s`.
+#[cfg(feature = "plot")]
+fn has_text(svg: &str, s: &str) -> bool {
+    svg.contains(&format!(">\n{s}\n</text>"))
+}
+
+/// The hover titles of an SVG, in order.
+#[cfg(feature = "plot")]
+fn titles(svg: &str) -> Vec<&str> {
+    svg.split("<title>")
+        .skip(1)
+        .filter_map(|t| t.split("</title>").next())
+        .collect()
+}
+
+#[cfg(feature = "plot")]
+#[test]
+fn flow_plot_panels_share_axes_and_name_every_layer_on_hover() {
+    let mon = small_run();
+    let mut sig = deep_net(4, Activation::Sigmoid, xavier(), false, 2);
+    let other = train(&mut sig, 1, 0.01);
+    let (a, b) = (&mon.steps()[0], &other.steps()[0]);
+    let runs = [
+        ("one", a),
+        ("two", b),
+        ("three", a),
+        ("four", b),
+        ("five", a),
+    ];
+    let auto = flow_svg(&runs, &PlotOptions::default()).unwrap();
+    // Five runs: panels (the subtitle says so), each with its own caption.
+    assert!(auto.contains("one panel per network"));
+    let overlay = PlotOptions {
+        layout: FlowLayout::Overlay,
+        ..PlotOptions::default()
+    };
+    let over = flow_svg(&runs, &overlay).unwrap();
+    assert!(!over.contains("one panel per network"));
+    for name in ["one", "two", "three", "four", "five"] {
+        assert!(has_text(&auto, name) && has_text(&over, name));
+    }
+    let n = a.layers.len();
+    // Overlay: one hover column per layer, listing every run; panels: one per layer per run.
+    assert_eq!(titles(&over).len(), n);
+    assert_eq!(titles(&auto).len(), 5 * n);
+    for (i, l) in a.layers.iter().enumerate() {
+        assert!(
+            titles(&over)[i].starts_with(&format!("Linear layer {i}"))
+                && titles(&over)[i].contains(&l.name),
+            "{}",
+            titles(&over)[i]
+        );
+        assert_eq!(titles(&over)[i].matches("‖∂L/∂W‖ = ").count(), 5);
+    }
+    // Four layers: every one is numbered under the axis (the fourth, 3, too).
+    assert!(has_text(&over, "3"));
+}
+
+#[cfg(feature = "plot")]
+#[test]
+fn a_short_log_axis_is_labelled_between_its_decades() {
+    let mon = small_run();
+    let step = &mon.steps()[0];
+    let opts = PlotOptions {
+        log10_range: Some((-2.0, -1.0)),
+        ..PlotOptions::default()
+    };
+    let svg = flow_svg(&[("x", step)], &opts).unwrap();
+    for tick in ["0.01", "0.02", "0.05", "0.1"] {
+        assert!(has_text(&svg, tick), "missing tick {tick}");
+    }
+    let bad = PlotOptions {
+        log10_range: Some((1.0, 1.0)),
+        ..PlotOptions::default()
+    };
+    assert!(flow_svg(&[("x", step)], &bad).is_err());
+    assert!(heatmap_svg_with(mon.steps(), &bad).is_err());
+    assert!(mean_max_svg(step, &bad).is_err());
+}
+
+#[cfg(feature = "plot")]
+#[test]
+fn heatmaps_share_a_colour_scale_when_asked() {
+    let mon = small_run();
+    let mut sig = deep_net(4, Activation::Sigmoid, xavier(), false, 2);
+    let other = train(&mut sig, 3, 0.01);
+    let range = log10_range(
+        mon.steps().iter().chain(other.steps()),
+        PlotMetric::WeightGradNorm,
+    )
+    .unwrap();
+    // Whole decades around every value of both runs.
+    let all = mon.steps().iter().chain(other.steps());
+    for v in all.flat_map(|s| s.layers.iter().map(|l| l.weight_grad_norm.log10())) {
+        assert!(range.0 <= v && v <= range.1 && range.0 == range.0.floor());
+    }
+    let opts = PlotOptions {
+        log10_range: Some(range),
+        ..PlotOptions::default()
+    };
+    let a = heatmap_svg_with(mon.steps(), &opts).unwrap();
+    let b = heatmap_svg_with(other.steps(), &opts).unwrap();
+    // The same colour bar in both: the same tick labels.
+    let lo = format!("{}", 10f64.powf(range.0));
+    let lo = if range.0 < -3.0 {
+        format!("1e{}", range.0)
+    } else {
+        lo
+    };
+    assert!(has_text(&a, &lo) && has_text(&b, &lo), "no tick {lo}");
+    let both = heatmaps_svg(
+        &[("relu", mon.steps()), ("sigmoid", other.steps())],
+        &PlotOptions::default(),
+    )
+    .unwrap();
+    assert!(has_text(&both, "relu") && has_text(&both, "sigmoid"));
+    // One hover per cell: layers × steps of each run.
+    let cells = |m: &GradMonitor<f32>| m.steps().len() * m.steps()[0].layers.len();
+    assert_eq!(titles(&both).len(), cells(&mon) + cells(&other));
+    assert_eq!(log10_range(&[], PlotMetric::WeightGradNorm), None);
+}
+
+#[cfg(feature = "plot")]
+#[test]
+fn mean_max_view_draws_both_bars_for_every_layer() {
+    let mon = small_run();
+    let step = mon.latest().unwrap();
+    let svg = mean_max_svg(step, &PlotOptions::default()).unwrap();
+    let t = titles(&svg);
+    assert_eq!(t.len(), step.layers.len());
+    for (l, t) in step.layers.iter().zip(&t) {
+        assert!(t.contains(&format!("max |∂L/∂W| = {:.3e}", l.weight_grad_max_abs)));
+        assert!(t.contains(&format!("mean |∂L/∂W| = {:.3e}", l.weight_grad_mean_abs)));
+    }
+    // No gradient anywhere: nothing for a log axis.
+    let mut zero = step.clone();
+    for l in &mut zero.layers {
+        l.weight_grad_max_abs = 0.0;
+        l.weight_grad_mean_abs = 0.0;
+    }
+    assert!(mean_max_svg(&zero, &PlotOptions::default()).is_err());
+}
+
+#[cfg(feature = "plot")]
+#[test]
+fn write_html_is_atomic_and_refuses_an_empty_monitor() {
+    let dir = std::env::temp_dir().join(format!("vgrad-monitor-html-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("report.html");
+    let empty = GradMonitor::<f32>::new(MonitorConfig::default());
+    assert!(matches!(
+        empty.write_html(&path),
+        Err(vgrad::Error::Config(_))
+    ));
+    assert!(!path.exists());
+    let mon = small_run();
+    std::fs::write(&path, "old").unwrap();
+    mon.write_html(&path).unwrap();
+    let html = std::fs::read_to_string(&path).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    // The temporary file was renamed over the old one, not left beside it.
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(left.len(), 1);
+    // A path that names no file is an I/O error, not a panic.
+    assert!(matches!(
+        mon.write_html(dir.join("..")),
+        Err(vgrad::Error::Io { .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -833,7 +1007,13 @@ fn the_monitor_reads_no_engine_internals_and_holds_no_unsafe() {
         ("stats.rs", include_str!("../src/monitor/stats.rs")),
         ("diagnose.rs", include_str!("../src/monitor/diagnose.rs")),
         ("export.rs", include_str!("../src/monitor/export.rs")),
-        ("plot.rs", include_str!("../src/monitor/plot.rs")),
+        ("plot/mod.rs", include_str!("../src/monitor/plot/mod.rs")),
+        ("plot/flow.rs", include_str!("../src/monitor/plot/flow.rs")),
+        (
+            "plot/heatmap.rs",
+            include_str!("../src/monitor/plot/heatmap.rs"),
+        ),
+        ("html.rs", include_str!("../src/monitor/html.rs")),
     ];
     for (name, src) in files {
         for banned in ["crate::ops", "Op::", "unsafe", "Hasher for"] {

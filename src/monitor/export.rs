@@ -14,7 +14,10 @@ use crate::monitor::stats::activation_name;
 #[cfg(feature = "json")]
 use serde_json::{json, Value};
 use std::fmt::Write as _;
+use std::fs::OpenOptions;
+use std::io::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The CSV header: one row per layer per step, in this column order.
 const CSV_COLUMNS: &[&str] = &[
@@ -172,8 +175,8 @@ pub fn to_json(steps: &[StepRecord]) -> String {
 }
 
 /// Writes an SVG made by [`gradient_flow_svg`](crate::monitor::gradient_flow_svg) or
-/// [`heatmap_svg`](crate::monitor::heatmap_svg) (or any text) to a file, beside
-/// [`write_csv`] and [`write_json`].
+/// [`heatmap_svg`](crate::monitor::heatmap_svg) (or any text) to a file, atomically (as
+/// [`write_csv`]).
 ///
 /// # Errors
 /// [`Error::Io`] if the file cannot be written.
@@ -190,14 +193,55 @@ pub fn write_svg(svg: &str, path: impl AsRef<Path>) -> Result<()> {
     write_file(path.as_ref(), svg)
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|source| Error::Io {
+/// Writes `text` to `path` atomically: into a new temporary file beside it, flushed to disk, then
+/// renamed over `path`, so a reader (a browser reloading a report, a plot viewer) sees the old
+/// file or the new one, never half of one, and a crash leaves no truncated file.
+pub(super) fn write_file(path: &Path, text: &str) -> Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let io_err = |source: std::io::Error| Error::Io {
         path: path.to_path_buf(),
         source,
+    };
+    let Some(file_name) = path.file_name() else {
+        return Err(io_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the path does not name a file",
+        )));
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Same directory, so the rename stays on one filesystem; pid and counter make the name
+    // unique among concurrent writers, and `create_new` refuses one left by a killed process.
+    let tmp = loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            ".{}.{}-{n}.tmp",
+            file_name.to_string_lossy(),
+            std::process::id()
+        ));
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(mut f) => {
+                let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+                if let Err(e) = written {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(io_err(e));
+                }
+                break tmp;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(e)),
+        }
+    };
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(e)
     })
 }
 
-/// Writes [`to_csv`] to a file.
+/// Writes [`to_csv`] to a file, atomically: through a temporary file beside it renamed over
+/// `path`, so a reader never sees half a file.
 ///
 /// # Errors
 /// [`Error::Io`] if the file cannot be written.
@@ -205,7 +249,7 @@ pub fn write_csv(steps: &[StepRecord], path: impl AsRef<Path>) -> Result<()> {
     write_file(path.as_ref(), &to_csv(steps))
 }
 
-/// Writes [`to_json`] to a file.
+/// Writes [`to_json`] to a file, atomically (as [`write_csv`]).
 ///
 /// # Errors
 /// [`Error::Io`] if the file cannot be written.

@@ -88,13 +88,21 @@
 mod diagnose;
 mod export;
 #[cfg(feature = "plot")]
+mod html;
+#[cfg(feature = "plot")]
 mod plot;
 mod stats;
 
 pub use diagnose::{diagnose, Cause, Diagnosis, DiagnosisConfig, Evidence, Fix, Verdict};
 #[cfg(feature = "plot")]
 #[cfg_attr(docsrs, doc(cfg(feature = "plot")))]
-pub use plot::{gradient_flow_svg, heatmap_svg, PlotMetric};
+pub use html::{html_report, write_html};
+#[cfg(feature = "plot")]
+#[cfg_attr(docsrs, doc(cfg(feature = "plot")))]
+pub use plot::{
+    flow_svg, gradient_flow_svg, heatmap_svg, heatmap_svg_with, heatmaps_svg, log10_range,
+    mean_max_svg, FlowLayout, PlotMetric, PlotOptions, NAMED_LAYERS,
+};
 
 use crate::hash::{FastIdMap, FastIdSet};
 use crate::nn::Visitor;
@@ -694,6 +702,54 @@ impl<T: Element> GradMonitor<T> {
     #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn to_json(&self) -> String {
         export::to_json(&self.steps)
+    }
+
+    /// The records and this monitor's diagnosis as one self-contained HTML page (see
+    /// [`html_report`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) if no step has been recorded.
+    #[cfg(feature = "plot")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "plot")))]
+    pub fn to_html(&self) -> crate::Result<String> {
+        html_report(&self.steps, &self.diagnose(), "Gradient report")
+    }
+
+    /// Writes [`GradMonitor::to_html`] to a file, atomically: a page that opens offline in any
+    /// browser, with the diagnosis, the flow plot, the heatmap and a table of every layer, and
+    /// per-layer values on hover.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) if no step has been recorded;
+    /// [`Error::Io`](crate::Error::Io) if the file cannot be written.
+    ///
+    /// # Example
+    /// ```
+    /// use rand::{SeedableRng, rngs::StdRng};
+    /// use vgrad::monitor::{GradMonitor, MonitorConfig};
+    /// use vgrad::nn::{Activation, Ctx, Linear, Module, Sequential};
+    /// use vgrad::{Tape, Tensor};
+    ///
+    /// let mut rng = StdRng::seed_from_u64(0);
+    /// let mut net = Sequential::<f32>::new()
+    ///     .push(Linear::new(4, 8, &mut rng)?)
+    ///     .push(Activation::Relu)
+    ///     .push(Linear::new(8, 1, &mut rng)?);
+    /// let mut mon = GradMonitor::new(MonitorConfig::default());
+    /// let tape = Tape::new();
+    /// let mut ctx = Ctx::new(&tape);
+    /// let loss = net.forward(&mut ctx, tape.constant(Tensor::ones(&[2, 4]))).square().mean();
+    /// mon.backward(&ctx, &net, loss);
+    /// let path = std::env::temp_dir().join(format!("vgrad-doc-{}.html", std::process::id()));
+    /// mon.write_html(&path)?;
+    /// assert!(std::fs::read_to_string(&path).unwrap().contains("<table id=\"layers\">"));
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    #[cfg(feature = "plot")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "plot")))]
+    pub fn write_html(&self, path: impl AsRef<std::path::Path>) -> crate::Result<()> {
+        export::write_file(path.as_ref(), &self.to_html()?)
     }
 }
 

@@ -268,7 +268,9 @@ impl Init {
 /// tall), factor it `A = QR` by Householder QR, multiply each column of `Q` by the sign of the
 /// matching diagonal entry of `R`, transpose back, and scale by `gain`. The sign correction is
 /// what makes `Q` Haar-distributed (uniform over the orthogonal group; Mezzadri 2007,
-/// arXiv:math-ph/0609050): without it QR's own sign convention biases `Q`.
+/// arXiv:math-ph/0609050): without it LAPACK's sign convention (which `torch.linalg.qr` uses)
+/// biases `Q`. The result is the one QR factor whose `R` has a positive diagonal, which is what
+/// nalgebra's QR returns already; the correction is kept as the definition.
 ///
 /// The result has orthonormal columns times `gain` (`WᵀW = gain²·I`) when `rows ≥ cols`, and
 /// orthonormal rows (`WWᵀ = gain²·I`) when `rows < cols`: every singular value is `gain`.
@@ -327,11 +329,7 @@ pub fn orthogonal<T: Element>(shape: &[usize], gain: f64, rng: &mut impl Rng) ->
 
 /// `Q`, `max(rows, cols) × min(rows, cols)` with Haar-distributed orthonormal columns, from the
 /// N(0, 1) draws PyTorch's `orthogonal_` makes for a `rows × cols` matrix, in its order.
-fn haar_columns(
-    rows: usize,
-    cols: usize,
-    rng: &mut impl Rng,
-) -> Result<nalgebra::DMatrix<f64>> {
+fn haar_columns(rows: usize, cols: usize, rng: &mut impl Rng) -> Result<nalgebra::DMatrix<f64>> {
     let mut draws = Vec::new();
     draws
         .try_reserve_exact(rows * cols)
@@ -344,8 +342,14 @@ fn haar_columns(
     // buffer read as a `cols × rows` matrix is the transpose: the tall matrix PyTorch factors
     // when `rows < cols`.
     let flat_t = nalgebra::DMatrix::from_vec(cols, rows, draws);
-    let tall = if rows >= cols { flat_t.transpose() } else { flat_t };
+    let tall = if rows >= cols {
+        flat_t.transpose()
+    } else {
+        flat_t
+    };
     let qr = tall.qr();
+    // nalgebra 0.35 returns R's diagonal as moduli with the signs folded into Q, so this loop
+    // changes nothing today; it states the definition and survives a change of convention.
     let r_diag = qr.r().diagonal();
     let mut q = qr.q();
     for (j, mut col) in q.column_iter_mut().enumerate() {

@@ -47,6 +47,12 @@
 //! order. Subnormal floats are flushed to zero (`vgrad::set_flush_denormal`), as PyTorch offers:
 //! the sigmoid network's tiny gradients would otherwise make f32 arithmetic many times slower
 //! while computing values that round to zero anyway.
+//!
+//! The monitor also writes TensorBoard runs, one per network, to `tensorboard/<network>/` in the
+//! output folder: loss, learning rate and per-layer gradient norms, update ratios and dead or
+//! saturated fractions as scalars, and per-layer gradient and activation histograms, for the
+//! first epoch (the loss and learning rate for every step). Open them with
+//! `tensorboard --logdir out/vanishing/tensorboard` (`pip install tensorboard`).
 
 #[path = "common/mod.rs"]
 pub mod common;
@@ -59,7 +65,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use vgrad::data::{digits, Dataset};
 use vgrad::monitor::{gradient_flow_svg, heatmap_svg, GradMonitor, MonitorConfig, PlotMetric};
-use vgrad::monitor::{StepRecord, Verdict};
+use vgrad::monitor::{StepRecord, TensorBoardWriter, Verdict};
 use vgrad::nn::init::{calculate_gain, FanMode, Init, Nonlinearity};
 use vgrad::nn::{
     cross_entropy, Activation, Adam, AdamConfig, BatchNorm1d, Ctx, Linear, LinearConfig, Module,
@@ -326,7 +332,17 @@ fn train_one(
         lr: spec.lr,
         ..Default::default()
     })?;
-    let mut mon = GradMonitor::new(MonitorConfig::default());
+    let mut mon = GradMonitor::new(MonitorConfig {
+        histograms: true,
+        ..MonitorConfig::default()
+    });
+    // One TensorBoard run per network, so `tensorboard --logdir OUT/tensorboard` shows them side
+    // by side; a fresh directory, not one appended to a previous run's.
+    let run_dir = opts.out.join("tensorboard").join(slug(spec.name));
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)?;
+    }
+    mon.attach_tensorboard(TensorBoardWriter::new(&run_dir)?);
     let mut tape = Tape::new();
     let mut losses = Vec::new();
     let batch = 64;
@@ -349,12 +365,21 @@ fn train_one(
                 ctx.param_grads(&loss.backward())
             };
             opt.step(&mut model, &grads)?;
+            // The monitor writes the watched steps; the loss goes on after it steps aside.
+            let step = losses.len() - 1;
+            if let Some(tb) = mon.tensorboard() {
+                tb.add_scalar("lr", spec.lr, step)?;
+                if epoch > 0 {
+                    tb.add_scalar("loss", losses[step], step)?;
+                }
+            }
             bar.inc(1);
         }
         if epoch == 0 {
             mon.after_update(&model);
         }
     }
+    mon.tensorboard_status()?;
     bar.finish_and_clear();
     let steps = mon.steps().to_vec();
     let ratios: Vec<f64> = steps.iter().map(first_last_ratio).collect();

@@ -312,6 +312,12 @@ fn monitored_run(dir: &Path, histograms: bool) -> Vec<StepRecord> {
         let out = net.forward(&mut ctx, tape.constant(x.clone()));
         let loss = mse_loss(out, y.clone(), Reduction::Mean);
         let grads = mon.backward(&ctx, &net, loss);
+        // Written through at once, so a reader (TensorBoard, live) sees the step now.
+        let path = mon.tensorboard().unwrap().path().to_path_buf();
+        let seen = values(&events(&path));
+        assert!(seen
+            .iter()
+            .any(|(s, t, _)| *s == step as i64 && t == "grad_norm/0"));
         opt.step(&mut net, &grads).unwrap();
         mon.tensorboard()
             .unwrap()

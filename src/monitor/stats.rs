@@ -330,6 +330,31 @@ mod tests {
     }
 
     #[test]
+    fn the_guessed_bucket_is_the_searched_one() {
+        let edges = default_edges();
+        // The edges as PyTorch builds them: 774 on each side of 0, from 1e-12 up to 1e20.
+        assert_eq!(edges.len(), 2 * 774 + 1);
+        assert_eq!(edges[775], 1e-12);
+        assert!(edges.windows(2).all(|w| w[0] < w[1]));
+        let searched = |x: f64| {
+            let k = edges.partition_point(|&e| e <= x);
+            match k {
+                0 => None,
+                k if k == edges.len() => (x == edges[k - 1]).then_some(k - 2),
+                k => Some(k - 1),
+            }
+        };
+        // Every edge, its neighbours one ulp away, points in between, and values outside.
+        let mut xs = vec![0.0, -0.0, 1e-300, -1e-300, 1e21, -1e21, 5e-13, -5e-13];
+        for &e in edges {
+            xs.extend([e, e.next_up(), e.next_down(), e * 1.05]);
+        }
+        for x in xs {
+            assert_eq!(bucket_of(edges, x), searched(x), "{x:e}");
+        }
+    }
+
+    #[test]
     fn nan_shows_in_every_moment() {
         let t = Tensor::<f32>::vector(&[1.0, f32::NAN]);
         let m = Moments::of(&t);

@@ -757,7 +757,7 @@ impl<T: Element> GradMonitor<T> {
     /// use vgrad::{Tape, Tensor};
     ///
     /// let mut rng = StdRng::seed_from_u64(0);
-    /// let net = Sequential::<f32>::new()
+    /// let mut net = Sequential::<f32>::new()
     ///     .push(Linear::new(4, 8, &mut rng)?)
     ///     .push(Activation::Relu)
     ///     .push(Linear::new(8, 1, &mut rng)?);

@@ -11,30 +11,6 @@
 //! Scalars are written as PyTorch's `SummaryWriter.add_scalar` writes them by default
 //! (`simple_value`, an f32), histograms as its `add_histogram` does (its default buckets: see
 //! [`Histogram`]); `tests/tensorboard.rs` compares vgrad's files with one PyTorch wrote.
-//!
-//! # Tags
-//!
-//! [`TensorBoardWriter::write_step`] writes, for a [`StepRecord`], `loss` and for each layer `L`
-//! (its dotted name, `root` for the model's own parameters), so that TensorBoard groups them by
-//! the part before the slash:
-//!
-//! | tag | kind | value |
-//! |---|---|---|
-//! | `loss` | scalar | [`StepRecord::loss`] |
-//! | `grad_norm/L` | scalar | ‖∂L/∂W‖, [`LayerRecord::weight_grad_norm`] |
-//! | `update_ratio/L` | scalar | ‖ΔW‖/‖W‖, [`LayerRecord::update_ratio`] |
-//! | `dead_fraction/L` | scalar | dead ReLU units after the layer, [`ActivationStats::dead`] |
-//! | `saturated_fraction/L` | scalar | saturated units after the layer, [`ActivationStats::saturated`] |
-//! | `grad/L` | histogram | ∂L/∂W's elements, [`LayerRecord::weight_grad_histogram`] |
-//! | `activation/L` | histogram | the activation after the layer, or its output ([`ActivationStats::histogram`], [`LayerRecord::output_histogram`]) |
-//!
-//! Each is written when the record has it: histograms need [`MonitorConfig::histograms`], and the
-//! fractions only exist for the activations they mean something for.
-//!
-//! [`MonitorConfig::histograms`]: super::MonitorConfig::histograms
-//! [`ActivationStats::dead`]: super::ActivationStats::dead
-//! [`ActivationStats::saturated`]: super::ActivationStats::saturated
-//! [`ActivationStats::histogram`]: super::ActivationStats::histogram
 
 mod proto;
 mod record;
@@ -55,7 +31,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Attach one to a [`GradMonitor`](super::GradMonitor) with
 /// [`attach_tensorboard`](super::GradMonitor::attach_tensorboard) and every recorded step is
 /// written as it is recorded; or call [`write_step`](TensorBoardWriter::write_step) yourself.
-/// See the [module docs](self) for the tags.
+///
+/// # Tags
+///
+/// [`TensorBoardWriter::write_step`] writes, for a [`StepRecord`], `loss` and for each layer `L`
+/// (its dotted name, `root` for the model's own parameters), so that TensorBoard groups them by
+/// the part before the slash:
+///
+/// | tag | kind | value |
+/// |---|---|---|
+/// | `loss` | scalar | [`StepRecord::loss`] |
+/// | `grad_norm/L` | scalar | ‖∂L/∂W‖, [`LayerRecord::weight_grad_norm`] |
+/// | `update_ratio/L` | scalar | ‖ΔW‖/‖W‖, [`LayerRecord::update_ratio`] |
+/// | `dead_fraction/L` | scalar | dead ReLU units after the layer, [`ActivationStats::dead`](super::ActivationStats::dead) |
+/// | `saturated_fraction/L` | scalar | saturated units after the layer, [`ActivationStats::saturated`](super::ActivationStats::saturated) |
+/// | `grad/L` | histogram | ∂L/∂W's elements, [`LayerRecord::weight_grad_histogram`] |
+/// | `activation/L` | histogram | the activation after the layer, or its output ([`ActivationStats::histogram`](super::ActivationStats::histogram), [`LayerRecord::output_histogram`]) |
+///
+/// Each is written when the record has it: histograms need [`MonitorConfig::histograms`](super::MonitorConfig::histograms), and the
+/// fractions only exist for the activations they mean something for.
 ///
 /// # Example
 /// ```
@@ -237,7 +231,7 @@ impl TensorBoardWriter {
         self.write_values(step, vec![self::histogram(tag.to_string(), histogram)])
     }
 
-    /// Writes everything `record` holds (see the tags in the [module docs](self)) as one event
+    /// Writes everything `record` holds (see the tags in [`TensorBoardWriter`]) as one event
     /// at `record.step`.
     ///
     /// A step's update ratios are known only after the optimiser step that follows its

@@ -40,10 +40,10 @@ pub(crate) fn crc32c(data: &[u8]) -> u32 {
 }
 
 /// The masked CRC TFRecord stores: a CRC of data that holds CRCs is itself weak, so TensorFlow
-/// rotates and offsets it.
+/// rotates and offsets it (`rotate_right(15)` is the spec's `(crc >> 15) | (crc << 17)`).
 pub(crate) fn masked_crc32c(data: &[u8]) -> u32 {
     let c = crc32c(data);
-    ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
+    c.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 /// `data` framed as one TFRecord, appended to `out`.

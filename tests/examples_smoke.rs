@@ -188,6 +188,7 @@ const EXAMPLES: [(&str, Option<&[&str]>); 5] = [
             "heatmap_tanh_xavier.svg",
             "records.csv",
             "summary.csv",
+            "tensorboard",
         ]),
     ),
     (

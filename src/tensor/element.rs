@@ -65,6 +65,20 @@ pub trait Element:
     /// correctly rounded value, NaN in gives NaN out. The engine's `exp`, `sigmoid` and softmax
     /// kernels use it.
     fn exp_fast(self) -> Self;
+    /// `eˣ − 1`, accurate near 0, branch-free so that loops over slices vectorise: within 1 ulp
+    /// (f32) or 2 ulp (f64) of libm's (measured in `tests/vmath.rs`); `−∞ → −1`, `+∞ → +∞`,
+    /// `±0 → ±0`, NaN in gives NaN out. ELU's and SELU's kernels use it.
+    fn exp_m1_fast(self) -> Self;
+    /// `ln(1 + x)`, accurate near 0, branch-free: within 1 ulp of libm's; `−1 → −∞`, below −1
+    /// NaN, `+∞ → +∞`, `±0 → ±0`, NaN in gives NaN out. Softplus's kernel uses it.
+    fn ln_1p_fast(self) -> Self;
+    /// `tanh x`, branch-free: within 2 ulp (f32) or 3 ulp (f64) of libm's; `±∞ → ±1`,
+    /// `±0 → ±0`, NaN in gives NaN out. The engine's `tanh` and GELU's tanh form use it.
+    fn tanh_fast(self) -> Self;
+    /// The error function, branch-free: within 2 ulp of libm's; `±∞ → ±1`, `±0 → ±0`, NaN in
+    /// gives NaN out. The engine's `erf` and exact GELU use it; [`erf`](Element::erf) stays
+    /// libm's.
+    fn erf_fast(self) -> Self;
 }
 
 impl Element for f32 {
@@ -85,6 +99,22 @@ impl Element for f32 {
     fn exp_fast(self) -> Self {
         super::simd::exp_f32(self)
     }
+    #[inline(always)]
+    fn exp_m1_fast(self) -> Self {
+        super::vmath::expm1(self)
+    }
+    #[inline(always)]
+    fn ln_1p_fast(self) -> Self {
+        super::vmath::log1p(self)
+    }
+    #[inline(always)]
+    fn tanh_fast(self) -> Self {
+        super::vmath::tanh(self)
+    }
+    #[inline(always)]
+    fn erf_fast(self) -> Self {
+        super::vmath::erf(self)
+    }
 }
 
 impl Element for f64 {
@@ -104,5 +134,21 @@ impl Element for f64 {
     #[inline(always)]
     fn exp_fast(self) -> Self {
         super::simd::exp_f64(self)
+    }
+    #[inline(always)]
+    fn exp_m1_fast(self) -> Self {
+        super::vmath::expm1(self)
+    }
+    #[inline(always)]
+    fn ln_1p_fast(self) -> Self {
+        super::vmath::log1p(self)
+    }
+    #[inline(always)]
+    fn tanh_fast(self) -> Self {
+        super::vmath::tanh(self)
+    }
+    #[inline(always)]
+    fn erf_fast(self) -> Self {
+        super::vmath::erf(self)
     }
 }

@@ -234,7 +234,7 @@ impl<T: Element> Tensor<T> {
         &self,
         b: &Tensor<T>,
         c: &Tensor<T>,
-        f: impl Fn(T, T, T) -> T + Sync,
+        f: impl Fn(T, T, T) -> T + Sync + Copy,
     ) -> Tensor<T> {
         assert!(
             self.shape == b.shape && b.shape == c.shape,
@@ -249,9 +249,12 @@ impl<T: Element> Tensor<T> {
             #[inline(always)]
             |s, o| {
                 let e = s + o.len();
+                // `move`: the body gets its own copy of `f`, so the parameters `f` holds (a
+                // slope, a bound) are loaded once; through a reference LLVM must reload them
+                // after every store to `o`, and the loop stays scalar (leaky ReLU's was).
                 dispatch(
                     #[inline(always)]
-                    || write3(o, (&x[s..e], &y[s..e], &z[s..e]), &f),
+                    move || write3(o, (&x[s..e], &y[s..e], &z[s..e]), &f),
                 )
             },
         );
@@ -260,7 +263,8 @@ impl<T: Element> Tensor<T> {
 
     /// [`Tensor::map`] for the engine's own `Sync` closures: a large tensor (2¹⁸ elements or
     /// more) is split over the matrix-product threads.
-    pub(crate) fn map_par(&self, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
+    /// `f` is `Copy` so that each chunk's loop holds its own copy (see [`Tensor::zip3_map`]).
+    pub(crate) fn map_par(&self, f: impl Fn(T) -> T + Sync + Copy) -> Tensor<T> {
         let x = &self.data[..];
         let out = filled_in_chunks(
             self.numel(),
@@ -269,7 +273,7 @@ impl<T: Element> Tensor<T> {
                 let e = s + o.len();
                 dispatch(
                     #[inline(always)]
-                    || write1(o, &x[s..e], &f),
+                    move || write1(o, &x[s..e], &f),
                 )
             },
         );

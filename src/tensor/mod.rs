@@ -19,6 +19,7 @@ mod matmul;
 pub(crate) mod parallel;
 pub(crate) mod pool;
 pub(crate) mod simd;
+pub(crate) mod vmath;
 pub(crate) mod stats;
 pub(crate) mod update;
 

@@ -521,7 +521,11 @@ impl<T: Element> Elementwise<T> for Selu {
     #[inline(always)]
     fn f(self, v: T) -> T {
         let (a, l) = (c::<T>(SELU_ALPHA), c::<T>(SELU_SCALE));
-        l * if v > T::zero() { v } else { a * v.exp_m1_fast() }
+        l * if v > T::zero() {
+            v
+        } else {
+            a * v.exp_m1_fast()
+        }
     }
     // selu' = λ for x > 0, else λα·eˣ (λα at the kink)
     #[inline(always)]

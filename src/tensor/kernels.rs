@@ -186,9 +186,12 @@ impl<T: Element> Tensor<T> {
         let mut out = super::pool::with_capacity(n);
         // An explicit loop inside the run-time dispatch, so that it is compiled for AVX-512 /
         // AVX2 (sigmoid's forward was 17% of a deep sigmoid step when this ran baseline SSE2).
+        // `move`: the body owns `f`, so what `f` holds by value is loaded once (see
+        // [`Tensor::zip3_map`]); a caller's closure should itself be `move` for its scalars.
+        let (dst, src) = (&mut out.spare_capacity_mut()[..n], &self.data[..n]);
         dispatch(
             #[inline(always)]
-            || write1(&mut out.spare_capacity_mut()[..n], &self.data[..n], &f),
+            move || write1(dst, src, &f),
         );
         // SAFETY: write1 wrote the first n spare slots of `out`: it zips them with
         // `self.data[..n]`, which holds n elements (n is the element count).
@@ -210,16 +213,14 @@ impl<T: Element> Tensor<T> {
         );
         let n = self.numel();
         let mut out = super::pool::with_capacity(n);
+        let (dst, a, b) = (
+            &mut out.spare_capacity_mut()[..n],
+            &self.data[..n],
+            &other.data[..n],
+        );
         dispatch(
             #[inline(always)]
-            || {
-                write2(
-                    &mut out.spare_capacity_mut()[..n],
-                    &self.data[..n],
-                    &other.data[..n],
-                    &f,
-                )
-            },
+            move || write2(dst, a, b, &f),
         );
         // SAFETY: write2 wrote the first n spare slots of `out`: it writes min(n, n, n) of
         // them, both inputs being cut to n elements (the shapes are equal, checked above).
@@ -292,11 +293,11 @@ impl<T: Element> Tensor<T> {
         let out = broadcast_shapes(op, &self.shape, &other.shape);
         if other.numel() == 1 && out == self.shape {
             let b = other.data[0];
-            return self.map(|a| f(a, b));
+            return self.map(move |a| f(a, b));
         }
         if self.numel() == 1 && out == other.shape {
             let a = self.data[0];
-            return other.map(|b| f(a, b));
+            return other.map(move |b| f(a, b));
         }
         let sa = broadcast_strides(&self.shape, &out);
         let sb = broadcast_strides(&other.shape, &out);
@@ -372,12 +373,12 @@ impl<T: Element> Tensor<T> {
 
     /// `self · s` for a scalar `s`.
     pub fn scale(&self, s: T) -> Tensor<T> {
-        self.map(|x| x * s)
+        self.map(move |x| x * s)
     }
 
     /// `self + s` for a scalar `s`.
     pub fn add_scalar(&self, s: T) -> Tensor<T> {
-        self.map(|x| x + s)
+        self.map(move |x| x + s)
     }
 
     /// Adds `other` into `self` in place when this tensor owns its buffer, otherwise allocates.

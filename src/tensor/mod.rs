@@ -19,9 +19,9 @@ mod matmul;
 pub(crate) mod parallel;
 pub(crate) mod pool;
 pub(crate) mod simd;
-pub(crate) mod vmath;
 pub(crate) mod stats;
 pub(crate) mod update;
+pub(crate) mod vmath;
 
 pub use element::Element;
 pub(crate) use kernels::broadcast_shapes;

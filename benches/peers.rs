@@ -17,7 +17,8 @@
 //! config's), `--overhead`, `--mem` (run the steps and print one `mem_run` line: for peak-RSS
 //! runs under `/usr/bin/time -v`), `--f64`, `--two-calls` (backward, then `Sgd::step`, instead
 //! of the update fused into backward), `--readme` (README.md's loop: `backward`, then `step`
-//! with the tape still alive), `--f64-ratio` (see below), `--config-file F` (default:
+//! with the tape still alive), `--flush on|off|default` (subnormals: flushed everywhere on the
+//! thread, kept everywhere, or vgrad's default of flushing inside its own work), `--f64-ratio` (see below), `--config-file F` (default:
 //! the copy compiled in).
 //!
 //! Timing: `warmup` untimed steps, then each of `steps` steps timed on its own with
@@ -50,6 +51,7 @@ struct Args {
     f64_ratio: bool,
     kind: StepKind,
     config_file: Option<String>,
+    flush: Option<bool>,
 }
 
 fn parse_args() -> Args {
@@ -64,10 +66,11 @@ fn parse_args() -> Args {
         f64_ratio: false,
         kind: StepKind::Fused,
         config_file: None,
+        flush: None,
     };
     let mut it = std::env::args().skip(1);
     let usage = "usage: peers [--threads N] [--configs a,b] [--steps S] [--warmup W] \
-                 [--overhead] [--mem] [--f64] [--f64-ratio] [--two-calls] [--readme] [--config-file F]";
+                 [--overhead] [--mem] [--f64] [--f64-ratio] [--two-calls] [--readme] [--flush on|off|default] [--config-file F]";
     while let Some(flag) = it.next() {
         let mut value = |name: &str| {
             it.next()
@@ -91,6 +94,14 @@ fn parse_args() -> Args {
             "--f64-ratio" => a.f64_ratio = true,
             "--two-calls" => a.kind = StepKind::TwoCalls,
             "--readme" => a.kind = StepKind::Readme,
+            "--flush" => {
+                a.flush = match value("--flush").as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    "default" => None,
+                    v => panic!("--flush {v:?}: on, off or default; {usage}"),
+                }
+            }
             // `cargo bench` passes `--bench` to every harness-less bench binary.
             "--bench" => {}
             "-h" | "--help" => {
@@ -250,6 +261,9 @@ fn run_overhead(c: &Configs, a: &Args) {
 fn main() {
     let a = parse_args();
     vgrad::tensor::set_num_threads(a.threads);
+    if let Some(on) = a.flush {
+        vgrad::set_flush_denormal(on);
+    }
     let c = match &a.config_file {
         Some(path) => Configs::parse(
             &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}")),

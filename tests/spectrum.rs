@@ -4,11 +4,13 @@
 
 use nalgebra::DMatrix;
 use proptest::prelude::*;
-use vgrad::forward::vjp;
+use std::time::Instant;
+use vgrad::forward::{jvp, vjp};
 use vgrad::nn::init::Init;
 use vgrad::nn::{Activation, Ctx, Dropout, Linear, LinearConfig, Module, Sequential};
 use vgrad::spectrum::{
-    block_spectra, input_jacobian, jacobian_spectrum, layer_spectra, singular_values, Spectrum,
+    block_spectra, estimate_spectrum, input_jacobian, jacobian_spectrum, layer_spectra,
+    singular_values, LanczosConfig, Spectrum,
 };
 use vgrad::{Error, Tape, Tensor};
 
@@ -308,6 +310,180 @@ fn bad_input_is_an_error() {
     ));
     assert!(matches!(
         layer_spectra(&mut Sequential::<f64>::new(), &point(3, 0)),
+        Err(Error::Shape(_))
+    ));
+}
+
+/// A critical tanh network (σ_w = 1, no bias) of `depth` square layers of `width`.
+fn critical_tanh(width: usize, depth: usize, orthogonal: bool, seed: u64) -> Sequential<f64> {
+    let init = if orthogonal {
+        Init::Orthogonal { gain: 1.0 }
+    } else {
+        gaussian(1.0 / (width as f64).sqrt())
+    };
+    let mut rng = vgrad::seeded_rng(seed);
+    let cfg = LinearConfig::init(init).no_bias();
+    (0..depth).fold(Sequential::new(), |net, _| {
+        net.push(Linear::with_config(width, width, cfg.clone(), &mut rng).unwrap())
+            .push(Activation::Tanh)
+    })
+}
+
+/// Σ |p − q|·width over histogram bins of equal width on the log₁₀ σ axis.
+fn l1_log(p: &[(f64, f64)], q: &[(f64, f64)]) -> f64 {
+    let w = p[1].0.log10() - p[0].0.log10();
+    p.iter().zip(q).map(|(a, b)| (a.1 - b.1).abs() * w).sum()
+}
+
+#[test]
+fn lanczos_matches_the_exact_spectrum_on_a_64_wide_network() {
+    // The figure the issue asks for: exact against estimated on a 64-wide critical tanh
+    // network, orthogonal and Gaussian, for several step counts. Printed with --nocapture.
+    let (width, depth, bins) = (64, 10, 16);
+    println!(
+        "64-wide tanh, depth {depth}, 4 probes; density on {bins} log bins over the exact range"
+    );
+    println!("init        k   rel err top  rel err bottom  rel err <σ²>  density L1  products");
+    for orthogonal in [true, false] {
+        let mut net = critical_tanh(width, depth, orthogonal, 11);
+        let x = point(width, 12);
+        let exact = jacobian_spectrum(&mut net, &x).unwrap();
+        let (lo, hi) = (exact.min(), exact.max());
+        let d_exact = exact.density_in(bins, lo, hi, true).unwrap();
+        println!(
+            "  exact σ in [{lo:.3e}, {hi:.3e}], <σ²> {:.4}",
+            exact.mean_squared()
+        );
+        // What any f64 method resolves at the bottom: about ε·σ_max (see `bottom`'s docs).
+        let floor = 1e-12 * hi;
+        for k in [10, 20, 40, 64] {
+            let cfg = LanczosConfig {
+                steps: k,
+                probes: 4,
+                seed: 3,
+            };
+            let est = estimate_spectrum(&mut net, &x, &cfg).unwrap();
+            let top = (est.top - exact.max()).abs() / exact.max();
+            let bottom = (est.bottom - exact.min()).abs() / exact.min();
+            let ms = (est.mean_squared() - exact.mean_squared()).abs() / exact.mean_squared();
+            // Nodes just outside [lo, hi] by rounding are clamped in by widening the range a hair.
+            let d_est = est.density_in(bins, lo, hi, true).unwrap();
+            let l1 = l1_log(&d_exact, &d_est);
+            let name = if orthogonal { "orthogonal" } else { "Gaussian" };
+            println!(
+                "{name:<10} {k:>3}   {top:>11.2e}  {bottom:>14.2e}  {ms:>12.2e}  {l1:>10.3}  {:>8}",
+                est.products
+            );
+            assert!(
+                est.top <= exact.max() * (1.0 + 1e-10),
+                "Ritz values lie inside"
+            );
+            assert!(est.bottom >= exact.min() - floor);
+            if k >= 40 {
+                assert!(top < 1e-6, "k = {k}: top σ off by {top:e}");
+            }
+            if k == width {
+                let off = (est.bottom - exact.min()).abs();
+                assert!(
+                    bottom < 1e-6 || off < floor,
+                    "k = n: bottom σ off by {off:e}"
+                );
+                // The probes are random: ⟨σ²⟩ and the weights carry Hutchinson noise.
+                assert!(ms < 0.35, "k = n: ⟨σ²⟩ off by {ms}");
+                assert!(l1 < 0.6, "k = n: density L1 {l1}");
+            }
+        }
+    }
+}
+
+#[test]
+fn lanczos_products_on_one_recording_against_re_recording() {
+    // The choice the module documents: JᵀJ·v on one recorded tape (Var::jvp then
+    // backward_with) against recording the model again for each JVP and each VJP. Same
+    // numbers; the time per product pair is printed.
+    let mut net = critical_tanh(64, 20, true, 1);
+    let x = point(64, 2);
+    let reps = 50;
+    let dirs: Vec<Tensor<f64>> = (0..reps).map(|i| point(64, 100 + i as u64)).collect();
+
+    let t0 = Instant::now();
+    let tape = Tape::new();
+    let xv = tape.leaf(x.clone());
+    tape.set_grad_enabled(false);
+    let y = net.forward(&mut Ctx::new(&tape), xv);
+    let one: Vec<Tensor<f64>> = dirs
+        .iter()
+        .map(|v| {
+            let jv = y.jvp(&[xv], std::slice::from_ref(v)).unwrap();
+            y.backward_with(jv).wrt(xv).unwrap().clone()
+        })
+        .collect();
+    let t_one = t0.elapsed().as_secs_f64() / reps as f64;
+
+    let t0 = Instant::now();
+    let again: Vec<Tensor<f64>> = dirs
+        .iter()
+        .map(|v| {
+            let (_, jv) = jvp(|t, x| net.forward(&mut Ctx::new(t), x), &x, v).unwrap();
+            vjp(|t, x| net.forward(&mut Ctx::new(t), x), &x, &jv)
+                .unwrap()
+                .1
+        })
+        .collect();
+    let t_again = t0.elapsed().as_secs_f64() / reps as f64;
+    println!(
+        "JᵀJ·v, 64 wide, depth 20: one recording {:.1} µs, re-recorded {:.1} µs per product pair",
+        t_one * 1e6,
+        t_again * 1e6
+    );
+    for (a, b) in one.iter().zip(&again) {
+        assert!(a.allclose(b, 1e-12, 1e-14));
+    }
+}
+
+#[test]
+fn lanczos_on_a_wide_to_narrow_jacobian_finds_the_null_space() {
+    // J is 3 × 8: as a map on ℝ⁸ it has 5 zero singular values.
+    let mut net = mlp(&[8, 6, 3], Activation::Tanh, 4);
+    let x = point(8, 5);
+    let exact = jacobian_spectrum(&mut net, &x).unwrap();
+    let est = estimate_spectrum(&mut net, &x, &LanczosConfig::default()).unwrap();
+    assert!((est.top - exact.max()).abs() < 1e-10 * exact.max());
+    assert!(est.bottom < 1e-8, "bottom {}", est.bottom);
+    let again = estimate_spectrum(&mut net, &x, &LanczosConfig::default()).unwrap();
+    assert_eq!(est, again, "same seed, same estimate");
+    let other = LanczosConfig {
+        seed: 1,
+        ..LanczosConfig::default()
+    };
+    assert_ne!(
+        est.nodes,
+        estimate_spectrum(&mut net, &x, &other).unwrap().nodes
+    );
+}
+
+#[test]
+fn lanczos_bad_configuration_is_an_error() {
+    let mut net = mlp(&[3, 4, 2], Activation::Tanh, 0);
+    let x = point(3, 0);
+    for cfg in [
+        LanczosConfig {
+            steps: 0,
+            ..LanczosConfig::default()
+        },
+        LanczosConfig {
+            probes: 0,
+            ..LanczosConfig::default()
+        },
+    ] {
+        assert!(matches!(
+            estimate_spectrum(&mut net, &x, &cfg),
+            Err(Error::Config(_))
+        ));
+    }
+    let bad = Tensor::<f64>::zeros(&[2, 3]);
+    assert!(matches!(
+        estimate_spectrum(&mut net, &bad, &LanczosConfig::default()),
         Err(Error::Shape(_))
     ));
 }

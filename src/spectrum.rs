@@ -126,7 +126,8 @@ fn output_row<T: Element>(f: &mut impl Forward<T>, x: &Tensor<T>) -> Result<Tens
 }
 
 /// `J` (`[m, n]`, f64) of `f` at the single row `x` (`[1, n]`), by one batched JVP sweep, and
-/// `f(x)` as one row `[1, m]`.
+/// `f(x)` as one row `[1, m]`. A NaN output is not taken for interacting rows: it reaches `J`,
+/// whose SVD then refuses it.
 fn jacobian_of<T: Element>(
     f: &mut impl Forward<T>,
     x: &Tensor<T>,
@@ -160,7 +161,7 @@ fn jacobian_of<T: Element>(
         .data()
         .iter()
         .enumerate()
-        .any(|(k, v)| !((v.widen() - y1.data()[k % m].widen()).abs() <= tol * scale));
+        .any(|(k, v)| (v.widen() - y1.data()[k % m].widen()).abs() > tol * scale);
     if differs {
         return Err(Error::State(
             "input_jacobian: the model's output for a row depends on the other rows of its batch \
@@ -278,7 +279,7 @@ pub fn singular_values(j: &Tensor<f64>) -> Result<Vec<f64>> {
 /// let cfg = LinearConfig::init(Init::Orthogonal { gain: 1.0 }).no_bias();
 /// let mut net = Sequential::<f64>::new();
 /// for _ in 0..8 {
-///     net = net.push(Linear::with_config(32, 32, cfg.clone(), &mut rng)?).push(Activation::Tanh);
+///     net = net.push(Linear::with_config(32, 32, cfg, &mut rng)?).push(Activation::Tanh);
 /// }
 /// let x = Tensor::from_fn(&[1, 32], |i| ((i * 7) % 5) as f64 * 0.1 - 0.2);
 /// let s = jacobian_spectrum(&mut net, &x)?;
@@ -788,7 +789,7 @@ fn bidiagonalise<T: Element>(
         let mut u = op.jv(&vs[j])?;
         let a = reorthogonalise(&mut u, &us);
         scale = scale.max(a);
-        if !(a > tol * scale) {
+        if a <= tol * scale {
             alpha.push(0.0);
             break;
         }
@@ -801,7 +802,7 @@ fn bidiagonalise<T: Element>(
         let mut v = op.jtu(&us[j])?;
         let b = reorthogonalise(&mut v, &vs);
         scale = scale.max(b);
-        if !(b > tol * scale) {
+        if b <= tol * scale {
             break;
         }
         v.iter_mut().for_each(|x| *x /= b);

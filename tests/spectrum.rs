@@ -14,13 +14,29 @@ use vgrad::spectrum::{
 };
 use vgrad::{Error, Tape, Tensor};
 
-/// A stack of `depth` square linear layers without bias, weights from `init`.
-fn linear_stack(width: usize, depth: usize, init: Init, seed: u64) -> Sequential<f64> {
+/// A stack of `depth` square linear layers without bias, weights from `init`, each followed by
+/// `act` when given.
+fn stack(
+    width: usize,
+    depth: usize,
+    init: Init,
+    act: Option<Activation<f64>>,
+    seed: u64,
+) -> Sequential<f64> {
     let mut rng = vgrad::seeded_rng(seed);
     let cfg = LinearConfig::init(init).no_bias();
-    (0..depth).fold(Sequential::new(), |net, _| {
-        net.push(Linear::with_config(width, width, cfg.clone(), &mut rng).unwrap())
-    })
+    let mut net = Sequential::new();
+    for _ in 0..depth {
+        net = net.push(Linear::with_config(width, width, cfg, &mut rng).unwrap());
+        if let Some(a) = act {
+            net = net.push(a);
+        }
+    }
+    net
+}
+
+fn linear_stack(width: usize, depth: usize, init: Init, seed: u64) -> Sequential<f64> {
+    stack(width, depth, init, None, seed)
 }
 
 /// `widths[0] → widths[1] → …` with the activation after every layer but the last.
@@ -30,7 +46,7 @@ fn mlp(widths: &[usize], act: Activation<f64>, seed: u64) -> Sequential<f64> {
     for (i, w) in widths.windows(2).enumerate() {
         net = net.push(Linear::new(w[0], w[1], &mut rng).unwrap());
         if i + 2 < widths.len() {
-            net = net.push(act.clone());
+            net = net.push(act);
         }
     }
     net
@@ -321,12 +337,7 @@ fn critical_tanh(width: usize, depth: usize, orthogonal: bool, seed: u64) -> Seq
     } else {
         gaussian(1.0 / (width as f64).sqrt())
     };
-    let mut rng = vgrad::seeded_rng(seed);
-    let cfg = LinearConfig::init(init).no_bias();
-    (0..depth).fold(Sequential::new(), |net, _| {
-        net.push(Linear::with_config(width, width, cfg.clone(), &mut rng).unwrap())
-            .push(Activation::Tanh)
-    })
+    stack(width, depth, init, Some(Activation::Tanh), seed)
 }
 
 /// Σ |p − q|·width over histogram bins of equal width on the log₁₀ σ axis.

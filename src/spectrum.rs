@@ -468,6 +468,35 @@ impl Spectrum {
         let w = 1.0 / self.len() as f64;
         histogram(self.values.iter().map(|&s| (s, w)), bins, lo, hi, log)
     }
+
+    /// A Gaussian-smoothed density of the singular values at `points` equally spaced points
+    /// over `[lo, hi]` (in `σ`, or `log₁₀ σ` when `log`), each value spread as a normal of
+    /// standard deviation `bandwidth` on that axis: `(σ, density)` pairs, the density per unit
+    /// of the axis, integrating to about 1 when the range covers the values by a few
+    /// bandwidths. The smooth counterpart of [`density_in`](Spectrum::density_in), and the way
+    /// a Lanczos quadrature ([`SpectrumEstimate::smoothed_density`]) is usually drawn.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `points < 2`, `bandwidth` is not finite and positive, or the range
+    /// is invalid as for [`density_in`](Spectrum::density_in).
+    pub fn smoothed_density(
+        &self,
+        points: usize,
+        lo: f64,
+        hi: f64,
+        bandwidth: f64,
+        log: bool,
+    ) -> Result<Vec<(f64, f64)>> {
+        let w = 1.0 / self.len() as f64;
+        smoothed(
+            self.values.iter().map(|&s| (s, w)),
+            points,
+            lo,
+            hi,
+            bandwidth,
+            log,
+        )
+    }
 }
 
 /// `[lo, hi]` covering the values (positive ones on a log axis), widened when it is a point.
@@ -492,6 +521,55 @@ fn auto_range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     (lo, hi)
 }
 
+/// `Err(Error::Config)` unless `[lo, hi]` is a valid range on the chosen axis.
+fn check_range(what: &str, lo: f64, hi: f64, log: bool) -> Result<()> {
+    if !(lo.is_finite() && hi.is_finite()) || lo >= hi || (log && lo <= 0.0) {
+        return Err(Error::Config(format!(
+            "{what}: needs finite lo < hi (lo > 0 on a log axis); got [{lo}, {hi}]{}",
+            if log { ", log" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+/// Weighted Gaussian-kernel density; see [`Spectrum::smoothed_density`].
+fn smoothed(
+    nodes: impl Iterator<Item = (f64, f64)>,
+    points: usize,
+    lo: f64,
+    hi: f64,
+    bandwidth: f64,
+    log: bool,
+) -> Result<Vec<(f64, f64)>> {
+    check_range("smoothed_density", lo, hi, log)?;
+    if points < 2 || !(bandwidth.is_finite() && bandwidth > 0.0) {
+        return Err(Error::Config(format!(
+            "smoothed_density: needs at least 2 points and a finite bandwidth > 0; got {points} \
+             and {bandwidth}"
+        )));
+    }
+    let axis = |s: f64| {
+        if log {
+            s.max(f64::MIN_POSITIVE).log10()
+        } else {
+            s
+        }
+    };
+    let nodes: Vec<(f64, f64)> = nodes.map(|(s, w)| (axis(s), w)).collect();
+    let (a, b) = (axis(lo), axis(hi));
+    let norm = 1.0 / (bandwidth * (2.0 * std::f64::consts::PI).sqrt());
+    Ok((0..points)
+        .map(|i| {
+            let t = a + (b - a) * i as f64 / (points - 1) as f64;
+            let d: f64 = nodes
+                .iter()
+                .map(|&(c, w)| w * (-0.5 * ((t - c) / bandwidth).powi(2)).exp())
+                .sum();
+            (if log { 10f64.powf(t) } else { t }, d * norm)
+        })
+        .collect())
+}
+
 /// Weighted histogram density; see [`Spectrum::density_in`].
 fn histogram(
     points: impl Iterator<Item = (f64, f64)>,
@@ -500,12 +578,9 @@ fn histogram(
     hi: f64,
     log: bool,
 ) -> Result<Vec<(f64, f64)>> {
-    if bins == 0 || !(lo.is_finite() && hi.is_finite()) || lo >= hi || (log && lo <= 0.0) {
-        return Err(Error::Config(format!(
-            "density: needs bins ≥ 1 and finite lo < hi (lo > 0 on a log axis); got {bins} bins \
-             over [{lo}, {hi}]{}",
-            if log { ", log" } else { "" }
-        )));
+    check_range("density", lo, hi, log)?;
+    if bins == 0 {
+        return Err(Error::Config("density: needs at least 1 bin".into()));
     }
     let axis = |s: f64| if log { s.log10() } else { s };
     let (a, b) = (axis(lo), axis(hi));
@@ -599,6 +674,23 @@ impl SpectrumEstimate {
     /// As [`Spectrum::density_in`].
     pub fn density_in(&self, bins: usize, lo: f64, hi: f64, log: bool) -> Result<Vec<(f64, f64)>> {
         histogram(self.nodes.iter().copied(), bins, lo, hi, log)
+    }
+
+    /// The nodes' weights spread as normals of standard deviation `bandwidth`, as
+    /// [`Spectrum::smoothed_density`]: the usual picture of a stochastic Lanczos quadrature,
+    /// whose `k` nodes per probe are a quadrature rule and not samples.
+    ///
+    /// # Errors
+    /// As [`Spectrum::smoothed_density`].
+    pub fn smoothed_density(
+        &self,
+        points: usize,
+        lo: f64,
+        hi: f64,
+        bandwidth: f64,
+        log: bool,
+    ) -> Result<Vec<(f64, f64)>> {
+        smoothed(self.nodes.iter().copied(), points, lo, hi, bandwidth, log)
     }
 }
 

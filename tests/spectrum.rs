@@ -7,7 +7,10 @@ use proptest::prelude::*;
 use std::time::Instant;
 use vgrad::forward::{jvp, vjp};
 use vgrad::nn::init::Init;
-use vgrad::nn::{Activation, Ctx, Dropout, Linear, LinearConfig, Module, Sequential};
+use vgrad::nn::{
+    Activation, BatchNorm1d, BatchNormConfig, Ctx, Dropout, Linear, LinearConfig, Module,
+    Sequential,
+};
 use vgrad::spectrum::{
     block_spectra, estimate_spectrum, input_jacobian, jacobian_spectrum, layer_spectra,
     singular_values, LanczosConfig, Spectrum,
@@ -298,6 +301,50 @@ fn training_mode_dropout_is_refused_and_eval_mode_is_not() {
 }
 
 #[test]
+fn eval_mode_batchnorm_jacobian_is_its_scale_times_the_weight() {
+    // In evaluation, BatchNorm is y = γ(x − μ)/√(v + ε) + β per feature: J = diag(γ/√(v + ε))·W.
+    let mut rng = vgrad::seeded_rng(3);
+    let lin = Linear::<f64>::new(4, 3, &mut rng).unwrap();
+    let (gamma, var) = ([1.5, -0.5, 2.0], [0.5, 2.0, 1.0]);
+    let bn = BatchNorm1d::from_tensors(
+        BatchNormConfig::default(),
+        Some((Tensor::vector(&gamma), Tensor::vector(&[0.1, 0.2, 0.3]))),
+        Some((Tensor::vector(&[0.3, -0.1, 0.0]), Tensor::vector(&var))),
+    )
+    .unwrap();
+    let w = lin.weight().value().clone();
+    let mut net = Sequential::new().push(lin).push(bn);
+    net.eval();
+    let j = input_jacobian(&mut net, &point(4, 1)).unwrap();
+    for r in 0..3 {
+        let scale = gamma[r] / (var[r] + 1e-5f64).sqrt();
+        for c in 0..4 {
+            let want = scale * w.data()[r * 4 + c];
+            assert!((j.data()[r * 4 + c] - want).abs() < 1e-14);
+        }
+    }
+}
+
+#[test]
+fn f32_models_are_estimated_too() {
+    let mut rng = vgrad::seeded_rng(0);
+    let mut net = Sequential::<f32>::new()
+        .push(Linear::new(16, 16, &mut rng).unwrap())
+        .push(Activation::Tanh)
+        .push(Linear::new(16, 16, &mut rng).unwrap());
+    let x = Tensor::from_fn(&[1, 16], |i| (i as f32 * 0.3).cos());
+    let exact = jacobian_spectrum(&mut net, &x).unwrap();
+    let cfg = LanczosConfig {
+        steps: 16,
+        ..LanczosConfig::default()
+    };
+    let est = estimate_spectrum(&mut net, &x, &cfg).unwrap();
+    // f32 products: agreement to f32 precision.
+    assert!((est.top - exact.max()).abs() < 1e-5 * exact.max());
+    assert!((est.bottom - exact.min()).abs() < 1e-5 * exact.max());
+}
+
+#[test]
 fn bad_input_is_an_error() {
     let mut net = mlp(&[3, 4, 2], Activation::Tanh, 0);
     for shape in [&[2, 3][..], &[0][..], &[1, 0][..], &[1, 1, 3][..]] {
@@ -541,5 +588,25 @@ proptest! {
         let fro: f64 = j.data().iter().map(|v| v * v).sum();
         let sum_sq: f64 = s.singular_values().iter().map(|v| v * v).sum();
         prop_assert!((fro - sum_sq).abs() <= 1e-12 * fro.max(1.0));
+    }
+
+    /// With as many steps as inputs, Lanczos recovers the extreme singular values of any small
+    /// tanh network (as a map on ℝⁿ: 0 at the bottom when m < n).
+    #[test]
+    fn full_lanczos_recovers_the_extremes(
+        n_in in 1usize..7, hidden in 1usize..8, n_out in 1usize..7, seed in 0u64..1000,
+    ) {
+        let mut net = mlp(&[n_in, hidden, n_out], Activation::Tanh, seed);
+        let x = point(n_in, seed + 2);
+        let exact = jacobian_spectrum(&mut net, &x).unwrap();
+        let cfg = LanczosConfig { steps: n_in, probes: 1, seed };
+        let est = estimate_spectrum(&mut net, &x, &cfg).unwrap();
+        let tol = 1e-9 * exact.max().max(1e-300);
+        prop_assert!((est.top - exact.max()).abs() <= tol, "top {} vs {}", est.top, exact.max());
+        let bottom = if n_out < n_in || hidden < n_in { 0.0 } else { exact.min() };
+        prop_assert!((est.bottom - bottom).abs() <= tol.max(1e-12),
+            "bottom {} vs {}", est.bottom, bottom);
+        let weights: f64 = est.nodes.iter().map(|(_, w)| w).sum();
+        prop_assert!((weights - 1.0).abs() < 1e-12);
     }
 }

@@ -446,11 +446,20 @@ impl Spectrum {
         self.max() / self.min()
     }
 
+    /// `len·ε·σ_max` (`ε` of f64): about how far an SVD in f64 can be trusted below the top.
+    /// Singular values under it are rounding (deep Gaussian networks have many: their smallest
+    /// exact values fall below 10⁻¹⁶·σ_max within a few tens of layers and come out of the SVD
+    /// as noise or 0); [`density`](Spectrum::density) on a log axis starts there.
+    pub fn resolution(&self) -> f64 {
+        self.len() as f64 * f64::EPSILON * self.max()
+    }
+
     /// A histogram density of the singular values over their own range (`[min, max]`, widened
-    /// a little when that range is a point): see [`density_in`](Spectrum::density_in). `bins = 0`
-    /// gives no bins.
+    /// a little when that range is a point; on a log axis from [`resolution`](Spectrum::resolution)
+    /// at the lowest): see [`density_in`](Spectrum::density_in). `bins = 0` gives no bins.
     pub fn density(&self, bins: usize, log: bool) -> Vec<(f64, f64)> {
-        let (lo, hi) = auto_range(self.values.iter().copied(), log);
+        let floor = if log { self.resolution() } else { 0.0 };
+        let (lo, hi) = auto_range(self.values.iter().map(|&s| s.max(floor)), log);
         self.density_in(bins, lo, hi, log).unwrap_or_default()
     }
 
@@ -458,8 +467,9 @@ impl Spectrum {
     /// (in `σ`, or in `log₁₀ σ` when `log`): `(centre, density)` per bin, the centre in `σ`
     /// units (on a log axis, the geometric centre), the density per unit of `σ` (or of
     /// `log₁₀ σ`), normalised by the number of values, so the densities integrate to the
-    /// fraction of the values inside `[lo, hi]` (1 when the range covers them all). On a log
-    /// axis a value of 0 counts in the first bin.
+    /// fraction of the values counted (1 when the range covers them all). Values above `hi`
+    /// are left out, and so are values below `lo` on a linear axis; on a log axis, which has no
+    /// room for 0 or for the rounding floor, values below `lo` count in the first bin.
     ///
     /// # Errors
     /// [`Error::Config`] if `bins` is 0, `lo` or `hi` is not finite, `lo ≥ hi`, or `log` and
@@ -587,7 +597,7 @@ fn histogram(
     let width = (b - a) / bins as f64;
     let mut mass = vec![0.0; bins];
     for (s, w) in points {
-        let t = if log && s <= 0.0 { a } else { axis(s) };
+        let t = if log && s <= lo { a } else { axis(s) };
         if t < a || t > b {
             continue;
         }
@@ -660,10 +670,16 @@ impl SpectrumEstimate {
         self.nodes.iter().map(|(s, w)| w * s * s).sum()
     }
 
-    /// A histogram density of the nodes over `[bottom, top]`: see [`Spectrum::density_in`].
+    /// A histogram density of the nodes over `[bottom, top]` (on a log axis from
+    /// `dim·ε·top` at the lowest, as [`Spectrum::density`]): see [`Spectrum::density_in`].
     /// `bins = 0` gives no bins.
     pub fn density(&self, bins: usize, log: bool) -> Vec<(f64, f64)> {
-        let (lo, hi) = auto_range(self.nodes.iter().map(|&(s, _)| s), log);
+        let floor = if log {
+            self.dim as f64 * f64::EPSILON * self.top
+        } else {
+            0.0
+        };
+        let (lo, hi) = auto_range(self.nodes.iter().map(|&(s, _)| s.max(floor)), log);
         self.density_in(bins, lo, hi, log).unwrap_or_default()
     }
 

@@ -219,6 +219,15 @@ fn spectrum_statistics_and_density() {
         assert!((total - 1.0).abs() < 1e-12, "log {log}: integral {total}");
     }
     assert!(s.density(0, false).is_empty());
+    // On a log axis the axis starts at the SVD's resolution and 0 counts in the first bin.
+    assert!((s.resolution() - 4.0 * f64::EPSILON * 3.0).abs() < 1e-30);
+    let d = s.density(6, true);
+    assert!(
+        (d[0].0.log10() - (s.resolution().log10() + (3f64 / s.resolution()).log10() / 12.0)).abs()
+            < 1e-12
+    );
+    let w = d[1].0.log10() - d[0].0.log10();
+    assert!((d[0].1 * w - 0.25).abs() < 1e-12);
     // The smoothed density integrates to 1 over a range a few bandwidths wider.
     for log in [false, true] {
         let (lo, hi, bw) = if log {

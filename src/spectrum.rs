@@ -12,13 +12,20 @@
 //!
 //! Two numbers summarise a spectrum. The mean squared singular value
 //! `⟨σ²⟩ = tr(JᵀJ)/n` is what mean-field theory predicts: for a network of depth `L` whose
-//! layers each multiply a gradient's squared norm by `χ₁` on average, `⟨σ²⟩ = χ₁^L`, so it
-//! vanishes or explodes exponentially unless `χ₁ = 1` (criticality). Criticality fixes the mean only. The *spread*, the variance
-//! of `σ²`, is what separates initialisations: for a critical tanh network with Gaussian weights
-//! it grows linearly with depth (most `σ` collapse towards 0 while a few grow), and with
-//! orthogonal weights it stays of order 1 (Pennington et al., 2017, section 3). ReLU networks
-//! cannot reach isometry with either: their Jacobians have a spread that grows with depth
-//! whatever the weights.
+//! layers each multiply a gradient's squared norm by `χ₁` on average (`χ₁ = σ_w²·E[φ'(h)²]`
+//! over the layer's pre-activations `h` at their fixed-point variance `q*`),
+//! `⟨σ²⟩ = χ₁^L`, so it vanishes or explodes exponentially unless `χ₁ = 1` (criticality).
+//! Criticality fixes the mean only. The *spread*, the variance of `σ²`, is what separates
+//! initialisations (Pennington et al., 2017, section 3, by free probability): at criticality
+//! it grows linearly with depth in both cases, but for Gaussian weights at a rate of order 1
+//! (most `σ` collapse towards 0 while a few grow), and for orthogonal weights at a rate that
+//! vanishes as `q* → 0` (`σ_b → 0`, `σ_w → 1` for tanh), so an orthogonal critical tanh
+//! network can be brought as close to isometry as wanted at any depth. A ReLU network cannot
+//! (`φ' ∈ {0, 1}` whatever `q*`): its spread grows with depth with either weights.
+//!
+//! Rounding sets a floor: an SVD in f64 resolves singular values down to about
+//! `ε·σ_max ≈ 10⁻¹⁶·σ_max` ([`Spectrum::resolution`]). Deep Gaussian networks have many
+//! below it, which then come out as noise or 0: read them as "below resolution".
 //!
 //! # What is here
 //!

@@ -130,6 +130,70 @@ fn linear_network_jacobian_is_the_product_of_its_weights() {
     }
 }
 
+/// `tests/golden/spectrum.json` (from `tests/golden/spectrum_gen.py`): PyTorch's Jacobians by
+/// `torch.func.jacrev` and singular values by `torch.linalg.svdvals`, in float64.
+#[test]
+fn jacobians_and_singular_values_match_pytorch() {
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("golden/spectrum.json")).unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        let mut out = Vec::new();
+        let mut stack = vec![v];
+        // Depth-first, left to right: rows of a nested list in row-major order.
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Array(a) => stack.extend(a.iter().rev()),
+                other => out.push(other.as_f64().unwrap()),
+            }
+        }
+        out
+    };
+    let cases = golden["cases"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let act = match case["activation"].as_str().unwrap() {
+            "tanh" => Activation::Tanh,
+            "relu" => Activation::Relu,
+            _ => Activation::Identity,
+        };
+        let weights = case["weights"].as_array().unwrap();
+        let mut net = Sequential::<f64>::new();
+        for (i, (w, b)) in weights
+            .iter()
+            .zip(case["biases"].as_array().unwrap())
+            .enumerate()
+        {
+            let (rows, cols) = (w.as_array().unwrap().len(), w[0].as_array().unwrap().len());
+            let w = Tensor::from_vec(floats(w), &[rows, cols]).unwrap();
+            net = net.push(Linear::from_tensors(w, Some(Tensor::vector(&floats(b)))).unwrap());
+            if i + 1 < weights.len() {
+                net = net.push(act);
+            }
+        }
+        let x = Tensor::vector(&floats(&case["x"]));
+        let j = input_jacobian(&mut net, &x).unwrap();
+        let want = floats(&case["jacobian"]);
+        assert_eq!(j.numel(), want.len(), "{name}");
+        let err = j
+            .data()
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-13, "{name}: Jacobian off PyTorch's by {err:e}");
+        let s = jacobian_spectrum(&mut net, &x).unwrap();
+        let want = floats(&case["singular_values"]);
+        assert_eq!(s.len(), want.len(), "{name}");
+        for (a, b) in s.singular_values().iter().zip(&want) {
+            assert!(
+                (a - b).abs() < 1e-12 * want[0],
+                "{name}: σ {a} against PyTorch's {b}"
+            );
+        }
+    }
+}
+
 #[test]
 fn tanh_network_jacobian_matches_finite_differences_and_reverse_mode() {
     let mut net = mlp(&[6, 10, 10, 3], Activation::Tanh, 5);

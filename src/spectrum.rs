@@ -14,7 +14,8 @@
 //! `⟨σ²⟩ = tr(JᵀJ)/n` is what mean-field theory predicts: for a network of depth `L` whose
 //! layers each multiply a gradient's squared norm by `χ₁` on average (`χ₁ = σ_w²·E[φ'(h)²]`
 //! over the layer's pre-activations `h` at their fixed-point variance `q*`),
-//! `⟨σ²⟩ = χ₁^L`, so it vanishes or explodes exponentially unless `χ₁ = 1` (criticality).
+//! `⟨σ²⟩ = χ₁^L`, so it vanishes or explodes exponentially unless `χ₁ = 1` (criticality; [`meanfield`](crate::meanfield)
+//! computes `q*`, `χ₁` and the critical `σ_w`).
 //! Criticality fixes the mean only. The *spread*, the variance of `σ²`, is what separates
 //! initialisations (Pennington et al., 2017, section 3, by free probability): at criticality
 //! it grows linearly with depth in both cases, but for Gaussian weights at a rate of order 1

@@ -264,6 +264,59 @@ fn orthogonal_linear_stack_is_an_isometry_and_a_gaussian_one_is_not() {
 }
 
 #[test]
+fn mean_squared_singular_value_follows_mean_field_chi1() {
+    // A tanh network with Gaussian weights N(0, σ_w²/n) and biases N(0, σ_b²), fed an input
+    // already at the fixed point (x = tanh(z), z ~ N(0, q*)): each Linear+tanh block's ⟨σ²⟩ is
+    // σ_w²·mean φ'(h)² ≈ χ₁, and the whole network's ⟨σ²⟩ ≈ χ₁^L, up to finite-width noise.
+    let (width, depth, sigma_b) = (64, 20, 0.3);
+    let critical = vgrad::meanfield::critical_sigma_w(Activation::Tanh, sigma_b).unwrap();
+    for sigma_w in [0.8, critical, 1.6] {
+        let p = vgrad::meanfield::MeanField::new(Activation::Tanh, sigma_w, sigma_b)
+            .unwrap()
+            .predict()
+            .unwrap();
+        let cfg = LinearConfig {
+            bias: Some(true),
+            weight_init: Some(gaussian(sigma_w / (width as f64).sqrt())),
+            bias_init: Some(gaussian(sigma_b)),
+        };
+        let mut rng = vgrad::seeded_rng(7);
+        let mut net = Sequential::<f64>::new();
+        for _ in 0..depth {
+            net = net
+                .push(Linear::with_config(width, width, cfg, &mut rng).unwrap())
+                .push(Activation::Tanh);
+        }
+        let z = gaussian(p.q_star.sqrt())
+            .tensor::<f64>(&[1, width], &mut rng)
+            .unwrap();
+        let x = z.map(f64::tanh);
+        let blocks = block_spectra(&mut net, &x, 2).unwrap();
+        let per_layer =
+            blocks.iter().map(|(_, s)| s.mean_squared()).sum::<f64>() / blocks.len() as f64;
+        let whole = jacobian_spectrum(&mut net, &x).unwrap().mean_squared();
+        println!(
+            "σ_w {sigma_w:.4}: χ₁ {:.4}, per-layer <σ²> {per_layer:.4}; χ₁^{depth} {:.3e}, \
+             whole <σ²> {whole:.3e}",
+            p.chi1,
+            p.chi1.powi(depth as i32)
+        );
+        assert!(
+            (per_layer / p.chi1 - 1.0).abs() < 0.1,
+            "per layer {per_layer} vs {}",
+            p.chi1
+        );
+        // ln⟨σ²⟩ fluctuates by about √(2L/n) ≈ 0.8 at this width: within a factor e².
+        let log_err = (whole.ln() - depth as f64 * p.chi1.ln()).abs();
+        assert!(
+            log_err < 2.0,
+            "whole {whole:e} vs χ₁^L {:e}",
+            p.chi1.powi(depth as i32)
+        );
+    }
+}
+
+#[test]
 fn spectrum_statistics_and_density() {
     let s = Spectrum::from_singular_values(vec![1.0, 3.0, 2.0, 0.0]).unwrap();
     assert_eq!(s.singular_values(), &[3.0, 2.0, 1.0, 0.0]);

@@ -268,7 +268,7 @@ fn mean_squared_singular_value_follows_mean_field_chi1() {
     // A tanh network with Gaussian weights N(0, σ_w²/n) and biases N(0, σ_b²), fed an input
     // already at the fixed point (x = tanh(z), z ~ N(0, q*)): each Linear+tanh block's ⟨σ²⟩ is
     // σ_w²·mean φ'(h)² ≈ χ₁, and the whole network's ⟨σ²⟩ ≈ χ₁^L, up to finite-width noise.
-    let (width, depth, sigma_b) = (64, 20, 0.3);
+    let (width, depth, sigma_b) = (64, 20i32, 0.3);
     let critical = vgrad::meanfield::critical_sigma_w(Activation::Tanh, sigma_b).unwrap();
     for sigma_w in [0.8, critical, 1.6] {
         let p = vgrad::meanfield::MeanField::new(Activation::Tanh, sigma_w, sigma_b)
@@ -299,7 +299,7 @@ fn mean_squared_singular_value_follows_mean_field_chi1() {
             "σ_w {sigma_w:.4}: χ₁ {:.4}, per-layer <σ²> {per_layer:.4}; χ₁^{depth} {:.3e}, \
              whole <σ²> {whole:.3e}",
             p.chi1,
-            p.chi1.powi(depth as i32)
+            p.chi1.powi(depth)
         );
         assert!(
             (per_layer / p.chi1 - 1.0).abs() < 0.1,
@@ -311,7 +311,7 @@ fn mean_squared_singular_value_follows_mean_field_chi1() {
         assert!(
             log_err < 2.0,
             "whole {whole:e} vs χ₁^L {:e}",
-            p.chi1.powi(depth as i32)
+            p.chi1.powi(depth)
         );
     }
 }

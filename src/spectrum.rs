@@ -830,6 +830,9 @@ pub fn estimate_spectrum<T: Element, M: Module<T> + ?Sized>(
 }
 
 /// `J·v` and `Jᵀ·u` on one recording of the model (input `x`, output `y`), in f64 outside.
+// One recording serves every product: 170–570 µs per JᵀJ·v against 520–1340 µs when the model
+// is recorded again for each JVP and VJP (64 wide, depth 20, f64; 5 runs on a shared 2-core
+// machine; `tests/spectrum.rs` prints it), 2.2–3.7 times faster.
 struct Products<'t, T: Element> {
     x: Var<'t, T>,
     y: Var<'t, T>,

@@ -44,9 +44,10 @@ ACTS = {
     "selu": lambda x: F.selu(x),
 }
 
-# 1-D grid: z in [-30, 30], step 1/128 (the odd count puts a node at 0).
+# 1-D grid: z in [-30, 30], step 1/128, symmetric with no node at 0 (midpoints): a node at 0
+# would weigh SELU's derivative jump (PyTorch takes the left value there) as a full cell.
 H1 = 1.0 / 128
-Z1 = torch.arange(-30 * 128, 30 * 128 + 1) * H1
+Z1 = (torch.arange(-30 * 128, 30 * 128) + 0.5) * H1
 W1 = torch.exp(-0.5 * Z1**2) / math.sqrt(2 * math.pi) * H1
 # 2-D grid: z in [-9, 9]^2, step 1/24 (exp(-40) is far below the tolerances).
 H2 = 1.0 / 24

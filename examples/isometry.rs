@@ -229,7 +229,7 @@ impl Kind {
     /// The tanh networks are the comparison; ReLU is drawn thinner, for contrast.
     fn stroke(self) -> Stroke {
         match self.act {
-            Act::Tanh => Stroke::Solid(3),
+            Act::Tanh => Stroke::Solid(4),
             Act::Relu => Stroke::Solid(2),
         }
     }
@@ -369,13 +369,7 @@ fn decay(kind: Kind, depth: usize, batch: &Dataset<f64>) -> vgrad::Result<Decay>
     };
     let norms: Vec<f64> = outputs.iter().map(|&v| sq(v)).collect();
     let top = norms[depth];
-    let q1 = batch
-        .x
-        .data()
-        .chunks(WIDTH)
-        .map(mean_square)
-        .sum::<f64>()
-        / batch.len() as f64
+    let q1 = batch.x.data().chunks(WIDTH).map(mean_square).sum::<f64>() / batch.len() as f64
         * kind.sigma_w().powi(2);
     let chis = chi_profile(kind, q1, depth)?;
     // predicted[l] = ∏_{k=l+1}^{depth} χ₁(qᵏ); chis[k − 1] is layer k's.
@@ -487,7 +481,10 @@ fn spectra_chart(spectra: &[SpectrumRow], depths: &[usize]) -> vgrad::Result<Cha
         .iter()
         .flat_map(|r| {
             let floor = RESOLVED * r.spectrum.max();
-            r.spectrum.singular_values().iter().filter(move |&&v| v >= floor)
+            r.spectrum
+                .singular_values()
+                .iter()
+                .filter(move |&&v| v >= floor)
         })
         .fold(f64::INFINITY, |a, &v| a.min(v))
         .log10()
@@ -498,27 +495,43 @@ fn spectra_chart(spectra: &[SpectrumRow], depths: &[usize]) -> vgrad::Result<Cha
         .map(|r| r.spectrum.max().log10())
         .fold(f64::NEG_INFINITY, f64::max)
         .ceil();
-    // Bins a quarter-decade wide; numerically zero values go in the first.
+    // Bins a quarter-decade wide.
     let bins = ((hi - lo) * 4.0).round() as usize;
     let mut panels = Vec::new();
     for &d in depths {
         let mut series = Vec::new();
+        let mut notes = Vec::new();
         for r in spectra.iter().filter(|r| r.depth == d) {
+            // Numerically zero values are left out of the density (its area is the fraction
+            // resolved) and counted in a note instead: at the left edge they dwarfed the rest.
+            let zeros = r.zeros();
+            if zeros > 0 {
+                let n = r.spectrum.len();
+                notes.push((
+                    format!("{zeros}/{n} ≈ 0: {}", r.kind.name()),
+                    r.kind.colour(),
+                ));
+            }
             let floor = RESOLVED * r.spectrum.max();
-            let clamped = r
+            let resolved: Vec<f64> = r
                 .spectrum
                 .singular_values()
                 .iter()
-                .map(|&v| if v < floor { 10f64.powf(lo) } else { v })
+                .copied()
+                .filter(|&v| v >= floor)
                 .collect();
+            let share = resolved.len() as f64 / r.spectrum.len() as f64;
+            let points = match Spectrum::from_singular_values(resolved) {
+                Ok(s) => s
+                    .density_in(bins, 10f64.powf(lo), 10f64.powf(hi), true)?
+                    .into_iter()
+                    .map(|(x, y)| (x, y * share))
+                    .collect(),
+                Err(_) => Vec::new(), // all numerically zero
+            };
             series.push(Series {
                 name: r.kind.name().into(),
-                points: Spectrum::from_singular_values(clamped)?.density_in(
-                    bins,
-                    10f64.powf(lo),
-                    10f64.powf(hi),
-                    true,
-                )?,
+                points,
                 colour: r.kind.colour(),
                 stroke: r.kind.stroke(),
             });
@@ -526,24 +539,24 @@ fn spectra_chart(spectra: &[SpectrumRow], depths: &[usize]) -> vgrad::Result<Cha
         panels.push(Panel {
             title: depth_title(d),
             series,
+            notes,
         });
     }
     Ok(Chart {
-        title: "Singular values of the input-output Jacobian at initialisation, width 64 \
-                (left edge: numerically zero)"
-            .into(),
+        title: "Singular values of the input-output Jacobian at initialisation, width 64".into(),
         x: Axis {
-            desc: "singular value σ".into(),
+            desc: format!("singular value σ (≈ 0: below {RESOLVED:.0e}·max σ)"),
             log: true,
             range: Some((10f64.powf(lo), 10f64.powf(hi))),
         },
         y: Axis {
-            desc: "density per decade of σ".into(),
+            desc: "density per decade of σ (area: share not ≈ 0)".into(),
             log: false,
             range: None,
         },
         panels,
         size: None,
+        shared_x: true,
     })
 }
 
@@ -582,7 +595,7 @@ fn decay_chart(decays: &[Decay], depths: &[usize]) -> Chart {
                             .collect(),
                         colour: lines::INK,
                         stroke: match act {
-                            Act::Tanh => Stroke::Dashed(3),
+                            Act::Tanh => Stroke::Dashed(2),
                             Act::Relu => Stroke::Dashed(1),
                         },
                     });
@@ -591,6 +604,7 @@ fn decay_chart(decays: &[Decay], depths: &[usize]) -> Chart {
             Panel {
                 title: depth_title(d),
                 series,
+                notes: Vec::new(),
             }
         })
         .collect();
@@ -608,6 +622,7 @@ fn decay_chart(decays: &[Decay], depths: &[usize]) -> Chart {
         },
         panels,
         size: None,
+        shared_x: false,
     }
 }
 
@@ -634,6 +649,7 @@ fn accuracy_chart(runs: &[Run], trainings: &[(usize, f64)]) -> Chart {
                     },
                 })
                 .collect(),
+            notes: Vec::new(),
         })
         .collect();
     Chart {
@@ -650,16 +666,20 @@ fn accuracy_chart(runs: &[Run], trainings: &[(usize, f64)]) -> Chart {
         },
         panels,
         size: Some((420 * trainings.len() as u32 + 300, 560)),
+        shared_x: true,
     }
 }
 
 fn csvs(summary: &Summary) -> Result<Vec<(&'static str, String)>, std::fmt::Error> {
-    let mut spectra = String::from(
-        "network,depth,mean_sq,var_sq,max,min,predicted_mean_sq,singular_values\n",
-    );
+    let mut spectra =
+        String::from("network,depth,mean_sq,var_sq,max,min,predicted_mean_sq,singular_values\n");
     for r in &summary.spectra {
         let s = &r.spectrum;
-        let sv: Vec<String> = s.singular_values().iter().map(|v| format!("{v:e}")).collect();
+        let sv: Vec<String> = s
+            .singular_values()
+            .iter()
+            .map(|v| format!("{v:e}"))
+            .collect();
         writeln!(
             spectra,
             "\"{}\",{},{:e},{:e},{:e},{:e},{:e},{}",
@@ -718,8 +738,8 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     }
     let analysis = start.elapsed().as_secs_f64();
     println!(
-        "Jacobian spectra at {POINTS} test digits and one backward pass of {DECAY_BATCH} \
-         training digits, depths {depths:?}: {analysis:.1} s"
+        "Depths {depths:?}: Jacobian spectra at {POINTS} test digits, gradients from one \
+         backward pass\nof {DECAY_BATCH} training digits: {analysis:.1} s"
     );
 
     let start = Instant::now();
@@ -764,7 +784,10 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     };
     let mut files = Vec::new();
     for (name, chart) in [
-        ("singular_values.svg", spectra_chart(&summary.spectra, &depths)?),
+        (
+            "singular_values.svg",
+            spectra_chart(&summary.spectra, &depths)?,
+        ),
         ("gradient_decay.svg", decay_chart(&summary.decays, &depths)),
         ("accuracy.svg", accuracy_chart(&summary.runs, &trainings)),
     ] {
@@ -790,7 +813,7 @@ pub fn report(summary: &Summary, out: &Path) -> String {
     );
     let _ = writeln!(
         t,
-        "{:<20} {:>5}  {:>9} {:>10}  {:>9} {:>9} {:>9} {:>8} {:>4}",
+        "{:<20} {:>5} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>4}",
         "network", "depth", "mean σ²", "mean field", "var σ²", "max σ", "min σ", "max/min", "≈0"
     );
     for r in &summary.spectra {
@@ -804,7 +827,7 @@ pub fn report(summary: &Summary, out: &Path) -> String {
         };
         let _ = writeln!(
             t,
-            "{:<20} {:>5}  {:>9.2e} {:>10.2e}  {:>9.2e} {:>9.2e} {min:>9} {cond:>8} {:>4}",
+            "{:<20} {:>5} {:>9.2e} {:>10.2e} {:>9.2e} {:>9.2e} {min:>9} {cond:>8} {:>4}",
             r.kind.name(),
             r.depth,
             s.mean_squared(),
@@ -840,11 +863,7 @@ pub fn report(summary: &Summary, out: &Path) -> String {
     }
     let _ = writeln!(t, "\nTest accuracy by epoch (epoch 0: at initialisation):");
     for r in &summary.runs {
-        let accs: Vec<String> = r
-            .test_acc
-            .iter()
-            .map(|a| format!("{:.2}", a))
-            .collect();
+        let accs: Vec<String> = r.test_acc.iter().map(|a| format!("{:.2}", a)).collect();
         let line = format!(
             "{:<20} depth {:>3} lr {:<5} {}  (train {:.2})",
             r.kind.name(),

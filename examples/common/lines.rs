@@ -10,8 +10,8 @@
 #![allow(dead_code)]
 
 use plotters::prelude::*;
-pub use plotters::style::RGBColor;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+pub use plotters::style::RGBColor;
 use std::error::Error;
 
 /// Tableau 10, as the monitor's plots use.
@@ -70,6 +70,8 @@ pub struct Panel {
     pub title: String,
     /// Its lines.
     pub series: Vec<Series>,
+    /// Lines of text, each in its colour, in the panel's top left corner.
+    pub notes: Vec<(String, RGBColor)>,
 }
 
 /// An axis: its description, log or linear, and an optional fixed range (data units).
@@ -94,6 +96,9 @@ pub struct Chart {
     pub y: Axis,
     /// The panels, left to right.
     pub panels: Vec<Panel>,
+    /// Every panel on the same x range; otherwise each fits its own data (the y range is
+    /// always shared, so heights compare across panels).
+    pub shared_x: bool,
     /// Width and height in pixels; `None`: 420 per panel plus the legend, by 560.
     pub size: Option<(u32, u32)>,
 }
@@ -192,11 +197,15 @@ impl Axis {
 /// When plotters fails to draw (it does not on an SVG string).
 pub fn chart_svg(chart: &Chart) -> Result<String, Box<dyn Error>> {
     let n = chart.panels.len().max(1);
-    let (w, h) = chart
-        .size
-        .unwrap_or((420 * n as u32 + LEGEND_W, 560));
-    let all = || chart.panels.iter().flat_map(|p| &p.series).flat_map(|s| &s.points);
-    let xr = chart.x.plot_range(all().map(|p| p.0));
+    let (w, h) = chart.size.unwrap_or((420 * n as u32 + LEGEND_W, 560));
+    let all = || {
+        chart
+            .panels
+            .iter()
+            .flat_map(|p| &p.series)
+            .flat_map(|s| &s.points)
+    };
+    let shared_xr = chart.x.plot_range(all().map(|p| p.0));
     let yr = chart.y.plot_range(all().map(|p| p.1));
     let mut svg = String::new();
     {
@@ -206,6 +215,12 @@ pub fn chart_svg(chart: &Chart) -> Result<String, Box<dyn Error>> {
         let (main, side) = root.split_horizontally(w.saturating_sub(LEGEND_W));
         let areas = main.split_evenly((1, n));
         for (k, (area, panel)) in areas.iter().zip(&chart.panels).enumerate() {
+            let xr = if chart.shared_x {
+                shared_xr
+            } else {
+                let xs = panel.series.iter().flat_map(|s| &s.points).map(|p| p.0);
+                chart.x.plot_range(xs)
+            };
             let mut c = ChartBuilder::on(area)
                 .caption(&panel.title, font(DESC_PX))
                 .margin(12)
@@ -239,21 +254,22 @@ pub fn chart_svg(chart: &Chart) -> Result<String, Box<dyn Error>> {
                         c.draw_series(LineSeries::new(pts, s.colour.stroke_width(px)))?;
                     }
                     Stroke::Dashed(px) => {
-                        c.draw_series(DashedLineSeries::new(
-                            pts,
-                            9,
-                            6,
-                            s.colour.stroke_width(px),
-                        ))?;
+                        c.draw_series(DashedLineSeries::new(pts, 9, 6, s.colour.stroke_width(px)))?;
                     }
                     Stroke::Dots => {
                         c.draw_series(LineSeries::new(pts.clone(), s.colour.stroke_width(1)))?;
-                        c.draw_series(
-                            pts.iter()
-                                .map(|&p| Circle::new(p, 3, s.colour.filled())),
-                        )?;
+                        c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, s.colour.filled())))?;
                     }
                 }
+            }
+            // `area` draws in its own coordinates; the plotting area's base is the page's.
+            let (px, py) = c.plotting_area().get_base_pixel();
+            let (ax, ay) = area.get_base_pixel();
+            let (x0, y0) = (px - ax, py - ay);
+            for (i, (note, colour)) in panel.notes.iter().enumerate() {
+                let at = (x0 + 12, y0 + 18 + 24 * i as i32);
+                let style = font(TICK_PX).pos(Pos::new(HPos::Left, VPos::Center));
+                area.draw(&Text::new(note.clone(), at, style.color(colour)))?;
             }
         }
         // One legend for every panel, in its own column.
@@ -268,17 +284,29 @@ pub fn chart_svg(chart: &Chart) -> Result<String, Box<dyn Error>> {
             let y = 70 + 30 * i as i32;
             let line = vec![(10, y), (44, y)];
             match stroke {
-                Stroke::Solid(px) => side.draw(&PathElement::new(line, colour.stroke_width(px.max(2)))),
-                Stroke::Dashed(px) => side.draw(&PathElement::new(
-                    vec![(10, y), (22, y)],
-                    colour.stroke_width(px.max(2)),
-                ))
-                .and_then(|_| side.draw(&PathElement::new(vec![(30, y), (44, y)], colour.stroke_width(px.max(2))))),
+                Stroke::Solid(px) => {
+                    side.draw(&PathElement::new(line, colour.stroke_width(px.max(2))))
+                }
+                Stroke::Dashed(px) => side
+                    .draw(&PathElement::new(
+                        vec![(10, y), (22, y)],
+                        colour.stroke_width(px.max(2)),
+                    ))
+                    .and_then(|_| {
+                        side.draw(&PathElement::new(
+                            vec![(30, y), (44, y)],
+                            colour.stroke_width(px.max(2)),
+                        ))
+                    }),
                 Stroke::Dots => side
                     .draw(&PathElement::new(line, colour.stroke_width(1)))
                     .and_then(|_| side.draw(&Circle::new((27, y), 4, colour.filled()))),
             }?;
-            side.draw(&Text::new(name.to_string(), (52, y), font(TICK_PX).pos(left)))?;
+            side.draw(&Text::new(
+                name.to_string(),
+                (52, y),
+                font(TICK_PX).pos(left),
+            ))?;
         }
         root.present()?;
     }

@@ -861,18 +861,27 @@ pub fn report(summary: &Summary, out: &Path) -> String {
             d.predicted[0]
         );
     }
-    let _ = writeln!(t, "\nTest accuracy by epoch (epoch 0: at initialisation):");
+    let _ = writeln!(
+        t,
+        "\nTest accuracy after each epoch (0: at initialisation):"
+    );
+    let epochs = summary.runs.first().map_or(0, |r| r.test_acc.len());
+    let heads: String = (0..epochs).map(|e| format!("{e:>5}")).collect();
+    let _ = writeln!(
+        t,
+        "{:<20} {:>5} {:>6} {heads}  train",
+        "network", "depth", "lr"
+    );
     for r in &summary.runs {
-        let accs: Vec<String> = r.test_acc.iter().map(|a| format!("{:.2}", a)).collect();
-        let line = format!(
-            "{:<20} depth {:>3} lr {:<5} {}  (train {:.2})",
+        let accs: String = r.test_acc.iter().map(|a| format!("{a:>5.2}")).collect();
+        let _ = writeln!(
+            t,
+            "{:<20} {:>5} {:>6} {accs}  {:>5.2}",
             r.kind.name(),
             r.depth,
             r.lr,
-            accs.join(" "),
             r.train_acc
         );
-        let _ = writeln!(t, "{}", common::indented(&line, 0));
     }
     let _ = writeln!(
         t,

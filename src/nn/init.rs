@@ -327,11 +327,7 @@ pub fn orthogonal<T: Element>(shape: &[usize], gain: f64, rng: &mut impl Rng) ->
 
 /// `Q`, `max(rows, cols) × min(rows, cols)` with Haar-distributed orthonormal columns, from the
 /// N(0, 1) draws PyTorch's `orthogonal_` makes for a `rows × cols` matrix, in its order.
-fn haar_columns(
-    rows: usize,
-    cols: usize,
-    rng: &mut impl Rng,
-) -> Result<nalgebra::DMatrix<f64>> {
+fn haar_columns(rows: usize, cols: usize, rng: &mut impl Rng) -> Result<nalgebra::DMatrix<f64>> {
     let mut draws = Vec::new();
     draws
         .try_reserve_exact(rows * cols)
@@ -344,7 +340,11 @@ fn haar_columns(
     // buffer read as a `cols × rows` matrix is the transpose: the tall matrix PyTorch factors
     // when `rows < cols`.
     let flat_t = nalgebra::DMatrix::from_vec(cols, rows, draws);
-    let tall = if rows >= cols { flat_t.transpose() } else { flat_t };
+    let tall = if rows >= cols {
+        flat_t.transpose()
+    } else {
+        flat_t
+    };
     let qr = tall.qr();
     let r_diag = qr.r().diagonal();
     let mut q = qr.q();

@@ -19,7 +19,7 @@ fn matrix_dims(shape: &[usize]) -> (usize, usize) {
 
 /// The largest deviation of `WᵀW` (tall) or `WWᵀ` (wide) from `gain²·I`.
 fn orthogonality_error<T: Element>(w: &Tensor<T>, gain: f64) -> f64 {
-    let (rows, cols) = matrix_dims(&w.shape());
+    let (rows, cols) = matrix_dims(w.shape());
     let d: Vec<f64> = w.data().iter().map(|v| v.to_f64().unwrap()).collect();
     let m = DMatrix::from_row_slice(rows, cols, &d);
     let gram = if rows >= cols {
@@ -49,7 +49,7 @@ fn orthogonal_to_rounding_in_f64_and_f32() {
     for shape in SHAPES {
         for gain in [1.0, 0.5, 5.0 / 3.0, 3.0] {
             let w = orthogonal::<f64>(shape, gain, &mut rng).unwrap();
-            assert_eq!(&*w.shape(), shape);
+            assert_eq!(w.shape(), shape);
             let e = orthogonality_error(&w, gain);
             assert!(e < 1e-13, "f64 {shape:?} gain {gain}: error {e}");
             let w = orthogonal::<f32>(shape, gain, &mut rng).unwrap();
@@ -87,7 +87,7 @@ fn through_init_and_linear() {
         &mut rng,
     )
     .unwrap();
-    assert!(orthogonality_error(&lin.weight().value(), 1.0) < 1e-13);
+    assert!(orthogonality_error(lin.weight().value(), 1.0) < 1e-13);
     // Its elements are not independent: there is no per-element distribution.
     assert!(matches!(
         Init::Orthogonal { gain: 1.0 }.distribution(&[4, 4]),
@@ -118,7 +118,7 @@ fn errors_as_pytorch() {
     // No elements: PyTorch's no-op, an empty tensor here.
     for shape in [&[0usize, 3][..], &[3, 0], &[2, 0, 4]] {
         let w = orthogonal::<f64>(shape, 1.0, &mut rng).unwrap();
-        assert_eq!(&*w.shape(), shape);
+        assert_eq!(w.shape(), shape);
         assert!(w.data().is_empty());
     }
     // A Linear bias is 1-D: PyTorch's error too.

@@ -268,7 +268,9 @@ impl Init {
 /// tall), factor it `A = QR` by Householder QR, multiply each column of `Q` by the sign of the
 /// matching diagonal entry of `R`, transpose back, and scale by `gain`. The sign correction is
 /// what makes `Q` Haar-distributed (uniform over the orthogonal group; Mezzadri 2007,
-/// arXiv:math-ph/0609050): without it QR's own sign convention biases `Q`.
+/// arXiv:math-ph/0609050): without it LAPACK's sign convention (which `torch.linalg.qr` uses)
+/// biases `Q`. The result is the one QR factor whose `R` has a positive diagonal, which is what
+/// nalgebra's QR returns already; the correction is kept as the definition.
 ///
 /// The result has orthonormal columns times `gain` (`WᵀW = gain²·I`) when `rows ≥ cols`, and
 /// orthonormal rows (`WWᵀ = gain²·I`) when `rows < cols`: every singular value is `gain`.
@@ -346,6 +348,8 @@ fn haar_columns(rows: usize, cols: usize, rng: &mut impl Rng) -> Result<nalgebra
         flat_t
     };
     let qr = tall.qr();
+    // nalgebra 0.35 returns R's diagonal as moduli with the signs folded into Q, so this loop
+    // changes nothing today; it states the definition and survives a change of convention.
     let r_diag = qr.r().diagonal();
     let mut q = qr.q();
     for (j, mut col) in q.column_iter_mut().enumerate() {

@@ -73,6 +73,9 @@ const DECAY_BATCH: usize = 128;
 /// and the SVD (each about ε·σ_max; a deep product's rounding adds a little): reported as
 /// "numerically zero", plotted at the left edge.
 const RESOLVED: f64 = 1e-14;
+/// The plotted densities spread each singular value as a normal this many decades wide
+/// (a kernel density estimate: 256 values over up to 15 decades make a ragged histogram).
+const BANDWIDTH: f64 = 0.15;
 /// Batch size and momentum of the training comparison, as in the PyTorch reference.
 const BATCH: usize = 64;
 const MOMENTUM: f64 = 0.9;
@@ -495,8 +498,6 @@ fn spectra_chart(spectra: &[SpectrumRow], depths: &[usize]) -> vgrad::Result<Cha
         .map(|r| r.spectrum.max().log10())
         .fold(f64::NEG_INFINITY, f64::max)
         .ceil();
-    // Bins a quarter-decade wide.
-    let bins = ((hi - lo) * 4.0).round() as usize;
     let mut panels = Vec::new();
     for &d in depths {
         let mut series = Vec::new();
@@ -523,7 +524,7 @@ fn spectra_chart(spectra: &[SpectrumRow], depths: &[usize]) -> vgrad::Result<Cha
             let share = resolved.len() as f64 / r.spectrum.len() as f64;
             let points = match Spectrum::from_singular_values(resolved) {
                 Ok(s) => s
-                    .density_in(bins, 10f64.powf(lo), 10f64.powf(hi), true)?
+                    .smoothed_density(240, 10f64.powf(lo), 10f64.powf(hi), BANDWIDTH, true)?
                     .into_iter()
                     .map(|(x, y)| (x, y * share))
                     .collect(),

@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run --release --example isometry            # the full run (see the README for its time)
 //! cargo run --release --example isometry -- --quick # a smoke run: shallow networks, one epoch
-//! cargo run --release --example isometry -- --out DIR --epochs 4
+//! cargo run --release --example isometry -- --out DIR --epochs 4 --seed 1
 //! cargo run --release --example isometry -- --help
 //! ```
 //!
@@ -21,7 +21,7 @@
 //! On the 8×8 digits bundled with vgrad (the crate's split: 1,437 train, 360 test,
 //! standardised), for fully connected networks of width 64 (`depth` Linear + activation layers,
 //! then a Linear readout to the 10 classes, no biases' effect: they start at zero), this
-//! example measures, from one seed:
+//! example measures, from one seed (`--seed`, default 0):
 //!
 //! 1. the exact singular values of the body's 64 × 64 Jacobian at initialisation
 //!    (`vgrad::spectrum`, built by JVPs), at four test digits, for tanh and ReLU with orthogonal
@@ -64,7 +64,6 @@ type F = f32;
 
 /// Width of every hidden layer.
 const WIDTH: usize = 64;
-const SEED: u64 = 0;
 /// Test digits at which each Jacobian is taken; their singular values are pooled.
 const POINTS: usize = 4;
 /// Training digits in the batch whose loss is backpropagated for the gradient-decay plot.
@@ -86,11 +85,18 @@ pub const COMMAND: Command = Command {
     about: "deep tanh and ReLU networks at criticality: orthogonal against Gaussian weights",
     quick: "a smoke run: depths 4 and 12, one epoch on 256 training digits",
     writes: Some("the plots and CSV files"),
-    extra: &[Extra {
-        flag: "--epochs",
-        value: "N",
-        help: "training epochs (default 8; 1 with --quick)",
-    }],
+    extra: &[
+        Extra {
+            flag: "--epochs",
+            value: "N",
+            help: "training epochs (default 8; 1 with --quick)",
+        },
+        Extra {
+            flag: "--seed",
+            value: "S",
+            help: "seeds the weights and the order of the training data (default 0)",
+        },
+    ],
 };
 
 /// Command-line options.
@@ -102,6 +108,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Training epochs.
     pub epochs: usize,
+    /// Seeds the weights and the data order.
+    pub seed: u64,
 }
 
 impl Options {
@@ -114,10 +122,12 @@ impl Options {
         if epochs == 0 {
             return Err(args.error("--epochs must be at least 1"));
         }
+        let seed = args.value("--seed")?.unwrap_or(0);
         Ok(Options {
             quick: args.quick,
             out: args.out,
             epochs,
+            seed,
         })
     }
 
@@ -317,8 +327,13 @@ impl SpectrumRow {
     }
 }
 
-fn spectrum_row(kind: Kind, depth: usize, points: &Dataset<f64>) -> vgrad::Result<SpectrumRow> {
-    let mut rng = StdRng::seed_from_u64(SEED);
+fn spectrum_row(
+    kind: Kind,
+    depth: usize,
+    points: &Dataset<f64>,
+    seed: u64,
+) -> vgrad::Result<SpectrumRow> {
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut net = body::<f64>(kind, depth, &mut rng)?;
     let mut pooled = Vec::new();
     let mut predicted = 0.0;
@@ -350,8 +365,8 @@ pub struct Decay {
     pub predicted: Vec<f64>,
 }
 
-fn decay(kind: Kind, depth: usize, batch: &Dataset<f64>) -> vgrad::Result<Decay> {
-    let mut net = network::<f64>(kind, depth, batch.classes, SEED)?;
+fn decay(kind: Kind, depth: usize, batch: &Dataset<f64>, seed: u64) -> vgrad::Result<Decay> {
+    let mut net = network::<f64>(kind, depth, batch.classes, seed)?;
     let tape = Tape::new();
     let mut ctx = Ctx::new(&tape);
     // The input is a leaf so that its gradient is kept; each activation's output is retained.
@@ -420,10 +435,11 @@ fn train(
     lr: f64,
     train: &Dataset<F>,
     test: &Dataset<F>,
-    epochs: usize,
+    opts: &Options,
 ) -> Result<Run, Box<dyn Error>> {
+    let epochs = opts.epochs;
     let start = Instant::now();
-    let mut model = network::<F>(kind, depth, train.classes, SEED)?;
+    let mut model = network::<F>(kind, depth, train.classes, opts.seed)?;
     let mut opt = Sgd::<F>::new(SgdConfig {
         lr,
         momentum: MOMENTUM,
@@ -435,7 +451,7 @@ fn train(
     let mut tape = Tape::new();
     let mut final_loss = f64::NAN;
     for epoch in 0..epochs {
-        for (x, y) in train.batches(BATCH, SEED + epoch as u64)? {
+        for (x, y) in train.batches(BATCH, opts.seed + epoch as u64)? {
             tape.reset();
             let mut ctx = Ctx::new(&tape);
             let logits = model.forward(&mut ctx, tape.constant(x));
@@ -627,7 +643,7 @@ fn decay_chart(decays: &[Decay], depths: &[usize]) -> Chart {
     }
 }
 
-fn accuracy_chart(runs: &[Run], trainings: &[(usize, f64)]) -> Chart {
+fn accuracy_chart(runs: &[Run], trainings: &[(usize, f64)], seed: u64) -> Chart {
     let panels = trainings
         .iter()
         .map(|&(d, lr)| Panel {
@@ -654,7 +670,7 @@ fn accuracy_chart(runs: &[Run], trainings: &[(usize, f64)]) -> Chart {
         })
         .collect();
     Chart {
-        title: "Test accuracy while training: SGD, momentum 0.9, batch 64, one seed".into(),
+        title: format!("Test accuracy while training: SGD, momentum 0.9, batch 64, seed {seed}"),
         x: Axis {
             desc: "epoch".into(),
             log: false,
@@ -733,8 +749,8 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     let mut decays = Vec::new();
     for &d in &depths {
         for kind in KINDS {
-            spectra.push(spectrum_row(kind, d, &points)?);
-            decays.push(decay(kind, d, &decay_batch)?);
+            spectra.push(spectrum_row(kind, d, &points, opts.seed)?);
+            decays.push(decay(kind, d, &decay_batch, opts.seed)?);
         }
     }
     let analysis = start.elapsed().as_secs_f64();
@@ -762,7 +778,7 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     let mut runs = Vec::new();
     for &(d, lr) in &trainings {
         for kind in KINDS {
-            let r = train(kind, d, lr, &train_set, &test_set, opts.epochs)?;
+            let r = train(kind, d, lr, &train_set, &test_set, opts)?;
             println!(
                 "  {:<20} depth {:>3}  lr {:<6} test {:5.1}%  {:5.1} s",
                 r.kind.name(),
@@ -790,7 +806,10 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
             spectra_chart(&summary.spectra, &depths)?,
         ),
         ("gradient_decay.svg", decay_chart(&summary.decays, &depths)),
-        ("accuracy.svg", accuracy_chart(&summary.runs, &trainings)),
+        (
+            "accuracy.svg",
+            accuracy_chart(&summary.runs, &trainings, opts.seed),
+        ),
     ] {
         let path = opts.out.join(name);
         vgrad::monitor::write_svg(&lines::chart_svg(&chart)?, &path)?;

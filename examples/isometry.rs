@@ -834,8 +834,17 @@ pub fn report(summary: &Summary, out: &Path) -> String {
     );
     let _ = writeln!(
         t,
-        "{:<20} {:>5} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>4}",
-        "network", "depth", "mean σ²", "mean field", "var σ²", "max σ", "min σ", "max/min", "≈0"
+        "{:<19} {:>5} {:>8} {:>10} {:>8} {:>6} {:>8} {:>8} {:>7} {:>3}",
+        "network",
+        "depth",
+        "mean σ²",
+        "mean field",
+        "var σ²",
+        "/mean²",
+        "max σ",
+        "min σ",
+        "max/min",
+        "≈0"
     );
     for r in &summary.spectra {
         let s = &r.spectrum;
@@ -848,19 +857,21 @@ pub fn report(summary: &Summary, out: &Path) -> String {
         };
         let _ = writeln!(
             t,
-            "{:<20} {:>5} {:>9.2e} {:>10.2e} {:>9.2e} {:>9.2e} {min:>9} {cond:>8} {:>4}",
+            "{:<19} {:>5} {:>8.2e} {:>10.2e} {:>8.2e} {:>6.1} {:>8.2e} {min:>8} {cond:>7} {:>3}",
             r.kind.name(),
             r.depth,
             s.mean_squared(),
             r.predicted_mean_sq,
             s.variance_squared(),
+            s.variance_squared() / s.mean_squared().powi(2),
             s.max(),
             r.zeros()
         );
     }
     let _ = writeln!(
         t,
-        "(mean field: ∏ χ₁ over the layers; ≈0: how many of the {} values are below {RESOLVED:.0e}·max σ)",
+        "(mean field: ∏ χ₁ over the layers; /mean²: var σ² / (mean σ²)², the spread at any \
+         scale;\n ≈0: how many of the {} values are below {RESOLVED:.0e}·max σ)",
         POINTS * WIDTH
     );
     let _ = writeln!(

@@ -130,6 +130,70 @@ fn linear_network_jacobian_is_the_product_of_its_weights() {
     }
 }
 
+/// `tests/golden/spectrum.json` (from `tests/golden/spectrum_gen.py`): PyTorch's Jacobians by
+/// `torch.func.jacrev` and singular values by `torch.linalg.svdvals`, in float64.
+#[test]
+fn jacobians_and_singular_values_match_pytorch() {
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("golden/spectrum.json")).unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        let mut out = Vec::new();
+        let mut stack = vec![v];
+        // Depth-first, left to right: rows of a nested list in row-major order.
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Array(a) => stack.extend(a.iter().rev()),
+                other => out.push(other.as_f64().unwrap()),
+            }
+        }
+        out
+    };
+    let cases = golden["cases"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let act = match case["activation"].as_str().unwrap() {
+            "tanh" => Activation::Tanh,
+            "relu" => Activation::Relu,
+            _ => Activation::Identity,
+        };
+        let weights = case["weights"].as_array().unwrap();
+        let mut net = Sequential::<f64>::new();
+        for (i, (w, b)) in weights
+            .iter()
+            .zip(case["biases"].as_array().unwrap())
+            .enumerate()
+        {
+            let (rows, cols) = (w.as_array().unwrap().len(), w[0].as_array().unwrap().len());
+            let w = Tensor::from_vec(floats(w), &[rows, cols]).unwrap();
+            net = net.push(Linear::from_tensors(w, Some(Tensor::vector(&floats(b)))).unwrap());
+            if i + 1 < weights.len() {
+                net = net.push(act);
+            }
+        }
+        let x = Tensor::vector(&floats(&case["x"]));
+        let j = input_jacobian(&mut net, &x).unwrap();
+        let want = floats(&case["jacobian"]);
+        assert_eq!(j.numel(), want.len(), "{name}");
+        let err = j
+            .data()
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-13, "{name}: Jacobian off PyTorch's by {err:e}");
+        let s = jacobian_spectrum(&mut net, &x).unwrap();
+        let want = floats(&case["singular_values"]);
+        assert_eq!(s.len(), want.len(), "{name}");
+        for (a, b) in s.singular_values().iter().zip(&want) {
+            assert!(
+                (a - b).abs() < 1e-12 * want[0],
+                "{name}: σ {a} against PyTorch's {b}"
+            );
+        }
+    }
+}
+
 #[test]
 fn tanh_network_jacobian_matches_finite_differences_and_reverse_mode() {
     let mut net = mlp(&[6, 10, 10, 3], Activation::Tanh, 5);
@@ -200,6 +264,59 @@ fn orthogonal_linear_stack_is_an_isometry_and_a_gaussian_one_is_not() {
 }
 
 #[test]
+fn mean_squared_singular_value_follows_mean_field_chi1() {
+    // A tanh network with Gaussian weights N(0, σ_w²/n) and biases N(0, σ_b²), fed an input
+    // already at the fixed point (x = tanh(z), z ~ N(0, q*)): each Linear+tanh block's ⟨σ²⟩ is
+    // σ_w²·mean φ'(h)² ≈ χ₁, and the whole network's ⟨σ²⟩ ≈ χ₁^L, up to finite-width noise.
+    let (width, depth, sigma_b) = (64, 20i32, 0.3);
+    let critical = vgrad::meanfield::critical_sigma_w(Activation::Tanh, sigma_b).unwrap();
+    for sigma_w in [0.8, critical, 1.6] {
+        let p = vgrad::meanfield::MeanField::new(Activation::Tanh, sigma_w, sigma_b)
+            .unwrap()
+            .predict()
+            .unwrap();
+        let cfg = LinearConfig {
+            bias: Some(true),
+            weight_init: Some(gaussian(sigma_w / (width as f64).sqrt())),
+            bias_init: Some(gaussian(sigma_b)),
+        };
+        let mut rng = vgrad::seeded_rng(7);
+        let mut net = Sequential::<f64>::new();
+        for _ in 0..depth {
+            net = net
+                .push(Linear::with_config(width, width, cfg, &mut rng).unwrap())
+                .push(Activation::Tanh);
+        }
+        let z = gaussian(p.q_star.sqrt())
+            .tensor::<f64>(&[1, width], &mut rng)
+            .unwrap();
+        let x = z.map(f64::tanh);
+        let blocks = block_spectra(&mut net, &x, 2).unwrap();
+        let per_layer =
+            blocks.iter().map(|(_, s)| s.mean_squared()).sum::<f64>() / blocks.len() as f64;
+        let whole = jacobian_spectrum(&mut net, &x).unwrap().mean_squared();
+        println!(
+            "σ_w {sigma_w:.4}: χ₁ {:.4}, per-layer <σ²> {per_layer:.4}; χ₁^{depth} {:.3e}, \
+             whole <σ²> {whole:.3e}",
+            p.chi1,
+            p.chi1.powi(depth)
+        );
+        assert!(
+            (per_layer / p.chi1 - 1.0).abs() < 0.1,
+            "per layer {per_layer} vs {}",
+            p.chi1
+        );
+        // ln⟨σ²⟩ fluctuates by about √(2L/n) ≈ 0.8 at this width: within a factor e².
+        let log_err = (whole.ln() - depth as f64 * p.chi1.ln()).abs();
+        assert!(
+            log_err < 2.0,
+            "whole {whole:e} vs χ₁^L {:e}",
+            p.chi1.powi(depth)
+        );
+    }
+}
+
+#[test]
 fn spectrum_statistics_and_density() {
     let s = Spectrum::from_singular_values(vec![1.0, 3.0, 2.0, 0.0]).unwrap();
     assert_eq!(s.singular_values(), &[3.0, 2.0, 1.0, 0.0]);
@@ -219,6 +336,15 @@ fn spectrum_statistics_and_density() {
         assert!((total - 1.0).abs() < 1e-12, "log {log}: integral {total}");
     }
     assert!(s.density(0, false).is_empty());
+    // On a log axis the axis starts at the SVD's resolution and 0 counts in the first bin.
+    assert!((s.resolution() - 4.0 * f64::EPSILON * 3.0).abs() < 1e-30);
+    let d = s.density(6, true);
+    assert!(
+        (d[0].0.log10() - (s.resolution().log10() + (3f64 / s.resolution()).log10() / 12.0)).abs()
+            < 1e-12
+    );
+    let w = d[1].0.log10() - d[0].0.log10();
+    assert!((d[0].1 * w - 0.25).abs() < 1e-12);
     // The smoothed density integrates to 1 over a range a few bandwidths wider.
     for log in [false, true] {
         let (lo, hi, bw) = if log {

@@ -69,10 +69,6 @@ const WIDTH: usize = 64;
 const POINTS: usize = 4;
 /// Training digits in the batch whose loss is backpropagated for the gradient-decay plot.
 const DECAY_BATCH: usize = 128;
-/// Singular values below this fraction of the largest are zero to the precision of the JVPs
-/// and the SVD (each about ε·σ_max; a deep product's rounding adds a little): reported as
-/// "numerically zero", plotted at the left edge.
-const RESOLVED: f64 = 1e-14;
 /// The plotted densities spread each singular value as a normal this many decades wide
 /// (a kernel density estimate: 256 values over up to 15 decades make a ragged histogram).
 const BANDWIDTH: f64 = 0.15;
@@ -314,16 +310,17 @@ pub struct SpectrumRow {
 }
 
 impl SpectrumRow {
-    /// The smallest singular value, or `None` when it is numerically zero.
+    /// The smallest singular value, or `None` when it is numerically zero: below
+    /// [`Spectrum::resolution`], `n·ε·σ_max` (n the pooled count), where an f64 SVD is rounding.
     pub fn resolved_min(&self) -> Option<f64> {
         let s = &self.spectrum;
-        (s.min() >= RESOLVED * s.max()).then(|| s.min())
+        (s.min() >= s.resolution()).then(|| s.min())
     }
 
     /// How many pooled singular values are numerically zero.
     pub fn zeros(&self) -> usize {
         let s = &self.spectrum;
-        let floor = RESOLVED * s.max();
+        let floor = s.resolution();
         s.singular_values().iter().filter(|&&v| v < floor).count()
     }
 }
@@ -500,7 +497,7 @@ fn spectra_chart(spectra: &[SpectrumRow], depths: &[usize]) -> vgrad::Result<Cha
     let lo = spectra
         .iter()
         .flat_map(|r| {
-            let floor = RESOLVED * r.spectrum.max();
+            let floor = r.spectrum.resolution();
             r.spectrum
                 .singular_values()
                 .iter()
@@ -530,7 +527,7 @@ fn spectra_chart(spectra: &[SpectrumRow], depths: &[usize]) -> vgrad::Result<Cha
                     r.kind.colour(),
                 ));
             }
-            let floor = RESOLVED * r.spectrum.max();
+            let floor = r.spectrum.resolution();
             let resolved: Vec<f64> = r
                 .spectrum
                 .singular_values()
@@ -563,7 +560,7 @@ fn spectra_chart(spectra: &[SpectrumRow], depths: &[usize]) -> vgrad::Result<Cha
     Ok(Chart {
         title: "Singular values of the input-output Jacobian at initialisation, width 64".into(),
         x: Axis {
-            desc: format!("singular value σ (≈ 0: below {RESOLVED:.0e}·max σ)"),
+            desc: "singular value σ (≈ 0: below the SVD's resolution)".into(),
             log: true,
             range: Some((10f64.powf(lo), 10f64.powf(hi))),
         },
@@ -851,8 +848,8 @@ pub fn report(summary: &Summary, out: &Path) -> String {
         let (min, cond) = match r.resolved_min() {
             Some(m) => (format!("{m:.2e}"), format!("{:.1e}", s.max() / m)),
             None => (
-                format!("<{:.0e}", RESOLVED * s.max()),
-                format!(">{:.0e}", 1.0 / RESOLVED),
+                format!("<{:.0e}", s.resolution()),
+                format!(">{:.0e}", s.max() / s.resolution()),
             ),
         };
         let _ = writeln!(
@@ -871,7 +868,7 @@ pub fn report(summary: &Summary, out: &Path) -> String {
     let _ = writeln!(
         t,
         "(mean field: ∏ χ₁ over the layers; /mean²: var σ² / (mean σ²)², the spread at any \
-         scale;\n ≈0: how many of the {} values are below {RESOLVED:.0e}·max σ)",
+         scale;\n ≈0: how many of the {} values are below the SVD's resolution, n·ε·max σ)",
         POINTS * WIDTH
     );
     let _ = writeln!(

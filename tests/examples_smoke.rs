@@ -38,6 +38,10 @@ mod gradient_flow;
 #[path = "../examples/resume.rs"]
 mod resume;
 
+#[allow(dead_code)]
+#[path = "../examples/isometry.rs"]
+mod isometry;
+
 use learning_rate::{Options, Verdict};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -159,7 +163,7 @@ fn vanishing_arguments() {
 const CHILD: &str = "VGRAD_EXAMPLE_CHILD";
 
 /// Every example, and the files its quick run writes into `--out` (`None`: it takes no `--out`).
-const EXAMPLES: [(&str, Option<&[&str]>); 5] = [
+const EXAMPLES: [(&str, Option<&[&str]>); 6] = [
     ("quickstart", None),
     (
         "learning_rate",
@@ -221,6 +225,17 @@ const EXAMPLES: [(&str, Option<&[&str]>); 5] = [
         "resume",
         Some(&["model.safetensors", "optimizer.safetensors"]),
     ),
+    (
+        "isometry",
+        Some(&[
+            "accuracy.csv",
+            "accuracy.svg",
+            "gradient_decay.csv",
+            "gradient_decay.svg",
+            "singular_values.svg",
+            "spectra.csv",
+        ]),
+    ),
 ];
 
 /// Not a test of its own: in a normal run it returns at once. In a child started by
@@ -239,6 +254,7 @@ fn example_child() {
         "vanishing" => vanishing::cli(parts),
         "gradient_flow" => gradient_flow::cli(parts),
         "resume" => resume::cli(parts),
+        "isometry" => isometry::cli(parts),
         other => panic!("no example {other}"),
     };
     std::process::exit(code.into());
@@ -424,6 +440,11 @@ fn resume_as_a_process() {
 }
 
 #[test]
+fn isometry_as_a_process() {
+    quick_run_writes_into_out("isometry", EXAMPLES[5].1);
+}
+
+#[test]
 fn vanishing_quick_run_tells_the_story_and_writes_its_files() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples_smoke_vanishing");
     let _ = std::fs::remove_dir_all(&out);
@@ -500,4 +521,70 @@ fn resume_quick_run_continues_exactly_and_a_fresh_optimiser_does_not() {
         .collect();
     files.sort();
     assert_eq!(files, ["model.safetensors", "optimizer.safetensors"]);
+}
+
+#[test]
+fn isometry_quick_run_shows_orthogonal_weights_keep_the_spectrum_together() {
+    use isometry::{Act, Weights};
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples_smoke_isometry");
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = isometry::Options::from_args([
+        "--quick".to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ])
+    .unwrap();
+    let s = isometry::run(&opts).unwrap();
+    let deepest = s.spectra.iter().map(|r| r.depth).max().unwrap();
+    let spectrum = |act, weights| {
+        let r = s
+            .spectra
+            .iter()
+            .find(|r| r.depth == deepest && r.kind.act == act && r.kind.weights == weights);
+        r.unwrap()
+    };
+    // The spread of σ² relative to its mean: small for orthogonal tanh, large for Gaussian.
+    let spread = |r: &isometry::SpectrumRow| {
+        r.spectrum.variance_squared() / r.spectrum.mean_squared().powi(2)
+    };
+    let orth = spectrum(Act::Tanh, Weights::Orthogonal);
+    let gauss = spectrum(Act::Tanh, Weights::Gaussian);
+    assert!(spread(gauss) > 3.0 * spread(orth), "{orth:?}\n{gauss:?}");
+    assert!(
+        orth.resolved_min().is_some() && orth.zeros() == 0,
+        "{orth:?}"
+    );
+    // Mean field predicts the mean of σ² (∏ χ₁) for the orthogonal network.
+    let ratio = orth.spectrum.mean_squared() / orth.predicted_mean_sq;
+    assert!((0.5..2.0).contains(&ratio), "{orth:?}");
+    // ReLU's Jacobian is singular at a point: dead units zero whole rows.
+    assert!(spectrum(Act::Relu, Weights::Gaussian).zeros() > 0);
+    // Gradient decay: normalised to 1 at the top, and the prediction follows it for tanh.
+    for d in &s.decays {
+        assert_eq!(d.measured.len(), d.depth + 1);
+        assert!((d.measured[d.depth] - 1.0).abs() < 1e-12, "{d:?}");
+        assert!(
+            d.measured.iter().all(|v| v.is_finite() && *v > 0.0),
+            "{d:?}"
+        );
+        if d.kind.act == Act::Tanh && d.kind.weights == Weights::Orthogonal {
+            let r = d.measured[0] / d.predicted[0];
+            assert!((0.33..3.0).contains(&r), "{d:?}");
+        }
+    }
+    // Every run trained one epoch and was evaluated before and after it.
+    assert_eq!(s.runs.len(), 2 * isometry::KINDS.len());
+    for r in &s.runs {
+        assert_eq!(r.test_acc.len(), 2, "{r:?}");
+        assert!(r.test_acc.iter().all(|a| (0.0..=1.0).contains(a)), "{r:?}");
+    }
+    assert_eq!(s.files.len(), 6);
+    for f in &s.files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(text.len() > 100, "{} is nearly empty", f.display());
+    }
+    let svg = std::fs::read_to_string(out.join("singular_values.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("tanh, orthogonal"));
+    let text = isometry::report(&s, &out);
+    assert!(text.lines().all(|l| l.len() <= 100), "{text}");
 }

@@ -62,7 +62,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(ROOT, "benches", "configs.json")
+DEFAULT_CONFIGS = os.path.join(ROOT, "benches", "configs.json")
+CONFIGS = DEFAULT_CONFIGS  # --config-file replaces it (e.g. ../shared/bench/grid.json)
 
 # The figures (median ms per step, this machine kind, quiet), used for peers that are
 # not measured in the run. Keyed by thread count, then config, then peer.
@@ -183,6 +184,9 @@ class Peer:
             argv += ["--threads", str(threads)]
         if self.config_flag:
             argv += ["--config-file", CONFIGS]
+        elif CONFIGS != DEFAULT_CONFIGS:
+            # A peer that reads the shared file by default still gets another file by name.
+            argv += ["--config-file", CONFIGS]
         return argv + extra
 
     def run(self, threads, extra):
@@ -192,7 +196,8 @@ class Peer:
 def build_peers(a, shared):
     peers = {}
     exe = cargo_executable(["bench", "--bench", "peers", "--no-run"], "peers", cwd=ROOT)
-    peers["vgrad"] = Peer("vgrad", [exe] + (["--two-calls"] if a.two_calls else []))
+    step = ["--two-calls"] if a.two_calls else (["--readme"] if a.readme else [])
+    peers["vgrad"] = Peer("vgrad", [exe] + step)
     if not a.no_torch:
         if importable("torch"):
             peers["torch"] = Peer("torch", [sys.executable, os.path.join(shared, "torch_mlp.py")])
@@ -440,16 +445,23 @@ def main():
     ap.add_argument("--mem", action="store_true", help="peak RSS by /usr/bin/time -v (1 thread)")
     ap.add_argument("--f64", action="store_true", help="vgrad f64 vs f32")
     ap.add_argument("--two-calls", action="store_true", help="vgrad steps as backward, then Sgd::step")
+    ap.add_argument("--readme", action="store_true",
+                    help="vgrad steps as README.md's loop (backward, then step with the tape alive)")
+    ap.add_argument("--config-file", default=None,
+                    help="the configs every peer runs (default benches/configs.json; e.g. ../shared/bench/grid.json)")
     ap.add_argument("--no-steps", action="store_true", help="skip the training-step comparison")
     ap.add_argument("--wait-load", type=float, default=None, help="wait until the 1-min load is below this")
     ap.add_argument("--wait-max", type=float, default=600, help="longest wait for --wait-load, seconds")
     ap.add_argument("--markdown", default=None, help="also write the report here")
     ap.add_argument("--raw", default=None, help="append every JSON line (with round, load) here")
     a = ap.parse_args()
+    if a.config_file:
+        global CONFIGS
+        CONFIGS = os.path.abspath(a.config_file)
 
     shared = os.path.abspath(a.shared)
     shared_cfg = os.path.join(shared, "configs.json")
-    if os.path.exists(shared_cfg) and json.load(open(shared_cfg)) != json.load(open(CONFIGS)):
+    if CONFIGS == DEFAULT_CONFIGS and os.path.exists(shared_cfg) and json.load(open(shared_cfg)) != json.load(open(CONFIGS)):
         log(f"WARNING: benches/configs.json differs from {shared_cfg}; copy the shared one over")
     all_names = [c["name"] for c in json.load(open(CONFIGS))["mlp"]]
     names = a.configs.split(",") if a.configs else all_names

@@ -65,7 +65,11 @@
 //!   PyTorch's defaults; [`Tape::set_detect_anomaly`] names the first op that produced a NaN or
 //!   infinity.
 //! * **[`CustomOp`]** — your own differentiable op with its forward and backward.
-//! * **[`nn`]** — parameters, layers with PyTorch's names, layouts and defaults, initialisation.
+//! * **[`nn`]** — parameters, layers with PyTorch's names, layouts and defaults, initialisation
+//!   (orthogonal included).
+//! * **[`meanfield`]** — whether a deep network will train, predicted before training: the
+//!   fixed-point variance, χ₁ (the per-layer gradient factor), the depth scales and the
+//!   order-to-chaos σ_w of mean-field theory.
 //!
 //! ## Features
 //!
@@ -107,6 +111,7 @@ pub mod error;
 pub mod forward;
 mod gradcheck;
 mod hash;
+pub mod meanfield;
 pub mod monitor;
 pub mod nn;
 mod ops;

@@ -58,6 +58,9 @@
 //! * **Forward mode** — [`forward::jvp`] and [`Var::jvp`] give Jacobian-vector products `J·v`
 //!   by one tangent sweep forward over the tape (about the cost of a forward pass), beside
 //!   reverse mode's `Jᵀ·u` ([`forward::vjp`], [`Var::backward_with`]).
+//! * **Spectra** — [`spectrum`]: the singular values of a model's input–output Jacobian at a
+//!   point (exact by JVPs and an SVD, or estimated by Lanczos through JVP + VJP), and layer
+//!   by layer: how close a network is to dynamical isometry.
 //! * **Hooks** — [`Var::register_hook`] sees (and may replace) a variable's complete gradient;
 //!   [`Tape::on_labelled_grad`] sees every labelled node's value and gradient, which is how
 //!   per-layer gradient magnitudes are observed.
@@ -115,6 +118,7 @@ pub mod meanfield;
 pub mod monitor;
 pub mod nn;
 mod ops;
+pub mod spectrum;
 mod tape;
 pub mod tensor;
 

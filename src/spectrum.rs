@@ -1,0 +1,529 @@
+//! The singular values of a model's input–output Jacobian at a point: exact for small widths,
+//! estimated by Lanczos for large ones, and layer by layer.
+//!
+//! For a network `f: ℝⁿ → ℝᵐ` and one input `x`, the Jacobian `J = ∂f/∂x` (`m × n`) says how a
+//! small change of the input reaches the output, and `Jᵀ` how a gradient at the output reaches
+//! the input: backpropagation through the whole network is one multiplication by `Jᵀ`. Its
+//! singular values `σ₁ ≥ … ≥ σ_min(m,n)` are the gains along its principal directions. A network is
+//! in *dynamical isometry* when they all sit near 1: every direction of the gradient passes
+//! through the depth without being stretched or crushed (Saxe, McClelland & Ganguli, 2014, for
+//! deep linear networks; Pennington, Schoenholz & Ganguli, 2017, "Resurrecting the sigmoid in
+//! deep learning through dynamical isometry", for nonlinear ones).
+//!
+//! Two numbers summarise a spectrum. The mean squared singular value
+//! `⟨σ²⟩ = tr(JᵀJ)/n` is what mean-field theory predicts: for a network of depth `L` whose
+//! layers each multiply a gradient's squared norm by `χ₁` on average, `⟨σ²⟩ = χ₁^L`, so it
+//! vanishes or explodes exponentially unless `χ₁ = 1` (criticality). Criticality fixes the mean only. The *spread*, the variance
+//! of `σ²`, is what separates initialisations: for a critical tanh network with Gaussian weights
+//! it grows linearly with depth (most `σ` collapse towards 0 while a few grow), and with
+//! orthogonal weights it stays of order 1 (Pennington et al., 2017, section 3). ReLU networks
+//! cannot reach isometry with either: their Jacobians have a spread that grows with depth
+//! whatever the weights.
+//!
+//! # What is here
+//!
+//! * Exact: [`input_jacobian`] builds `J` by forward-mode Jacobian-vector products
+//!   ([`forward`](crate::forward)): one tangent sweep with the input repeated `n` times as a
+//!   batch and the identity as the tangents gives all `n` columns at once.
+//!   [`singular_values`] is nalgebra's SVD; [`jacobian_spectrum`] is the two together, as a
+//!   [`Spectrum`] (max, min, mean and variance of `σ²`, condition number, density).
+//!   Cost: `n` JVPs (one batched sweep) and an `O(m n min(m, n))` SVD: widths up to a few
+//!   hundred.
+//! * Estimated: [`estimate_spectrum`] never forms `J`. It runs Lanczos on `JᵀJ` with each
+//!   product `v ↦ Jᵀ(J v)` as one JVP followed by one VJP on a single recording of the model,
+//!   and returns the top and bottom singular values and a spectral density by stochastic
+//!   Lanczos quadrature ([`SpectrumEstimate`]).
+//! * Per layer: [`layer_spectra`] (and [`block_spectra`]) give the spectrum of each child of a
+//!   [`Sequential`] with respect to its own input, at the point `x` reaches it.
+//!
+//! # Modes
+//!
+//! The Jacobian is of the model as it runs: put it in evaluation mode first
+//! ([`Module::eval`]). In training mode a [`BatchNorm1d`](crate::nn::BatchNorm1d) normalises one
+//! row by its own statistics (an error, PyTorch's too) and [`Dropout`](crate::nn::Dropout) draws a
+//! mask per row; [`input_jacobian`] compares the batched rows with the single row and returns
+//! [`Error::State`] when they differ.
+//!
+//! # Example
+//!
+//! A deep linear network with orthogonal weights is an isometry: every singular value is 1.
+//! With Gaussian weights of the same scale the mean of `σ²` is still about 1, but the spread
+//! is not.
+//!
+//! ```
+//! use vgrad::nn::{init, Linear, Sequential};
+//! use vgrad::spectrum::jacobian_spectrum;
+//! use vgrad::Tensor;
+//!
+//! let mut rng = vgrad::seeded_rng(0);
+//! let (width, depth) = (16, 10);
+//! let mut orth = Sequential::<f64>::new();
+//! for _ in 0..depth {
+//!     let w = init::orthogonal(&[width, width], 1.0, &mut rng)?;
+//!     orth = orth.push(Linear::from_tensors(w, None)?);
+//! }
+//! let x = Tensor::from_fn(&[1, width], |i| i as f64 / width as f64);
+//! let s = jacobian_spectrum(&mut orth, &x)?;
+//! assert!((s.max() - 1.0).abs() < 1e-12 && (s.min() - 1.0).abs() < 1e-12);
+//! assert!((s.mean_squared() - 1.0).abs() < 1e-12 && s.variance_squared() < 1e-12);
+//! # Ok::<(), vgrad::Error>(())
+//! ```
+
+use crate::error::{Error, Result};
+use crate::nn::{Ctx, Module, Sequential};
+use crate::tape::{Tape, Var};
+use crate::tensor::{Element, Tensor};
+use nalgebra::DMatrix;
+
+/// A model's forward pass, whatever holds it: one module, or a run of a `Sequential`'s children.
+trait Forward<T: Element> {
+    fn run<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T>;
+}
+
+struct Whole<'m, M: ?Sized>(&'m mut M);
+
+impl<T: Element, M: Module<T> + ?Sized> Forward<T> for Whole<'_, M> {
+    fn run<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+        self.0.forward(ctx, x)
+    }
+}
+
+/// Consecutive children of a `Sequential`, applied in order.
+struct Chain<'m, T: Element>(&'m mut [Box<dyn Module<T>>]);
+
+impl<T: Element> Forward<T> for Chain<'_, T> {
+    fn run<'t>(&mut self, ctx: &mut Ctx<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+        self.0.iter_mut().fold(x, |h, c| c.forward(ctx, h))
+    }
+}
+
+/// `x` as one row `[1, n]`; `Err(Error::Shape)` unless it is `[n]` or `[1, n]` with `n ≥ 1`.
+fn one_row<T: Element>(op: &str, x: &Tensor<T>) -> Result<Tensor<T>> {
+    match *x.shape() {
+        [n] | [1, n] if n > 0 => Tensor::from_vec(x.to_vec(), &[1, n]),
+        _ => Err(Error::Shape(format!(
+            "{op}: the input must be one row, [n] or [1, n] with n ≥ 1; got {:?}",
+            x.shape()
+        ))),
+    }
+}
+
+/// The model's output at the single row `x` (nothing recorded for gradients), flattened.
+fn output_row<T: Element>(f: &mut impl Forward<T>, x: &Tensor<T>) -> Result<Tensor<T>> {
+    let tape = Tape::new();
+    tape.set_grad_enabled(false);
+    let y = f
+        .run(&mut Ctx::new(&tape), tape.constant(x.clone()))
+        .value();
+    if y.shape().first() != Some(&1) || y.numel() == 0 {
+        return Err(Error::Shape(format!(
+            "spectrum: the model maps one row {:?} to {:?}, not to one non-empty row",
+            x.shape(),
+            y.shape()
+        )));
+    }
+    Ok(y)
+}
+
+/// `J` (`[m, n]`, f64) of `f` at the single row `x` (`[1, n]`), by one batched JVP sweep, and
+/// `f(x)` as one row `[1, m]`.
+fn jacobian_of<T: Element>(
+    f: &mut impl Forward<T>,
+    x: &Tensor<T>,
+) -> Result<(Tensor<f64>, Tensor<T>)> {
+    let y1 = output_row(f, x)?;
+    let (n, m) = (x.numel(), y1.numel());
+    let xs = x.data();
+    let batch = Tensor::from_fn(&[n, n], |k| xs[k % n]);
+    let eye = Tensor::from_fn(
+        &[n, n],
+        |k| if k / n == k % n { T::one() } else { T::zero() },
+    );
+    let tape = Tape::new();
+    let xv = tape.leaf(batch);
+    // Parameters recorded as constants: the tangent sweep runs through the input's path only.
+    tape.set_grad_enabled(false);
+    let y = f.run(&mut Ctx::new(&tape), xv);
+    let yb = y.value();
+    if yb.numel() != n * m {
+        return Err(Error::Shape(format!(
+            "input_jacobian: a batch of {n} rows gives an output of shape {:?}, not {n} rows of {m}",
+            yb.shape()
+        )));
+    }
+    // Every row of the batch is `x`, so every output row must be `f(x)`: otherwise the rows
+    // interact (BatchNorm with batch statistics, Dropout) and the batched tangents are not J's
+    // columns. The tolerance allows for kernels that round differently at another batch size.
+    let tol = T::epsilon().widen().sqrt();
+    let scale = y1.data().iter().fold(1.0f64, |a, v| a.max(v.widen().abs()));
+    let differs = yb
+        .data()
+        .iter()
+        .enumerate()
+        .any(|(k, v)| !((v.widen() - y1.data()[k % m].widen()).abs() <= tol * scale));
+    if differs {
+        return Err(Error::State(
+            "input_jacobian: the model's output for a row depends on the other rows of its batch \
+             (BatchNorm in training mode, Dropout?): call model.eval() first"
+                .into(),
+        ));
+    }
+    // Row i of the tangent is J·eᵢ, column i of J.
+    let cols = y.jvp(&[xv], &[eye])?;
+    let c = cols.data();
+    let j = Tensor::from_fn(&[m, n], |k| c[(k % n) * m + k / n].widen());
+    Ok((j, Tensor::from_vec(y1.to_vec(), &[1, m])?))
+}
+
+/// The Jacobian `J = ∂model(x)/∂x` of the model's output with respect to its input at one input
+/// row `x`, as an `[m, n]` `f64` matrix (`n` inputs, `m` outputs): entry `(i, j)` is
+/// `∂yᵢ/∂xⱼ`. PyTorch's `torch.func.jacfwd(model)(x)` for one sample.
+///
+/// Built by forward mode: the model runs once on `x` and once on a batch of `n` copies of `x`
+/// with the identity as tangents, one tangent sweep ([`Var::jvp`]) giving all `n` columns. The
+/// parameters are recorded as constants, so nothing is spent on their derivatives. The
+/// arithmetic is the model's own (`T`); the result is widened to `f64`.
+///
+/// # Errors
+/// [`Error::Shape`] if `x` is not one row (`[n]` or `[1, n]`, `n ≥ 1`) or the model does not map
+/// one row to one row (`[1, m]`, or `[1, …]` flattened); [`Error::State`] if the rows of a batch
+/// interact (a model in training mode: call [`Module::eval`] first).
+///
+/// # Panics
+/// Whatever the model panics on for this input (a shape it does not take; a
+/// [`BatchNorm1d`](crate::nn::BatchNorm1d) in training mode given one row).
+///
+/// # Example
+/// A linear layer's Jacobian is its weight:
+/// ```
+/// use vgrad::nn::Linear;
+/// use vgrad::spectrum::input_jacobian;
+/// use vgrad::Tensor;
+///
+/// let w = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+/// let mut layer = Linear::from_tensors(w.clone(), Some(Tensor::vector(&[0.5, -0.5])))?;
+/// let j = input_jacobian(&mut layer, &Tensor::vector(&[0.1, 0.2, 0.3]))?;
+/// assert_eq!(j.shape(), &[2, 3]);
+/// assert!(j.allclose(&w, 0.0, 1e-15));
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+pub fn input_jacobian<T: Element, M: Module<T> + ?Sized>(
+    model: &mut M,
+    x: &Tensor<T>,
+) -> Result<Tensor<f64>> {
+    let x = one_row("input_jacobian", x)?;
+    Ok(jacobian_of(&mut Whole(model), &x)?.0)
+}
+
+/// The singular values of the matrix `j`, in descending order (nalgebra's SVD: Householder
+/// bidiagonalisation and implicit QR, accurate to about `ε·σ_max` in each value).
+///
+/// # Errors
+/// [`Error::Shape`] if `j` is not a matrix with at least one row and one column;
+/// [`Error::Config`] if an entry is NaN or infinite (no SVD is defined).
+///
+/// # Example
+/// ```
+/// use vgrad::spectrum::singular_values;
+/// use vgrad::Tensor;
+/// let j = Tensor::from_vec(vec![3.0, 0.0, 0.0, -2.0], &[2, 2])?;
+/// let s = singular_values(&j)?;
+/// assert!((s[0] - 3.0).abs() < 1e-15 && (s[1] - 2.0).abs() < 1e-15);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+pub fn singular_values(j: &Tensor<f64>) -> Result<Vec<f64>> {
+    let &[m, n] = j.shape() else {
+        return Err(Error::Shape(format!(
+            "singular_values: expected a matrix, got shape {:?}",
+            j.shape()
+        )));
+    };
+    if m == 0 || n == 0 {
+        return Err(Error::Shape(format!(
+            "singular_values: the matrix [{m}, {n}] is empty"
+        )));
+    }
+    if !j.all_finite() {
+        return Err(Error::Config(
+            "singular_values: the matrix has NaN or infinite entries".into(),
+        ));
+    }
+    let mut s = DMatrix::from_row_slice(m, n, j.data())
+        .singular_values()
+        .as_slice()
+        .to_vec();
+    s.sort_by(|a, b| b.total_cmp(a));
+    Ok(s)
+}
+
+/// The singular values of the model's input–output Jacobian at `x`: [`input_jacobian`] then
+/// [`singular_values`].
+///
+/// # Errors
+/// As [`input_jacobian`] and [`singular_values`] (a Jacobian with non-finite entries is
+/// [`Error::Config`]).
+///
+/// # Panics
+/// As [`input_jacobian`].
+///
+/// # Example
+/// A tanh network at σ_w = 1 (critical for tanh with no bias): the mean of `σ²` stays of order
+/// 1 at depth 8.
+/// ```
+/// use vgrad::nn::{init::Init, Activation, Linear, LinearConfig, Sequential};
+/// use vgrad::spectrum::jacobian_spectrum;
+/// use vgrad::Tensor;
+///
+/// let mut rng = vgrad::seeded_rng(1);
+/// let cfg = LinearConfig::init(Init::Orthogonal { gain: 1.0 }).no_bias();
+/// let mut net = Sequential::<f64>::new();
+/// for _ in 0..8 {
+///     net = net.push(Linear::with_config(32, 32, cfg.clone(), &mut rng)?).push(Activation::Tanh);
+/// }
+/// let x = Tensor::from_fn(&[1, 32], |i| ((i * 7) % 5) as f64 * 0.1 - 0.2);
+/// let s = jacobian_spectrum(&mut net, &x)?;
+/// assert_eq!(s.len(), 32);
+/// assert!(s.max() <= 1.0 + 1e-12); // |tanh'| ≤ 1 and orthogonal weights: no direction grows
+/// assert!(s.mean_squared() > 0.5);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+pub fn jacobian_spectrum<T: Element, M: Module<T> + ?Sized>(
+    model: &mut M,
+    x: &Tensor<T>,
+) -> Result<Spectrum> {
+    Spectrum::from_singular_values(singular_values(&input_jacobian(model, x)?)?)
+}
+
+/// The spectrum of each child of `model` with respect to its own input, at the point `x`
+/// reaches it: `(name, spectrum)` per child, named by position (`"0"`, `"1"`, …, PyTorch's
+/// `nn.Sequential` names). The whole network's Jacobian is the product of these, last first
+/// (`J = J_{L−1}·…·J₀`); an activation's Jacobian is diagonal, `diag(φ'(h))`, so its singular
+/// values are the `|φ'|` at its input. [`block_spectra`] groups children (a `Linear` with the
+/// activation after it).
+///
+/// # Errors
+/// As [`jacobian_spectrum`] for each child (which must map one row to one row);
+/// [`Error::Shape`] for an empty `model`.
+///
+/// # Panics
+/// As [`input_jacobian`].
+///
+/// # Example
+/// ```
+/// use vgrad::nn::{Activation, Linear, Sequential};
+/// use vgrad::spectrum::layer_spectra;
+/// use vgrad::Tensor;
+///
+/// let mut rng = vgrad::seeded_rng(0);
+/// let mut net = Sequential::<f64>::new()
+///     .push(Linear::new(4, 8, &mut rng)?)
+///     .push(Activation::Tanh)
+///     .push(Linear::new(8, 2, &mut rng)?);
+/// let layers = layer_spectra(&mut net, &Tensor::vector(&[0.1, 0.2, -0.3, 0.4]))?;
+/// let names: Vec<&str> = layers.iter().map(|(n, _)| n.as_str()).collect();
+/// assert_eq!(names, ["0", "1", "2"]);
+/// assert_eq!(layers[1].1.len(), 8); // tanh's Jacobian is 8 × 8 and diagonal
+/// assert!(layers[1].1.max() <= 1.0);
+/// # Ok::<(), vgrad::Error>(())
+/// ```
+pub fn layer_spectra<T: Element>(
+    model: &mut Sequential<T>,
+    x: &Tensor<T>,
+) -> Result<Vec<(String, Spectrum)>> {
+    block_spectra(model, x, 1)
+}
+
+/// [`layer_spectra`] with the children taken `block` at a time (the last block may be
+/// shorter): the Jacobian of each block with respect to its input. Blocks of one child are
+/// named by position (`"3"`), longer ones by their first and last (`"2-3"`). With `block = 2`
+/// on a network of `Linear`, activation, `Linear`, activation, … each spectrum is one layer's
+/// `diag(φ'(h))·W`, whose mean `σ²` mean-field theory predicts as `χ₁`.
+///
+/// # Errors
+/// [`Error::Config`] if `block` is 0; otherwise as [`layer_spectra`].
+///
+/// # Panics
+/// As [`input_jacobian`].
+pub fn block_spectra<T: Element>(
+    model: &mut Sequential<T>,
+    x: &Tensor<T>,
+    block: usize,
+) -> Result<Vec<(String, Spectrum)>> {
+    if block == 0 {
+        return Err(Error::Config(
+            "block_spectra: block must be at least 1".into(),
+        ));
+    }
+    if model.is_empty() {
+        return Err(Error::Shape(
+            "layer_spectra: the model has no children".into(),
+        ));
+    }
+    let mut h = one_row("layer_spectra", x)?;
+    let mut out = Vec::new();
+    for (b, chunk) in model.children_mut().chunks_mut(block).enumerate() {
+        let first = b * block;
+        let name = match chunk.len() {
+            1 => first.to_string(),
+            k => format!("{first}-{}", first + k - 1),
+        };
+        let (j, y) = jacobian_of(&mut Chain(chunk), &h)?;
+        out.push((name, Spectrum::from_singular_values(singular_values(&j)?)?));
+        h = y;
+    }
+    Ok(out)
+}
+
+/// A set of singular values (descending) and the statistics the dynamical-isometry literature
+/// reads from them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spectrum {
+    values: Vec<f64>,
+}
+
+impl Spectrum {
+    /// A spectrum from singular values in any order (they are sorted, descending).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `values` is empty or one of them is negative, NaN or infinite.
+    pub fn from_singular_values(mut values: Vec<f64>) -> Result<Self> {
+        if values.is_empty() {
+            return Err(Error::Config("Spectrum: no singular values".into()));
+        }
+        if let Some(bad) = values.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+            return Err(Error::Config(format!(
+                "Spectrum: a singular value must be finite and ≥ 0, got {bad}"
+            )));
+        }
+        values.sort_by(|a, b| b.total_cmp(a));
+        Ok(Spectrum { values })
+    }
+
+    /// The singular values, descending.
+    pub fn singular_values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// How many singular values (`min(m, n)` for an `m × n` Jacobian); never 0.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Always false: a spectrum has at least one value (kept for clippy's `len` convention).
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The largest singular value, `‖J‖₂`.
+    pub fn max(&self) -> f64 {
+        self.values[0]
+    }
+
+    /// The smallest singular value.
+    pub fn min(&self) -> f64 {
+        self.values[self.values.len() - 1]
+    }
+
+    /// `⟨σ²⟩`, the mean of the squared singular values: `‖J‖²_F / min(m, n)`, which is
+    /// `tr(JᵀJ)/n` for a square or tall `J`. Mean-field theory predicts `χ₁^depth`.
+    pub fn mean_squared(&self) -> f64 {
+        self.values.iter().map(|s| s * s).sum::<f64>() / self.len() as f64
+    }
+
+    /// The (population) variance of `σ²`: `⟨σ⁴⟩ − ⟨σ²⟩²`, 0 for an isometry.
+    pub fn variance_squared(&self) -> f64 {
+        let m = self.mean_squared();
+        self.values
+            .iter()
+            .map(|s| (s * s - m) * (s * s - m))
+            .sum::<f64>()
+            / self.len() as f64
+    }
+
+    /// `σ_max / σ_min`; infinite when `σ_min` is 0.
+    pub fn condition(&self) -> f64 {
+        self.max() / self.min()
+    }
+
+    /// A histogram density of the singular values over their own range (`[min, max]`, widened
+    /// a little when that range is a point): see [`density_in`](Spectrum::density_in). `bins = 0`
+    /// gives no bins.
+    pub fn density(&self, bins: usize, log: bool) -> Vec<(f64, f64)> {
+        let (lo, hi) = auto_range(self.values.iter().copied(), log);
+        self.density_in(bins, lo, hi, log).unwrap_or_default()
+    }
+
+    /// A histogram density of the singular values on `bins` equal bins between `lo` and `hi`
+    /// (in `σ`, or in `log₁₀ σ` when `log`): `(centre, density)` per bin, the centre in `σ`
+    /// units (on a log axis, the geometric centre), the density per unit of `σ` (or of
+    /// `log₁₀ σ`), normalised by the number of values, so the densities integrate to the
+    /// fraction of the values inside `[lo, hi]` (1 when the range covers them all). On a log
+    /// axis a value of 0 counts in the first bin.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `bins` is 0, `lo` or `hi` is not finite, `lo ≥ hi`, or `log` and
+    /// `lo ≤ 0`.
+    pub fn density_in(&self, bins: usize, lo: f64, hi: f64, log: bool) -> Result<Vec<(f64, f64)>> {
+        let w = 1.0 / self.len() as f64;
+        histogram(self.values.iter().map(|&s| (s, w)), bins, lo, hi, log)
+    }
+}
+
+/// `[lo, hi]` covering the values (positive ones on a log axis), widened when it is a point.
+fn auto_range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for s in values.filter(|&s| !log || s > 0.0) {
+        lo = lo.min(s);
+        hi = hi.max(s);
+    }
+    if !lo.is_finite() {
+        // Nothing positive to place on a log axis (or nothing at all): one decade below 1.
+        return (0.1, 1.0);
+    }
+    if log {
+        if hi / lo < 1.0 + 1e-9 {
+            return (lo / 1.01, hi * 1.01);
+        }
+    } else if hi - lo <= 1e-9 * hi.abs().max(1e-300) {
+        let d = (1e-3 * hi.abs()).max(1e-12);
+        return ((lo - d).max(0.0), hi + d);
+    }
+    (lo, hi)
+}
+
+/// Weighted histogram density; see [`Spectrum::density_in`].
+fn histogram(
+    points: impl Iterator<Item = (f64, f64)>,
+    bins: usize,
+    lo: f64,
+    hi: f64,
+    log: bool,
+) -> Result<Vec<(f64, f64)>> {
+    if bins == 0 || !(lo.is_finite() && hi.is_finite()) || lo >= hi || (log && lo <= 0.0) {
+        return Err(Error::Config(format!(
+            "density: needs bins ≥ 1 and finite lo < hi (lo > 0 on a log axis); got {bins} bins \
+             over [{lo}, {hi}]{}",
+            if log { ", log" } else { "" }
+        )));
+    }
+    let axis = |s: f64| if log { s.log10() } else { s };
+    let (a, b) = (axis(lo), axis(hi));
+    let width = (b - a) / bins as f64;
+    let mut mass = vec![0.0; bins];
+    for (s, w) in points {
+        let t = if log && s <= 0.0 { a } else { axis(s) };
+        if t < a || t > b {
+            continue;
+        }
+        let k = (((t - a) / width) as usize).min(bins - 1);
+        mass[k] += w;
+    }
+    Ok(mass
+        .into_iter()
+        .enumerate()
+        .map(|(k, m)| {
+            let c = a + (k as f64 + 0.5) * width;
+            (if log { 10f64.powf(c) } else { c }, m / width)
+        })
+        .collect())
+}

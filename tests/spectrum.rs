@@ -4,21 +4,42 @@
 
 use nalgebra::DMatrix;
 use proptest::prelude::*;
-use vgrad::forward::vjp;
+use std::time::Instant;
+use vgrad::forward::{jvp, vjp};
 use vgrad::nn::init::Init;
-use vgrad::nn::{Activation, Ctx, Dropout, Linear, LinearConfig, Module, Sequential};
+use vgrad::nn::{
+    Activation, BatchNorm1d, BatchNormConfig, Ctx, Dropout, Linear, LinearConfig, Module,
+    Sequential,
+};
 use vgrad::spectrum::{
-    block_spectra, input_jacobian, jacobian_spectrum, layer_spectra, singular_values, Spectrum,
+    block_spectra, estimate_spectrum, input_jacobian, jacobian_spectrum, layer_spectra,
+    singular_values, LanczosConfig, Spectrum,
 };
 use vgrad::{Error, Tape, Tensor};
 
-/// A stack of `depth` square linear layers without bias, weights from `init`.
-fn linear_stack(width: usize, depth: usize, init: Init, seed: u64) -> Sequential<f64> {
+/// A stack of `depth` square linear layers without bias, weights from `init`, each followed by
+/// `act` when given.
+fn stack(
+    width: usize,
+    depth: usize,
+    init: Init,
+    act: Option<Activation<f64>>,
+    seed: u64,
+) -> Sequential<f64> {
     let mut rng = vgrad::seeded_rng(seed);
     let cfg = LinearConfig::init(init).no_bias();
-    (0..depth).fold(Sequential::new(), |net, _| {
-        net.push(Linear::with_config(width, width, cfg.clone(), &mut rng).unwrap())
-    })
+    let mut net = Sequential::new();
+    for _ in 0..depth {
+        net = net.push(Linear::with_config(width, width, cfg, &mut rng).unwrap());
+        if let Some(a) = act {
+            net = net.push(a);
+        }
+    }
+    net
+}
+
+fn linear_stack(width: usize, depth: usize, init: Init, seed: u64) -> Sequential<f64> {
+    stack(width, depth, init, None, seed)
 }
 
 /// `widths[0] → widths[1] → …` with the activation after every layer but the last.
@@ -28,7 +49,7 @@ fn mlp(widths: &[usize], act: Activation<f64>, seed: u64) -> Sequential<f64> {
     for (i, w) in widths.windows(2).enumerate() {
         net = net.push(Linear::new(w[0], w[1], &mut rng).unwrap());
         if i + 2 < widths.len() {
-            net = net.push(act.clone());
+            net = net.push(act);
         }
     }
     net
@@ -198,6 +219,33 @@ fn spectrum_statistics_and_density() {
         assert!((total - 1.0).abs() < 1e-12, "log {log}: integral {total}");
     }
     assert!(s.density(0, false).is_empty());
+    // On a log axis the axis starts at the SVD's resolution and 0 counts in the first bin.
+    assert!((s.resolution() - 4.0 * f64::EPSILON * 3.0).abs() < 1e-30);
+    let d = s.density(6, true);
+    assert!(
+        (d[0].0.log10() - (s.resolution().log10() + (3f64 / s.resolution()).log10() / 12.0)).abs()
+            < 1e-12
+    );
+    let w = d[1].0.log10() - d[0].0.log10();
+    assert!((d[0].1 * w - 0.25).abs() < 1e-12);
+    // The smoothed density integrates to 1 over a range a few bandwidths wider.
+    for log in [false, true] {
+        let (lo, hi, bw) = if log {
+            (1e-3, 1e3, 0.2)
+        } else {
+            (-2.0, 5.0, 0.2)
+        };
+        let d = s.smoothed_density(701, lo, hi, bw, log).unwrap();
+        let axis = |v: f64| if log { v.log10() } else { v };
+        let step = axis(d[1].0) - axis(d[0].0);
+        let total: f64 = d.iter().map(|(_, p)| p * step).sum();
+        // On a log axis σ = 0 sits at log₁₀ of the smallest f64, far outside: 3 of 4 values.
+        let want = if log { 0.75 } else { 1.0 };
+        assert!(
+            (total - want).abs() < 1e-3,
+            "log {log}: smoothed integral {total}"
+        );
+    }
     // All values equal: a range is made around them.
     let one = Spectrum::from_singular_values(vec![1.0; 5]).unwrap();
     let d = one.density(3, false);
@@ -262,6 +310,50 @@ fn training_mode_dropout_is_refused_and_eval_mode_is_not() {
 }
 
 #[test]
+fn eval_mode_batchnorm_jacobian_is_its_scale_times_the_weight() {
+    // In evaluation, BatchNorm is y = γ(x − μ)/√(v + ε) + β per feature: J = diag(γ/√(v + ε))·W.
+    let mut rng = vgrad::seeded_rng(3);
+    let lin = Linear::<f64>::new(4, 3, &mut rng).unwrap();
+    let (gamma, var) = ([1.5, -0.5, 2.0], [0.5, 2.0, 1.0]);
+    let bn = BatchNorm1d::from_tensors(
+        BatchNormConfig::default(),
+        Some((Tensor::vector(&gamma), Tensor::vector(&[0.1, 0.2, 0.3]))),
+        Some((Tensor::vector(&[0.3, -0.1, 0.0]), Tensor::vector(&var))),
+    )
+    .unwrap();
+    let w = lin.weight().value().clone();
+    let mut net = Sequential::new().push(lin).push(bn);
+    net.eval();
+    let j = input_jacobian(&mut net, &point(4, 1)).unwrap();
+    for r in 0..3 {
+        let scale = gamma[r] / (var[r] + 1e-5f64).sqrt();
+        for c in 0..4 {
+            let want = scale * w.data()[r * 4 + c];
+            assert!((j.data()[r * 4 + c] - want).abs() < 1e-14);
+        }
+    }
+}
+
+#[test]
+fn f32_models_are_estimated_too() {
+    let mut rng = vgrad::seeded_rng(0);
+    let mut net = Sequential::<f32>::new()
+        .push(Linear::new(16, 16, &mut rng).unwrap())
+        .push(Activation::Tanh)
+        .push(Linear::new(16, 16, &mut rng).unwrap());
+    let x = Tensor::from_fn(&[1, 16], |i| (i as f32 * 0.3).cos());
+    let exact = jacobian_spectrum(&mut net, &x).unwrap();
+    let cfg = LanczosConfig {
+        steps: 16,
+        ..LanczosConfig::default()
+    };
+    let est = estimate_spectrum(&mut net, &x, &cfg).unwrap();
+    // f32 products: agreement to f32 precision.
+    assert!((est.top - exact.max()).abs() < 1e-5 * exact.max());
+    assert!((est.bottom - exact.min()).abs() < 1e-5 * exact.max());
+}
+
+#[test]
 fn bad_input_is_an_error() {
     let mut net = mlp(&[3, 4, 2], Activation::Tanh, 0);
     for shape in [&[2, 3][..], &[0][..], &[1, 0][..], &[1, 1, 3][..]] {
@@ -312,6 +404,181 @@ fn bad_input_is_an_error() {
     ));
 }
 
+/// A critical tanh network (σ_w = 1, no bias) of `depth` square layers of `width`.
+fn critical_tanh(width: usize, depth: usize, orthogonal: bool, seed: u64) -> Sequential<f64> {
+    let init = if orthogonal {
+        Init::Orthogonal { gain: 1.0 }
+    } else {
+        gaussian(1.0 / (width as f64).sqrt())
+    };
+    stack(width, depth, init, Some(Activation::Tanh), seed)
+}
+
+/// Σ |p − q|·width over histogram bins of equal width on the log₁₀ σ axis.
+fn l1_log(p: &[(f64, f64)], q: &[(f64, f64)]) -> f64 {
+    let w = p[1].0.log10() - p[0].0.log10();
+    p.iter().zip(q).map(|(a, b)| (a.1 - b.1).abs() * w).sum()
+}
+
+#[test]
+fn lanczos_matches_the_exact_spectrum_on_a_64_wide_network() {
+    // The figure the issue asks for: exact against estimated on a 64-wide critical tanh
+    // network, orthogonal and Gaussian, for several step and probe counts. Printed with
+    // --nocapture. Densities on the log₁₀ σ axis: a 16-bin histogram over the exact range, and
+    // Gaussian-smoothed (bandwidth 0.1 decade, 400 points over that range ± 1 decade).
+    let (width, depth, bins) = (64, 10, 16);
+    println!("64-wide tanh, depth {depth}: exact against Lanczos (relative errors; L1 distances)");
+    println!("init          k  probes  top       bottom    <σ²>      hist L1  smooth L1  products");
+    for orthogonal in [true, false] {
+        let mut net = critical_tanh(width, depth, orthogonal, 11);
+        let x = point(width, 12);
+        let exact = jacobian_spectrum(&mut net, &x).unwrap();
+        let (lo, hi) = (exact.min(), exact.max());
+        let d_exact = exact.density_in(bins, lo, hi, true).unwrap();
+        let (slo, shi, bw) = (lo / 10.0, hi * 10.0, 0.1);
+        let s_exact = exact.smoothed_density(400, slo, shi, bw, true).unwrap();
+        println!(
+            "  exact σ in [{lo:.3e}, {hi:.3e}], <σ²> {:.4}",
+            exact.mean_squared()
+        );
+        // What any f64 method resolves at the bottom: about ε·σ_max (see `bottom`'s docs).
+        let floor = 1e-12 * hi;
+        for (k, probes) in [(10, 4), (20, 4), (40, 4), (64, 4), (64, 16)] {
+            let cfg = LanczosConfig {
+                steps: k,
+                probes,
+                seed: 3,
+            };
+            let est = estimate_spectrum(&mut net, &x, &cfg).unwrap();
+            let top = (est.top - exact.max()).abs() / exact.max();
+            let bottom = (est.bottom - exact.min()).abs() / exact.min();
+            let ms = (est.mean_squared() - exact.mean_squared()).abs() / exact.mean_squared();
+            let l1 = l1_log(&d_exact, &est.density_in(bins, lo, hi, true).unwrap());
+            let s_est = est.smoothed_density(400, slo, shi, bw, true).unwrap();
+            let sl1 = l1_log(&s_exact, &s_est);
+            let name = if orthogonal { "orthogonal" } else { "Gaussian" };
+            println!(
+                "{name:<10} {k:>4} {probes:>7}  {top:<8.2e}  {bottom:<8.2e}  {ms:<8.2e}  \
+                 {l1:>7.3}  {sl1:>9.3}  {:>8}",
+                est.products
+            );
+            assert!(
+                est.top <= exact.max() * (1.0 + 1e-10),
+                "Ritz values lie inside"
+            );
+            assert!(est.bottom >= exact.min() - floor);
+            if k >= 40 {
+                assert!(top < 1e-6, "k = {k}: top σ off by {top:e}");
+            }
+            if k == width {
+                let off = (est.bottom - exact.min()).abs();
+                assert!(
+                    bottom < 1e-6 || off < floor,
+                    "k = n: bottom σ off by {off:e}"
+                );
+                // The probes are random: ⟨σ²⟩ and the weights carry Hutchinson noise.
+                assert!(ms < 0.35, "k = n: ⟨σ²⟩ off by {ms}");
+                assert!(
+                    l1 < 0.6 && sl1 < 0.6,
+                    "k = n: density L1 {l1}, smoothed {sl1}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn lanczos_products_on_one_recording_against_re_recording() {
+    // The choice the module documents: JᵀJ·v on one recorded tape (Var::jvp then
+    // backward_with) against recording the model again for each JVP and each VJP. Same
+    // numbers; the time per product pair is printed.
+    let mut net = critical_tanh(64, 20, true, 1);
+    let x = point(64, 2);
+    let reps = 50;
+    let dirs: Vec<Tensor<f64>> = (0..reps).map(|i| point(64, 100 + i as u64)).collect();
+
+    let t0 = Instant::now();
+    let tape = Tape::new();
+    let xv = tape.leaf(x.clone());
+    tape.set_grad_enabled(false);
+    let y = net.forward(&mut Ctx::new(&tape), xv);
+    let one: Vec<Tensor<f64>> = dirs
+        .iter()
+        .map(|v| {
+            let jv = y.jvp(&[xv], std::slice::from_ref(v)).unwrap();
+            y.backward_with(jv).wrt(xv).unwrap().clone()
+        })
+        .collect();
+    let t_one = t0.elapsed().as_secs_f64() / reps as f64;
+
+    let t0 = Instant::now();
+    let again: Vec<Tensor<f64>> = dirs
+        .iter()
+        .map(|v| {
+            let (_, jv) = jvp(|t, x| net.forward(&mut Ctx::new(t), x), &x, v).unwrap();
+            vjp(|t, x| net.forward(&mut Ctx::new(t), x), &x, &jv)
+                .unwrap()
+                .1
+        })
+        .collect();
+    let t_again = t0.elapsed().as_secs_f64() / reps as f64;
+    println!(
+        "JᵀJ·v, 64 wide, depth 20: one recording {:.1} µs, re-recorded {:.1} µs per product pair",
+        t_one * 1e6,
+        t_again * 1e6
+    );
+    for (a, b) in one.iter().zip(&again) {
+        assert!(a.allclose(b, 1e-12, 1e-14));
+    }
+}
+
+#[test]
+fn lanczos_on_a_wide_to_narrow_jacobian_finds_the_null_space() {
+    // J is 3 × 8: as a map on ℝ⁸ it has 5 zero singular values.
+    let mut net = mlp(&[8, 6, 3], Activation::Tanh, 4);
+    let x = point(8, 5);
+    let exact = jacobian_spectrum(&mut net, &x).unwrap();
+    let est = estimate_spectrum(&mut net, &x, &LanczosConfig::default()).unwrap();
+    assert!((est.top - exact.max()).abs() < 1e-10 * exact.max());
+    assert!(est.bottom < 1e-8, "bottom {}", est.bottom);
+    let again = estimate_spectrum(&mut net, &x, &LanczosConfig::default()).unwrap();
+    assert_eq!(est, again, "same seed, same estimate");
+    let other = LanczosConfig {
+        seed: 1,
+        ..LanczosConfig::default()
+    };
+    assert_ne!(
+        est.nodes,
+        estimate_spectrum(&mut net, &x, &other).unwrap().nodes
+    );
+}
+
+#[test]
+fn lanczos_bad_configuration_is_an_error() {
+    let mut net = mlp(&[3, 4, 2], Activation::Tanh, 0);
+    let x = point(3, 0);
+    for cfg in [
+        LanczosConfig {
+            steps: 0,
+            ..LanczosConfig::default()
+        },
+        LanczosConfig {
+            probes: 0,
+            ..LanczosConfig::default()
+        },
+    ] {
+        assert!(matches!(
+            estimate_spectrum(&mut net, &x, &cfg),
+            Err(Error::Config(_))
+        ));
+    }
+    let bad = Tensor::<f64>::zeros(&[2, 3]);
+    assert!(matches!(
+        estimate_spectrum(&mut net, &bad, &LanczosConfig::default()),
+        Err(Error::Shape(_))
+    ));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -330,5 +597,25 @@ proptest! {
         let fro: f64 = j.data().iter().map(|v| v * v).sum();
         let sum_sq: f64 = s.singular_values().iter().map(|v| v * v).sum();
         prop_assert!((fro - sum_sq).abs() <= 1e-12 * fro.max(1.0));
+    }
+
+    /// With as many steps as inputs, Lanczos recovers the extreme singular values of any small
+    /// tanh network (as a map on ℝⁿ: 0 at the bottom when m < n).
+    #[test]
+    fn full_lanczos_recovers_the_extremes(
+        n_in in 1usize..7, hidden in 1usize..8, n_out in 1usize..7, seed in 0u64..1000,
+    ) {
+        let mut net = mlp(&[n_in, hidden, n_out], Activation::Tanh, seed);
+        let x = point(n_in, seed + 2);
+        let exact = jacobian_spectrum(&mut net, &x).unwrap();
+        let cfg = LanczosConfig { steps: n_in, probes: 1, seed };
+        let est = estimate_spectrum(&mut net, &x, &cfg).unwrap();
+        let tol = 1e-9 * exact.max().max(1e-300);
+        prop_assert!((est.top - exact.max()).abs() <= tol, "top {} vs {}", est.top, exact.max());
+        let bottom = if n_out < n_in || hidden < n_in { 0.0 } else { exact.min() };
+        prop_assert!((est.bottom - bottom).abs() <= tol.max(1e-12),
+            "bottom {} vs {}", est.bottom, bottom);
+        let weights: f64 = est.nodes.iter().map(|(_, w)| w).sum();
+        prop_assert!((weights - 1.0).abs() < 1e-12);
     }
 }

@@ -47,9 +47,16 @@
 //!   unscaled branches the forward signal grows with every block.
 //!
 //! Every network uses Adam (lr 1e-3 unless its row says otherwise), batch 64, and the same data
-//! order. Subnormal floats are flushed to zero (`vgrad::set_flush_denormal`), as PyTorch offers:
-//! the sigmoid network's tiny gradients would otherwise make f32 arithmetic many times slower
-//! while computing values that round to zero anyway.
+//! order. vgrad flushes subnormal floats to zero inside its own work by default
+//! (`vgrad::set_flush_denormal` documents the three settings): the sigmoid network's tiny
+//! gradients would otherwise make f32 arithmetic many times slower on some CPUs while computing
+//! values below 1e-38 that change no weight.
+//!
+//! The monitor also writes TensorBoard runs, one per network, to `tensorboard/<network>/` in the
+//! output folder: loss, learning rate and per-layer gradient norms, update ratios and dead or
+//! saturated fractions as scalars, and per-layer gradient and activation histograms, for the
+//! first epoch (the loss and learning rate for every step). Open them with
+//! `tensorboard --logdir out/vanishing/tensorboard` (`pip install tensorboard`).
 
 #[path = "common/mod.rs"]
 pub mod common;
@@ -64,7 +71,7 @@ use vgrad::data::{digits, Dataset};
 use vgrad::monitor::{diagnose, DiagnosisConfig, GradMonitor, MonitorConfig, PlotMetric};
 use vgrad::monitor::{flow_svg, heatmap_svg_with, heatmaps_svg, log10_range, mean_max_svg};
 use vgrad::monitor::{write_html, write_svg, PlotOptions};
-use vgrad::monitor::{StepRecord, Verdict};
+use vgrad::monitor::{StepRecord, TensorBoardWriter, Verdict};
 use vgrad::nn::init::{calculate_gain, FanMode, Init, Nonlinearity};
 use vgrad::nn::{
     cross_entropy, Activation, Adam, AdamConfig, BatchNorm1d, Ctx, Linear, LinearConfig, Module,
@@ -331,7 +338,17 @@ fn train_one(
         lr: spec.lr,
         ..Default::default()
     })?;
-    let mut mon = GradMonitor::new(MonitorConfig::default());
+    let mut mon = GradMonitor::new(MonitorConfig {
+        histograms: true,
+        ..MonitorConfig::default()
+    });
+    // One TensorBoard run per network, so `tensorboard --logdir OUT/tensorboard` shows them side
+    // by side; a fresh directory, not one appended to a previous run's.
+    let run_dir = opts.out.join("tensorboard").join(slug(spec.name));
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)?;
+    }
+    mon.attach_tensorboard(TensorBoardWriter::new(&run_dir)?);
     let mut tape = Tape::new();
     let mut losses = Vec::new();
     let batch = 64;
@@ -354,12 +371,21 @@ fn train_one(
                 ctx.param_grads(&loss.backward())
             };
             opt.step(&mut model, &grads)?;
+            // The monitor writes the watched steps; the loss goes on after it steps aside.
+            let step = losses.len() - 1;
+            if let Some(tb) = mon.tensorboard() {
+                tb.add_scalar("lr", spec.lr, step)?;
+                if epoch > 0 {
+                    tb.add_scalar("loss", losses[step], step)?;
+                }
+            }
             bar.inc(1);
         }
         if epoch == 0 {
             mon.after_update(&model);
         }
     }
+    mon.tensorboard_status()?;
     bar.finish_and_clear();
     let steps = mon.steps().to_vec();
     let ratios: Vec<f64> = steps.iter().map(first_last_ratio).collect();
@@ -469,7 +495,6 @@ fn plots(
 
 /// Runs the whole comparison and writes the plots and CSV files.
 pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
-    vgrad::set_flush_denormal(true);
     std::fs::create_dir_all(&opts.out)?;
     let split = digits::<F>()?;
     let (train, test) = if opts.quick {

@@ -9,8 +9,14 @@
 // Each example includes examples/common/mod.rs, as its own crate would; here they are modules
 // of one crate, so the file is loaded once per example, on purpose.
 #![allow(clippy::duplicate_mod)]
-// The examples plot, export JSON and write checkpoints: they need the default features.
-#![cfg(all(feature = "plot", feature = "json", feature = "safetensors"))]
+// The examples plot, export JSON, write checkpoints and TensorBoard runs: they need the default
+// features.
+#![cfg(all(
+    feature = "plot",
+    feature = "json",
+    feature = "safetensors",
+    feature = "tensorboard"
+))]
 
 #[allow(dead_code)]
 #[path = "../examples/quickstart.rs"]
@@ -194,6 +200,7 @@ const EXAMPLES: [(&str, Option<&[&str]>); 5] = [
             "report_sigmoid_xavier.html",
             "report_tanh_xavier.html",
             "summary.csv",
+            "tensorboard",
         ]),
     ),
     (

@@ -93,6 +93,8 @@ mod html;
 mod plot;
 mod predict;
 mod stats;
+#[cfg(feature = "tensorboard")]
+mod tensorboard;
 
 pub use diagnose::diagnose_with_prediction;
 pub use diagnose::{diagnose, Cause, Diagnosis, DiagnosisConfig, Evidence, Fix, Verdict};
@@ -106,12 +108,16 @@ pub use plot::{
     mean_max_svg, FlowLayout, PlotMetric, PlotOptions, NAMED_LAYERS,
 };
 pub use predict::{predict_init, InitPrediction, LayerPrediction, PredictConfig, PredictionCheck};
+#[cfg(feature = "tensorboard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tensorboard")))]
+pub use tensorboard::TensorBoardWriter;
 
 use crate::hash::{FastIdMap, FastIdSet};
 use crate::nn::Visitor;
 use crate::nn::{Activation, Ctx, DottedPath, Module, OutputKind, Param, ParamGrads, ParamId};
 use crate::tape::{HookHandle, Tape, Var};
 use crate::tensor::{Element, Tensor};
+pub use stats::Histogram;
 use stats::{norm, norm_and_distance, value_stats, Moments, ValueStats};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -133,6 +139,12 @@ pub struct MonitorConfig {
     pub saturation_margin: f64,
     /// The thresholds [`GradMonitor::diagnose`] uses.
     pub diagnosis: DiagnosisConfig,
+    /// Whether to keep a [`Histogram`] of each layer's weight gradient and of its activation (or
+    /// its output, where no activation follows) at every recorded step, for TensorBoard's
+    /// histogram and distribution views (default false: a histogram is one more pass over each
+    /// tensor, with a logarithm per element). Activation histograms come with the activation
+    /// statistics, so they also need [`activation_stats`](MonitorConfig::activation_stats).
+    pub histograms: bool,
 }
 
 impl Default for MonitorConfig {
@@ -142,6 +154,7 @@ impl Default for MonitorConfig {
             activation_stats: true,
             saturation_margin: 0.01,
             diagnosis: DiagnosisConfig::default(),
+            histograms: false,
         }
     }
 }
@@ -194,6 +207,8 @@ pub struct ActivationStats {
     /// Fraction of ReLU units (features) that are zero for every sample of the batch; `None` for
     /// other kinds.
     pub dead: Option<f64>,
+    /// The outputs' distribution, when [`MonitorConfig::histograms`] is on.
+    pub histogram: Option<Histogram>,
 }
 
 /// One layer at one step.
@@ -235,6 +250,12 @@ pub struct LayerRecord {
     pub update_ratio: Option<f64>,
     /// Statistics of the activation that follows the layer, if any.
     pub activation: Option<ActivationStats>,
+    /// The distribution of ∂L/∂W's elements, when [`MonitorConfig::histograms`] is on and a
+    /// gradient reached the weight.
+    pub weight_grad_histogram: Option<Histogram>,
+    /// The distribution of the layer's output, when [`MonitorConfig::histograms`] is on and no
+    /// activation follows the layer (as for [`output_mean`](LayerRecord::output_mean)).
+    pub output_histogram: Option<Histogram>,
 }
 
 impl LayerRecord {
@@ -316,6 +337,8 @@ struct Slot<T: Element> {
     follower: Option<usize>,
     /// What backward showed, once it reached the node.
     stats: Option<NodeStats>,
+    /// The value's distribution, when the monitor keeps histograms.
+    histogram: Option<Histogram>,
 }
 
 /// The labelled nodes the observer measures, shared between it and [`GradMonitor::record`]:
@@ -338,6 +361,7 @@ impl<T: Element> Observed<T> {
                 need,
                 follower: None,
                 stats: None,
+                histogram: None,
             });
         }
         i
@@ -371,6 +395,9 @@ pub struct GradMonitor<T: Element> {
     snapshot: Option<Vec<Tensor<T>>>,
     /// What [`predict_at_init`](GradMonitor::predict_at_init) predicted.
     prediction: Option<InitPrediction>,
+    /// Where recorded steps are written as they are recorded, if anywhere.
+    #[cfg(feature = "tensorboard")]
+    tensorboard: Option<tensorboard::Attached>,
 }
 
 impl<T: Element> std::fmt::Debug for GradMonitor<T> {
@@ -393,6 +420,8 @@ impl<T: Element> GradMonitor<T> {
             watch: None,
             snapshot: None,
             prediction: None,
+            #[cfg(feature = "tensorboard")]
+            tensorboard: None,
         }
     }
 
@@ -525,6 +554,7 @@ impl<T: Element> GradMonitor<T> {
         let observed = Arc::new(Mutex::new(observed));
         let sink = observed.clone();
         let margin = self.config.saturation_margin;
+        let histograms = self.config.histograms;
         let handle = tape.on_labelled_grad(move |label, value, grad| {
             let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
             let Some(&i) = sink.index.get(label) else {
@@ -542,6 +572,9 @@ impl<T: Element> GradMonitor<T> {
                 }
                 None => {
                     let need = slot.need;
+                    if histograms && need.value {
+                        slot.histogram = Histogram::of(value.data());
+                    }
                     let value = need
                         .value
                         .then(|| value_stats(value, need.kind.as_ref(), margin));
@@ -583,22 +616,26 @@ impl<T: Element> GradMonitor<T> {
     ) -> &StepRecord {
         let watch = self.watch.take();
         let skip_connections = watch.as_ref().map_or(0, |w| w.skip_connections);
-        let observed = watch
+        let mut observed = watch
             .map(|w| std::mem::take(&mut *w.observed.lock().unwrap_or_else(|e| e.into_inner())))
             .unwrap_or_default();
-        let stats_of = |i: usize| observed.slots[i].stats;
+        let histograms = self.config.histograms;
 
         let mut layers = Vec::with_capacity(groups.len());
         let mut snapshot = Vec::with_capacity(groups.len());
         for (depth, g) in groups.into_iter().enumerate() {
             let (_, main_id, main) = &g.main;
-            let (wn, wmean, wmax) = match grads.get_id(*main_id) {
+            let main_grad = grads.get_id(*main_id);
+            let (wn, wmean, wmax) = match main_grad {
                 Some(t) => {
                     let m = Moments::of(t);
                     (m.norm, m.mean_abs, m.max_abs)
                 }
                 None => (0.0, 0.0, 0.0),
             };
+            let weight_grad_histogram = main_grad
+                .filter(|_| histograms)
+                .and_then(|t| Histogram::of(t.data()));
             let bias_grad_norm = g
                 .bias
                 .as_ref()
@@ -608,19 +645,26 @@ impl<T: Element> GradMonitor<T> {
                 _ => norm(main),
             };
             let own_slot = observed.index.get(g.path.as_str()).copied();
-            let own = own_slot.and_then(stats_of).unwrap_or_default();
+            let own = own_slot
+                .and_then(|i| observed.slots[i].stats)
+                .unwrap_or_default();
+            let output_histogram = own_slot
+                .filter(|_| own.value.is_some())
+                .and_then(|i| observed.slots[i].histogram.take());
             let activation = own_slot
                 .and_then(|i| observed.slots[i].follower)
                 .and_then(|i| {
-                    let v = stats_of(i)?.value?;
+                    let slot = &mut observed.slots[i];
+                    let v = slot.stats?.value?;
                     let kind = v.kind?;
                     Some(ActivationStats {
-                        name: String::from(&*observed.slots[i].label),
+                        name: String::from(&*slot.label),
                         kind,
                         mean: v.mean,
                         std: v.std,
                         saturated: v.saturated,
                         dead: v.dead,
+                        histogram: slot.histogram.take(),
                     })
                 });
             layers.push(LayerRecord {
@@ -639,6 +683,8 @@ impl<T: Element> GradMonitor<T> {
                 output_std: own.value.map(|v| v.std),
                 update_ratio: None,
                 activation,
+                weight_grad_histogram,
+                output_histogram,
             });
             snapshot.push(g.main.2);
         }
@@ -650,7 +696,12 @@ impl<T: Element> GradMonitor<T> {
             skip_connections,
         });
         self.next_step += 1;
-        self.steps.last().expect("just pushed")
+        let step = self.steps.last().expect("just pushed");
+        #[cfg(feature = "tensorboard")]
+        if let Some(tb) = &mut self.tensorboard {
+            tb.write(|w| w.write_step(step));
+        }
+        step
     }
 
     /// Fills in the latest step's update ratios ‖ΔW‖/‖W‖ by comparing `model`'s weights with
@@ -688,6 +739,10 @@ impl<T: Element> GradMonitor<T> {
                 layer.update_ratio = Some(dist / layer.weight_norm);
                 norms[j] = Some(norm);
             }
+        }
+        #[cfg(feature = "tensorboard")]
+        if let Some(tb) = &mut self.tensorboard {
+            tb.write(|w| w.write_update_ratios(step));
         }
         norms
     }
@@ -757,6 +812,72 @@ impl<T: Element> GradMonitor<T> {
     /// monitor's prediction at initialisation.
     pub fn set_prediction(&mut self, prediction: InitPrediction) {
         self.prediction = Some(prediction);
+    }
+
+    /// Writes every step recorded from now on to `writer`, as it is recorded (see
+    /// [`TensorBoardWriter::write_step`]), and each step's update ratios once they are known
+    /// (at the next step's backward, or [`after_update`](GradMonitor::after_update) for the
+    /// last). Replaces any writer attached before. Turn on [`MonitorConfig::histograms`] for the
+    /// gradient and activation histograms.
+    ///
+    /// [`backward`](GradMonitor::backward) has no `Result`: a failed write is kept for
+    /// [`tensorboard_status`](GradMonitor::tensorboard_status), and nothing more is written to
+    /// that writer.
+    ///
+    /// # Example
+    /// ```
+    /// use rand::{SeedableRng, rngs::StdRng};
+    /// use vgrad::monitor::{GradMonitor, MonitorConfig, TensorBoardWriter};
+    /// use vgrad::nn::{mse_loss, Activation, Ctx, Linear, Module, Reduction, Sequential};
+    /// use vgrad::{Tape, Tensor};
+    ///
+    /// let mut rng = StdRng::seed_from_u64(0);
+    /// let mut net = Sequential::<f32>::new()
+    ///     .push(Linear::new(4, 8, &mut rng)?)
+    ///     .push(Activation::Relu)
+    ///     .push(Linear::new(8, 1, &mut rng)?);
+    /// let dir = std::env::temp_dir().join(format!("vgrad-doc-attach-{}", std::process::id()));
+    /// let mut mon = GradMonitor::new(MonitorConfig { histograms: true, ..MonitorConfig::default() });
+    /// mon.attach_tensorboard(TensorBoardWriter::new(&dir)?);
+    /// for step in 0..2 {
+    ///     let tape = Tape::new();
+    ///     let mut ctx = Ctx::new(&tape);
+    ///     let out = net.forward(&mut ctx, tape.constant(Tensor::ones(&[3, 4])));
+    ///     let loss = mse_loss(out, Tensor::zeros(&[3, 1]), Reduction::Mean);
+    ///     let _grads = mon.backward(&ctx, &net, loss); // writes loss, grad_norm/0, grad/0, …
+    ///     if let Some(tb) = mon.tensorboard() {
+    ///         tb.add_scalar("lr", 0.01, step)?; // values of your own, beside the monitor's
+    ///     }
+    ///     mon.tensorboard_status()?; // a failed write, if there was one
+    /// }
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    #[cfg(feature = "tensorboard")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tensorboard")))]
+    pub fn attach_tensorboard(&mut self, writer: TensorBoardWriter) {
+        self.tensorboard = Some(tensorboard::Attached::new(writer));
+    }
+
+    /// The attached writer, to add values of your own (a learning rate) to the same run.
+    #[cfg(feature = "tensorboard")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tensorboard")))]
+    pub fn tensorboard(&mut self) -> Option<&mut TensorBoardWriter> {
+        self.tensorboard.as_mut().map(|t| &mut t.writer)
+    }
+
+    /// Whether the attached writer's writes have all succeeded.
+    ///
+    /// # Errors
+    /// The error of the first write that failed ([`Error::Io`](crate::Error::Io), naming the
+    /// file), returned once; the monitor writes nothing more to that writer afterwards.
+    #[cfg(feature = "tensorboard")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tensorboard")))]
+    pub fn tensorboard_status(&mut self) -> crate::Result<()> {
+        match self.tensorboard.as_mut().and_then(|t| t.error.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The records as CSV, one row per layer per step (see [`to_csv`]).

@@ -9,6 +9,7 @@
 use crate::nn::Activation;
 use crate::tensor::stats::{moments, norm_distance_sq, relu_sum_dead, sum, sum_sq, sum_sq_about};
 use crate::tensor::{Element, Tensor};
+use std::sync::OnceLock;
 
 /// ‖x‖₂ from an f64 sum of squares, or the scaled norm when that sum left f64's range (f64
 /// data only: tiny values whose squares underflow, or huge ones whose squares overflow).
@@ -161,6 +162,150 @@ pub(crate) fn value_stats<T: Element>(
     out
 }
 
+/// The distribution of a tensor's values in TensorBoard's form (its `HistogramProto`): counts
+/// in buckets whose edges grow by 10% from ±10⁻¹² to ±10²⁰, with 0 an edge — the edges PyTorch's
+/// `SummaryWriter.add_histogram` uses by default (`bins="tensorflow"`), trimmed the same way to
+/// the buckets from the first to the last that holds a value, plus an empty one on the left, so
+/// that TensorBoard shows vgrad's histograms as it shows PyTorch's.
+///
+/// Bucket `i` counts the values in `[bucket_limit[i - 1], bucket_limit[i])` (the last edge of
+/// all, about 10²⁰, belongs to the last bucket), as `numpy.histogram` counts them. Values
+/// outside ±10²⁰, NaN and infinities fall in no bucket but still count in `num`, and make
+/// `min`/`max`/`sum` what they make them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    /// Smallest value (NaN if any value is NaN).
+    pub min: f64,
+    /// Largest value (NaN if any value is NaN).
+    pub max: f64,
+    /// How many values.
+    pub num: usize,
+    /// Σx, in f64.
+    pub sum: f64,
+    /// Σx², in f64.
+    pub sum_squares: f64,
+    /// The right edge of each bucket, increasing.
+    pub bucket_limit: Vec<f64>,
+    /// How many values fell in each bucket.
+    pub bucket: Vec<u64>,
+}
+
+/// The default bucket edges of PyTorch's `SummaryWriter` (from TensorFlow's histogram.cc),
+/// built the way it builds them — 10⁻¹² multiplied by 1.1 in f64 until it reaches 10²⁰,
+/// mirrored, with 0 between — so that they are the same f64s, bit for bit.
+fn default_edges() -> &'static [f64] {
+    static EDGES: OnceLock<Vec<f64>> = OnceLock::new();
+    EDGES.get_or_init(|| {
+        let mut pos = Vec::new();
+        let mut v = 1e-12;
+        while v < 1e20 {
+            pos.push(v);
+            v *= 1.1;
+        }
+        let mut edges: Vec<f64> = pos.iter().rev().map(|v| -v).collect();
+        edges.push(0.0);
+        edges.extend(pos);
+        edges
+    })
+}
+
+/// The bucket of a finite `x` among `edges` (bucket `i` is `[edges[i], edges[i + 1])`, the last
+/// one closed), or `None` outside them. A first guess from the logarithm (the positive edges are
+/// 10⁻¹²·1.1ʲ, up to rounding), corrected by comparing with the edges themselves, so the
+/// answer is exactly the bucket a search would find, in a few comparisons instead of eleven.
+fn bucket_of(edges: &[f64], x: f64) -> Option<usize> {
+    let last = edges.len() - 1;
+    if !(edges[0]..=edges[last]).contains(&x) {
+        return None;
+    }
+    if x == edges[last] {
+        return Some(last - 1);
+    }
+    let zero = last / 2;
+    let guess = if x == 0.0 {
+        zero
+    } else {
+        // ln(1.1) = 0.09531…; an offset from the zero edge, clamped inside the table.
+        let j = ((x.abs() / 1e-12).ln() / 0.095_310_179_804_324_87).floor();
+        let j = if j.is_finite() {
+            j.clamp(-1.0, zero as f64)
+        } else {
+            -1.0
+        } as isize;
+        let k = if x > 0.0 {
+            zero as isize + 1 + j
+        } else {
+            zero as isize - 2 - j
+        };
+        k.clamp(0, last as isize - 1) as usize
+    };
+    let mut k = guess;
+    while edges[k] > x {
+        k -= 1;
+    }
+    while edges[k + 1] <= x {
+        k += 1;
+    }
+    Some(k)
+}
+
+impl Histogram {
+    /// The histogram of `values` with PyTorch's default TensorBoard buckets (see [`Histogram`]);
+    /// `None` when no value falls in a bucket (no values, or only NaN and infinities), where
+    /// PyTorch raises an error.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::monitor::Histogram;
+    ///
+    /// let h = Histogram::of(&[0.5f32, -0.25, 0.5, 2.0]).unwrap();
+    /// assert_eq!((h.num, h.min, h.max, h.sum), (4, -0.25, 2.0, 2.75));
+    /// assert_eq!(h.bucket.iter().sum::<u64>(), 4);
+    /// assert!(h.bucket_limit.windows(2).all(|w| w[0] < w[1]));
+    /// ```
+    pub fn of<T: Element>(values: &[T]) -> Option<Histogram> {
+        let edges = default_edges();
+        let mut counts = vec![0u64; edges.len() - 1];
+        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut nan = false;
+        for &v in values {
+            let x = v.to_f64().unwrap_or(f64::NAN);
+            nan |= x.is_nan();
+            min = min.min(x);
+            max = max.max(x);
+            if let Some(k) = bucket_of(edges, x) {
+                counts[k] += 1;
+            }
+        }
+        let first = counts.iter().position(|&c| c > 0)?;
+        let last = counts.iter().rposition(|&c| c > 0)?;
+        // TensorBoard keeps only right edges; an empty bucket before the first full one carries
+        // the left edge of the distribution (PyTorch's make_histogram does the same).
+        let (bucket, bucket_limit) = if first > 0 {
+            (
+                counts[first - 1..=last].to_vec(),
+                edges[first..=last + 1].to_vec(),
+            )
+        } else {
+            let mut b = vec![0];
+            b.extend_from_slice(&counts[..=last]);
+            (b, edges[..=last + 1].to_vec())
+        };
+        if nan {
+            (min, max) = (f64::NAN, f64::NAN);
+        }
+        Some(Histogram {
+            min,
+            max,
+            num: values.len(),
+            sum: sum(values),
+            sum_squares: sum_sq(values),
+            bucket_limit,
+            bucket,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +327,31 @@ mod tests {
         let m = Moments::of(&t);
         assert_eq!(m.max_abs, 12.0);
         assert!((m.mean_abs - 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_guessed_bucket_is_the_searched_one() {
+        let edges = default_edges();
+        // The edges as PyTorch builds them: 774 on each side of 0, from 1e-12 up to 1e20.
+        assert_eq!(edges.len(), 2 * 774 + 1);
+        assert_eq!(edges[775], 1e-12);
+        assert!(edges.windows(2).all(|w| w[0] < w[1]));
+        let searched = |x: f64| {
+            let k = edges.partition_point(|&e| e <= x);
+            match k {
+                0 => None,
+                k if k == edges.len() => (x == edges[k - 1]).then_some(k - 2),
+                k => Some(k - 1),
+            }
+        };
+        // Every edge, its neighbours one ulp away, points in between, and values outside.
+        let mut xs = vec![0.0, -0.0, 1e-300, -1e-300, 1e21, -1e21, 5e-13, -5e-13];
+        for &e in edges {
+            xs.extend([e, e.next_up(), e.next_down(), e * 1.05]);
+        }
+        for x in xs {
+            assert_eq!(bucket_of(edges, x), searched(x), "{x:e}");
+        }
     }
 
     #[test]

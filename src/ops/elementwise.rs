@@ -336,7 +336,7 @@ impl<'t, T: Element> Var<'t, T> {
     }
 }
 
-/// `erf x`.
+/// `erf x`, through the branch-free [`Element::erf_fast`].
 #[derive(Clone, Copy)]
 pub(crate) struct Erf;
 
@@ -344,7 +344,7 @@ impl<T: Element> Elementwise<T> for Erf {
     const NAME: &'static str = "erf";
     #[inline(always)]
     fn f(self, x: T) -> T {
-        x.erf()
+        x.erf_fast()
     }
     // d erf x = 2/√π · e^(−x²)
     #[inline(always)]
@@ -388,7 +388,7 @@ impl<'t, T: Element> Var<'t, T> {
     }
 }
 
-/// `tanh x`.
+/// `tanh x`, through the branch-free [`Element::tanh_fast`].
 #[derive(Clone, Copy)]
 pub(crate) struct Tanh;
 
@@ -396,7 +396,7 @@ impl<T: Element> Elementwise<T> for Tanh {
     const NAME: &'static str = "tanh";
     #[inline(always)]
     fn f(self, x: T) -> T {
-        x.tanh()
+        x.tanh_fast()
     }
     // tanh' = 1 − tanh², from the output
     #[inline(always)]
@@ -488,7 +488,7 @@ impl<T: Element> Elementwise<T> for Elu<T> {
         if v > T::zero() {
             v
         } else {
-            self.alpha * v.exp_m1()
+            self.alpha * v.exp_m1_fast()
         }
     }
     // elu' = 1 for x > 0, else α·eˣ (α at the kink)
@@ -522,7 +522,11 @@ impl<T: Element> Elementwise<T> for Selu {
     #[inline(always)]
     fn f(self, v: T) -> T {
         let (a, l) = (c::<T>(SELU_ALPHA), c::<T>(SELU_SCALE));
-        l * if v > T::zero() { v } else { a * v.exp_m1() }
+        l * if v > T::zero() {
+            v
+        } else {
+            a * v.exp_m1_fast()
+        }
     }
     // selu' = λ for x > 0, else λα·eˣ (λα at the kink)
     #[inline(always)]
@@ -579,7 +583,7 @@ impl<T: Element> Elementwise<T> for Gelu {
     const NAME: &'static str = "gelu";
     #[inline(always)]
     fn f(self, v: T) -> T {
-        c::<T>(0.5) * v * (T::one() + (v * T::FRAC_1_SQRT_2()).erf())
+        c::<T>(0.5) * v * (T::one() + (v * T::FRAC_1_SQRT_2()).erf_fast())
     }
     // gelu' = Φ(x) + x·φ(x)
     #[inline(always)]
@@ -605,7 +609,7 @@ impl<T: Element> Elementwise<T> for GeluTanh {
     fn f(self, v: T) -> T {
         let k = T::FRAC_2_SQRT_PI() * T::FRAC_1_SQRT_2(); // √(2/π)
         let cc = c::<T>(GELU_TANH_C);
-        c::<T>(0.5) * v * (T::one() + (k * (v + cc * v * v * v)).tanh())
+        c::<T>(0.5) * v * (T::one() + (k * (v + cc * v * v * v)).tanh_fast())
     }
     // With u = k(x + c·x³), t = tanh u: gelu' = ½(1 + t) + ½x(1 − t²)·k(1 + 3c·x²)
     #[inline(always)]
@@ -647,7 +651,7 @@ impl<T: Element> Elementwise<T> for Softplus<T> {
         if v * self.beta > self.threshold {
             v
         } else {
-            (v * self.beta).exp().ln_1p() / self.beta
+            (v * self.beta).exp_fast().ln_1p_fast() / self.beta
         }
     }
     // softplus' = σ(βx), and exactly 1 where βx > threshold (the linear region)

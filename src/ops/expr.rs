@@ -93,9 +93,10 @@ pub(crate) fn pointwise_backward<T: Element, F: Elementwise<T>, A: Algebra<T>>(
 /// each method is one scalar operation (so a derivative compiles to the fused kernel's loop
 /// body), and by [`Composed`], where each records an op on the tape.
 ///
-/// The one place the two differ in more than rounding: on scalars [`exp`](Expr::exp) is libm's
-/// `exp`, as the fused derivatives have always used; on the tape it is the `exp` op, through
-/// [`Element::exp_fast`] (within 2 ulp).
+/// On scalars `exp`, `erf` and `tanh` are the branch-free [`Element::exp_fast`],
+/// [`Element::erf_fast`] and [`Element::tanh_fast`] (within 3 ulp, see `tensor/vmath.rs`): a libm
+/// call per element would keep the fused loop scalar. On the tape they are the `exp`, `erf` and
+/// `tanh` ops, whose kernels use the same functions.
 pub(crate) trait Expr<T: Element>: Sized {
     fn add(&self, o: &Self) -> Self;
     fn mul(&self, o: &Self) -> Self;
@@ -149,15 +150,15 @@ impl<T: Element> Expr<T> for T {
     }
     #[inline(always)]
     fn exp(&self) -> Self {
-        num_traits::Float::exp(*self)
+        self.exp_fast()
     }
     #[inline(always)]
     fn erf(&self) -> Self {
-        Element::erf(*self)
+        self.erf_fast()
     }
     #[inline(always)]
     fn tanh(&self) -> Self {
-        num_traits::Float::tanh(*self)
+        self.tanh_fast()
     }
     #[inline(always)]
     fn sigmoid(&self) -> Self {

@@ -192,12 +192,13 @@ pub(crate) trait Algebra<T: Element>: Clone + Sized {
     fn gather_rows(&self, idx: &Arc<[usize]>) -> Self;
     fn scatter_add_rows(&self, idx: &Arc<[usize]>, rows: usize) -> Self;
     /// `g · f'(x)` for an elementwise op with output `y`: on tensors the fused one-pass `kernel`
-    /// `(g, x, y) ↦ g·f'(x)`, on `Var`s the differentiable `compose`d expression.
+    /// `(g, x, y) ↦ g·f'(x)`, on `Var`s the differentiable `compose`d expression. `kernel` is
+    /// `Copy` so that the vectorised loop can hold its own copy of the parameters it captures.
     fn pointwise(
         g: &Self,
         x: &Self,
         y: &Self,
-        kernel: impl Fn(T, T, T) -> T + Sync,
+        kernel: impl Fn(T, T, T) -> T + Sync + Copy,
         compose: impl FnOnce() -> Self,
     ) -> Self;
     /// Multiplies by a constant derived from this operand's value (a mask, a selector).
@@ -285,7 +286,7 @@ impl<T: Element> Algebra<T> for Tensor<T> {
         g: &Self,
         x: &Self,
         y: &Self,
-        kernel: impl Fn(T, T, T) -> T + Sync,
+        kernel: impl Fn(T, T, T) -> T + Sync + Copy,
         _compose: impl FnOnce() -> Self,
     ) -> Self {
         g.zip3_map(x, y, kernel)

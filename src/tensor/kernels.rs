@@ -186,9 +186,12 @@ impl<T: Element> Tensor<T> {
         let mut out = super::pool::with_capacity(n);
         // An explicit loop inside the run-time dispatch, so that it is compiled for AVX-512 /
         // AVX2 (sigmoid's forward was 17% of a deep sigmoid step when this ran baseline SSE2).
+        // `move`: the body owns `f`, so what `f` holds by value is loaded once (see
+        // [`Tensor::zip3_map`]); a caller's closure should itself be `move` for its scalars.
+        let (dst, src) = (&mut out.spare_capacity_mut()[..n], &self.data[..n]);
         dispatch(
             #[inline(always)]
-            || write1(&mut out.spare_capacity_mut()[..n], &self.data[..n], &f),
+            move || write1(dst, src, &f),
         );
         // SAFETY: write1 wrote the first n spare slots of `out`: it zips them with
         // `self.data[..n]`, which holds n elements (n is the element count).
@@ -210,16 +213,14 @@ impl<T: Element> Tensor<T> {
         );
         let n = self.numel();
         let mut out = super::pool::with_capacity(n);
+        let (dst, a, b) = (
+            &mut out.spare_capacity_mut()[..n],
+            &self.data[..n],
+            &other.data[..n],
+        );
         dispatch(
             #[inline(always)]
-            || {
-                write2(
-                    &mut out.spare_capacity_mut()[..n],
-                    &self.data[..n],
-                    &other.data[..n],
-                    &f,
-                )
-            },
+            move || write2(dst, a, b, &f),
         );
         // SAFETY: write2 wrote the first n spare slots of `out`: it writes min(n, n, n) of
         // them, both inputs being cut to n elements (the shapes are equal, checked above).
@@ -234,7 +235,7 @@ impl<T: Element> Tensor<T> {
         &self,
         b: &Tensor<T>,
         c: &Tensor<T>,
-        f: impl Fn(T, T, T) -> T + Sync,
+        f: impl Fn(T, T, T) -> T + Sync + Copy,
     ) -> Tensor<T> {
         assert!(
             self.shape == b.shape && b.shape == c.shape,
@@ -249,9 +250,12 @@ impl<T: Element> Tensor<T> {
             #[inline(always)]
             |s, o| {
                 let e = s + o.len();
+                // `move`: the body gets its own copy of `f`, so the parameters `f` holds (a
+                // slope, a bound) are loaded once; through a reference LLVM must reload them
+                // after every store to `o`, and the loop stays scalar (leaky ReLU's was).
                 dispatch(
                     #[inline(always)]
-                    || write3(o, (&x[s..e], &y[s..e], &z[s..e]), &f),
+                    move || write3(o, (&x[s..e], &y[s..e], &z[s..e]), &f),
                 )
             },
         );
@@ -260,7 +264,8 @@ impl<T: Element> Tensor<T> {
 
     /// [`Tensor::map`] for the engine's own `Sync` closures: a large tensor (2¹⁸ elements or
     /// more) is split over the matrix-product threads.
-    pub(crate) fn map_par(&self, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
+    /// `f` is `Copy` so that each chunk's loop holds its own copy (see [`Tensor::zip3_map`]).
+    pub(crate) fn map_par(&self, f: impl Fn(T) -> T + Sync + Copy) -> Tensor<T> {
         let x = &self.data[..];
         let out = filled_in_chunks(
             self.numel(),
@@ -269,7 +274,7 @@ impl<T: Element> Tensor<T> {
                 let e = s + o.len();
                 dispatch(
                     #[inline(always)]
-                    || write1(o, &x[s..e], &f),
+                    move || write1(o, &x[s..e], &f),
                 )
             },
         );
@@ -288,11 +293,11 @@ impl<T: Element> Tensor<T> {
         let out = broadcast_shapes(op, &self.shape, &other.shape);
         if other.numel() == 1 && out == self.shape {
             let b = other.data[0];
-            return self.map(|a| f(a, b));
+            return self.map(move |a| f(a, b));
         }
         if self.numel() == 1 && out == other.shape {
             let a = self.data[0];
-            return other.map(|b| f(a, b));
+            return other.map(move |b| f(a, b));
         }
         let sa = broadcast_strides(&self.shape, &out);
         let sb = broadcast_strides(&other.shape, &out);
@@ -368,12 +373,12 @@ impl<T: Element> Tensor<T> {
 
     /// `self · s` for a scalar `s`.
     pub fn scale(&self, s: T) -> Tensor<T> {
-        self.map(|x| x * s)
+        self.map(move |x| x * s)
     }
 
     /// `self + s` for a scalar `s`.
     pub fn add_scalar(&self, s: T) -> Tensor<T> {
-        self.map(|x| x + s)
+        self.map(move |x| x + s)
     }
 
     /// Adds `other` into `self` in place when this tensor owns its buffer, otherwise allocates.

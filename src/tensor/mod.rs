@@ -21,6 +21,7 @@ pub(crate) mod pool;
 pub(crate) mod simd;
 pub(crate) mod stats;
 pub(crate) mod update;
+pub(crate) mod vmath;
 
 pub use element::Element;
 pub(crate) use kernels::broadcast_shapes;

@@ -5,37 +5,7 @@
 //! step is recorded, [`InitPrediction::check`] compares the predicted per-layer decay of
 //! ‖∂L/∂W‖ with the measured one.
 //!
-//! # What is predicted, and how
-//!
-//! The model is read as a chain of `Linear` layers, each optionally followed by one
-//! [`Activation`] (children of a [`Sequential`], nested `Sequential`s flattened, named by their
-//! dotted paths as the monitor names them). For each `Linear` the weight's actual scale is
-//! measured, `σ_w² = fan_in·mean(W²)` and `σ_b² = mean(b²)` (second moments, not variances:
-//! the pre-activation variance `q` mean-field propagates is a mean square, and a constant
-//! non-zero bias adds its square to it; for the zero-mean initialisations the two agree). The
-//! mean square of the input batch `x` starts the forward recursion, and the variance is then
-//! propagated layer by layer with each layer's own σ's (so networks whose layers differ are
-//! predicted too):
-//!
-//! * `q₁ = σ_w,1²·mean(x²) + σ_b,1²`, `qₗ₊₁ = σ_w,ₗ₊₁²·E[φₗ(√qₗ z)²] + σ_b,ₗ₊₁²`;
-//! * `χ₁` of layer `l + 1` is `σ_w,ₗ₊₁²·E[φₗ'(√qₗ z)²]`: the factor by which the backward pass
-//!   from layer `l + 1`'s output to layer `l`'s multiplies the **squared** norm ‖∂L/∂h‖² (so
-//!   the norm by `√χ₁`), whatever the widths;
-//! * `‖∂L/∂Wₗ‖ ≈ ‖∂L/∂hₗ‖·√(fan_in·E[aₗ₋₁²])`, the outer product of the backpropagated signal
-//!   and the layer's input (per sample; the batch's cross terms change the constant, not the
-//!   slope over depth).
-//!
-//! The verdict reads `∏√χ₁`, the predicted ratio of ‖∂L/∂h‖ at the first layer to the last:
-//! vanishing below `1/change`, exploding above `change` ([`PredictConfig::change`], default 10:
-//! one order of magnitude over the depth, the point at which the first and the last layers
-//! want learning rates ten times apart).
-//!
-//! Layers this theory does not describe — [`BatchNorm1d`](crate::nn::BatchNorm1d), residual
-//! blocks, `LayerNorm`, `Dropout`, custom modules, an activation that does not follow a
-//! `Linear` — are listed as *not predicted* with the reason, and so is everything after the
-//! first of them (its input scale is no longer the theory's); the verdict is then
-//! [`Verdict::Inconclusive`] rather than a guess. The layers before it keep their per-layer
-//! figures.
+//! The method is described on [`InitPrediction`].
 
 use super::diagnose::{num, Verdict};
 use super::stats::{activation_f64, activation_name, norm};
@@ -111,7 +81,40 @@ pub struct LayerPrediction {
     pub log10_weight_grad: f64,
 }
 
-/// What the monitor predicts about a model before training (see the [module docs](self)).
+/// What the monitor predicts about a model before training: from mean-field theory applied to
+/// its actual layers, and from its input–output Jacobian's spectrum.
+///
+/// # What is predicted, and how
+///
+/// The model is read as a chain of `Linear` layers, each optionally followed by one
+/// [`Activation`] (children of a [`Sequential`], nested `Sequential`s flattened, named by their
+/// dotted paths as the monitor names them). For each `Linear` the weight's actual scale is
+/// measured, `σ_w² = fan_in·mean(W²)` and `σ_b² = mean(b²)` (second moments, not variances:
+/// the pre-activation variance `q` mean-field propagates is a mean square, and a constant
+/// non-zero bias adds its square to it; for the zero-mean initialisations the two agree). The
+/// mean square of the input batch `x` starts the forward recursion, and the variance is then
+/// propagated layer by layer with each layer's own σ's (so networks whose layers differ are
+/// predicted too):
+///
+/// * `q₁ = σ_w,1²·mean(x²) + σ_b,1²`, `qₗ₊₁ = σ_w,ₗ₊₁²·E[φₗ(√qₗ z)²] + σ_b,ₗ₊₁²`;
+/// * `χ₁` of layer `l + 1` is `σ_w,ₗ₊₁²·E[φₗ'(√qₗ z)²]`: the factor by which the backward pass
+///   from layer `l + 1`'s output to layer `l`'s multiplies the **squared** norm ‖∂L/∂h‖² (so
+///   the norm by `√χ₁`), whatever the widths;
+/// * `‖∂L/∂Wₗ‖ ≈ ‖∂L/∂hₗ‖·√(fan_in·E[aₗ₋₁²])`, the outer product of the backpropagated signal
+///   and the layer's input (per sample; the batch's cross terms change the constant, not the
+///   slope over depth).
+///
+/// The verdict reads `∏√χ₁`, the predicted ratio of ‖∂L/∂h‖ at the first layer to the last:
+/// vanishing below `1/change`, exploding above `change` ([`PredictConfig::change`], default 10:
+/// one order of magnitude over the depth, the point at which the first and the last layers
+/// want learning rates ten times apart).
+///
+/// Layers this theory does not describe — [`BatchNorm1d`](crate::nn::BatchNorm1d), residual
+/// blocks, `LayerNorm`, `Dropout`, custom modules, an activation that does not follow a
+/// `Linear` — are listed as *not predicted* with the reason, and so is everything after the
+/// first of them (its input scale is no longer the theory's); the verdict is then
+/// [`Verdict::Inconclusive`] rather than a guess. The layers before it keep their per-layer
+/// figures.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InitPrediction {
     /// The monitor's step counter when the prediction was made (0 before any step); the check
@@ -168,7 +171,7 @@ pub struct PredictionCheck {
 
 /// Predicts, from the model's weights and the input batch `x`, whether its gradients will
 /// vanish or explode, and computes its input–output Jacobian's spectrum at `x`'s first row
-/// (see the [module docs](self)). Nothing in the model changes, though `model` is borrowed
+/// (see [`InitPrediction`] for the method). Nothing in the model changes, though `model` is borrowed
 /// mutably because the spectrum runs its forward pass.
 ///
 /// # Errors

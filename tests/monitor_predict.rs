@@ -8,7 +8,9 @@ use vgrad::monitor::{
 };
 use vgrad::nn::init::Init;
 use vgrad::nn::Sequential;
-use vgrad::nn::{mse_loss, Activation, BatchNorm1d, Ctx, Linear, LinearConfig, Module, Reduction};
+use vgrad::nn::{
+    mse_loss, Activation, BatchNorm1d, Ctx, Linear, LinearConfig, Module, Reduction, Residual,
+};
 use vgrad::{Tape, Tensor};
 
 const GOLDEN: &str = include_str!("golden/monitor_predict.json");
@@ -81,7 +83,7 @@ fn predicted_and_checked(
     init: impl Fn(f64) -> Init,
     sigma_w: f64,
     seed: u64,
-) -> (InitPrediction, PredictionCheck, String) {
+) -> (InitPrediction, PredictionCheck, String, Option<f64>) {
     let mut net = mlp(DEPTH, act, init, sigma_w, seed);
     let mon = predict_and_step(&mut net);
     let d = mon.diagnose();
@@ -89,10 +91,12 @@ fn predicted_and_checked(
         .check
         .clone()
         .expect("a step was recorded after the prediction");
+    let text = d.to_string();
     (
-        d.prediction.clone().expect("predicted"),
+        d.prediction.expect("predicted"),
         check,
-        d.to_string(),
+        text,
+        d.evidence.forward_ratio,
     )
 }
 
@@ -137,7 +141,7 @@ fn predictions_against_pytorch_and_the_first_step() {
         let torch_slope = golden["slope_w"]["mean"].as_f64().unwrap();
         let torch_h_slope = golden["slope_h"]["mean"].as_f64().unwrap();
         for seed in 0..2 {
-            let (p, c, text) = predicted_and_checked(act, gaussian, sigma_w, seed);
+            let (p, c, text, forward) = predicted_and_checked(act, gaussian, sigma_w, seed);
             let case = format!("{act:?} σ_w = {sigma_w}, seed {seed}");
             assert_eq!(p.verdict, expected(act, sigma_w), "{case}:\n{text}");
             // The realised σ_w differs from the nominal by ~0.5% (16 384 draws a layer), which
@@ -165,6 +169,14 @@ fn predictions_against_pytorch_and_the_first_step() {
             }
             assert!(text.contains("Predicted at initialisation: "), "{text}");
             assert!(text.contains("Prediction checked: at step 0"), "{text}");
+            // tanh keeps the signal centred, so the measured std ratio is the rms ratio.
+            if act == Activation::Tanh {
+                let (pred, meas) = (p.signal_ratio.unwrap(), forward.unwrap());
+                assert!(
+                    (pred.log10() - meas.log10()).abs() < 0.05,
+                    "{case}: forward signal ratio {meas} against {pred} predicted"
+                );
+            }
             // Gaussian weights: far from isometry.
             assert_eq!(p.isometry(), Some(false), "{text}");
         }
@@ -195,7 +207,8 @@ fn chi1_per_layer_tends_to_sigma_w_squared() {
 #[test]
 fn relu_with_he_is_healthy() {
     for seed in 0..2 {
-        let (p, c, text) = predicted_and_checked(Activation::Relu, |_| Init::HE_NORMAL, 0.0, seed);
+        let (p, c, text, _) =
+            predicted_and_checked(Activation::Relu, |_| Init::HE_NORMAL, 0.0, seed);
         assert_eq!(p.verdict, Verdict::Healthy, "{text}");
         assert!((p.grad_ratio.unwrap() - 1.0).abs() < 0.15, "{text}");
         assert!(c.predicted_slope.abs() < 1e-3 && c.agrees, "{c}");
@@ -207,12 +220,12 @@ fn relu_with_he_is_healthy() {
 #[test]
 fn orthogonal_tanh_is_near_isometry() {
     let orth = |g| Init::Orthogonal { gain: g };
-    let (p, c, text) = predicted_and_checked(Activation::Tanh, orth, 1.0, 0);
+    let (p, c, text, _) = predicted_and_checked(Activation::Tanh, orth, 1.0, 0);
     assert_eq!(p.isometry(), Some(true), "{text}");
     assert!(p.spread().unwrap() < 0.2, "{text}");
     assert!(text.contains("near dynamical isometry"), "{text}");
     assert!(c.agrees, "{c}");
-    let (g, _, _) = predicted_and_checked(Activation::Tanh, gaussian, 1.0, 0);
+    let (g, _, _, _) = predicted_and_checked(Activation::Tanh, gaussian, 1.0, 0);
     assert!(g.spread().unwrap() > 10.0 * p.spread().unwrap());
 }
 
@@ -251,6 +264,55 @@ fn batchnorm_is_not_predicted() {
     let text = mon.diagnose().to_string();
     assert!(text.contains("Not predicted: 1 (BatchNorm1d"), "{text}");
     assert!(text.contains("inconclusive"), "{text}");
+}
+
+/// A residual block is outside the theory too, and so is an activation with no Linear before
+/// it; the layers before them keep their figures.
+#[test]
+fn residual_blocks_are_not_predicted() {
+    let mut rng = vgrad::seeded_rng(4);
+    let branch = Sequential::<f32>::new()
+        .push(Linear::new(WIDTH, WIDTH, &mut rng).unwrap())
+        .push(Activation::Tanh);
+    let mut net = Sequential::<f32>::new()
+        .push(Linear::new(WIDTH, WIDTH, &mut rng).unwrap())
+        .push(Activation::Tanh)
+        .push(Linear::new(WIDTH, WIDTH, &mut rng).unwrap())
+        .push(Residual::new(branch))
+        .push(Linear::new(WIDTH, OUT, &mut rng).unwrap());
+    let p = predict_init(&mut net, &data(1, BATCH, WIDTH), &PredictConfig::default()).unwrap();
+    assert_eq!(p.verdict, Verdict::Inconclusive);
+    assert_eq!(p.layers.len(), 2);
+    assert_eq!(p.not_predicted[0].0, "3");
+    assert!(
+        p.not_predicted[0].1.starts_with("a residual block"),
+        "{:?}",
+        p.not_predicted
+    );
+    assert_eq!(
+        p.not_predicted.len(),
+        2,
+        "the block, then the output layer after it"
+    );
+    // Linear::new's U(±1/√fan_in) weights: σ_w² = fan_in·(1/(3·fan_in)) = 1/3.
+    assert!(
+        (p.layers[0].sigma_w - (1.0f64 / 3.0).sqrt()).abs() < 0.01,
+        "{:?}",
+        p.layers[0]
+    );
+    assert!(p.layers[1].chi1.is_some());
+
+    let mut rng = vgrad::seeded_rng(5);
+    let mut starts_with_act = Sequential::<f32>::new()
+        .push(Activation::Tanh)
+        .push(Linear::new(WIDTH, OUT, &mut rng).unwrap());
+    let p = predict_init(
+        &mut starts_with_act,
+        &data(1, 4, WIDTH),
+        &PredictConfig::default(),
+    )
+    .unwrap();
+    assert!(p.layers.is_empty() && p.not_predicted[0].1.contains("does not follow a Linear"));
 }
 
 /// The check can fail: a prediction for one network, checked against another's step.

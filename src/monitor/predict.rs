@@ -131,6 +131,11 @@ pub struct InitPrediction {
     pub grad_ratio: Option<f64>,
     /// Predicted ‖∂L/∂W‖ of the first layer over the last's.
     pub weight_grad_ratio: Option<f64>,
+    /// Predicted rms of the forward signal after the last hidden layer's activation over that
+    /// after the first's (the monitor measures the std ratio,
+    /// [`Evidence::forward_ratio`](super::Evidence::forward_ratio)); `None` with fewer than
+    /// three layers.
+    pub signal_ratio: Option<f64>,
     /// Mean-field's fixed-point prediction for the last hidden layer's activation, σ_w and
     /// σ_b: `q*`, the phase's `χ₁` at `q*`, the depth scale `ξ_c`. `None` with fewer than three
     /// layers or when the variance map diverges.
@@ -253,7 +258,16 @@ pub(crate) fn predict_at<T: Element, M: Module<T> + ?Sized>(
         ),
         _ => (None, None),
     };
+    let signal_ratio = match &layers[..] {
+        [_, second, .., last] if complete => {
+            Some((last.input_mean_square / second.input_mean_square).sqrt())
+        }
+        _ => None,
+    };
     let verdict = match grad_ratio {
+        // A variance that overflowed on the way: past any threshold.
+        _ if layers.iter().any(|l| l.q == f64::INFINITY) => Verdict::ExplodingGradients,
+        Some(r) if r.is_nan() => Verdict::Inconclusive,
         None => Verdict::Inconclusive,
         Some(r) if r < 1.0 / cfg.change => Verdict::VanishingGradients,
         Some(r) if r > cfg.change => Verdict::ExplodingGradients,
@@ -308,6 +322,7 @@ pub(crate) fn predict_at<T: Element, M: Module<T> + ?Sized>(
         verdict,
         grad_ratio,
         weight_grad_ratio,
+        signal_ratio,
         deep,
         predicted_mean_squared,
         spectrum,
@@ -570,6 +585,9 @@ impl fmt::Display for InitPrediction {
                 )?;
                 if let Some(w) = self.weight_grad_ratio {
                     write!(f, "; ‖∂L/∂W‖ first/last predicted {}", num(w))?;
+                }
+                if let Some(s) = self.signal_ratio {
+                    write!(f, "; forward signal rms last/first hidden layer {}", num(s))?;
                 }
             }
             (None, _) if !self.not_predicted.is_empty() => write!(

@@ -2,6 +2,7 @@
 //! from the model and the statistics, and the fixes to try.
 //!
 
+use super::predict::{InitPrediction, PredictionCheck};
 use super::stats::activation_name;
 use super::{LayerKind, LayerRecord, StepRecord};
 use crate::nn::init::{calculate_gain, Nonlinearity};
@@ -380,6 +381,11 @@ pub struct Diagnosis {
     pub fixes: Vec<Fix>,
     /// The figures read.
     pub evidence: Evidence,
+    /// What was predicted at initialisation, when a prediction was made
+    /// ([`GradMonitor::predict_at_init`](super::GradMonitor::predict_at_init)).
+    pub prediction: Option<InitPrediction>,
+    /// The prediction checked against the first step recorded after it, once there is one.
+    pub check: Option<PredictionCheck>,
 }
 
 impl fmt::Display for Diagnosis {
@@ -413,7 +419,14 @@ impl fmt::Display for Diagnosis {
         if parts.is_empty() {
             parts.push(evidence_line(&self.evidence));
         }
-        write!(f, "{}", parts.join(" "))
+        write!(f, "{}", parts.join(" "))?;
+        if let Some(p) = &self.prediction {
+            write!(f, "\nPredicted at initialisation: {p}.")?;
+        }
+        if let Some(c) = &self.check {
+            write!(f, "\nPrediction checked: {c}.")?;
+        }
+        Ok(())
     }
 }
 
@@ -441,7 +454,7 @@ fn list_names(names: &[String]) -> String {
 }
 
 /// A number for people: three significant figures, in exponent form when far from 1.
-fn num(x: f64) -> String {
+pub(super) fn num(x: f64) -> String {
     if !x.is_finite() {
         return format!("{x}");
     }
@@ -644,6 +657,30 @@ fn names<'a>(it: impl Iterator<Item = &'a LayerRecord>) -> Vec<String> {
 ///    vanishing gradients;
 /// 6. otherwise healthy.
 pub fn diagnose(steps: &[StepRecord], cfg: &DiagnosisConfig) -> Diagnosis {
+    diagnose_with_prediction(steps, cfg, None)
+}
+
+/// [`diagnose`], with the finding "predicted at initialisation" added from `prediction`, and,
+/// once a step at or after the prediction's is recorded, the prediction checked against the
+/// first such step ([`InitPrediction::check`]). The verdict itself is still read from the
+/// records alone, so the two can be compared.
+pub fn diagnose_with_prediction(
+    steps: &[StepRecord],
+    cfg: &DiagnosisConfig,
+    prediction: Option<&InitPrediction>,
+) -> Diagnosis {
+    let mut d = diagnose_records(steps, cfg);
+    if let Some(p) = prediction {
+        d.check = steps
+            .iter()
+            .find(|s| s.step >= p.step)
+            .and_then(|s| p.check(s));
+        d.prediction = Some(p.clone());
+    }
+    d
+}
+
+fn diagnose_records(steps: &[StepRecord], cfg: &DiagnosisConfig) -> Diagnosis {
     let mut d = Diagnosis {
         verdict: Verdict::Inconclusive,
         summary: String::new(),
@@ -651,6 +688,8 @@ pub fn diagnose(steps: &[StepRecord], cfg: &DiagnosisConfig) -> Diagnosis {
         causes: Vec::new(),
         fixes: Vec::new(),
         evidence: Evidence::default(),
+        prediction: None,
+        check: None,
     };
     let Some(r) = Reading::of(steps) else {
         d.summary = "no step was recorded".into();

@@ -161,6 +161,8 @@ pub fn html_report(steps: &[StepRecord], diagnosis: &Diagnosis, title: &str) -> 
         }
     }
 
+    prediction_section(&mut out, steps, diagnosis);
+
     let first_name = format!("step {}", first.step);
     let last_name = format!("step {}", last.step);
     let mut runs = vec![(first_name.as_str(), first)];
@@ -241,6 +243,79 @@ pub fn html_report(steps: &[StepRecord], diagnosis: &Diagnosis, title: &str) -> 
          JSON exports hold every step.</p>\n<script>{TAIL_SCRIPT}</script>\n</body>\n</html>\n"
     );
     Ok(out)
+}
+
+/// The "Predicted at initialisation" section: the finding, its check, and the predicted
+/// per-layer figures next to the measured ones at the step the check read (both relative to the
+/// last layer, in decades).
+fn prediction_section(out: &mut String, steps: &[StepRecord], diagnosis: &Diagnosis) {
+    let Some(p) = &diagnosis.prediction else {
+        return;
+    };
+    out.push_str("<h2>Predicted at initialisation</h2>\n");
+    let _ = writeln!(out, "<p class=\"verdict\">{}</p>", esc(&p.to_string()));
+    if let Some(c) = &diagnosis.check {
+        let _ = writeln!(
+            out,
+            "<p>Checked against the measured flow: {}.</p>",
+            esc(&c.to_string())
+        );
+    }
+    let measured = diagnosis
+        .check
+        .as_ref()
+        .and_then(|c| steps.iter().find(|s| s.step == c.step));
+    let last = p.layers.last().and_then(|l| measured?.layer(&l.name));
+    let rel = |x: Option<f64>, of: Option<f64>| match (x, of) {
+        (Some(x), Some(y)) if x > 0.0 && y > 0.0 => format!("{:+.2}", (x / y).log10()),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "<div class=\"wide\"><table id=\"prediction\">\n<thead><tr><th class=\"name\">layer</th>\
+         <th>σ_w</th><th>σ_b</th><th class=\"name\">activation</th><th>q</th><th>χ₁</th>\
+         <th>√χ₁</th><th>log₁₀‖∂L/∂h‖ predicted</th><th>measured</th>\
+         <th>log₁₀‖∂L/∂W‖ predicted</th><th>measured</th></tr></thead>\n<tbody>"
+    );
+    for l in &p.layers {
+        let m = measured.and_then(|s| s.layer(&l.name));
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"name\">{}</td><td>{:.3}</td><td>{:.3}</td><td class=\"name\">{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{:+.2}</td><td>{}</td><td>{:+.2}</td><td>{}</td></tr>",
+            esc(&l.name),
+            l.sigma_w,
+            l.sigma_b,
+            activation_name(&l.activation),
+            num(Some(l.q)),
+            num(l.chi1),
+            num(l.chi1.map(f64::sqrt)),
+            l.log10_output_grad,
+            rel(
+                m.and_then(|m| m.output_grad_norm),
+                last.and_then(|m| m.output_grad_norm)
+            ),
+            l.log10_weight_grad,
+            rel(
+                m.map(|m| m.weight_grad_norm),
+                last.map(|m| m.weight_grad_norm)
+            ),
+        );
+    }
+    out.push_str("</tbody>\n</table></div>\n");
+    if !p.not_predicted.is_empty() {
+        out.push_str("<p>Not predicted:</p>\n<ul>\n");
+        for (name, reason) in &p.not_predicted {
+            let _ = writeln!(out, "<li>{}: {}</li>", esc(name), esc(reason));
+        }
+        out.push_str("</ul>\n");
+    }
+    let _ = writeln!(
+        out,
+        "<p class=\"note\">Mean-field theory applied to each layer's measured σ_w² = fan_in·mean(W²) \
+         and σ_b² = mean(b²): χ₁ multiplies the squared gradient norm per layer, √χ₁ the norm. \
+         Gradient norms are relative to the last layer, in decades (log₁₀).</p>"
+    );
 }
 
 /// Writes [`html_report`] to a file, atomically (see [`write_csv`](super::write_csv)).

@@ -91,10 +91,12 @@ mod export;
 mod html;
 #[cfg(feature = "plot")]
 mod plot;
+mod predict;
 mod stats;
 #[cfg(feature = "tensorboard")]
 mod tensorboard;
 
+pub use diagnose::diagnose_with_prediction;
 pub use diagnose::{diagnose, Cause, Diagnosis, DiagnosisConfig, Evidence, Fix, Verdict};
 #[cfg(feature = "plot")]
 #[cfg_attr(docsrs, doc(cfg(feature = "plot")))]
@@ -105,6 +107,7 @@ pub use plot::{
     flow_svg, gradient_flow_svg, heatmap_svg, heatmap_svg_with, heatmaps_svg, log10_range,
     mean_max_svg, FlowLayout, PlotMetric, PlotOptions, NAMED_LAYERS,
 };
+pub use predict::{predict_init, InitPrediction, LayerPrediction, PredictConfig, PredictionCheck};
 #[cfg(feature = "tensorboard")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tensorboard")))]
 pub use tensorboard::TensorBoardWriter;
@@ -390,6 +393,8 @@ pub struct GradMonitor<T: Element> {
     /// measure the update after it. Tensors share storage, so this is a reference count per
     /// layer, not a copy.
     snapshot: Option<Vec<Tensor<T>>>,
+    /// What [`predict_at_init`](GradMonitor::predict_at_init) predicted.
+    prediction: Option<InitPrediction>,
     /// Where recorded steps are written as they are recorded, if anywhere.
     #[cfg(feature = "tensorboard")]
     tensorboard: Option<tensorboard::Attached>,
@@ -414,6 +419,7 @@ impl<T: Element> GradMonitor<T> {
             next_step: 0,
             watch: None,
             snapshot: None,
+            prediction: None,
             #[cfg(feature = "tensorboard")]
             tensorboard: None,
         }
@@ -744,7 +750,68 @@ impl<T: Element> GradMonitor<T> {
     /// Reads the records in plain words, with the thresholds of this monitor's
     /// [`MonitorConfig::diagnosis`].
     pub fn diagnose(&self) -> Diagnosis {
-        diagnose(&self.steps, &self.config.diagnosis)
+        diagnose_with_prediction(
+            &self.steps,
+            &self.config.diagnosis,
+            self.prediction.as_ref(),
+        )
+    }
+
+    /// Predicts, before training, whether `model`'s gradients will vanish or explode and by how
+    /// much, from mean-field theory applied to its actual layers and the Jacobian's spectrum at
+    /// the first row of `x` (see [`predict_init`], with [`PredictConfig::default`]). The
+    /// prediction is kept: [`diagnose`](GradMonitor::diagnose) reports it and, once a step is
+    /// recorded, checks it against the measured per-layer decay of ‖∂L/∂W‖.
+    ///
+    /// # Errors
+    /// As [`predict_init`].
+    ///
+    /// # Panics
+    /// If the model panics on `x`.
+    ///
+    /// # Example
+    /// ```
+    /// use vgrad::monitor::{GradMonitor, MonitorConfig, Verdict};
+    /// use vgrad::nn::{init::Init, Activation, Ctx, Linear, LinearConfig, Module, Sequential};
+    /// use vgrad::{Tape, Tensor};
+    ///
+    /// let mut rng = vgrad::seeded_rng(0);
+    /// let mut net = Sequential::<f64>::new();
+    /// for _ in 0..10 {
+    ///     let cfg = LinearConfig::init(Init::HE_NORMAL).no_bias();
+    ///     net = net.push(Linear::with_config(32, 32, cfg, &mut rng)?).push(Activation::Relu);
+    /// }
+    /// let x = Tensor::from_fn(&[16, 32], |i| ((i * 7919) % 13) as f64 / 6.0 - 1.0);
+    /// let mut mon = GradMonitor::new(MonitorConfig::default());
+    /// let p = mon.predict_at_init(&mut net, &x)?;
+    /// assert_eq!(p.verdict, Verdict::Healthy); // He init: χ₁ = 1 at every layer
+    /// let tape = Tape::new();
+    /// let mut ctx = Ctx::new(&tape);
+    /// let loss = net.forward(&mut ctx, tape.constant(x)).square().mean();
+    /// mon.backward(&ctx, &net, loss);
+    /// let d = mon.diagnose();
+    /// assert!(d.check.is_some()); // predicted against measured, at step 0
+    /// println!("{d}");
+    /// # Ok::<(), vgrad::Error>(())
+    /// ```
+    pub fn predict_at_init<M: Module<T> + ?Sized>(
+        &mut self,
+        model: &mut M,
+        x: &Tensor<T>,
+    ) -> crate::Result<&InitPrediction> {
+        let p = predict::predict_at(model, x, &PredictConfig::default(), self.next_step)?;
+        Ok(self.prediction.insert(p))
+    }
+
+    /// The prediction made by [`predict_at_init`](GradMonitor::predict_at_init), if any.
+    pub fn prediction(&self) -> Option<&InitPrediction> {
+        self.prediction.as_ref()
+    }
+
+    /// Keeps `prediction` (from [`predict_init`] with a configuration of your own) as this
+    /// monitor's prediction at initialisation.
+    pub fn set_prediction(&mut self, prediction: InitPrediction) {
+        self.prediction = Some(prediction);
     }
 
     /// Writes every step recorded from now on to `writer`, as it is recorded (see

@@ -216,6 +216,7 @@ fn jacobian_of<T: Element>(
 /// assert!(j.allclose(&w, 0.0, 1e-15));
 /// # Ok::<(), vgrad::Error>(())
 /// ```
+#[track_caller]
 pub fn input_jacobian<T: Element, M: Module<T> + ?Sized>(
     model: &mut M,
     x: &Tensor<T>,
@@ -296,6 +297,7 @@ pub fn singular_values(j: &Tensor<f64>) -> Result<Vec<f64>> {
 /// assert!(s.mean_squared() > 0.5);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
+#[track_caller]
 pub fn jacobian_spectrum<T: Element, M: Module<T> + ?Sized>(
     model: &mut M,
     x: &Tensor<T>,
@@ -335,6 +337,7 @@ pub fn jacobian_spectrum<T: Element, M: Module<T> + ?Sized>(
 /// assert!(layers[1].1.max() <= 1.0);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
+#[track_caller]
 pub fn layer_spectra<T: Element>(
     model: &mut Sequential<T>,
     x: &Tensor<T>,
@@ -353,6 +356,7 @@ pub fn layer_spectra<T: Element>(
 ///
 /// # Panics
 /// As [`input_jacobian`].
+#[track_caller]
 pub fn block_spectra<T: Element>(
     model: &mut Sequential<T>,
     x: &Tensor<T>,
@@ -768,6 +772,7 @@ impl SpectrumEstimate {
 /// assert!((weights - 1.0).abs() < 1e-12);
 /// # Ok::<(), vgrad::Error>(())
 /// ```
+#[track_caller]
 pub fn estimate_spectrum<T: Element, M: Module<T> + ?Sized>(
     model: &mut M,
     x: &Tensor<T>,

@@ -794,6 +794,7 @@ impl<T: Element> GradMonitor<T> {
     /// println!("{d}");
     /// # Ok::<(), vgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn predict_at_init<M: Module<T> + ?Sized>(
         &mut self,
         model: &mut M,

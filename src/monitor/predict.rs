@@ -205,6 +205,7 @@ pub struct PredictionCheck {
 /// println!("{p}");
 /// # Ok::<(), vgrad::Error>(())
 /// ```
+#[track_caller]
 pub fn predict_init<T: Element, M: Module<T> + ?Sized>(
     model: &mut M,
     x: &Tensor<T>,

@@ -26,6 +26,12 @@ optimisers = [
     ("adam", lambda: torch.optim.Adam(params)),
     ("adamw", lambda: torch.optim.AdamW(params)),
     ("rmsprop", lambda: torch.optim.RMSprop(params)),
+    # vgrad's adamw_groups: no weight decay on biases, the output layer's weight at 3e-3.
+    ("adamw_groups", lambda: torch.optim.AdamW([
+        {"params": params[0:-2:2]},
+        {"params": params[1::2], "weight_decay": 0.0},
+        {"params": [params[-2]], "lr": 3e-3},
+    ])),
 ]
 for name, make in optimisers:
     opt = make()

@@ -1,6 +1,6 @@
 //! Matrix products, with transposes passed as strides. On x86-64 CPUs with AVX-512 they run on
-//! vgrad's own kernel ([`super::gemm512`]); elsewhere, and for outputs narrower than 16 columns,
-//! on the `gemm` crate.
+//! vgrad's own kernel ([`super::gemm512`]) where it is the faster one (see [`own_kernel_for`]);
+//! elsewhere, and for outputs narrower than 16 columns, on the `gemm` crate.
 //!
 //! Why `gemm` as the fallback: on the shared benchmark configs it beat `matrixmultiply` on four
 //! of five training steps at one thread (deep 64-wide stacks 0.85 vs 1.06 ms, resbn 2.82 vs
@@ -18,6 +18,74 @@ use std::mem::MaybeUninit;
 /// split: 2.7-3.5 ms vs 3.6-3.8 ms at 2 threads; the 64³ products of the deep configs are not)
 /// beat rayon's 2²².
 const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// On Intel CPUs, the largest f32 product (in multiply-adds) that runs on vgrad's own kernel.
+/// 2¹⁸ is the 64 × 64 × 64 product of the deep 64-wide configs.
+const OWN_MAX_MACS_INTEL: usize = 1 << 18;
+
+/// The same for f64, where our kernel held its lead up to larger products (a 50 × 100 × 100
+/// product's step: 0.66 ms on ours, 0.77 on the crate's) and lost above (mid_relu: 5.8 vs 4.9).
+const OWN_MAX_MACS_INTEL_F64: usize = 1 << 20;
+
+/// Which kernel runs an `m × k × n` product on an AVX-512 CPU: vgrad's own (true) or the `gemm`
+/// crate's x86-v4 kernels (false). Measured, not reasoned: ours was tuned on AMD Zen 4, where it
+/// beat the crate on every training step measured, and runs every product there. On an Intel
+/// Xeon (Sapphire/Emerald Rapids class) the crate's kernels are faster on the larger products:
+/// `cargo bench --bench gemm`, one thread, the crate is 10–16% faster on the backward products
+/// `dY·W` and `dYᵀ·X` from 128 × 128 × 128 up, ours 6% faster on the forward `x·Wᵀ` at widths
+/// that are multiples of 32, and whole training steps ran 5–18% faster with the crate on every
+/// config whose products exceed 2¹⁸ multiply-adds (odd widths included), 5–8% slower on the
+/// 32- and 64-wide deep stacks (BENCHMARKS.md). So on Intel ours runs the products up to
+/// [`OWN_MAX_MACS_INTEL`] (f32) or [`OWN_MAX_MACS_INTEL_F64`] (f64) multiply-adds, the crate the
+/// rest; splitting by operand layout as well measured no better. The environment variable
+/// `VGRAD_GEMM=own` or `VGRAD_GEMM=crate`, read once, overrides the choice everywhere (for
+/// measuring it on another CPU).
+fn own_kernel_for<T>(m: usize, k: usize, n: usize) -> bool {
+    use std::sync::OnceLock;
+    #[derive(Clone, Copy, PartialEq)]
+    enum Choice {
+        Own,
+        Crate,
+        Intel,
+    }
+    static CHOICE: OnceLock<Choice> = OnceLock::new();
+    let choice = *CHOICE.get_or_init(|| match std::env::var("VGRAD_GEMM").as_deref() {
+        Ok("own") => Choice::Own,
+        Ok("crate") => Choice::Crate,
+        _ if is_intel() => Choice::Intel,
+        _ => Choice::Own,
+    });
+    match choice {
+        Choice::Own => true,
+        Choice::Crate => false,
+        Choice::Intel => {
+            let limit = if std::mem::size_of::<T>() == 8 {
+                OWN_MAX_MACS_INTEL_F64
+            } else {
+                OWN_MAX_MACS_INTEL
+            };
+            m.saturating_mul(k).saturating_mul(n) <= limit
+        }
+    }
+}
+
+/// Whether the CPU's vendor string is Intel's.
+fn is_intel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // CPUID leaf 0 returns the vendor string in EBX, EDX, ECX ("Genu", "ineI", "ntel").
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID leaf 0 exists on every x86-64 CPU.
+        let id = unsafe { std::arch::x86_64::__cpuid(0) };
+        id.ebx == u32::from_le_bytes(*b"Genu")
+            && id.edx == u32::from_le_bytes(*b"ineI")
+            && id.ecx == u32::from_le_bytes(*b"ntel")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// One row-major matrix operand: element (i, j) lives at `base + i·rs + j·cs`.
 #[derive(Clone, Copy)]
@@ -62,6 +130,7 @@ unsafe fn gemm_into<T: Element>(
         }
         return;
     }
+    let own = own_kernel_for::<T>(m, k, n);
     let threads = super::num_threads();
     if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
         // SAFETY: as in `gemm_block`; the whole product is one block.
@@ -78,6 +147,7 @@ unsafe fn gemm_into<T: Element>(
                 n,
                 accumulate,
                 bias_ptr,
+                own,
             )
         };
         return;
@@ -123,6 +193,7 @@ unsafe fn gemm_into<T: Element>(
                     } else {
                         bp.get().add(lo)
                     },
+                    own,
                 )
             } else {
                 gemm_block(
@@ -137,6 +208,7 @@ unsafe fn gemm_into<T: Element>(
                     n,
                     accumulate,
                     bp.get(),
+                    own,
                 )
             }
         }
@@ -145,7 +217,8 @@ unsafe fn gemm_into<T: Element>(
 
 /// dst[m, n] (row stride `dst_rs`, column stride 1) = lhs[m, k] · rhs[k, n] (or += with
 /// `accumulate`, or + the row `bias` when that is not null) on one thread, where `lhs_ptr`/`rhs_ptr` point at element (0, 0) of the block
-/// and the operands give its strides.
+/// and the operands give its strides. `own` is [`own_kernel_for`]'s choice for the whole product
+/// (so the blocks of one product all run on the same kernel).
 ///
 /// # Safety
 /// Every element the strides reach from the pointers must lie inside its operand's slice, dst
@@ -164,12 +237,15 @@ unsafe fn gemm_block<T: Element>(
     dst_rs: usize,
     accumulate: bool,
     bias: *const T,
+    own: bool,
 ) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = own;
     // vgrad's own AVX-512 kernel where the CPU has it, except for outputs narrower than one
     // f32 vector (a network's last layer), where its 32-wide tiles would be mostly padding: the
     // `gemm` crate was 2× faster on the 1024-wide step's [256, 1024] · [1024, 10].
     #[cfg(target_arch = "x86_64")]
-    if n >= 16 && super::gemm512::available() {
+    if own && n >= 16 && super::gemm512::available() {
         use std::any::TypeId;
         // SAFETY (of each call): the caller's contract is the kernel's; m, n, k > 0 (gemm_into
         // returns early otherwise) and the CPU has AVX-512F. The casts are identities: T is the

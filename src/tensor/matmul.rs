@@ -524,6 +524,94 @@ mod tests {
         c
     }
 
+    /// Both kernels the per-CPU choice can pick (`own_kernel_for`) give the product to
+    /// rounding, whichever one this CPU would choose, on products above the Intel f32 threshold:
+    /// row-major and transposed operands, a bias, accumulation, a ragged batch of 100 rows, f32
+    /// and f64. Compared with a triple loop in f64.
+    #[test]
+    fn both_kernels_match_naive_on_large_products() {
+        fn check<T: Element>(tol: f64) {
+            for &(m, k, n, lhs_t, rhs_t, with_bias, accumulate) in &[
+                (100, 96, 80, false, true, true, false),
+                (64, 100, 112, true, false, false, true),
+                (72, 130, 48, false, false, false, false),
+            ] {
+                let a = Tensor::<f64>::from_fn(&[m, k], |i| ((i * 7919) % 101) as f64 / 50.0 - 1.0);
+                let b =
+                    Tensor::<f64>::from_fn(&[k, n], |i| ((i * 104729) % 97) as f64 / 48.0 - 1.0);
+                let bias: Vec<f64> = (0..n).map(|j| j as f64 / n as f64 - 0.5).collect();
+                let start: Vec<f64> = (0..m * n).map(|i| (i % 13) as f64 * 0.1).collect();
+                let mut want = naive(&a, &b);
+                for (i, w) in want.iter_mut().enumerate() {
+                    if with_bias {
+                        *w += bias[i % n];
+                    }
+                    if accumulate {
+                        *w += start[i];
+                    }
+                }
+                let cast =
+                    |v: &[f64]| -> Vec<T> { v.iter().map(|&x| T::from_f64(x).unwrap()).collect() };
+                // Operands laid out as the transposes say: stored as Aᵀ / Bᵀ, read through strides.
+                let (a_store, a_rs, a_cs) = if lhs_t {
+                    (cast(a.transpose(0, 1).data()), 1, m as isize)
+                } else {
+                    (cast(a.data()), k as isize, 1)
+                };
+                let (b_store, b_rs, b_cs) = if rhs_t {
+                    (cast(b.transpose(0, 1).data()), 1, k as isize)
+                } else {
+                    (cast(b.data()), n as isize, 1)
+                };
+                let bias_t = cast(&bias);
+                for own in [true, false] {
+                    let mut dst = cast(&start);
+                    let lhs = Operand {
+                        data: &a_store,
+                        rs: a_rs,
+                        cs: a_cs,
+                    };
+                    let rhs = Operand {
+                        data: &b_store,
+                        rs: b_rs,
+                        cs: b_cs,
+                    };
+                    // SAFETY: every offset the strides reach is inside its operand, dst holds
+                    // m × n initialised values, and the bias n.
+                    unsafe {
+                        gemm_block(
+                            m,
+                            k,
+                            n,
+                            a_store.as_ptr(),
+                            lhs,
+                            b_store.as_ptr(),
+                            rhs,
+                            dst.as_mut_ptr(),
+                            n,
+                            accumulate,
+                            if with_bias {
+                                bias_t.as_ptr()
+                            } else {
+                                std::ptr::null()
+                            },
+                            own,
+                        )
+                    };
+                    for (i, (got, want)) in dst.iter().zip(&want).enumerate() {
+                        let got = got.to_f64().unwrap();
+                        assert!(
+                            (got - want).abs() <= tol * (1.0 + want.abs()),
+                            "own kernel {own}, ({m}, {k}, {n}), element {i}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+        check::<f32>(1e-4);
+        check::<f64>(1e-12);
+    }
+
     #[test]
     fn transposed_operands_match_naive() {
         let a = Tensor::<f64>::from_fn(&[3, 4], |i| (i as f64).sin());

@@ -11,6 +11,10 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use vgrad::{Element, GeluApprox, Tape, Tensor, Var};
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::tensor;
+
 const GOLDEN: &str = include_str!("golden/ops.json");
 
 struct Case {
@@ -28,35 +32,6 @@ struct Case {
     rtol: f64,
     atol: f64,
     f32: bool,
-}
-
-/// A fixture number; JSON has no NaN or infinities, so the generator writes those as strings.
-fn number(v: &Value) -> f64 {
-    match v {
-        Value::String(s) => match s.as_str() {
-            "nan" => f64::NAN,
-            "inf" => f64::INFINITY,
-            "-inf" => f64::NEG_INFINITY,
-            other => panic!("unexpected number string {other:?}"),
-        },
-        _ => v.as_f64().expect("number"),
-    }
-}
-
-fn tensor(v: &Value) -> Tensor<f64> {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .expect("shape")
-        .iter()
-        .map(|d| d.as_u64().expect("extent") as usize)
-        .collect();
-    let data: Vec<f64> = v["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .map(number)
-        .collect();
-    Tensor::from_vec(data, &shape).expect("consistent shape and data")
 }
 
 fn cases() -> Vec<Case> {

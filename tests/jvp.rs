@@ -17,36 +17,11 @@ use vgrad::nn::{
 };
 use vgrad::{CustomOp, Element, Error, GeluApprox, Tape, Tensor, Var};
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::tensor;
+
 const GOLDEN: &str = include_str!("golden/jvp.json");
-
-/// A fixture number; JSON has no NaN or infinities, so the generator writes those as strings.
-fn number(v: &Value) -> f64 {
-    match v {
-        Value::String(s) => match s.as_str() {
-            "nan" => f64::NAN,
-            "inf" => f64::INFINITY,
-            "-inf" => f64::NEG_INFINITY,
-            other => panic!("unexpected number string {other:?}"),
-        },
-        _ => v.as_f64().expect("number"),
-    }
-}
-
-fn tensor(v: &Value) -> Tensor<f64> {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .expect("shape")
-        .iter()
-        .map(|d| d.as_u64().expect("extent") as usize)
-        .collect();
-    let data: Vec<f64> = v["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .map(number)
-        .collect();
-    Tensor::from_vec(data, &shape).expect("consistent shape and data")
-}
 
 struct Case {
     name: String,

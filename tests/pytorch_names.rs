@@ -19,6 +19,10 @@ use vgrad::nn::{
 };
 use vgrad::{seeded_rng, Element, Tape, Tensor, Var};
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::tensor;
+
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 
 #[derive(Clone, Debug)]
@@ -35,22 +39,6 @@ impl<T: Element> Module<T> for ResBlock<T> {
         x + ctx.child("l2", &mut self.l2, h)
     }
     vgrad::children!(T; l1, bn, l2);
-}
-
-fn tensor(v: &Value) -> Tensor<f64> {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f64> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_f64().unwrap())
-        .collect();
-    Tensor::from_vec(data, &shape).unwrap()
 }
 
 fn golden() -> (Tensor<f64>, Tensor<f64>) {

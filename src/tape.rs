@@ -188,6 +188,9 @@ pub struct Tape<T: Element> {
     /// handle), and whether there are any: see [`Tape::release`].
     released: RefCell<IdMap<WeakTensor<T>>>,
     any_released: Cell<bool>,
+    /// How many parameter leaves were bound: the size a sweep's `Gradients` map starts at, so
+    /// it is not rehashed as it grows.
+    params: Cell<usize>,
 }
 
 // The node list of a dropped tape is kept (emptied) for the thread's next tape: a training loop
@@ -286,6 +289,7 @@ impl<T: Element> Tape<T> {
             consumed: Cell::new(false),
             released: RefCell::default(),
             any_released: Cell::new(false),
+            params: Cell::new(0),
         }
     }
 
@@ -313,6 +317,7 @@ impl<T: Element> Tape<T> {
         self.consumed.set(false);
         self.released.get_mut().clear();
         self.any_released.set(false);
+        self.params.set(0);
     }
 
     /// Number of nodes recorded so far.
@@ -386,6 +391,7 @@ impl<T: Element> Tape<T> {
         }
         let v = self.leaf(value);
         self.nodes.borrow_mut()[id].param = true;
+        self.params.set(self.params.get() + 1);
         v
     }
 
@@ -781,6 +787,7 @@ impl<T: Element> Tape<T> {
         pending.resize_with(root + 1, || None);
         pending[root] = Some(seed);
         let mut out = Gradients::new(self);
+        out.map.reserve(self.params.get());
         for i in (0..=root).rev() {
             let Some(mut g) = pending[i].take() else {
                 continue;

@@ -8,6 +8,7 @@ use crate::tensor::{Element, Tensor};
 use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What a layer's labelled output is, in the layer's own words ([`Ctx::label_as`]).
 ///
@@ -339,7 +340,8 @@ impl<T: Element, F: FnMut(&str, &Tensor<T>, bool)> Visitor<T> for NamedVisitor<F
 pub struct Ctx<'t, T: Element> {
     tape: &'t Tape<T>,
     path: DottedPath,
-    bound: FastIdMap<ParamId, (String, Var<'t, T>)>,
+    /// Names shared with each step's `ParamGrads` (a reference count, not a copy, per step).
+    bound: FastIdMap<ParamId, (Arc<str>, Var<'t, T>)>,
 }
 
 impl<'t, T: Element> Ctx<'t, T> {
@@ -392,8 +394,11 @@ impl<'t, T: Element> Ctx<'t, T> {
         if let Some((_, v)) = self.bound.get(&p.id()) {
             return *v;
         }
-        let name = self.path.full(local);
-        let v = self.tape.named_leaf(p.value().clone(), || name.clone());
+        // Built in the path's own buffer: one allocation, the `Arc`'s.
+        self.path.enter(local);
+        let name: Arc<str> = Arc::from(self.path.as_str());
+        self.path.exit();
+        let v = self.tape.named_leaf(p.value().clone(), || name.to_string());
         self.bound.insert(p.id(), (name, v));
         v
     }
@@ -439,7 +444,7 @@ impl<'t, T: Element> Ctx<'t, T> {
         let mut v: Vec<_> = self
             .bound
             .iter()
-            .map(|(id, (name, var))| (name.clone(), *id, *var))
+            .map(|(id, (name, var))| (name.to_string(), *id, *var))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -449,7 +454,7 @@ impl<'t, T: Element> Ctx<'t, T> {
     pub(crate) fn leaves(&self) -> impl Iterator<Item = (usize, (ParamId, &str))> + '_ {
         self.bound
             .iter()
-            .map(|(id, (name, var))| (var.id, (*id, name.as_str())))
+            .map(|(id, (name, var))| (var.id, (*id, &**name)))
     }
 
     /// Picks the parameters' gradients out of a backward result, keyed by parameter.
@@ -458,19 +463,19 @@ impl<'t, T: Element> Ctx<'t, T> {
     /// If `grads` come from another tape than this context's.
     #[track_caller]
     pub fn param_grads(&self, grads: &Gradients<'_, T>) -> ParamGrads<T> {
-        let mut out = ParamGrads::default();
+        let mut by_id = FastIdMap::with_capacity_and_hasher(self.bound.len(), Default::default());
         for (id, (name, var)) in &self.bound {
             if let Some(g) = grads.wrt(*var) {
-                out.insert(*id, name.clone(), g.clone());
+                by_id.insert(*id, (Arc::clone(name), g.clone()));
             }
         }
-        out
+        ParamGrads { by_id }
     }
 }
 
 /// Gradients of a model's parameters, keyed by [`ParamId`] and carrying dotted names.
 pub struct ParamGrads<T: Element> {
-    by_id: FastIdMap<ParamId, (String, Tensor<T>)>,
+    by_id: FastIdMap<ParamId, (Arc<str>, Tensor<T>)>,
 }
 
 impl<T: Element> Default for ParamGrads<T> {
@@ -492,7 +497,7 @@ impl<T: Element> fmt::Debug for ParamGrads<T> {
 impl<T: Element> ParamGrads<T> {
     /// Adds or replaces the gradient of one parameter.
     pub fn insert(&mut self, id: ParamId, name: String, grad: Tensor<T>) {
-        self.by_id.insert(id, (name, grad));
+        self.by_id.insert(id, (Arc::from(name), grad));
     }
 
     /// The gradient of `p`, if it received one.
@@ -507,12 +512,15 @@ impl<T: Element> ParamGrads<T> {
 
     /// The gradient of the parameter with this dotted name.
     pub fn get_name(&self, name: &str) -> Option<&Tensor<T>> {
-        self.by_id.values().find(|(n, _)| n == name).map(|(_, g)| g)
+        self.by_id
+            .values()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, g)| g)
     }
 
     /// `(dotted name, gradient)` pairs sorted by name.
     pub fn named(&self) -> Vec<(&str, &Tensor<T>)> {
-        let mut v: Vec<_> = self.by_id.values().map(|(n, g)| (n.as_str(), g)).collect();
+        let mut v: Vec<_> = self.by_id.values().map(|(n, g)| (&**n, g)).collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
     }

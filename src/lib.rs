@@ -114,6 +114,7 @@ pub mod error;
 pub mod forward;
 mod gradcheck;
 mod hash;
+mod lazy;
 pub mod meanfield;
 pub mod monitor;
 pub mod nn;

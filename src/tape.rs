@@ -42,6 +42,7 @@ pub(crate) type Parents = SmallVec<[usize; INLINE_INPUTS]>;
 
 // The hasher lives in `crate::hash`, below the engine, `nn` and the monitor.
 use crate::hash::FastIdMap;
+use crate::lazy::LazyGrad;
 
 /// A map keyed by node index.
 type IdMap<V> = FastIdMap<usize, V>;
@@ -761,6 +762,27 @@ impl<T: Element> Tape<T> {
         matches!(op, Op::Leaf) || retained.contains(&id)
     }
 
+    /// A Linear node's weight gradient `Gᵀ·X` kept as its factors (see `lazy.rs`), when the
+    /// weight is a leaf and the factors `G` (`[rows, out]`) and `X` (`[rows, in]`) together hold
+    /// at most half as many elements as the product (`[out, in]`): a batch small next to the
+    /// layer. Otherwise forming it here, while `G` and `X` are in cache, is cheaper than reading
+    /// them back later (measured: deep 64-wide stacks 7% slower deferred).
+    fn defer_weight(weight: &Node<T>, inputs: &[&Tensor<T>], g: &Tensor<T>) -> Option<LazyGrad<T>> {
+        if !matches!(weight.op, Op::Leaf) || !weight.requires_grad {
+            return None;
+        }
+        let (out, inp) = (inputs[1].shape()[0], inputs[1].shape()[1]);
+        let rows = g.numel() / out.max(1);
+        let factors = rows.saturating_mul(out.saturating_add(inp));
+        if rows == 0 || factors > out.saturating_mul(inp) / 2 {
+            return None;
+        }
+        Some(LazyGrad::product(
+            g.reshape(&[rows, out]),
+            inputs[0].reshape(&[rows, inp]),
+        ))
+    }
+
     /// The reverse sweep on plain tensors: fused kernels, nothing recorded.
     ///
     /// With `on_leaf`, a leaf's gradient is handed to it as soon as it is complete instead of
@@ -788,9 +810,30 @@ impl<T: Element> Tape<T> {
         pending[root] = Some(seed);
         let mut out = Gradients::new(self);
         out.map.reserve(self.params.get());
+        // Wide Linear layers' weight gradients kept as their factors (see `lazy.rs`): only in a
+        // plain sweep (the fused step updates each weight as its gradient completes), and only
+        // when no hook or anomaly check needs to see the gradient.
+        let may_defer = on_leaf.is_none() && !hooks && !anomaly;
+        let mut deferred: IdMap<LazyGrad<T>> = IdMap::default();
         for i in (0..=root).rev() {
-            let Some(mut g) = pending[i].take() else {
-                continue;
+            let lazy = if deferred.is_empty() {
+                None
+            } else {
+                deferred.remove(&i)
+            };
+            let mut g = match (pending[i].take(), lazy) {
+                (Some(g), None) => g,
+                (None, None) => continue,
+                // A weight also used outside a Linear layer: its contributions summed.
+                (Some(g), Some(lazy)) => g.accumulate(&lazy.into_tensor()),
+                // A leaf reached only through its Linear layer: returned unmultiplied.
+                (None, Some(lazy)) => {
+                    out.map.insert(i, lazy);
+                    if self.nodes.borrow()[i].param {
+                        self.release(i);
+                    }
+                    continue;
+                }
             };
             // Hooks run with the tape unborrowed, so they may read values and labels.
             if hooks && self.requires_grad(i) {
@@ -821,7 +864,7 @@ impl<T: Element> Tape<T> {
                 continue;
             }
             if Self::keeps(i, &node.op, &retained) {
-                out.map.insert(i, g.clone());
+                out.map.insert(i, LazyGrad::dense(g.clone()));
             }
             if node.parents.is_empty() {
                 if node.param {
@@ -838,6 +881,15 @@ impl<T: Element> Tape<T> {
             for &p in &node.parents {
                 needs.push(nodes[p].requires_grad);
                 inputs.push(&nodes[p].value);
+            }
+            if may_defer && matches!(node.op, Op::Linear) && needs[1] {
+                let w = node.parents[1];
+                if let std::collections::hash_map::Entry::Vacant(slot) = deferred.entry(w) {
+                    if let Some(lazy) = Self::defer_weight(&nodes[w], &inputs, &g) {
+                        slot.insert(lazy);
+                        needs[1] = false;
+                    }
+                }
             }
             let grads = ops::backward(&node.op, &inputs, &node.value, &g, &needs);
             // The node's own gradient is no longer needed: free it before accumulating, so an
@@ -1195,7 +1247,7 @@ impl<'t, T: Element> Var<'t, T> {
 /// let _ = old.wrt(x);
 /// ```
 pub struct Gradients<'t, T: Element> {
-    map: IdMap<Tensor<T>>,
+    map: IdMap<LazyGrad<T>>,
     tape: &'t Tape<T>,
 }
 
@@ -1226,6 +1278,13 @@ impl<'t, T: Element> Gradients<'t, T> {
             std::ptr::eq(v.tape, self.tape),
             "wrt: the variable belongs to a different tape than these gradients"
         );
+        self.map.get(&v.id).map(LazyGrad::get)
+    }
+
+    /// The gradient with respect to `v` as the sweep left it, perhaps not multiplied out yet
+    /// (for `Ctx::param_grads`, which hands it on as it is).
+    pub(crate) fn lazy(&self, v: Var<'_, T>) -> Option<&LazyGrad<T>> {
+        debug_assert!(std::ptr::eq(v.tape, self.tape));
         self.map.get(&v.id)
     }
 
@@ -1239,7 +1298,7 @@ impl<'t, T: Element> Gradients<'t, T> {
             std::ptr::eq(v.tape, self.tape),
             "take: the variable belongs to a different tape than these gradients"
         );
-        self.map.remove(&v.id)
+        self.map.remove(&v.id).map(LazyGrad::into_tensor)
     }
 
     /// Number of gradients held.

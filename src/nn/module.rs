@@ -3,6 +3,7 @@
 
 use super::Activation;
 use crate::hash::FastIdMap;
+use crate::lazy::LazyGrad;
 use crate::tape::{Gradients, Tape, Var};
 use crate::tensor::{Element, Tensor};
 use std::any::Any;
@@ -465,7 +466,9 @@ impl<'t, T: Element> Ctx<'t, T> {
     pub fn param_grads(&self, grads: &Gradients<'_, T>) -> ParamGrads<T> {
         let mut by_id = FastIdMap::with_capacity_and_hasher(self.bound.len(), Default::default());
         for (id, (name, var)) in &self.bound {
-            if let Some(g) = grads.wrt(*var) {
+            // Handed on as the sweep left it: a wide Linear weight's gradient is multiplied out
+            // when read, or never, by SGD's step (see `lazy.rs`).
+            if let Some(g) = grads.lazy(*var) {
                 by_id.insert(*id, (Arc::clone(name), g.clone()));
             }
         }
@@ -475,7 +478,7 @@ impl<'t, T: Element> Ctx<'t, T> {
 
 /// Gradients of a model's parameters, keyed by [`ParamId`] and carrying dotted names.
 pub struct ParamGrads<T: Element> {
-    by_id: FastIdMap<ParamId, (Arc<str>, Tensor<T>)>,
+    by_id: FastIdMap<ParamId, (Arc<str>, LazyGrad<T>)>,
 }
 
 impl<T: Element> Default for ParamGrads<T> {
@@ -497,16 +500,23 @@ impl<T: Element> fmt::Debug for ParamGrads<T> {
 impl<T: Element> ParamGrads<T> {
     /// Adds or replaces the gradient of one parameter.
     pub fn insert(&mut self, id: ParamId, name: String, grad: Tensor<T>) {
-        self.by_id.insert(id, (Arc::from(name), grad));
+        self.by_id
+            .insert(id, (Arc::from(name), LazyGrad::dense(grad)));
     }
 
     /// The gradient of `p`, if it received one.
     pub fn get(&self, p: &Param<T>) -> Option<&Tensor<T>> {
-        self.by_id.get(&p.id()).map(|(_, g)| g)
+        self.get_id(p.id())
     }
 
     /// The gradient by parameter id.
     pub fn get_id(&self, id: ParamId) -> Option<&Tensor<T>> {
+        self.by_id.get(&id).map(|(_, g)| g.get())
+    }
+
+    /// The gradient by parameter id as the sweep left it (for the optimiser's step, which may
+    /// use a wide Linear weight's gradient without forming it).
+    pub(crate) fn lazy_id(&self, id: ParamId) -> Option<&LazyGrad<T>> {
         self.by_id.get(&id).map(|(_, g)| g)
     }
 
@@ -515,19 +525,19 @@ impl<T: Element> ParamGrads<T> {
         self.by_id
             .values()
             .find(|(n, _)| &**n == name)
-            .map(|(_, g)| g)
+            .map(|(_, g)| g.get())
     }
 
     /// `(dotted name, gradient)` pairs sorted by name.
     pub fn named(&self) -> Vec<(&str, &Tensor<T>)> {
-        let mut v: Vec<_> = self.by_id.values().map(|(n, g)| (&**n, g)).collect();
+        let mut v: Vec<_> = self.by_id.values().map(|(n, g)| (&**n, g.get())).collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
     }
 
     /// Mutable access to every gradient (for clipping or rescaling), in no particular order.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Tensor<T>> {
-        self.by_id.values_mut().map(|(_, g)| g)
+        self.by_id.values_mut().map(|(_, g)| g.get_mut())
     }
 
     /// Number of gradients.
@@ -589,8 +599,8 @@ impl<T: Element> ParamGrads<T> {
         for (id, (name, g)) in other.by_id {
             match self.by_id.get_mut(&id) {
                 Some((_, mine)) => {
-                    let sum = std::mem::replace(mine, Tensor::zeros(&[0]));
-                    *mine = sum.accumulate(&g);
+                    let sum = std::mem::replace(mine.get_mut(), Tensor::zeros(&[0]));
+                    *mine = LazyGrad::dense(sum.accumulate(&g.into_tensor()));
                 }
                 None => {
                     self.by_id.insert(id, (name, g));
@@ -604,6 +614,7 @@ impl<T: Element> ParamGrads<T> {
     pub fn scale(&mut self, factor: f64) {
         let s = T::of(factor);
         for (_, g) in self.by_id.values_mut() {
+            let g = g.get_mut();
             match g.data_mut() {
                 Some(d) => d.iter_mut().for_each(|x| *x *= s),
                 None => *g = g.scale(s),
@@ -614,7 +625,11 @@ impl<T: Element> ParamGrads<T> {
     /// The global L2 norm of all gradients together, accumulated in f64 with scaling so that
     /// tiny (1e-32) or huge values neither underflow nor overflow.
     pub fn total_norm(&self) -> f64 {
-        let per: Vec<f64> = self.by_id.values().map(|(_, g)| g.norm_l2()).collect();
+        let per: Vec<f64> = self
+            .by_id
+            .values()
+            .map(|(_, g)| g.get().norm_l2())
+            .collect();
         crate::tensor::norm_l2_f64(per.iter().copied())
     }
 }

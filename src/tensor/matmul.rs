@@ -474,6 +474,56 @@ impl<T: Element> Tensor<T> {
 }
 
 /// A `Vec` of `len` elements written entirely by `fill`, without zero-filling it first.
+/// `dst += α·gᵀ·x` for `g` of shape `[rows, out]`, `x` `[rows, inp]` and `dst` the row-major
+/// `[out, inp]` matrix: a Linear weight's whole plain-SGD step (α = −lr) from its gradient's
+/// factors, without forming the gradient (see `lazy.rs`). α scales the smaller factor, copied
+/// into a recycled buffer; the product accumulates onto `dst` in the GEMM's own stores.
+///
+/// # Panics
+/// If the shapes do not match (a bug in the caller, which pairs a weight with its own factors).
+pub(crate) fn add_scaled_product_t<T: Element>(
+    dst: &mut [T],
+    g: &Tensor<T>,
+    x: &Tensor<T>,
+    alpha: T,
+) {
+    let (rows, out, inp) = (g.shape()[0], g.shape()[1], x.shape()[1]);
+    assert!(
+        g.shape().len() == 2 && x.shape() == [rows, inp] && dst.len() == out * inp,
+        "add_scaled_product_t: factors {:?}, {:?} for a weight of {} elements",
+        g.shape(),
+        x.shape(),
+        dst.len()
+    );
+    let _flush = FlushScope::for_elems(dst.len());
+    let (gs, xs);
+    let (g, x) = if out <= inp {
+        gs = g.scale(alpha);
+        (gs.data(), x.data())
+    } else {
+        xs = x.scale(alpha);
+        (g.data(), xs.data())
+    };
+    // gᵀ: element (i, r) of the [out, rows] left operand is g[r, i].
+    let lhs = Operand {
+        data: g,
+        rs: 1,
+        cs: out as isize,
+    };
+    let rhs = Operand {
+        data: x,
+        rs: inp as isize,
+        cs: 1,
+    };
+    // SAFETY: accumulating reads `dst`, which is initialised (a `&mut [T]`); `MaybeUninit<T>`
+    // has `T`'s layout, and the GEMM writes only values of `T` into it.
+    let dst = unsafe {
+        std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut MaybeUninit<T>, dst.len())
+    };
+    // SAFETY: every element of `dst` is initialised, as accumulation requires.
+    unsafe { gemm_into(out, rows, inp, lhs, rhs, dst, true, None) };
+}
+
 fn filled_by<T: Element>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
     let mut v = super::pool::with_capacity(len);
     fill(&mut v.spare_capacity_mut()[..len]);

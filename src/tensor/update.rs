@@ -7,6 +7,7 @@
 //! whole contract; they run the same kernels as before (the optimiser golden tests hold to the
 //! bit), and the modules behind them may change freely.
 
+pub(crate) use super::matmul::add_scaled_product_t;
 use super::parallel::for_chunks;
 use super::simd::dispatch;
 use super::{pool, Element, Tensor};

@@ -3,7 +3,7 @@
 
 use super::groups::{GroupHyper, Groups};
 use super::state::{export_state, flag, import_state, incomplete, switch};
-use super::step::{apply, apply_in_backward, decayed, Parts, Rule, Tracker};
+use super::step::{apply_in_backward, apply_linear, decayed, Parts, Rule, Tracker};
 use super::{check_lr, check_nonneg, Optimizer, OptimizerState, ParamGroup, UpdateStat};
 use crate::error::{Error, Result};
 use crate::hash::FastIdMap;
@@ -187,8 +187,15 @@ impl<T: Element> Sgd<T> {
 
 impl<T: Element> Optimizer<T> for Sgd<T> {
     fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>) -> Result<()> {
+        let c = self.cfg;
+        // Without momentum or weight decay the step is θ − lr·g: a wide Linear weight's
+        // gradient, kept as factors, is then added as a product and never formed.
+        let linear = move |hyper: GroupHyper| {
+            let (lr, wd) = hyper.apply(c.lr, c.weight_decay);
+            (c.momentum == 0.0 && wd == 0.0).then_some(-lr)
+        };
         let (tracker, groups, rule) = self.parts();
-        apply(model, grads, tracker, groups, rule)
+        apply_linear(model, grads, tracker, groups, rule, Some(&linear))
     }
 
     #[track_caller]

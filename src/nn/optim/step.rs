@@ -11,6 +11,7 @@ use crate::hash::FastIdMap;
 use crate::nn::module::{Ctx, DottedPath, Module, Param, ParamGrads, ParamId, Visitor, VisitorMut};
 use crate::tape::Var;
 use crate::tensor::simd::FlushScope;
+use crate::tensor::update::add_scaled_product_t;
 use crate::tensor::{norm_l2_f64, Element, Tensor};
 
 /// An optimiser's update of one parameter: given its id, its group's changes to the
@@ -62,7 +63,8 @@ impl<T: Element> Visitor<T> for ShapeCheck<'_, T> {
         if self.error.is_some() {
             return;
         }
-        if let Some(g) = self.grads.get_id(p.id()) {
+        // The shape without forming a wide Linear weight's product (see `lazy.rs`).
+        if let Some(g) = self.grads.lazy_id(p.id()) {
             if g.shape() != p.value().shape() {
                 self.error = Some(Error::Shape(format!(
                     "optimiser step: gradient of shape {:?} for parameter `{}` of shape {:?}",
@@ -84,6 +86,7 @@ impl<T: Element> Visitor<T> for ShapeCheck<'_, T> {
 struct Apply<'a, T: Element, F> {
     grads: &'a ParamGrads<T>,
     update: F,
+    linear: Option<&'a Linear>,
     tracker: &'a mut Tracker,
     groups: &'a Groups,
     path: DottedPath,
@@ -102,7 +105,7 @@ impl<T: Element, F: FnMut(ParamId, GroupHyper, &mut [T], &[T])> VisitorMut<T> fo
         }
     }
     fn param(&mut self, name: &str, p: &mut Param<T>) {
-        let Some(g) = self.grads.get_id(p.id()) else {
+        let Some(g) = self.grads.lazy_id(p.id()) else {
             return;
         };
         let path = &self.path;
@@ -111,15 +114,26 @@ impl<T: Element, F: FnMut(ParamId, GroupHyper, &mut [T], &[T])> VisitorMut<T> fo
         } else {
             GroupHyper::default()
         };
-        update_tensor(
-            p.id(),
-            hyper,
-            p.value_mut(),
-            g.data(),
-            || path.full(name),
-            self.tracker,
-            &mut self.update,
-        );
+        // A wide Linear weight's gradient, kept as its factors: plain SGD adds −lr·Gᵀ·X to the
+        // weight in one product; any other rule gets it formed into a recycled buffer.
+        if let (Some((gf, xf)), false) = (g.factors(), self.tracker.on) {
+            if let Some(alpha) = self.linear.and_then(|f| f(hyper)) {
+                p.value_mut()
+                    .update_in_place(|theta| add_scaled_product_t(theta, gf, xf, T::of(alpha)));
+                return;
+            }
+        }
+        g.with_data(|g| {
+            update_tensor(
+                p.id(),
+                hyper,
+                p.value_mut(),
+                g,
+                || path.full(name),
+                self.tracker,
+                &mut self.update,
+            )
+        });
     }
 }
 
@@ -167,6 +181,23 @@ pub(super) fn apply<T: Element>(
     groups: &Groups,
     update: impl FnMut(ParamId, GroupHyper, &mut [T], &[T]),
 ) -> Result<()> {
+    apply_linear(model, grads, tracker, groups, update, None)
+}
+
+/// For a rule whose whole update is `θ ← θ + α·g` (plain SGD): α for a parameter in a group,
+/// or `None` where that group's update is anything else (weight decay).
+pub(super) type Linear = dyn Fn(GroupHyper) -> Option<f64>;
+
+/// [`apply`] for a rule that is, in some groups, `θ ← θ + α·g` (see [`Linear`]): a gradient
+/// kept as factors (`lazy.rs`) is then added to the weight as a product, never formed.
+pub(super) fn apply_linear<T: Element>(
+    model: &mut dyn Module<T>,
+    grads: &ParamGrads<T>,
+    tracker: &mut Tracker,
+    groups: &Groups,
+    update: impl FnMut(ParamId, GroupHyper, &mut [T], &[T]),
+    linear: Option<&Linear>,
+) -> Result<()> {
     // Subnormals flushed while updating (see `vgrad::set_flush_denormal`).
     let _flush = FlushScope::enter();
     let mut check = ShapeCheck {
@@ -182,6 +213,7 @@ pub(super) fn apply<T: Element>(
     model.visit_mut(&mut Apply {
         grads,
         update,
+        linear,
         tracker,
         groups,
         path: DottedPath::default(),

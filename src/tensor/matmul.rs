@@ -23,6 +23,17 @@ const PARALLEL_MIN_MACS: usize = 1 << 20;
 /// 2¹⁸ is the 64 × 64 × 64 product of the deep 64-wide configs.
 const OWN_MAX_MACS_INTEL: usize = 1 << 18;
 
+/// On Intel, f32 products at least this large with a side of at most [`THIN_SIDE`] run on our
+/// kernel after all: a batch of 32 or 64 against a 512- to 2048-wide layer. There the crate
+/// packs the wide operand for a few rows and ours, which packs it faster, ran whole README-loop
+/// steps 3-15% faster (1000-wide GELU at batch 32: 4.5 against 5.4 ms; 512-wide SiLU at batch
+/// 64: 3.6 against 3.8), while at 100 × 100 × 50 the crate still won (0.27 against 0.30 ms).
+/// Not in f64, where the two measured level on the same steps.
+const OWN_MIN_MACS_THIN_INTEL: usize = 1 << 24;
+
+/// See [`OWN_MIN_MACS_THIN_INTEL`].
+const THIN_SIDE: usize = 64;
+
 /// The same for f64, where our kernel held its lead up to larger products (a 50 × 100 × 100
 /// product's step: 0.66 ms on ours, 0.77 on the crate's) and lost above (mid_relu: 5.8 vs 4.9).
 const OWN_MAX_MACS_INTEL_F64: usize = 1 << 20;
@@ -37,7 +48,8 @@ const OWN_MAX_MACS_INTEL_F64: usize = 1 << 20;
 /// config whose products exceed 2¹⁸ multiply-adds (odd widths included), 5–8% slower on the
 /// 32- and 64-wide deep stacks (BENCHMARKS.md). So on Intel ours runs the products up to
 /// [`OWN_MAX_MACS_INTEL`] (f32) or [`OWN_MAX_MACS_INTEL_F64`] (f64) multiply-adds, the crate the
-/// rest; splitting by operand layout as well measured no better. The environment variable
+/// rest, except thin products (one side at most 64, [`OWN_MIN_MACS_THIN_INTEL`]); splitting by
+/// operand layout as well measured no better. The environment variable
 /// `VGRAD_GEMM=own` or `VGRAD_GEMM=crate`, read once, overrides the choice everywhere (for
 /// measuring it on another CPU).
 fn own_kernel_for<T>(m: usize, k: usize, n: usize) -> bool {
@@ -64,7 +76,11 @@ fn own_kernel_for<T>(m: usize, k: usize, n: usize) -> bool {
             } else {
                 OWN_MAX_MACS_INTEL
             };
-            m.saturating_mul(k).saturating_mul(n) <= limit
+            let macs = m.saturating_mul(k).saturating_mul(n);
+            let thin = std::mem::size_of::<T>() == 4
+                && m.min(k).min(n) <= THIN_SIDE
+                && macs >= OWN_MIN_MACS_THIN_INTEL;
+            macs <= limit || thin
         }
     }
 }

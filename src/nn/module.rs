@@ -477,6 +477,13 @@ impl<'t, T: Element> Ctx<'t, T> {
 }
 
 /// Gradients of a model's parameters, keyed by [`ParamId`] and carrying dotted names.
+///
+/// A wide Linear layer's weight gradient (batch small next to the layer) may be held as the
+/// two factors of `∂L/∂W = Gᵀ·X` and multiplied out on the first read ([`get`](Self::get) and
+/// the other accessors); plain SGD's step adds it to the weight without forming it. Reads give
+/// the gradient either way. Until then the factors keep the layer's input alive, which a
+/// loop that drops its tape before the step pays for in memory (at most the gradient's size
+/// again).
 pub struct ParamGrads<T: Element> {
     by_id: FastIdMap<ParamId, (Arc<str>, LazyGrad<T>)>,
 }

@@ -503,14 +503,15 @@ pub(crate) fn add_scaled_product_t<T: Element>(
     x: &Tensor<T>,
     alpha: T,
 ) {
-    let (rows, out, inp) = (g.shape()[0], g.shape()[1], x.shape()[1]);
+    let (gsh, xsh) = (g.shape(), x.shape());
     assert!(
-        g.shape().len() == 2 && x.shape() == [rows, inp] && dst.len() == out * inp,
+        gsh.len() == 2 && xsh.len() == 2 && gsh[0] == xsh[0] && dst.len() == gsh[1] * xsh[1],
         "add_scaled_product_t: factors {:?}, {:?} for a weight of {} elements",
         g.shape(),
         x.shape(),
         dst.len()
     );
+    let (rows, out, inp) = (gsh[0], gsh[1], xsh[1]);
     let _flush = FlushScope::for_elems(dst.len());
     let (gs, xs);
     let (g, x) = if out <= inp {

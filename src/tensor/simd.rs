@@ -21,16 +21,27 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
     let xc = x.clamp(-104.0, 89.0);
-    let k = xc * LOG2E + MAGIC;
+    let k = xc.mul_add(LOG2E, MAGIC);
     let n = k - MAGIC;
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    // n·LN2_HI is exact, so the first multiply-add is too; the second rounds once.
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, xc));
     // Taylor polynomial to degree 7 on |r| ≤ ln2/2: truncation error < 5e-9, below half an ulp.
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0
-                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // Horner in `mul_add`: one FMA per step inside `dispatch` (written `p·r + c`, Rust keeps a
+    // multiply and a dependent add: twice the operations and the latency).
+    const C: [f32; 8] = [
+        1.0,
+        1.0,
+        0.5,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+    ];
+    let mut p = C[7];
+    for &c in C[..7].iter().rev() {
+        p = p.mul_add(r, c);
+    }
     // 2ⁿ as two factors, 2^⌊n/2⌋·2^(n−⌊n/2⌋), so that each stays a normal float even where eˣ
     // itself is subnormal or overflows.
     let ni = k.to_bits() as i32 - MAGIC.to_bits() as i32;
@@ -57,9 +68,10 @@ pub(crate) fn exp_f64(x: f64) -> f64 {
     // 1.5·2⁵²
     const MAGIC: f64 = 6_755_399_441_055_744.0;
     let xc = x.clamp(-746.0, 710.0);
-    let k = xc * LOG2E + MAGIC;
+    let k = xc.mul_add(LOG2E, MAGIC);
     let n = k - MAGIC;
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    // n·LN2_HI is exact, so the first multiply-add is too; the second rounds once.
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, xc));
     // Taylor polynomial to degree 13 on |r| ≤ ln2/2: truncation error < 5e-18.
     const C: [f64; 14] = [
         1.0,
@@ -78,8 +90,8 @@ pub(crate) fn exp_f64(x: f64) -> f64 {
         1.0 / 6_227_020_800.0,
     ];
     let mut p = C[13];
-    for c in C[..13].iter().rev() {
-        p = p * r + c;
+    for &c in C[..13].iter().rev() {
+        p = p.mul_add(r, c);
     }
     let ni = k.to_bits() as i64 - MAGIC.to_bits() as i64;
     let n1 = ni >> 1;

@@ -233,12 +233,13 @@ impl VFloat for f64 {
 }
 
 /// `c₀ + x·(c₁ + x·(c₂ + …))`. The coefficients are constants, so after inlining the loop
-/// unrolls into a chain of multiply-adds.
+/// unrolls into a chain of fused multiply-adds (one instruction each inside
+/// [`dispatch`](super::simd::dispatch); see `exp_f32`).
 #[inline(always)]
 fn horner<F: VFloat>(x: F, c: &[f64]) -> F {
     let mut p = F::c(c[c.len() - 1]);
     for &k in c[..c.len() - 1].iter().rev() {
-        p = p * x + F::c(k);
+        p = p.mul_add(x, F::c(k));
     }
     p
 }
@@ -262,8 +263,8 @@ pub(crate) fn expm1<F: VFloat>(x: F) -> F {
     let limit = F::c(F::EXPM1_LIMIT);
     let xc = x.max(-limit).min(limit);
     let magic = F::c(F::MAGIC);
-    let n = (xc * F::c(std::f64::consts::LOG2_E) + magic) - magic;
-    let r = (xc - n * F::c(F::LN2_HI)) - n * F::c(F::LN2_LO);
+    let n = xc.mul_add(F::c(std::f64::consts::LOG2_E), magic) - magic;
+    let r = (-n).mul_add(F::c(F::LN2_LO), (-n).mul_add(F::c(F::LN2_HI), xc));
     // r + r²·q rather than r·(1 + r·q'): one rounding less on the leading term.
     let p = r + r * r * horner(r, F::EXPM1_TAYLOR);
     let s = F::pow2i(n);

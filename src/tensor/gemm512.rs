@@ -57,6 +57,47 @@ fn take_buffer<T: Copy + Default>(
     (v, off)
 }
 
+/// `dst[j·rows + i] = src[i·cols + j] + bias[i]` for a row-major `rows × cols` f32 matrix
+/// `src` (rows and cols multiples of 16): the transpose of a product computed the other way
+/// round, with the bias of each source row added as it lands (see `Tensor::linear`).
+///
+/// # Safety
+/// AVX-512F; `src` and `dst` hold `rows·cols` elements and `bias` `rows`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn transpose_add_rows_f32(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    bias: Option<&[f32]>,
+    dst: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(rows.is_multiple_of(16) && cols.is_multiple_of(16) && src.len() == rows * cols);
+    for i0 in (0..rows).step_by(16) {
+        for j0 in (0..cols).step_by(16) {
+            // SAFETY: the block's 16 rows of 16 and its 16 destination rows are in bounds.
+            unsafe {
+                transpose16(
+                    src.as_ptr().add(i0 * cols + j0),
+                    cols as isize,
+                    dst.add(j0 * rows + i0),
+                    rows,
+                )
+            };
+        }
+        if let Some(b) = bias {
+            // SAFETY: 16 bias values from i0, and 16 destination values per row j.
+            unsafe {
+                let bv = _mm512_loadu_ps(b.as_ptr().add(i0));
+                for j in 0..cols {
+                    let d = dst.add(j * rows + i0);
+                    _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), bv));
+                }
+            }
+        }
+    }
+}
+
 /// Transposes a 16 × 16 block of f32: row r of the result (written at `dst + r·dst_stride`) is
 /// element r of each of the 16 source rows (read at `src + i·src_stride`, 16 contiguous values).
 /// Four rounds of two-input shuffles: elements, element pairs, then 128-bit lanes twice.

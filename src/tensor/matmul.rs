@@ -697,8 +697,9 @@ mod tests {
     }
 
     /// `x·wᵀ + b` computed as `(w·xᵀ)ᵀ` and transposed back with the bias: against a triple
-    /// loop in f64, on thin batches (16, 32 and 64 rows), an odd inner extent, 48- and
-    /// 528-wide outputs (one and 33 blocks of the 16 × 16 transpose), with and without a bias.
+    /// loop in f64, on thin batches (16, 32 and 64 rows), an odd inner extent, 48- to
+    /// 528-wide outputs (one to 33 blocks of the 16 × 16 transpose), with and without a bias,
+    /// and one product large enough to be split over threads.
     /// Called directly, whatever the policy would choose on this CPU; skipped only where there
     /// is no AVX-512.
     #[cfg(target_arch = "x86_64")]
@@ -711,6 +712,8 @@ mod tests {
             (16, 37, 48, true),
             (32, 130, 528, false),
             (64, 64, 48, true),
+            // 2²³ multiply-adds: split over threads where the test runs with more than one.
+            (64, 256, 512, true),
         ] {
             let x = Tensor::<f64>::from_fn(&[rows, k], |i| ((i * 7919) % 101) as f64 / 50.0 - 1.0);
             let w = Tensor::<f64>::from_fn(&[out, k], |i| ((i * 104729) % 97) as f64 / 48.0 - 1.0);

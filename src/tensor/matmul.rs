@@ -468,21 +468,21 @@ impl<T: Element> Tensor<T> {
             );
         }
         let rows = xs[..xs.len() - 1].iter().product::<usize>();
-        let lhs = Operand {
-            data: self.data(),
-            rs: k as isize,
-            cs: 1,
-        };
-        // wᵀ as strides: element (p, j) of wᵀ is w[j, p].
-        let rhs = Operand {
-            data: weight.data(),
-            rs: 1,
-            cs: k as isize,
-        };
         let bias = bias.map(|b| b.data());
         let data = if linear_by_transpose::<T>(rows, k, out) {
             linear_via_transpose(self.data(), weight.data(), bias, rows, k, out)
         } else {
+            let lhs = Operand {
+                data: self.data(),
+                rs: k as isize,
+                cs: 1,
+            };
+            // wᵀ as strides: element (p, j) of wᵀ is w[j, p].
+            let rhs = Operand {
+                data: weight.data(),
+                rs: 1,
+                cs: k as isize,
+            };
             filled_by(rows * out, |dst| {
                 // SAFETY: not accumulating, so dst may be uninitialised; the bias has `out` values.
                 unsafe { gemm_into(rows, k, out, lhs, rhs, dst, false, bias) }

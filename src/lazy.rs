@@ -15,22 +15,32 @@ use std::sync::OnceLock;
 /// A gradient held either as a tensor or as the factors of `Gᵀ·X`, multiplied out on the first
 /// read that keeps it ([`get`](Self::get)); [`with_data`](Self::with_data) multiplies it into
 /// a temporary instead, for a reader that uses it once.
+///
+/// An enum rather than a `OnceLock` for every gradient: setting a `OnceLock` (also in its
+/// `Clone`) takes `Once`'s slow path, an atomic exchange per gradient, twice per parameter and
+/// step in the README loop, for the dense gradients that never needed it.
 #[derive(Clone)]
-pub(crate) struct LazyGrad<T: Element> {
-    /// The product, once formed (or the gradient as given).
+pub(crate) enum LazyGrad<T: Element> {
+    /// Multiplied out (or given as a tensor).
+    Dense(Tensor<T>),
+    /// The factors, boxed: a map of gradients holds mostly dense ones, a tensor's size each.
+    Product(Box<Factors<T>>),
+}
+
+/// `G` (`[rows, out]`) and `X` (`[rows, in]`) with the product's shape `[out, in]`, and the
+/// product once a reader formed it.
+#[derive(Clone)]
+pub(crate) struct Factors<T: Element> {
     value: OnceLock<Tensor<T>>,
-    /// `G` (`[rows, out]`), `X` (`[rows, in]`) and the product's shape `[out, in]`, while the
-    /// product is not formed.
-    factors: Option<(Tensor<T>, Tensor<T>, [usize; 2])>,
+    g: Tensor<T>,
+    x: Tensor<T>,
+    shape: [usize; 2],
 }
 
 impl<T: Element> LazyGrad<T> {
     /// A gradient already multiplied out.
     pub(crate) fn dense(t: Tensor<T>) -> Self {
-        LazyGrad {
-            value: OnceLock::from(t),
-            factors: None,
-        }
+        LazyGrad::Dense(t)
     }
 
     /// The gradient `gᵀ·x`, not formed yet; `g` is `[rows, out]`, `x` is `[rows, in]`.
@@ -38,49 +48,58 @@ impl<T: Element> LazyGrad<T> {
         debug_assert!(g.shape().len() == 2 && x.shape().len() == 2);
         debug_assert_eq!(g.shape()[0], x.shape()[0]);
         let shape = [g.shape()[1], x.shape()[1]];
-        LazyGrad {
+        LazyGrad::Product(Box::new(Factors {
             value: OnceLock::new(),
-            factors: Some((g, x, shape)),
-        }
+            g,
+            x,
+            shape,
+        }))
     }
 
     /// The shape of the gradient, without forming it.
     pub(crate) fn shape(&self) -> &[usize] {
-        match (self.value.get(), &self.factors) {
-            (Some(t), _) => t.shape(),
-            (None, Some((_, _, shape))) => shape,
-            (None, None) => unreachable!("a LazyGrad holds a value or its factors"),
+        match self {
+            LazyGrad::Dense(t) => t.shape(),
+            LazyGrad::Product(f) => &f.shape,
         }
     }
 
     /// `(G, X)` while the product has not been formed.
     pub(crate) fn factors(&self) -> Option<(&Tensor<T>, &Tensor<T>)> {
-        match (self.value.get(), &self.factors) {
-            (None, Some((g, x, _))) => Some((g, x)),
+        match self {
+            LazyGrad::Product(f) if f.value.get().is_none() => Some((&f.g, &f.x)),
             _ => None,
         }
     }
 
     /// The gradient, formed on the first call and kept.
     pub(crate) fn get(&self) -> &Tensor<T> {
-        self.value.get_or_init(|| self.form())
+        match self {
+            LazyGrad::Dense(t) => t,
+            LazyGrad::Product(f) => f.value.get_or_init(|| form(&f.g, &f.x)),
+        }
     }
 
     /// The gradient for writing: formed if it was not, and the factors dropped.
     pub(crate) fn get_mut(&mut self) -> &mut Tensor<T> {
-        if self.value.get().is_none() {
-            let t = self.form();
-            self.value = OnceLock::from(t);
+        if let LazyGrad::Product(f) = self {
+            let t = f.value.take().unwrap_or_else(|| form(&f.g, &f.x));
+            *self = LazyGrad::Dense(t);
         }
-        self.factors = None;
-        self.value.get_mut().expect("formed just above")
+        match self {
+            LazyGrad::Dense(t) => t,
+            LazyGrad::Product(_) => unreachable!("made dense just above"),
+        }
     }
 
     /// The gradient as a tensor, formed if it was not.
-    pub(crate) fn into_tensor(mut self) -> Tensor<T> {
-        match self.value.take() {
-            Some(t) => t,
-            None => self.form(),
+    pub(crate) fn into_tensor(self) -> Tensor<T> {
+        match self {
+            LazyGrad::Dense(t) => t,
+            LazyGrad::Product(f) => {
+                let Factors { value, g, x, .. } = *f;
+                value.into_inner().unwrap_or_else(|| form(&g, &x))
+            }
         }
     }
 
@@ -88,18 +107,17 @@ impl<T: Element> LazyGrad<T> {
     /// product formed for this call only, into a recycled buffer that goes back to the pool
     /// when `f` returns.
     pub(crate) fn with_data<R>(&self, f: impl FnOnce(&[T]) -> R) -> R {
-        match self.value.get() {
-            Some(t) => f(t.data()),
-            None => f(self.form().data()),
+        match self {
+            LazyGrad::Dense(t) => f(t.data()),
+            LazyGrad::Product(p) => match p.value.get() {
+                Some(t) => f(t.data()),
+                None => f(form(&p.g, &p.x).data()),
+            },
         }
     }
+}
 
-    /// `gᵀ·x`, `linear_backward`'s `d weight`.
-    fn form(&self) -> Tensor<T> {
-        let (g, x, _) = self
-            .factors
-            .as_ref()
-            .expect("a LazyGrad without a value holds its factors");
-        g.matmul_t(x, true, false)
-    }
+/// `gᵀ·x`, `linear_backward`'s `d weight`.
+fn form<T: Element>(g: &Tensor<T>, x: &Tensor<T>) -> Tensor<T> {
+    g.matmul_t(x, true, false)
 }

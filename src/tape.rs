@@ -189,6 +189,9 @@ pub struct Tape<T: Element> {
     /// handle), and whether there are any: see [`Tape::release`].
     released: RefCell<IdMap<WeakTensor<T>>>,
     any_released: Cell<bool>,
+    /// The empty tensor a released leaf holds until it is restored: one per tape, shared, so
+    /// that a release costs no allocation.
+    placeholder: std::cell::OnceCell<Tensor<T>>,
     /// How many parameter leaves were bound: the size a sweep's `Gradients` map starts at, so
     /// it is not rehashed as it grows.
     params: Cell<usize>,
@@ -290,6 +293,7 @@ impl<T: Element> Tape<T> {
             consumed: Cell::new(false),
             released: RefCell::default(),
             any_released: Cell::new(false),
+            placeholder: std::cell::OnceCell::new(),
             params: Cell::new(0),
         }
     }
@@ -520,8 +524,13 @@ impl<T: Element> Tape<T> {
             return;
         }
         let weak = value.downgrade();
-        *value = Tensor::zeros(&[0]);
-        self.released.borrow_mut().insert(id, weak);
+        *value = self.placeholder.get_or_init(|| Tensor::zeros(&[0])).clone();
+        let mut released = self.released.borrow_mut();
+        if released.is_empty() {
+            // Every parameter of the model is usually released, once per step: one reservation.
+            released.reserve(self.params.get());
+        }
+        released.insert(id, weak);
         self.any_released.set(true);
     }
 

@@ -119,6 +119,7 @@ pub mod meanfield;
 pub mod monitor;
 pub mod nn;
 mod ops;
+mod spare;
 pub mod spectrum;
 mod tape;
 pub mod tensor;

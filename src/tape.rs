@@ -42,6 +42,10 @@ pub(crate) type Parents = SmallVec<[usize; INLINE_INPUTS]>;
 
 // The hasher lives in `crate::hash`, below the engine, `nn` and the monitor.
 use crate::hash::FastIdMap;
+use crate::spare::Recycled;
+
+/// The hasher of [`IdMap`].
+type IdBuild = std::hash::BuildHasherDefault<crate::hash::IdHasher>;
 use crate::lazy::LazyGrad;
 
 /// A map keyed by node index.
@@ -187,7 +191,7 @@ pub struct Tape<T: Element> {
     consumed: Cell<bool>,
     /// Parameter leaves whose values a plain backward sweep has released (node index, weak
     /// handle), and whether there are any: see [`Tape::release`].
-    released: RefCell<IdMap<WeakTensor<T>>>,
+    released: RefCell<Recycled<usize, WeakTensor<T>, IdBuild>>,
     any_released: Cell<bool>,
     /// The empty tensor a released leaf holds until it is restored: one per tape, shared, so
     /// that a release costs no allocation.
@@ -527,7 +531,8 @@ impl<T: Element> Tape<T> {
         *value = self.placeholder.get_or_init(|| Tensor::zeros(&[0])).clone();
         let mut released = self.released.borrow_mut();
         if released.is_empty() {
-            // Every parameter of the model is usually released, once per step: one reservation.
+            // Every parameter of the model is usually released, once per step: one reservation
+            // (usually none: the map is the last tape's, see `spare.rs`).
             released.reserve(self.params.get());
         }
         released.insert(id, weak);
@@ -1256,7 +1261,8 @@ impl<'t, T: Element> Var<'t, T> {
 /// let _ = old.wrt(x);
 /// ```
 pub struct Gradients<'t, T: Element> {
-    map: IdMap<LazyGrad<T>>,
+    /// Recycled from step to step (see `spare.rs`).
+    map: Recycled<usize, LazyGrad<T>, IdBuild>,
     tape: &'t Tape<T>,
 }
 
@@ -1271,7 +1277,7 @@ impl<T: Element> fmt::Debug for Gradients<'_, T> {
 impl<'t, T: Element> Gradients<'t, T> {
     fn new(tape: &'t Tape<T>) -> Self {
         Gradients {
-            map: IdMap::default(),
+            map: Recycled::default(),
             tape,
         }
     }

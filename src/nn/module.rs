@@ -3,10 +3,15 @@
 
 use super::Activation;
 use crate::hash::FastIdMap;
+use crate::spare::Recycled;
+
+/// The hasher of [`FastIdMap`].
+type IdBuild = std::hash::BuildHasherDefault<crate::hash::IdHasher>;
 use crate::lazy::LazyGrad;
 use crate::tape::{Gradients, Tape, Var};
 use crate::tensor::{Element, Tensor};
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -319,6 +324,12 @@ impl<T: Element, F: FnMut(&str, &Tensor<T>, bool)> Visitor<T> for NamedVisitor<F
     }
 }
 
+thread_local! {
+    /// How many parameters the [`Ctx`] that bound one last on this thread had bound by then: the
+    /// next context's starting size (a training loop binds the same model every step).
+    static BOUND_HINT: Cell<usize> = const { Cell::new(0) };
+}
+
 /// The forward context: binds parameters to a tape as leaves, once each, and tracks the dotted
 /// path of the module being run so layer outputs can be labelled with their names.
 ///
@@ -351,7 +362,12 @@ impl<'t, T: Element> Ctx<'t, T> {
         Ctx {
             tape,
             path: DottedPath::default(),
-            bound: FastIdMap::default(),
+            // Sized for as many parameters as the thread's last context bound: grown from empty,
+            // the map was reallocated six times per step of a 100-parameter model.
+            bound: FastIdMap::with_capacity_and_hasher(
+                BOUND_HINT.with(Cell::get),
+                Default::default(),
+            ),
         }
     }
 
@@ -401,6 +417,8 @@ impl<'t, T: Element> Ctx<'t, T> {
         self.path.exit();
         let v = self.tape.named_leaf(p.value().clone(), || name.to_string());
         self.bound.insert(p.id(), (name, v));
+        let n = self.bound.len();
+        BOUND_HINT.with(|h| h.set(n));
         v
     }
 
@@ -464,7 +482,9 @@ impl<'t, T: Element> Ctx<'t, T> {
     /// If `grads` come from another tape than this context's.
     #[track_caller]
     pub fn param_grads(&self, grads: &Gradients<'_, T>) -> ParamGrads<T> {
-        let mut by_id = FastIdMap::with_capacity_and_hasher(self.bound.len(), Default::default());
+        // The last step's map, emptied (see `spare.rs`).
+        let mut by_id = Recycled::default();
+        by_id.reserve(self.bound.len());
         for (id, (name, var)) in &self.bound {
             // Handed on as the sweep left it: a wide Linear weight's gradient is multiplied out
             // when read, or never, by SGD's step (see `lazy.rs`).
@@ -485,13 +505,14 @@ impl<'t, T: Element> Ctx<'t, T> {
 /// loop that drops its tape before the step pays for in memory (at most the gradient's size
 /// again).
 pub struct ParamGrads<T: Element> {
-    by_id: FastIdMap<ParamId, (Arc<str>, LazyGrad<T>)>,
+    /// Recycled from step to step (see `spare.rs`).
+    by_id: Recycled<ParamId, (Arc<str>, LazyGrad<T>), IdBuild>,
 }
 
 impl<T: Element> Default for ParamGrads<T> {
     fn default() -> Self {
         ParamGrads {
-            by_id: FastIdMap::default(),
+            by_id: Recycled::default(),
         }
     }
 }
@@ -591,8 +612,8 @@ impl<T: Element> ParamGrads<T> {
     /// assert!(a.data().iter().zip(b.data()).all(|(p, q)| (p - q).abs() < 1e-12));
     /// # Ok::<(), vgrad::Error>(())
     /// ```
-    pub fn accumulate(&mut self, other: ParamGrads<T>) -> crate::Result<()> {
-        for (id, (name, g)) in &other.by_id {
+    pub fn accumulate(&mut self, mut other: ParamGrads<T>) -> crate::Result<()> {
+        for (id, (name, g)) in other.by_id.iter() {
             if let Some((_, mine)) = self.by_id.get(id) {
                 if mine.shape() != g.shape() {
                     return Err(crate::Error::Shape(format!(
@@ -603,7 +624,7 @@ impl<T: Element> ParamGrads<T> {
                 }
             }
         }
-        for (id, (name, g)) in other.by_id {
+        for (id, (name, g)) in other.by_id.drain() {
             match self.by_id.get_mut(&id) {
                 Some((_, mine)) => {
                     let sum = std::mem::replace(mine.get_mut(), Tensor::zeros(&[0]));

@@ -101,6 +101,22 @@ fn work(f: &(dyn Fn(usize) + Sync), next: &AtomicUsize, pieces: usize) -> Option
     }
 }
 
+/// [`run`] on the calling thread alone, with the same contract: a panicking piece does not stop
+/// the others, and the first panic resumes once all have run. (Stopping at the first panic
+/// instead made the outcome depend on whether another thread held the helpers at that moment:
+/// a test saw 0 of 5 other pieces finish when the team was busy.)
+fn serially(pieces: usize, f: &(dyn Fn(usize) + Sync)) {
+    let mut first = None;
+    for i in 0..pieces {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(i))) {
+            first.get_or_insert(p);
+        }
+    }
+    if let Some(p) = first {
+        resume_unwind(p);
+    }
+}
+
 fn helper_loop(slot: &'static Slot) {
     let mut flush = false;
     loop {
@@ -179,14 +195,14 @@ pub fn num_threads() -> usize {
 pub(crate) fn run(pieces: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     let helpers_wanted = threads.min(pieces).saturating_sub(1);
     if helpers_wanted == 0 {
-        return (0..pieces).for_each(f);
+        return serially(pieces, f);
     }
     let mut team = match TEAM.get_or_init(|| Mutex::new(Vec::new())).try_lock() {
         Ok(t) => t,
         // Pieces' panics are caught, so only a failed helper spawn can poison the lock, and
         // that happens before any job is posted: every slot is still IDLE, the team is sound.
         Err(TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(TryLockError::WouldBlock) => return (0..pieces).for_each(f),
+        Err(TryLockError::WouldBlock) => return serially(pieces, f),
     };
     while team.len() < helpers_wanted {
         team.push(spawn_helper());
@@ -371,6 +387,18 @@ mod tests {
                     panic!("piece 0 fails");
                 }
                 thread::sleep(Duration::from_millis(2));
+                finished.fetch_add(1, Ordering::Relaxed);
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(finished.load(Ordering::Relaxed), 5);
+        // The same on the calling thread alone (one thread, or the helpers busy elsewhere).
+        let finished = AtomicUsize::new(0);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            run(6, 1, &|i| {
+                if i == 0 {
+                    panic!("piece 0 fails");
+                }
                 finished.fetch_add(1, Ordering::Relaxed);
             })
         }));

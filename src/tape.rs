@@ -41,12 +41,9 @@ const INLINE_INPUTS: usize = 3;
 pub(crate) type Parents = SmallVec<[usize; INLINE_INPUTS]>;
 
 // The hasher lives in `crate::hash`, below the engine, `nn` and the monitor.
-use crate::hash::FastIdMap;
-use crate::spare::Recycled;
-
-/// The hasher of [`IdMap`].
-type IdBuild = std::hash::BuildHasherDefault<crate::hash::IdHasher>;
+use crate::hash::{FastIdMap, IdBuild};
 use crate::lazy::LazyGrad;
+use crate::spare::Recycled;
 
 /// A map keyed by node index.
 type IdMap<V> = FastIdMap<usize, V>;

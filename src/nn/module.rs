@@ -2,12 +2,9 @@
 //! parameters to a tape.
 
 use super::Activation;
-use crate::hash::FastIdMap;
-use crate::spare::Recycled;
-
-/// The hasher of [`FastIdMap`].
-type IdBuild = std::hash::BuildHasherDefault<crate::hash::IdHasher>;
+use crate::hash::{FastIdMap, IdBuild};
 use crate::lazy::LazyGrad;
+use crate::spare::Recycled;
 use crate::tape::{Gradients, Tape, Var};
 use crate::tensor::{Element, Tensor};
 use std::any::Any;

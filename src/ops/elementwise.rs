@@ -17,6 +17,7 @@ use super::expr::{forward_map, pointwise_backward, step, Composed, Elementwise, 
 use super::{Algebra, InputGrads, Op};
 use crate::tape::Var;
 use crate::tensor::simd::FlushScope;
+use crate::tensor::vmath::expm1_nonpositive;
 use crate::tensor::{Element, Tensor};
 use smallvec::smallvec;
 use std::ops;
@@ -488,7 +489,8 @@ impl<T: Element> Elementwise<T> for Elu<T> {
         if v > T::zero() {
             v
         } else {
-            self.alpha * v.exp_m1_fast()
+            // v ≤ 0 here (or NaN): the cheaper expm1, without its large-argument branch.
+            self.alpha * expm1_nonpositive(v)
         }
     }
     // elu' = 1 for x > 0, else α·eˣ (α at the kink)
@@ -525,7 +527,7 @@ impl<T: Element> Elementwise<T> for Selu {
         l * if v > T::zero() {
             v
         } else {
-            a * v.exp_m1_fast()
+            a * expm1_nonpositive(v)
         }
     }
     // selu' = λ for x > 0, else λα·eˣ (λα at the kink)

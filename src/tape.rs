@@ -222,48 +222,12 @@ impl<T: Element> Drop for Tape<T> {
                 std::ptr::drop_in_place(base.add(i));
             }
         }
-        spare_nodes::put(nodes);
+        crate::spare::put(nodes, MAX_SPARE_NODES);
     }
 }
 
-/// One spare, empty node list per thread (of whichever element type was dropped last).
-mod spare_nodes {
-    use super::Node;
-    use crate::tensor::Element;
-    use std::any::Any;
-    use std::cell::Cell;
-
-    /// Lists longer than this are freed rather than kept.
-    const MAX_NODES: usize = 1 << 16;
-
-    thread_local! {
-        static SPARE: Cell<Option<Box<dyn Any>>> = const { Cell::new(None) };
-    }
-
-    /// The spare list if it holds `Node<T>`s (a spare of the other type stays), else a new
-    /// empty one.
-    pub(super) fn take<T: Element>() -> Vec<Node<T>> {
-        SPARE
-            .try_with(|s| match s.take()?.downcast::<Vec<Node<T>>>() {
-                Ok(nodes) => Some(*nodes),
-                Err(other) => {
-                    s.set(Some(other));
-                    None
-                }
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-    }
-
-    /// Keeps `nodes` (empty) as the spare list.
-    pub(super) fn put<T: Element>(nodes: Vec<Node<T>>) {
-        debug_assert!(nodes.is_empty());
-        if nodes.capacity() > 0 && nodes.capacity() <= MAX_NODES {
-            let _ = SPARE.try_with(|s| s.set(Some(Box::new(nodes))));
-        }
-    }
-}
+/// Longest node list kept for the thread's next tape.
+const MAX_SPARE_NODES: usize = 1 << 16;
 
 impl<T: Element> Default for Tape<T> {
     fn default() -> Self {
@@ -281,7 +245,7 @@ impl<T: Element> Tape<T> {
     /// An empty tape with gradients enabled and anomaly detection off.
     pub fn new() -> Self {
         Tape {
-            nodes: RefCell::new(spare_nodes::take()),
+            nodes: RefCell::new(crate::spare::take()),
             labels: RefCell::default(),
             label_kinds: RefCell::default(),
             retained: RefCell::default(),

@@ -68,7 +68,8 @@ pub trait Element:
     fn exp_fast(self) -> Self;
     /// `eˣ − 1`, accurate near 0, branch-free so that loops over slices vectorise: within 1 ulp
     /// (f32) or 2 ulp (f64) of libm's (measured in `tests/vmath.rs`); `−∞ → −1`, `+∞ → +∞`,
-    /// `±0 → ±0`, NaN in gives NaN out. ELU's and SELU's kernels use it.
+    /// `±0 → ±0`, NaN in gives NaN out. ELU's, SELU's and tanh's kernels use its polynomial
+    /// (without the branch for large positive arguments, which theirs never are).
     #[inline(always)]
     fn exp_m1_fast(self) -> Self {
         super::vmath::expm1(self)

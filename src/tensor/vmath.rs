@@ -58,7 +58,8 @@ pub(crate) trait VFloat: Float {
     /// `erf(x)/x` as a polynomial in `x²` on `|x| ≤ ERF_SMALL_MAX` (a Chebyshev fit).
     const ERF_SMALL: &'static [f64];
     /// `erfc(x)·e^(x²)` as a polynomial in `x − ERFC_MID` on `[ERF_SMALL_MAX, ERF_ONE]` (a
-    /// least-squares fit weighted by `e^(−x²)/erf x`, i.e. by its share of erf's error).
+    /// least-squares fit weighted by `e^(−x²)/erf x`, i.e. by its share of erf's error;
+    /// `scripts/fit_erfc.py` checks it and shows f64 needs all 22 terms).
     const ERFC_SCALED: &'static [f64];
     /// The centre of [`ERFC_SCALED`](VFloat::ERFC_SCALED)'s interval.
     const ERFC_MID: f64;

@@ -10,9 +10,10 @@
 //! back empty here instead, the next step's container of the same type starts with the
 //! capacity it needed last time.
 //!
-//! Bounds: at most [`MAX_SPARES`] containers per thread, each no larger than the bound its
-//! caller gives ([`MAP_CAPACITY`] for maps); a larger one is freed, so a one-off huge model does
-//! not pin its memory.
+//! Bounds: at most [`MAX_SPARES`] containers per thread and as many of one type as its caller
+//! allows (one node list, which can be large; maps up to the total), each no larger than the
+//! bound its caller gives ([`MAP_CAPACITY`] for maps); a larger one is freed, so a one-off huge
+//! model does not pin its memory.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -68,16 +69,26 @@ pub(crate) fn take<C: Spare>() -> C {
 }
 
 /// Empties `c` and keeps it for [`take`], unless it has room for more than `max_room`
-/// elements or the thread keeps enough spares already (then it is freed).
-pub(crate) fn put<C: Spare>(mut c: C, max_room: usize) {
+/// elements or the thread keeps enough spares already (then it is freed). At most `per_type`
+/// spares of its type are kept; past that it replaces the least roomy one if it has more room.
+pub(crate) fn put<C: Spare>(mut c: C, max_room: usize, per_type: usize) {
     if c.room() == 0 || c.room() > max_room {
         return;
     }
     c.empty();
     let _ = SPARES.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
-            if s.len() < MAX_SPARES {
+            let kept = s.iter().filter(|b| b.is::<C>()).count();
+            if kept < per_type && s.len() < MAX_SPARES {
                 s.push(Box::new(c));
+            } else if let Some(least) = s
+                .iter_mut()
+                .filter_map(|b| b.downcast_mut::<C>())
+                .min_by_key(|k| k.room())
+            {
+                if least.room() < c.room() {
+                    *least = c;
+                }
             }
         }
     });
@@ -111,7 +122,7 @@ impl<K, V, S: Default> std::ops::DerefMut for Recycled<K, V, S> {
 
 impl<K, V, S: Default> Drop for Recycled<K, V, S> {
     fn drop(&mut self) {
-        put(std::mem::take(&mut self.0), MAP_CAPACITY);
+        put(std::mem::take(&mut self.0), MAP_CAPACITY, MAX_SPARES);
     }
 }
 
@@ -125,7 +136,7 @@ mod tests {
         let mut m: FastIdMap<usize, String> = take();
         m.extend((0..100).map(|i| (i, i.to_string())));
         let cap = m.capacity();
-        put(m, MAP_CAPACITY);
+        put(m, MAP_CAPACITY, MAX_SPARES);
         let m: FastIdMap<usize, String> = take();
         assert!(m.is_empty());
         assert_eq!(m.capacity(), cap);
@@ -140,25 +151,32 @@ mod tests {
     fn spares_are_bounded_in_number_and_size() {
         let mut huge: FastIdMap<usize, u8> = FastIdMap::default();
         huge.reserve(MAP_CAPACITY + 1);
-        put(huge, MAP_CAPACITY);
+        put(huge, MAP_CAPACITY, MAX_SPARES);
         let back: FastIdMap<usize, u8> = take();
         assert_eq!(back.capacity(), 0, "a map over the size bound is not kept");
-        put(Vec::<u8>::with_capacity(100), 10);
+        put(Vec::<u8>::with_capacity(100), 10, 1);
         assert_eq!(
             take::<Vec<u8>>().capacity(),
             0,
             "a list over its bound is not kept"
         );
-        put(vec![1u8, 2, 3], 10);
+        put(vec![1u8, 2, 3], 10, 1);
         let list: Vec<u8> = take();
         assert!(
             list.is_empty() && list.capacity() >= 3,
             "a list is kept, emptied"
         );
+        // With one allowed per type, the roomiest is kept.
+        put(Vec::<u16>::with_capacity(4), 100, 1);
+        put(Vec::<u16>::with_capacity(50), 100, 1);
+        put(Vec::<u16>::with_capacity(8), 100, 1);
+        let count = SPARES.with(|s| s.borrow().iter().filter(|b| b.is::<Vec<u16>>()).count());
+        assert_eq!(count, 1, "one list kept");
+        assert_eq!(take::<Vec<u16>>().capacity(), 50);
         for _ in 0..3 * MAX_SPARES {
             let mut m: FastIdMap<u32, u32> = FastIdMap::default();
             m.insert(1, 1);
-            put(m, MAP_CAPACITY);
+            put(m, MAP_CAPACITY, MAX_SPARES);
         }
         let kept = SPARES.with(|s| s.borrow().len());
         assert!(kept <= MAX_SPARES, "{kept} spares kept");

@@ -222,7 +222,7 @@ impl<T: Element> Drop for Tape<T> {
                 std::ptr::drop_in_place(base.add(i));
             }
         }
-        crate::spare::put(nodes, MAX_SPARE_NODES);
+        crate::spare::put(nodes, MAX_SPARE_NODES, 1);
     }
 }
 

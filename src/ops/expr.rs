@@ -49,7 +49,8 @@ pub(crate) trait Elementwise<T: Element>: Copy + Send + Sync + 'static {
     }
 
     /// `f` on every element of `x`. By default one vectorised pass of [`f`](Elementwise::f);
-    /// a function overrides it to take a shortcut decided once per tensor (`powf` with `p = 2`).
+    /// a function overrides it to take a shortcut decided once per tensor (`powf` with `p = 2`)
+    /// or per block of elements (erf and GELU near 0, through [`Tensor::map_par_easy`]).
     fn forward(self, x: &Tensor<T>) -> Tensor<T> {
         forward_map(self, x)
     }

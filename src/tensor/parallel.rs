@@ -277,8 +277,10 @@ pub(crate) fn for_chunks<T: Send>(out: &mut [T], f: &(dyn Fn(usize, &mut [T]) + 
     if threads <= 1 || n < PARALLEL_MIN_ELEMS {
         return f(0, out);
     }
-    // Two chunks per thread, as for products: a thread that starts late does fewer.
-    let chunk = n.div_ceil(2 * threads).next_multiple_of(64);
+    // Two chunks per thread, as for products: a thread that starts late does fewer. A multiple
+    // of 128 elements, so that `map_par_easy`'s blocks (512 bytes) fall where they would on
+    // one thread.
+    let chunk = n.div_ceil(2 * threads).next_multiple_of(128);
     let pieces = n.div_ceil(chunk);
     // Each piece index is claimed exactly once (see `run`), so the chunks handed out are
     // disjoint, and `out` stays borrowed until `run` returns.

@@ -67,10 +67,6 @@ pub(crate) trait VFloat: Float {
     const ERF_ONE: f64;
 }
 
-/// Where erf switches from its Taylor-like polynomial to `1 − erfc`: erf(0.75) = 0.71, so
-/// `1 − erfc` loses less than a bit to cancellation past it.
-const ERF_SMALL_MAX: f64 = 0.75;
-
 /// 1.5·2²³ and 1.5·2⁵²: adding one rounds a float to an integer held in its low mantissa bits.
 const MAGIC_F32: f32 = 12_582_912.0;
 const MAGIC_F64: f64 = 6_755_399_441_055_744.0;
@@ -342,13 +338,30 @@ pub(crate) fn tanh<F: VFloat>(x: F) -> F {
 #[inline(always)]
 pub(crate) fn erf<F: VFloat>(x: F) -> F {
     let ax = x.abs();
-    let small = ax * horner(ax * ax, F::ERF_SMALL);
+    let small = erf_small_abs(ax);
     let xl = ax.max(F::c(ERF_SMALL_MAX)).min(F::c(F::ERF_ONE));
     // −xl² ∈ [−ERF_ONE², −0.56]: eˣ is normal there, so the cheaper exponential serves.
     let large =
         F::one() - (-(xl * xl)).vexp_normal() * horner(xl - F::c(F::ERFC_MID), F::ERFC_SCALED);
     let y = select(ax <= F::c(ERF_SMALL_MAX), small, large).copysign(x);
     select(x.is_nan(), x, y)
+}
+
+/// Where erf switches from its Taylor-like polynomial ([`erf_small`]) to `1 − erfc`:
+/// erf(0.75) = 0.71, so `1 − erfc` loses less than a bit to cancellation past it.
+pub(crate) const ERF_SMALL_MAX: f64 = 0.75;
+
+/// [`erf`] for `|x| ≤` [`ERF_SMALL_MAX`]: its polynomial branch alone, the same bits, at about a
+/// quarter of the cost (f64: 11 terms against 11 + 22 and an exponential).
+#[inline(always)]
+pub(crate) fn erf_small<F: VFloat>(x: F) -> F {
+    erf_small_abs(x.abs()).copysign(x)
+}
+
+/// `erf |x|` for `|x| ≤ 0.75`: `|x|·P(x²)`.
+#[inline(always)]
+fn erf_small_abs<F: VFloat>(ax: F) -> F {
+    ax * horner(ax * ax, F::ERF_SMALL)
 }
 
 #[cfg(test)]
@@ -403,5 +416,31 @@ mod tests {
         assert!(expm1_nonpositive(-0.0f32).is_sign_negative());
         // Positive arguments (the discarded side of ELU's select) stay finite.
         assert_eq!(expm1_nonpositive(1e30f32), 0.0);
+    }
+
+    /// The shortcut erf and GELU take on blocks of small inputs must be erf itself, bit for
+    /// bit, everywhere up to and including ±ERF_SMALL_MAX, ±0 and subnormals among them.
+    #[test]
+    fn erf_small_is_erf_up_to_its_limit() {
+        let mut x = -ERF_SMALL_MAX;
+        while x <= ERF_SMALL_MAX {
+            assert_eq!(erf_small(x).to_bits(), erf(x).to_bits(), "f64 {x}");
+            let xf = x as f32;
+            assert_eq!(erf_small(xf).to_bits(), erf(xf).to_bits(), "f32 {xf}");
+            x += 0.000_137;
+        }
+        for x in [
+            ERF_SMALL_MAX,
+            -ERF_SMALL_MAX,
+            0.0,
+            -0.0,
+            1e-310,
+            -5e-324,
+            1e-20,
+        ] {
+            assert_eq!(erf_small(x).to_bits(), erf(x).to_bits(), "f64 {x}");
+            let xf = x as f32;
+            assert_eq!(erf_small(xf).to_bits(), erf(xf).to_bits(), "f32 {xf}");
+        }
     }
 }

@@ -20,21 +20,23 @@ from pathlib import Path
 
 import mpmath as mp
 
-mp.mp.dps = 40
+from minimax import chebyshev_nodes, horner, lawson
+
 A, B, MID = mp.mpf("0.75"), mp.mpf(6), mp.mpf("3.375")
 NODES = 500
 
 
+def scaled_erfc(x):
+    return mp.erfc(x) * mp.exp(x * x)
+
+
+def weight(x):
+    return mp.exp(-x * x) / mp.erf(x)
+
+
 def weighted_error(coeffs, xs):
     """Largest |e^(−x²)/erf(x) · (p(x − MID) − Q(x))| over xs."""
-    worst = mp.mpf(0)
-    for x in xs:
-        p = mp.mpf(0)
-        for c in reversed(coeffs):
-            p = p * (x - MID) + mp.mpf(c)
-        q = mp.erfc(x) * mp.exp(x * x)
-        worst = max(worst, abs(mp.exp(-x * x) / mp.erf(x) * (p - q)))
-    return worst
+    return max(abs(weight(x) * (horner(coeffs, x - MID) - scaled_erfc(x))) for x in xs)
 
 
 def committed():
@@ -46,41 +48,6 @@ def committed():
     return [float(v.replace("_", "")) for v in re.findall(r"-?[\d_.]+e[-+]\d+", block)]
 
 
-def lawson(nterms):
-    xs = [(A + B) / 2 + (B - A) / 2 * mp.cos(mp.pi * (k + mp.mpf("0.5")) / NODES)
-          for k in range(NODES)]
-    q = [mp.erfc(x) * mp.exp(x * x) for x in xs]
-    w = [mp.exp(-x * x) / mp.erf(x) for x in xs]
-    t = [x - MID for x in xs]
-    lw = [mp.mpf(1)] * NODES
-    best = None
-    for _ in range(40):
-        a = mp.matrix(nterms, nterms)
-        rhs = mp.matrix(nterms, 1)
-        for i in range(NODES):
-            w2 = lw[i] * w[i] ** 2
-            pw = [t[i] ** j for j in range(nterms)]
-            for j in range(nterms):
-                rhs[j] += w2 * pw[j] * q[i]
-                for k in range(j, nterms):
-                    a[j, k] += w2 * pw[j] * pw[k]
-        for j in range(nterms):
-            for k in range(j):
-                a[j, k] = a[k, j]
-        c = mp.lu_solve(a, rhs)
-        err = []
-        for i in range(NODES):
-            p = mp.mpf(0)
-            for j in reversed(range(nterms)):
-                p = p * t[i] + c[j]
-            err.append(abs(w[i] * (p - q[i])))
-        if best is None or max(err) < best[0]:
-            best = (max(err), [c[j] for j in range(nterms)])
-        total = sum(lw[i] * err[i] for i in range(NODES))
-        lw = [lw[i] * err[i] / total for i in range(NODES)]
-    return best
-
-
 def main():
     grid = [A + (B - A) * k / 2000 for k in range(2001)]
     if sys.argv[1:] == ["--check"]:
@@ -88,7 +55,7 @@ def main():
         print(f"committed, {len(coeffs)} terms: weighted error {mp.nstr(weighted_error(coeffs, grid), 3)}")
         return
     nterms = int(sys.argv[1]) if len(sys.argv) > 1 else 22
-    _, coeffs = lawson(nterms)
+    _, coeffs = lawson(chebyshev_nodes(A, B, NODES), scaled_erfc, weight, MID, nterms)
     coeffs = [float(c) for c in coeffs]
     print(f"{nterms} terms: weighted error {mp.nstr(weighted_error(coeffs, grid), 3)} "
           "(half an ulp of erf near 1: 5.5e-17)")

@@ -1,16 +1,17 @@
-"""The polynomial of f64 `exp` (src/tensor/simd.rs, `exp_f64_parts`).
+"""The polynomials of f64 `exp` (src/tensor/simd.rs, `exp_f64_parts`) and `expm1`
+(src/tensor/vmath.rs, `EXPM1_POLY` of `impl VFloat for f64`).
 
-With x = n·ln2 + r, |r| ≤ ln2/2, eʳ = 1 + r + r²·q(r): q is fitted to (eʳ − 1 − r)/r² weighted by
-r²/eʳ (an error δ in q is an error r²δ/eʳ relative to eʳ), by Lawson's algorithm
-(scripts/minimax.py). Prints the largest relative error of the rounded polynomial and the
-coefficients of q (constant first).
+With x = n·ln2 + r, |r| ≤ ln2/2, both evaluate eʳ = 1 + r + r²·q(r) (expm1 without the 1): q is
+fitted to (eʳ − 1 − r)/r² by Lawson's algorithm (scripts/minimax.py), weighted so that the
+error minimised is relative to the result: r²/eʳ for exp, r²/|expm1 r| for expm1. Prints the
+largest relative error of the rounded polynomial and the coefficients of q (constant first).
 
-    python3 scripts/fit_exp.py [TERMS]   # terms of q, default 10; needs mpmath
-    python3 scripts/fit_exp.py --check   # the committed coefficients' relative error
+    python3 scripts/fit_exp.py [--expm1] [TERMS]   # terms of q, default 10; needs mpmath
+    python3 scripts/fit_exp.py [--expm1] --check   # the committed coefficients' error
 
-Measured (2026-12-06): q with 10 terms (eʳ to degree 11) 1.1e-17 after rounding the
-coefficients to f64, a tenth of an ulp; the degree-13 Taylor polynomial it replaced had 5e-18
-and two multiply-adds more.
+Measured (2026-12-06), q with 10 terms (degree 11 in r) after rounding to f64: exp 1.1e-17
+(the degree-13 Taylor polynomial it replaced: 5e-18, two multiply-adds more), expm1 3.5e-17
+(Taylor's 13 terms: three more); 9 terms: expm1 1.4e-15, over half an ulp (1.1e-16).
 """
 import re
 import sys
@@ -21,40 +22,60 @@ import mpmath as mp
 from minimax import chebyshev_nodes, horner, lawson
 
 H = mp.log(2) / 2
+ROOT = Path(__file__).parent.parent
 
 
-def relative_error(q_coeffs):
-    """Largest |(1 + r + r²·q(r))/eʳ − 1| on a fine grid over |r| ≤ ln2/2."""
-    grid = [-H + 2 * H * k / 4000 for k in range(4001)]
-    return max(abs((1 + r + r * r * horner(q_coeffs, r)) / mp.exp(r) - 1) for r in grid)
+def result(r, expm1):
+    return mp.expm1(r) if expm1 else mp.exp(r)
 
 
-def committed():
-    """C[2..] of `exp_f64_parts`, read from simd.rs."""
-    src = (Path(__file__).parent.parent / "src/tensor/simd.rs").read_text()
+def relative_error(q_coeffs, expm1):
+    """Largest |(1 + r + r²·q(r))/eʳ − 1| (or the same for expm1) over |r| ≤ ln2/2."""
+    grid = [-H + 2 * H * k / 4000 for k in range(4001) if k != 2000]
+    lead = 0 if expm1 else 1
+    return max(abs((lead + r + r * r * horner(q_coeffs, r)) / result(r, expm1) - 1) for r in grid)
+
+
+def numbers(block):
+    return [float(v.replace("_", "")) for v in re.findall(r"-?[\d_.]+(?:e[-+]\d+)?", block)]
+
+
+def committed(expm1):
+    """The coefficients of q in the source."""
+    if expm1:
+        src = (ROOT / "src/tensor/vmath.rs").read_text()
+        body = src[src.index("impl VFloat for f64"):]
+        block = body[body.index("const EXPM1_POLY"):]
+        return numbers(block[block.index("&[") + 2:block.index("];")])
+    src = (ROOT / "src/tensor/simd.rs").read_text()
     body = src[src.index("fn exp_f64_parts"):]
     block = body[body.index("const C"):]
-    block = block[block.index("= [") + 3:block.index("];")]
-    values = [float(v.replace("_", "")) for v in re.findall(r"-?[\d_.]+(?:e[-+]\d+)?", block)]
+    values = numbers(block[block.index("= [") + 3:block.index("];")])
     assert values[:2] == [1.0, 1.0], values[:2]
     return values[2:]
 
 
 def main():
-    if sys.argv[1:] == ["--check"]:
-        q = committed()
-        print(f"committed, eʳ to degree {len(q) + 1}: relative error {mp.nstr(relative_error(q), 3)}")
+    args = sys.argv[1:]
+    expm1 = "--expm1" in args
+    args = [a for a in args if a != "--expm1"]
+    name = "expm1" if expm1 else "exp"
+    if args == ["--check"]:
+        q = committed(expm1)
+        print(f"committed {name}, q with {len(q)} terms: relative error "
+              f"{mp.nstr(relative_error(q, expm1), 3)}")
         return
-    nterms = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    nterms = int(args[0]) if args else 10
     _, q = lawson(
         chebyshev_nodes(-H, H, 300),
         lambda r: (mp.exp(r) - 1 - r) / (r * r),
-        lambda r: r * r / mp.exp(r),
+        lambda r: r * r / abs(result(r, expm1)),
         0,
         nterms,
     )
     q = [float(c) for c in q]
-    print(f"q with {nterms} terms: relative error {mp.nstr(relative_error(q), 3)} (half an ulp: 1.1e-16)")
+    print(f"{name}, q with {nterms} terms: relative error {mp.nstr(relative_error(q, expm1), 3)} "
+          "(half an ulp: 1.1e-16)")
     for c in q:
         print(repr(c))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import mpmath as mp
 
-from minimax import chebyshev_nodes, horner, lawson
+from minimax import chebyshev_nodes, fit_rounded, horner, report
 
 A, B, MID = mp.mpf("0.75"), mp.mpf(6), mp.mpf("3.375")
 NODES = 500
@@ -55,12 +55,9 @@ def main():
         print(f"committed, {len(coeffs)} terms: weighted error {mp.nstr(weighted_error(coeffs, grid), 3)}")
         return
     nterms = int(sys.argv[1]) if len(sys.argv) > 1 else 22
-    _, coeffs = lawson(chebyshev_nodes(A, B, NODES), scaled_erfc, weight, MID, nterms)
-    coeffs = [float(c) for c in coeffs]
-    print(f"{nterms} terms: weighted error {mp.nstr(weighted_error(coeffs, grid), 3)} "
-          "(half an ulp of erf near 1: 5.5e-17)")
-    for c in coeffs:
-        print(repr(c))
+    coeffs = fit_rounded(chebyshev_nodes(A, B, NODES), scaled_erfc, weight, MID, nterms)
+    report(f"{nterms} terms: weighted error {mp.nstr(weighted_error(coeffs, grid), 3)} "
+           "(half an ulp of erf near 1: 5.5e-17)", coeffs)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import mpmath as mp
 
-from minimax import chebyshev_nodes, horner, lawson
+from minimax import chebyshev_nodes, fit_rounded, horner, report
 
 H = mp.log(2) / 2
 ROOT = Path(__file__).parent.parent
@@ -66,18 +66,15 @@ def main():
               f"{mp.nstr(relative_error(q, expm1), 3)}")
         return
     nterms = int(args[0]) if args else 10
-    _, q = lawson(
+    q = fit_rounded(
         chebyshev_nodes(-H, H, 300),
         lambda r: (mp.exp(r) - 1 - r) / (r * r),
         lambda r: r * r / abs(result(r, expm1)),
         0,
         nterms,
     )
-    q = [float(c) for c in q]
-    print(f"{name}, q with {nterms} terms: relative error {mp.nstr(relative_error(q, expm1), 3)} "
-          "(half an ulp: 1.1e-16)")
-    for c in q:
-        print(repr(c))
+    report(f"{name}, q with {nterms} terms: relative error {mp.nstr(relative_error(q, expm1), 3)} "
+           "(half an ulp: 1.1e-16)", q)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,16 @@ def lawson(xs, target, weight, shift, nterms, iterations=40):
         total = sum(lw[i] * err[i] for i in range(len(xs)))
         lw = [lw[i] * err[i] / total for i in range(len(xs))]
     return best
+
+
+def fit_rounded(xs, target, weight, shift, nterms):
+    """[`lawson`]'s coefficients rounded to f64, as the Rust source holds them."""
+    _, coeffs = lawson(xs, target, weight, shift, nterms)
+    return [float(c) for c in coeffs]
+
+
+def report(header, coeffs):
+    """Prints the header, then the coefficients one per line (constant first)."""
+    print(header)
+    for c in coeffs:
+        print(repr(c))

@@ -599,7 +599,7 @@ impl<T: Element> Elementwise<T> for Gelu {
     const NAME: &'static str = "gelu";
     #[inline(always)]
     fn f(self, v: T) -> T {
-        c::<T>(0.5) * v * (T::one() + (v * T::FRAC_1_SQRT_2()).erf_fast())
+        gelu_with(v, |z| z.erf_fast())
     }
     // Where a block of inputs lies within ±1.06 (so that |x/√2| ≤ 0.75), erf's polynomial
     // branch alone (the same bits): a deep GELU stack at PyTorch's default initialisation has
@@ -609,7 +609,7 @@ impl<T: Element> Elementwise<T> for Gelu {
         x.map_par_easy(
             c(GELU_SMALL_MAX),
             #[inline(always)]
-            |v| c::<T>(0.5) * v * (T::one() + vmath::erf_small(v * T::FRAC_1_SQRT_2())),
+            |v| gelu_with(v, vmath::erf_small),
             #[inline(always)]
             move |v| self.f(v),
         )
@@ -641,6 +641,13 @@ impl<T: Element> Elementwise<T> for Gelu {
             .scale(c(0.5));
         g.mul(&cdf.add(&x.mul(&gauss_pdf(&x)))).0
     }
+}
+
+/// `x·Φ(x) = ½x(1 + erf(x/√2))` with the erf given: one expression for both of GELU's forward
+/// paths ([`Gelu::f`] and its shortcut), so that they round alike.
+#[inline(always)]
+fn gelu_with<T: Element>(x: T, erf: impl Fn(T) -> T) -> T {
+    c::<T>(0.5) * x * (T::one() + erf(x * T::FRAC_1_SQRT_2()))
 }
 
 /// The standard normal density `φ(x) = e^(−x²/2)/√(2π)`.

@@ -57,46 +57,106 @@ fn take_buffer<T: Copy + Default>(
     (v, off)
 }
 
-/// `dst[j·rows + i] = src[i·cols + j] + bias[i]` for a row-major `rows × cols` f32 matrix
-/// `src` (rows and cols multiples of 16): the transpose of a product computed the other way
-/// round, with the bias of each source row added as it lands (see `Tensor::linear`).
+/// `dst[j·rows + i] = src[i·cols + j] + bias[i]` for a row-major `rows × cols` f32 or f64
+/// matrix `src` (rows and cols multiples of 16): the transpose of a product computed the other
+/// way round, with the bias of each source row added as it lands (see `Tensor::linear`).
 ///
 /// # Safety
-/// AVX-512F; `src` and `dst` hold `rows·cols` elements and `bias` `rows`.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn transpose_add_rows_f32(
-    src: &[f32],
+/// `T` is f32 or f64 and the CPU has AVX-512F; `src` and `dst` hold `rows·cols` elements and
+/// `bias` `rows`.
+///
+/// # Panics
+/// If `T` is neither f32 nor f64.
+pub(super) unsafe fn transpose_add_rows<T: 'static>(
+    src: &[T],
     rows: usize,
     cols: usize,
-    bias: Option<&[f32]>,
-    dst: *mut f32,
+    bias: Option<&[T]>,
+    dst: *mut T,
 ) {
-    use std::arch::x86_64::*;
-    debug_assert!(rows.is_multiple_of(16) && cols.is_multiple_of(16) && src.len() == rows * cols);
-    for i0 in (0..rows).step_by(16) {
-        for j0 in (0..cols).step_by(16) {
-            // SAFETY: the block's 16 rows of 16 and its 16 destination rows are in bounds.
-            unsafe {
-                transpose16(
-                    src.as_ptr().add(i0 * cols + j0),
-                    cols as isize,
-                    dst.add(j0 * rows + i0),
-                    rows,
-                )
-            };
-        }
-        if let Some(b) = bias {
-            // SAFETY: 16 bias values from i0, and 16 destination values per row j.
-            unsafe {
-                let bv = _mm512_loadu_ps(b.as_ptr().add(i0));
-                for j in 0..cols {
-                    let d = dst.add(j * rows + i0);
-                    _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), bv));
-                }
-            }
+    use std::any::TypeId;
+    // SAFETY: `T` is the type each branch casts to, so the casts are identities; the rest is
+    // this fn's contract.
+    unsafe {
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            transpose_add_rows_f32(cast(src), rows, cols, bias.map(|b| cast(b)), dst.cast());
+        } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+            transpose_add_rows_f64(cast(src), rows, cols, bias.map(|b| cast(b)), dst.cast());
+        } else {
+            panic!("transpose_add_rows: f32 or f64 only");
         }
     }
 }
+
+/// `s` as a slice of `U`.
+///
+/// # Safety
+/// `T` and `U` are the same type.
+unsafe fn cast<T, U>(s: &[T]) -> &[U] {
+    // SAFETY: the same type, so the same layout and length.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), s.len()) }
+}
+
+/// [`transpose_add_rows`] for one element type: `$block × $block` register transposes, then
+/// the bias of the block's source rows added to each destination row.
+macro_rules! transpose_add_rows_for {
+    ($name:ident, $t:ty, $block:expr, $transpose:ident, $loadu:ident, $storeu:ident, $add:ident) => {
+        /// [`transpose_add_rows`] for one element type.
+        ///
+        /// # Safety
+        /// AVX-512F; `src` and `dst` hold `rows·cols` elements and `bias` `rows`.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $name(src: &[$t], rows: usize, cols: usize, bias: Option<&[$t]>, dst: *mut $t) {
+            use std::arch::x86_64::*;
+            const B: usize = $block;
+            debug_assert!(
+                rows.is_multiple_of(B) && cols.is_multiple_of(B) && src.len() == rows * cols
+            );
+            for i0 in (0..rows).step_by(B) {
+                for j0 in (0..cols).step_by(B) {
+                    // SAFETY: the block's B rows of B and its B destination rows are in bounds.
+                    unsafe {
+                        $transpose(
+                            src.as_ptr().add(i0 * cols + j0),
+                            cols as isize,
+                            dst.add(j0 * rows + i0),
+                            rows,
+                        )
+                    };
+                }
+                if let Some(b) = bias {
+                    // SAFETY: B bias values from i0, and B destination values per row j.
+                    unsafe {
+                        let bv = $loadu(b.as_ptr().add(i0));
+                        for j in 0..cols {
+                            let d = dst.add(j * rows + i0);
+                            $storeu(d, $add($loadu(d), bv));
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+transpose_add_rows_for!(
+    transpose_add_rows_f32,
+    f32,
+    16,
+    transpose16,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_add_ps
+);
+transpose_add_rows_for!(
+    transpose_add_rows_f64,
+    f64,
+    8,
+    transpose8,
+    _mm512_loadu_pd,
+    _mm512_storeu_pd,
+    _mm512_add_pd
+);
 
 /// Transposes a 16 × 16 block of f32: row r of the result (written at `dst + r·dst_stride`) is
 /// element r of each of the 16 source rows (read at `src + i·src_stride`, 16 contiguous values).
@@ -199,95 +259,6 @@ unsafe fn transpose16(src: *const f32, src_stride: isize, dst: *mut f32, dst_str
                 dst.add((c + 8) * dst_stride),
                 _mm512_shuffle_f32x4::<0xdd>(a, b),
             );
-        }
-    }
-}
-
-/// [`transpose_add_rows_f32`] for f64, in 8 × 8 blocks (rows and cols multiples of 8): the
-/// transpose of an f64 product computed the other way round, with each source row's bias added.
-///
-/// # Safety
-/// AVX-512F; `src` and `dst` hold `rows·cols` elements and `bias` `rows`.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn transpose_add_rows_f64(
-    src: &[f64],
-    rows: usize,
-    cols: usize,
-    bias: Option<&[f64]>,
-    dst: *mut f64,
-) {
-    use std::arch::x86_64::*;
-    debug_assert!(rows.is_multiple_of(8) && cols.is_multiple_of(8) && src.len() == rows * cols);
-    for i0 in (0..rows).step_by(8) {
-        // SAFETY: 8 bias values from i0 when there is a bias.
-        let bv = bias.map_or(_mm512_setzero_pd(), |b| unsafe {
-            _mm512_loadu_pd(b.as_ptr().add(i0))
-        });
-        for j0 in (0..cols).step_by(8) {
-            // SAFETY: the block's 8 rows of 8 and its 8 destination rows are in bounds.
-            unsafe {
-                transpose8_add(
-                    src.as_ptr().add(i0 * cols + j0),
-                    cols,
-                    dst.add(j0 * rows + i0),
-                    rows,
-                    bv,
-                )
-            };
-        }
-    }
-}
-
-/// Transposes an 8 × 8 block of f64 and adds `add` to every row of the result: row r (written
-/// at `dst + r·dst_stride`) is element r of each of the 8 source rows (read at
-/// `src + i·src_stride`) plus `add`. Element pairs, then 128-bit lanes twice.
-///
-/// # Safety
-/// AVX-512F; every row read and written is in bounds.
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose8_add(
-    src: *const f64,
-    src_stride: usize,
-    dst: *mut f64,
-    dst_stride: usize,
-    add: std::arch::x86_64::__m512d,
-) {
-    use std::arch::x86_64::*;
-    // SAFETY: this fn's contract: AVX-512F is enabled and the 8 source rows and the 8
-    // destination rows are in bounds for 8 doubles each.
-    unsafe {
-        // Loaded one by one, not with `array::from_fn` (see `transpose16`).
-        let ld = |i: usize| _mm512_loadu_pd(src.add(i * src_stride));
-        let r = [ld(0), ld(1), ld(2), ld(3), ld(4), ld(5), ld(6), ld(7)];
-        // t[2q] holds columns 0, 2, 4, 6 of rows 2q and 2q + 1 interleaved; t[2q + 1] the odd
-        // columns.
-        let t = [
-            _mm512_unpacklo_pd(r[0], r[1]),
-            _mm512_unpackhi_pd(r[0], r[1]),
-            _mm512_unpacklo_pd(r[2], r[3]),
-            _mm512_unpackhi_pd(r[2], r[3]),
-            _mm512_unpacklo_pd(r[4], r[5]),
-            _mm512_unpackhi_pd(r[4], r[5]),
-            _mm512_unpacklo_pd(r[6], r[7]),
-            _mm512_unpackhi_pd(r[6], r[7]),
-        ];
-        // u[c] (c < 4) gathers rows 0..4, u[4 + c] rows 4..8: columns c' and c' + 4 in its
-        // lower and upper halves, c' = 0, 2, 1, 3 for c = 0, 1, 2, 3.
-        let u = [
-            _mm512_shuffle_f64x2::<0x88>(t[0], t[2]),
-            _mm512_shuffle_f64x2::<0xdd>(t[0], t[2]),
-            _mm512_shuffle_f64x2::<0x88>(t[1], t[3]),
-            _mm512_shuffle_f64x2::<0xdd>(t[1], t[3]),
-            _mm512_shuffle_f64x2::<0x88>(t[4], t[6]),
-            _mm512_shuffle_f64x2::<0xdd>(t[4], t[6]),
-            _mm512_shuffle_f64x2::<0x88>(t[5], t[7]),
-            _mm512_shuffle_f64x2::<0xdd>(t[5], t[7]),
-        ];
-        for (q, c) in [0, 2, 1, 3].into_iter().enumerate() {
-            let lo = _mm512_shuffle_f64x2::<0x88>(u[q], u[4 + q]);
-            let hi = _mm512_shuffle_f64x2::<0xdd>(u[q], u[4 + q]);
-            _mm512_storeu_pd(dst.add(c * dst_stride), _mm512_add_pd(lo, add));
-            _mm512_storeu_pd(dst.add((c + 4) * dst_stride), _mm512_add_pd(hi, add));
         }
     }
 }

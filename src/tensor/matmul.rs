@@ -545,13 +545,9 @@ fn linear_via_transpose<T: Element>(
     k: usize,
     out: usize,
 ) -> Vec<T> {
-    let is = |id: std::any::TypeId| std::any::TypeId::of::<T>() == id;
-    let (f32_, f64_) = (
-        is(std::any::TypeId::of::<f32>()),
-        is(std::any::TypeId::of::<f64>()),
-    );
+    let is = |id| std::any::TypeId::of::<T>() == id;
     assert!(
-        (f32_ || f64_)
+        (is(std::any::TypeId::of::<f32>()) || is(std::any::TypeId::of::<f64>()))
             && super::gemm512::available()
             && rows.is_multiple_of(16)
             && out.is_multiple_of(16)
@@ -576,28 +572,11 @@ fn linear_via_transpose<T: Element>(
         unsafe { gemm_into(out, k, rows, lhs, rhs, dst, false, None) }
     });
     let mut y: Vec<T> = super::pool::with_capacity(rows * out);
-    // SAFETY: T is f32 or f64 as the branch says (asserted), so the casts are identities; the
-    // CPU has AVX-512F; `yt` holds out·rows values, the bias `out`, and `y` has room for the
-    // rows·out values the transpose writes, every one of them (both extents are multiples of
-    // its 16 × 16 and 8 × 8 blocks).
+    // SAFETY: T is f32 or f64 (asserted) and the CPU has AVX-512F; `yt` holds out·rows values,
+    // the bias `out`, and `y` has room for the rows·out values the transpose writes, every one
+    // of them (both extents are multiples of 16, so of its 16 × 16 and 8 × 8 blocks).
     unsafe {
-        if f32_ {
-            super::gemm512::transpose_add_rows_f32(
-                std::slice::from_raw_parts(yt.as_ptr() as *const f32, yt.len()),
-                out,
-                rows,
-                bias.map(|b| std::slice::from_raw_parts(b.as_ptr() as *const f32, b.len())),
-                y.as_mut_ptr() as *mut f32,
-            );
-        } else {
-            super::gemm512::transpose_add_rows_f64(
-                std::slice::from_raw_parts(yt.as_ptr() as *const f64, yt.len()),
-                out,
-                rows,
-                bias.map(|b| std::slice::from_raw_parts(b.as_ptr() as *const f64, b.len())),
-                y.as_mut_ptr() as *mut f64,
-            );
-        }
+        super::gemm512::transpose_add_rows(&yt, out, rows, bias, y.as_mut_ptr());
         y.set_len(rows * out);
     }
     // Back to the pool for the next step's product of the same size.

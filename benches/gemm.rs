@@ -105,8 +105,16 @@ fn bench_shapes(c: &mut Criterion) {
 
 fn bench_dtype<T: Element>(c: &mut Criterion) {
     let dtype = T::DTYPE.to_lowercase();
-    // (batch, width) of deep_*, resbn, mid_relu and wide_relu.
-    for (batch, w) in [(64, 64), (128, 128), (128, 256), (256, 1024)] {
+    // (batch, width) of deep_*, resbn, mid_relu and wide_relu, then two thin batches (the
+    // hold-outs b2_w256_d6_relu and b8_w512_d8_tanh's shapes, the latter twice as wide).
+    for (batch, w) in [
+        (64, 64),
+        (128, 128),
+        (128, 256),
+        (256, 1024),
+        (2, 256),
+        (8, 1024),
+    ] {
         for s in layer(batch, w) {
             let Shape {
                 m, n, k, ta, tb, ..

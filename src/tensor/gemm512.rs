@@ -16,6 +16,11 @@
 //! - loop order: one left panel (MR × KC, 8 KiB in f32) stays in L1 while every right panel of
 //!   the block streams past it from L2.
 //!
+//! - a thin product (at most [`MR`] rows, a batch of up to 8) meets its right operand, a
+//!   layer's whole weight, in one row panel: packing would copy it for a single use, so it is
+//!   read in place, row by row when row-major (`dY·W`) and as dot products of contiguous runs
+//!   when transposed (the forward `x·wᵀ`), with the lanes summed at the end of each run.
+//!
 //! The output is written in place, so nothing is allocated per call: the packing buffers are
 //! per-thread and reused.
 
@@ -35,6 +40,11 @@ const B_BLOCK_BYTES: usize = 512 * 1024;
 /// Most bytes (k × n elements) of a row-major right operand read in place rather than packed:
 /// 512 KiB, half of Zen 4's L2 (f64 256 × 256: 298 vs 304 µs packed).
 const DIRECT_B_MAX_BYTES: usize = 1 << 19;
+
+/// Least depth `k` at which a product of at most [`MR`] rows with a contiguous left row and
+/// right column runs as dot products (`dots`): below it the lanes' final sums cost more than
+/// the packing they save.
+const DOT_MIN_DEPTH: usize = 32;
 
 /// Whether this CPU can run the kernels in this module.
 pub(super) fn available() -> bool {
@@ -313,11 +323,13 @@ macro_rules! avx512_gemm {
     (
         $module:ident, $t:ty, $w:expr, $mask:ty,
         $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident, $add:ident, $zero:ident,
-        $maskz_loadu:ident, $mask_storeu:ident, $transpose:ident
+        $maskz_loadu:ident, $mask_storeu:ident, $transpose:ident, $reduce:ident
     ) => {
         /// The AVX-512 kernels for one element type; see the module docs.
         pub(super) mod $module {
-            use super::{take_buffer, $transpose, B_BLOCK_BYTES, DIRECT_B_MAX_BYTES, KC, MR};
+            use super::{
+                take_buffer, $transpose, B_BLOCK_BYTES, DIRECT_B_MAX_BYTES, DOT_MIN_DEPTH, KC, MR,
+            };
             use std::arch::x86_64::*;
             use std::cell::Cell;
 
@@ -393,16 +405,38 @@ macro_rules! avx512_gemm {
                     !(accumulate && !bias.is_null()),
                     "bias or accumulate, not both"
                 );
+                if m <= MR && csa == 1 && rsb == 1 && k >= DOT_MIN_DEPTH {
+                    // SAFETY: the caller's contract, with the layout just checked.
+                    return unsafe {
+                        dots(
+                            m,
+                            Thin {
+                                k,
+                                n,
+                                a,
+                                rsa,
+                                b,
+                                csb,
+                                c,
+                                rsc,
+                                accumulate,
+                                bias,
+                            },
+                        )
+                    };
+                }
                 let m_panels = m.div_ceil(MR);
                 // A row-major left operand is read in place: its rows are contiguous, so the
                 // kernel's broadcasts stream along them, and packing it (an element-by-element
                 // transpose) cost more than it saved: 256×1024×1024 5.10 vs 5.34 ms unpacked.
                 let direct_a = csa == 1;
-                // Likewise a row-major right operand that is small enough to stay in L2 and has
-                // no ragged panel (a full panel row is two in-bounds vector loads).
+                // Likewise a row-major right operand that has no ragged panel (a full panel row
+                // is two in-bounds vector loads) and either stays in L2 or meets a single row
+                // panel, which reads each of its elements once: packing it would copy the whole
+                // operand for nothing (a thin batch's `dY·W`).
                 let direct_b = csb == 1
                     && n % NR == 0
-                    && k * n * std::mem::size_of::<T>() <= DIRECT_B_MAX_BYTES;
+                    && (m <= MR || k * n * std::mem::size_of::<T>() <= DIRECT_B_MAX_BYTES);
                 let kc_max = KC.min(k);
                 let nc_max = NC.min(n.next_multiple_of(NR));
                 let (mut abuf, aoff) = take_buffer(&PACK_A, m_panels * MR * kc_max);
@@ -492,6 +526,150 @@ macro_rules! avx512_gemm {
                 }
                 PACK_A.with(|s| s.set(abuf));
                 PACK_B.with(|s| s.set(bbuf));
+            }
+
+            /// A thin product for [`dots`]: `c[i, j] (+)= Σ_p a[i·rsa + p]·b[j·csb + p]`, `k` long.
+            #[derive(Clone, Copy)]
+            struct Thin {
+                k: usize,
+                n: usize,
+                a: *const T,
+                rsa: isize,
+                b: *const T,
+                csb: isize,
+                c: *mut T,
+                rsc: usize,
+                accumulate: bool,
+                bias: *const T,
+            }
+
+            /// [`gemm`] for at most MR rows when the rows of `a` and the columns of `b` are
+            /// both contiguous (`csa = rsb = 1`), as in a thin batch's forward `x·wᵀ`: every
+            /// output is the dot product of two contiguous runs, so the right operand (the
+            /// whole weight) is read once, in place, where the tiled path would pack (transpose)
+            /// all of it for one row panel. Each block of `J` columns keeps `m × J` vector
+            /// sums in registers; fewer rows leave room for more columns per block.
+            ///
+            /// # Safety
+            /// As [`gemm`], with 1 ≤ m ≤ MR.
+            #[target_feature(enable = "avx512f")]
+            unsafe fn dots(m: usize, t: Thin) {
+                // SAFETY (of each arm): the caller's contract; `m` is the arm's row count.
+                unsafe {
+                    match m {
+                        1 => dot_rows::<1, 8>(t),
+                        2 => dot_rows::<2, 8>(t),
+                        3 => dot_rows::<3, 6>(t),
+                        4 => dot_rows::<4, 5>(t),
+                        5 => dot_rows::<5, 4>(t),
+                        6 => dot_rows::<6, 4>(t),
+                        7 => dot_rows::<7, 3>(t),
+                        _ => dot_rows::<8, 3>(t),
+                    }
+                }
+            }
+
+            /// [`dots`] for exactly `R` rows, `J` columns at a time, then one at a time.
+            ///
+            /// # Safety
+            /// As [`dots`], with m = R.
+            #[target_feature(enable = "avx512f")]
+            #[inline]
+            unsafe fn dot_rows<const R: usize, const J: usize>(t: Thin) {
+                let mut j = 0;
+                // SAFETY: columns j..j + J (or j) are columns of b and c; the caller's contract.
+                unsafe {
+                    while j + J <= t.n {
+                        store_dots(&dot_block::<R, J>(t, j), t, j);
+                        j += J;
+                    }
+                    while j < t.n {
+                        store_dots(&dot_block::<R, 1>(t, j), t, j);
+                        j += 1;
+                    }
+                }
+            }
+
+            /// The `R × J` dot products of the rows of `a` with columns `j..j + J` of `b`,
+            /// each `k` long: per vector step `J` loads of `b`, `R` of `a` and `R·J`
+            /// independent multiply-add chains; the last partial step is masked, the lanes
+            /// summed at the end.
+            ///
+            /// # Safety
+            /// AVX-512F; R rows of `a` and columns j..j + J of `b` are in bounds.
+            #[target_feature(enable = "avx512f")]
+            #[inline]
+            unsafe fn dot_block<const R: usize, const J: usize>(t: Thin, j: usize) -> [[T; J]; R] {
+                let (k, a, rsa, csb) = (t.k, t.a, t.rsa, t.csb);
+                // SAFETY: column j of b is in bounds (the caller's contract).
+                let b = unsafe { t.b.offset(j as isize * csb) };
+                let mut acc = [[$zero(); J]; R];
+                let mut bv = [$zero(); J];
+                let mut p = 0;
+                // SAFETY: p + W ≤ k, so every full load stays inside its run of k; the masked
+                // loads read only the k - p lanes left.
+                unsafe {
+                    while p + W <= k {
+                        for jj in 0..J {
+                            bv[jj] = $loadu(b.offset(jj as isize * csb).add(p));
+                        }
+                        for i in 0..R {
+                            let av = $loadu(a.offset(i as isize * rsa).add(p));
+                            for jj in 0..J {
+                                acc[i][jj] = $fmadd(av, bv[jj], acc[i][jj]);
+                            }
+                        }
+                        p += W;
+                    }
+                    if p < k {
+                        let mask = ((1u32 << (k - p)) - 1) as $mask;
+                        for jj in 0..J {
+                            bv[jj] = $maskz_loadu(mask, b.offset(jj as isize * csb).add(p));
+                        }
+                        for i in 0..R {
+                            let av = $maskz_loadu(mask, a.offset(i as isize * rsa).add(p));
+                            for jj in 0..J {
+                                acc[i][jj] = $fmadd(av, bv[jj], acc[i][jj]);
+                            }
+                        }
+                    }
+                }
+                let mut sums = [[0.0; J]; R];
+                for i in 0..R {
+                    for jj in 0..J {
+                        sums[i][jj] = $reduce(acc[i][jj]);
+                    }
+                }
+                sums
+            }
+
+            /// Writes an `R × J` block of dot products at column `j` of the output: added to
+            /// what is there with `accumulate`, else to the bias, if any.
+            ///
+            /// # Safety
+            /// The block lies inside c, initialised with `accumulate`; a non-null bias has
+            /// columns j..j + J.
+            #[inline(always)]
+            unsafe fn store_dots<const R: usize, const J: usize>(
+                sums: &[[T; J]; R],
+                t: Thin,
+                j: usize,
+            ) {
+                for (i, row) in sums.iter().enumerate() {
+                    for (jj, &s) in row.iter().enumerate() {
+                        // SAFETY: the caller's contract.
+                        unsafe {
+                            let d = t.c.add(i * t.rsc + j + jj);
+                            *d = if t.accumulate {
+                                *d + s
+                            } else if t.bias.is_null() {
+                                s
+                            } else {
+                                s + *t.bias.add(j + jj)
+                            };
+                        }
+                    }
+                }
             }
 
             /// One row panel of the output (`rows` ≤ MR rows, `nc` columns) against every
@@ -766,7 +944,8 @@ avx512_gemm!(
     _mm512_setzero_ps,
     _mm512_maskz_loadu_ps,
     _mm512_mask_storeu_ps,
-    transpose16
+    transpose16,
+    _mm512_reduce_add_ps
 );
 avx512_gemm!(
     f64s,
@@ -781,7 +960,8 @@ avx512_gemm!(
     _mm512_setzero_pd,
     _mm512_maskz_loadu_pd,
     _mm512_mask_storeu_pd,
-    transpose8
+    transpose8,
+    _mm512_reduce_add_pd
 );
 
 #[cfg(test)]
@@ -886,6 +1066,31 @@ mod tests {
         for tb in [false, true] {
             check!(f32s, f32, 1e-5, 9, 260, 1100, false, tb, false, 0, 6);
             check!(f64s, f64, 1e-13, 9, 260, 600, true, tb, true, 1, 8);
+        }
+        Ok(())
+    }
+
+    /// Thin products (at most MR rows) read their right operand in place: as dot products
+    /// when it is stored transposed (any depth, with the masked last step, and ragged column
+    /// blocks), as rows when row-major and too large to stay in L2 (past DIRECT_B_MAX_BYTES).
+    #[test]
+    fn thin_products_read_the_right_operand_in_place() -> Result<(), TestCaseError> {
+        if !available() {
+            eprintln!("no AVX-512 on this CPU: the kernel cannot run here");
+            return Ok(());
+        }
+        let mut seed = 20;
+        for m in 1..=MR {
+            for (k, n) in [(32, 1), (33, 7), (47, 16), (300, 100), (1000, 37)] {
+                for acc in [false, true] {
+                    seed += 1;
+                    check!(f32s, f32, 1e-5, m, k, n, false, true, acc, 1, seed);
+                    check!(f64s, f64, 1e-13, m, k, n, false, true, acc, 0, seed);
+                }
+            }
+            seed += 1;
+            check!(f32s, f32, 1e-5, m, 300, 512, false, false, false, 0, seed);
+            check!(f64s, f64, 1e-13, m, 300, 256, true, false, true, 2, seed);
         }
         Ok(())
     }

@@ -36,6 +36,17 @@ const OWN_MIN_MACS_THIN_INTEL: usize = 1 << 24;
 /// See [`OWN_MIN_MACS_THIN_INTEL`].
 const THIN_SIDE: usize = 64;
 
+/// Products with at most this many rows run on vgrad's kernel at every size: a batch of up
+/// to 8 against a layer's weight. With so few rows one row panel meets the weight, so our
+/// kernel reads it in place, as dot products for the forward `x·wᵀ` or as rows for `dY·W`,
+/// where packing (the crate's, or ours before) copied all of it for a single use. README
+/// loop, Intel Xeon, alternated, 1 / 2 threads: batch-4 1024-wide ReLU 4.08 → 1.67 / 2.26 →
+/// 1.10 ms, batch-8 512-wide tanh 2.23 → 1.40 / 1.80 → 1.18 ms, batch-2 256-wide ReLU −37% /
+/// −33%; f64 batch-8 4096-wide GELU −15% / −17%. The weight gradient `dYᵀ·x` of such a batch
+/// is only `k ≤ 8` deep but not thin in this sense: writing its fresh `[out, in]` output, the
+/// crate was faster (1024 × 1024 × 8: 277 against 343 µs in f32, 494 against 630 in f64).
+const THIN_ROWS: usize = 8;
+
 /// The same for f64, where our kernel held its lead up to larger products (a 50 × 100 × 100
 /// product's step: 0.66 ms on ours, 0.77 on the crate's) and lost above (mid_relu: 5.8 vs 4.9).
 const OWN_MAX_MACS_INTEL_F64: usize = 1 << 20;
@@ -50,8 +61,9 @@ const OWN_MAX_MACS_INTEL_F64: usize = 1 << 20;
 /// config whose products exceed 2¹⁸ multiply-adds (odd widths included), 5–8% slower on the
 /// 32- and 64-wide deep stacks (BENCHMARKS.md). So on Intel ours runs the products up to
 /// [`OWN_MAX_MACS_INTEL`] (f32) or [`OWN_MAX_MACS_INTEL_F64`] (f64) multiply-adds, the crate the
-/// rest, except thin products (one side at most 64, [`OWN_MIN_MACS_THIN_INTEL`]); splitting by
-/// operand layout as well measured no better. The environment variable
+/// rest, except thin products (one side at most 64, [`OWN_MIN_MACS_THIN_INTEL`]; at most
+/// [`THIN_ROWS`] rows, any size); splitting by operand layout as well measured no
+/// better. The environment variable
 /// `VGRAD_GEMM=own` or `VGRAD_GEMM=crate`, read once, overrides the choice everywhere (for
 /// measuring it on another CPU).
 fn own_kernel_for<T>(m: usize, k: usize, n: usize) -> bool {
@@ -85,7 +97,7 @@ fn own_kernel_for<T>(m: usize, k: usize, n: usize) -> bool {
                 m.min(k).min(n)
             };
             let thin = thin_side <= THIN_SIDE && macs >= OWN_MIN_MACS_THIN_INTEL;
-            macs <= limit || thin
+            macs <= limit || thin || m <= THIN_ROWS
         }
     }
 }
@@ -264,9 +276,10 @@ unsafe fn gemm_block<T: Element>(
     let _ = own;
     // vgrad's own AVX-512 kernel where the CPU has it, except for outputs narrower than one
     // f32 vector (a network's last layer), where its 32-wide tiles would be mostly padding: the
-    // `gemm` crate was 2× faster on the 1024-wide step's [256, 1024] · [1024, 10].
+    // `gemm` crate was 2× faster on the 1024-wide step's [256, 1024] · [1024, 10]. A thin batch
+    // keeps ours at any width: its forward products are dot products, not tiles.
     #[cfg(target_arch = "x86_64")]
-    if own && n >= 16 && super::gemm512::available() {
+    if own && (n >= 16 || m <= THIN_ROWS) && super::gemm512::available() {
         use std::any::TypeId;
         // SAFETY (of each call): the caller's contract is the kernel's; m, n, k > 0 (gemm_into
         // returns early otherwise) and the CPU has AVX-512F. The casts are identities: T is the
@@ -768,6 +781,20 @@ mod tests {
         assert!(!linear_by_transpose::<f32>(40, 1024, 1024));
         assert!(!linear_by_transpose::<f32>(64, 64, 64));
         assert!(!linear_by_transpose::<f32>(64, 1024, 1000));
+    }
+
+    /// Thin products (at most 8 rows: a small batch's forward and input gradient) run on
+    /// vgrad's kernel at any size, in f32 and f64, unless overridden.
+    #[test]
+    fn thin_products_run_on_our_kernel() {
+        if std::env::var_os("VGRAD_GEMM").is_some() {
+            eprintln!("VGRAD_GEMM is set: the choice is overridden");
+            return;
+        }
+        for (m, k, n) in [(8, 4096, 4096), (1, 1024, 1000), (5, 2048, 300)] {
+            assert!(own_kernel_for::<f32>(m, k, n), "f32 {m}×{k}×{n}");
+            assert!(own_kernel_for::<f64>(m, k, n), "f64 {m}×{k}×{n}");
+        }
     }
 
     /// Both kernels the per-CPU choice can pick (`own_kernel_for`) give the product to

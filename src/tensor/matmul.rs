@@ -44,7 +44,10 @@ const THIN_SIDE: usize = 64;
 /// 1.10 ms, batch-8 512-wide tanh 2.23 → 1.40 / 1.80 → 1.18 ms, batch-2 256-wide ReLU −37% /
 /// −33%; f64 batch-8 4096-wide GELU −15% / −17%. The weight gradient `dYᵀ·x` of such a batch
 /// is only `k ≤ 8` deep but not thin in this sense: writing its fresh `[out, in]` output, the
-/// crate was faster (1024 × 1024 × 8: 277 against 343 µs in f32, 494 against 630 in f64).
+/// crate was faster (1024 × 1024 × 8: 277 against 343 µs in f32, 494 against 630 in f64);
+/// added onto the weight instead (plain SGD's update from the gradient's factors, `lazy.rs`),
+/// ours was: f64 README loop, 1 / 2 threads, 4096-wide GELU at batch 8 −6% / −2%, 1024-wide
+/// ReLU at batch 4 −6% / −2% (f32 level to −5%).
 /// Up to 16 rows, a forward product that reads as dot products (`reads_as_dots`: the weight
 /// past L2) runs on ours too: batch-16 768-wide SiLU −19% / −6% in f32, level in f64, where
 /// moving that batch's `dY·W` to ours as well was 9% slower.
@@ -180,7 +183,12 @@ unsafe fn gemm_into<T: Element>(
         }
         return;
     }
-    let own = own_kernel_for::<T>(m, k, n, reads_as_dots::<T>(m, k, n, lhs.cs, rhs.rs));
+    let own = own_kernel_for::<T>(
+        m,
+        k,
+        n,
+        reads_as_dots::<T>(m, k, n, lhs.cs, rhs.rs) || (accumulate && k <= THIN_ROWS),
+    );
     let threads = super::num_threads();
     if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
         // SAFETY: as in `gemm_block`; the whole product is one block.

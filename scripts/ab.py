@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""A/B two builds of the `peers` benchmark binary on the same machine, in one run.
+
+Rounds alternate the order (base first, then new first, ...), so drift in the machine's speed
+falls on both sides; each config's figure is the median over rounds of new ÷ base, taken
+round by round. Noise on the 2-core Intel Xeon this was written on: about ±2% on medians of
+4+ rounds at 1 thread, more at 2 threads.
+
+    cargo bench --bench peers --no-run      # prints target/release/deps/peers-<hash>
+    cp target/release/deps/peers-<hash> /tmp/peers-base   # then change the code, rebuild
+    python3 scripts/ab.py /tmp/peers-base target/release/deps/peers-<hash> \\
+        --configs b4_w1024_d4_relu,b8_w512_d8_tanh --threads 1,2 --rounds 4 [--f64] [--fused]
+
+The README loop is timed unless `--fused` (the fused `backward_step`); `--config-file`
+defaults to benches/holdout.json.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("base", help="the peers binary to compare against")
+    ap.add_argument("new", help="the peers binary under test")
+    ap.add_argument("--configs", help="comma-separated config names (default: every one)")
+    ap.add_argument("--config-file", default=os.path.join(ROOT, "benches", "holdout.json"))
+    ap.add_argument("--threads", default="1", help="comma-separated thread counts")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--f64", action="store_true", help="time f64 instead of f32")
+    ap.add_argument("--fused", action="store_true", help="time the fused step, not the README loop")
+    a = ap.parse_args()
+
+    times = {}  # (threads, config) -> {"base": [...], "new": [...]}
+    for t in a.threads.split(","):
+        for r in range(a.rounds):
+            order = [("base", a.base), ("new", a.new)]
+            if r % 2:
+                order.reverse()
+            for tag, binary in order:
+                cmd = [binary, "--threads", t, "--config-file", a.config_file]
+                cmd += [] if a.fused else ["--readme"]
+                cmd += ["--configs", a.configs] if a.configs else []
+                cmd += ["--f64"] if a.f64 else []
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                for line in out.splitlines():
+                    try:
+                        d = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    if d.get("peer") != "vgrad" or "median_ms" not in d:
+                        continue
+                    times.setdefault((t, d["config"]), {}).setdefault(tag, []).append(d["median_ms"])
+    for (t, config), v in sorted(times.items()):
+        if "base" in v and "new" in v:
+            ratios = [n / b for n, b in zip(v["new"], v["base"])]
+            print(
+                f"t{t} {config:28s} base {statistics.median(v['base']):9.3f} "
+                f"new {statistics.median(v['new']):9.3f} ratio {statistics.median(ratios):.3f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

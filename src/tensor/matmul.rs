@@ -36,6 +36,14 @@ const OWN_MIN_MACS_THIN_INTEL: usize = 1 << 24;
 /// See [`OWN_MIN_MACS_THIN_INTEL`].
 const THIN_SIDE: usize = 64;
 
+/// [`OWN_MIN_MACS_THIN_INTEL`] for an f32 product whose right operand is stored transposed:
+/// the forward `x·wᵀ`, where the crate packs (transposes) the weight element by element and
+/// ours by 16 × 16 register transposes. README loop, alternated, 4 rounds, 1 / 2 threads:
+/// batch-40 512-wide GELU 2.90 → 2.49 / 2.18 → 1.85 ms (had been 5% behind JAX at 1 thread);
+/// level (+2% / −3% over 8 rounds) on the other hold-out it moves, 784 inputs into 64 wide at
+/// batch 256. Lowering the threshold for every layout instead made that shape 10% slower.
+const OWN_MIN_MACS_THIN_INTEL_TRANSPOSED: usize = 1 << 23;
+
 /// Products with at most this many rows run on vgrad's kernel at every size: a batch of up
 /// to 8 against a layer's weight. With so few rows one row panel meets the weight, so our
 /// kernel reads it in place, as dot products for the forward `x·wᵀ` or as rows for `dY·W`,
@@ -67,12 +75,22 @@ const OWN_MAX_MACS_INTEL_F64: usize = 1 << 20;
 /// config whose products exceed 2¹⁸ multiply-adds (odd widths included), 5–8% slower on the
 /// 32- and 64-wide deep stacks (BENCHMARKS.md). So on Intel ours runs the products up to
 /// [`OWN_MAX_MACS_INTEL`] (f32) or [`OWN_MAX_MACS_INTEL_F64`] (f64) multiply-adds, the crate the
-/// rest, except thin products (one side at most 64, [`OWN_MIN_MACS_THIN_INTEL`]; at most
-/// [`THIN_ROWS`] rows, any size); splitting by operand layout as well measured no
-/// better. The environment variable
+/// rest, except thin products (one side at most 64, [`OWN_MIN_MACS_THIN_INTEL`], or
+/// [`OWN_MIN_MACS_THIN_INTEL_TRANSPOSED`] for a transposed right operand; at most
+/// [`THIN_ROWS`] rows, any size; those read as dot products, `reads_as_dots`; and, with
+/// `accumulate`, those at most [`THIN_ROWS`] deep). `csa` and `rsb` are the left operand's
+/// column stride and the right one's row stride. Splitting every product by operand layout
+/// measured no better; only these layout rules did. The environment variable
 /// `VGRAD_GEMM=own` or `VGRAD_GEMM=crate`, read once, overrides the choice everywhere (for
 /// measuring it on another CPU).
-fn own_kernel_for<T>(m: usize, k: usize, n: usize, dots: bool) -> bool {
+fn own_kernel_for<T>(
+    m: usize,
+    k: usize,
+    n: usize,
+    csa: isize,
+    rsb: isize,
+    accumulate: bool,
+) -> bool {
     use std::sync::OnceLock;
     #[derive(Clone, Copy, PartialEq)]
     enum Choice {
@@ -102,8 +120,19 @@ fn own_kernel_for<T>(m: usize, k: usize, n: usize, dots: bool) -> bool {
             } else {
                 m.min(k).min(n)
             };
-            let thin = thin_side <= THIN_SIDE && macs >= OWN_MIN_MACS_THIN_INTEL;
-            macs <= limit || thin || m <= THIN_ROWS || dots
+            // A transposed right operand (the forward `x·wᵀ`) is where our packing, by
+            // register transposes, gains most, so its thin products move over sooner.
+            let thin_min = if std::mem::size_of::<T>() == 4 && rsb == 1 {
+                OWN_MIN_MACS_THIN_INTEL_TRANSPOSED
+            } else {
+                OWN_MIN_MACS_THIN_INTEL
+            };
+            let thin = thin_side <= THIN_SIDE && macs >= thin_min;
+            macs <= limit
+                || thin
+                || m <= THIN_ROWS
+                || reads_as_dots::<T>(m, k, n, csa, rsb)
+                || (accumulate && k <= THIN_ROWS)
         }
     }
 }
@@ -183,12 +212,7 @@ unsafe fn gemm_into<T: Element>(
         }
         return;
     }
-    let own = own_kernel_for::<T>(
-        m,
-        k,
-        n,
-        reads_as_dots::<T>(m, k, n, lhs.cs, rhs.rs) || (accumulate && k <= THIN_ROWS),
-    );
+    let own = own_kernel_for::<T>(m, k, n, lhs.cs, rhs.rs, accumulate);
     let threads = super::num_threads();
     if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
         // SAFETY: as in `gemm_block`; the whole product is one block.
@@ -557,7 +581,7 @@ fn linear_by_transpose<T: Element>(rows: usize, k: usize, out: usize) -> bool {
             && rows.is_multiple_of(16)
             && out.is_multiple_of(16)
             && rows.saturating_mul(k).saturating_mul(out) >= OWN_MIN_MACS_THIN_INTEL
-            && own_kernel_for::<T>(out, k, rows, reads_as_dots::<T>(out, k, rows, 1, 1))
+            && own_kernel_for::<T>(out, k, rows, 1, 1, false)
             && super::gemm512::available()
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -817,8 +841,16 @@ mod tests {
             return;
         }
         for (m, k, n) in [(8, 4096, 4096), (1, 1024, 1000), (5, 2048, 300)] {
-            assert!(own_kernel_for::<f32>(m, k, n, false), "f32 {m}×{k}×{n}");
-            assert!(own_kernel_for::<f64>(m, k, n, false), "f64 {m}×{k}×{n}");
+            for (csa, rsb) in [(1, 1), (1, n as isize)] {
+                assert!(
+                    own_kernel_for::<f32>(m, k, n, csa, rsb, false),
+                    "f32 {m}×{k}×{n}"
+                );
+                assert!(
+                    own_kernel_for::<f64>(m, k, n, csa, rsb, false),
+                    "f64 {m}×{k}×{n}"
+                );
+            }
         }
     }
 

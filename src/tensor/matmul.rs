@@ -28,9 +28,12 @@ const OWN_MAX_MACS_INTEL: usize = 1 << 18;
 /// packs the wide operand for a few rows and ours, which packs it faster, ran whole README-loop
 /// steps 3-15% faster (1000-wide GELU at batch 32: 4.5 against 5.4 ms; 512-wide SiLU at batch
 /// 64: 3.6 against 3.8), while at 100 × 100 × 50 the crate still won (0.27 against 0.30 ms).
-/// In f64 the two kernels measured level on those steps' backward products, so only f64
-/// products with at most [`THIN_SIDE`] output columns run on ours: the thin-batch forward
-/// `(w·xᵀ)ᵀ` ([`linear_by_transpose`]), which needs our kernel to read the weight in place.
+/// In f64 the two kernels measured level on those steps' weight gradients, so there the
+/// thin side is the rows or the output columns, not the depth: the thin-batch forward
+/// `(w·xᵀ)ᵀ` ([`linear_by_transpose`], which needs our kernel to read the weight in place)
+/// and a batch's `x·wᵀ` and `dY·W`, where the crate's 32-row micro-tiles leave lanes empty on
+/// batches such as 24 (README loop, f64, alternated, 5 rounds, 1 / 2 threads: batch-24
+/// 1024-wide ReLU −20% / −21%, batch-32 1000-wide GELU −1% / −11%, the rest level).
 const OWN_MIN_MACS_THIN_INTEL: usize = 1 << 24;
 
 /// See [`OWN_MIN_MACS_THIN_INTEL`].
@@ -116,7 +119,7 @@ fn own_kernel_for<T>(
             };
             let macs = m.saturating_mul(k).saturating_mul(n);
             let thin_side = if std::mem::size_of::<T>() == 8 {
-                n
+                m.min(n)
             } else {
                 m.min(k).min(n)
             };

@@ -43,9 +43,12 @@ const B_BLOCK_BYTES: usize = 512 * 1024;
 /// 512 KiB, half of Zen 4's L2 (f64 256 × 256: 298 vs 304 µs packed).
 const DIRECT_B_MAX_BYTES: usize = 1 << 19;
 
-/// Least depth `k` at which a product of at most [`MR`] rows with a contiguous left row and
-/// right column runs as dot products (`dots`): below it the lanes' final sums cost more than
-/// the packing they save.
+/// Least depth `k` at which a thin product runs as dot products ([`as_dots`]), where the
+/// lanes' final sums, one per output, start to be outweighed. A bound, not a measured optimum:
+/// timed alone (1 thread, a 512-wide weight in cache, depths 8 to 96), dot products were 1.8–4×
+/// faster than tiles at 1 row and 1.1–2.5× slower at 8; in whole steps, where the weight comes
+/// from memory or is ragged, they won at 8 rows too (b8_w512 −36%; a 65-wide stack at batch 8
+/// ran 9–11% slower when its products went back to tiles).
 const DOT_MIN_DEPTH: usize = 32;
 
 /// Most rows of a product computed as dot products when its right operand is past
@@ -567,15 +570,17 @@ macro_rules! avx512_gemm {
                 bias: *const T,
             }
 
-            /// [`gemm`] for at most MR rows when the rows of `a` and the columns of `b` are
-            /// both contiguous (`csa = rsb = 1`), as in a thin batch's forward `x·wᵀ`: every
-            /// output is the dot product of two contiguous runs, so the right operand (the
-            /// whole weight) is read once, in place, where the tiled path would pack (transpose)
-            /// all of it for one row panel. Each block of `J` columns keeps `m × J` vector
-            /// sums in registers; fewer rows leave room for more columns per block.
+            /// [`gemm`] for the products [`super::as_dots`] picks: the rows of `a` and the
+            /// columns of `b` both contiguous (`csa = rsb = 1`), as in a thin batch's forward
+            /// `x·wᵀ`. Every output is the dot product of two contiguous runs, so the right
+            /// operand (the whole weight) is read in place, where the tiled path would pack
+            /// (transpose) all of it for one or two row panels. Each block of `J` columns
+            /// keeps `rows × J` vector sums in registers (fewer rows leave room for more
+            /// columns); past MR rows, chunks of MR rows take turns on blocks of columns
+            /// small enough to stay in L2.
             ///
             /// # Safety
-            /// As [`gemm`], with 1 ≤ m ≤ MR.
+            /// As [`gemm`], with 1 ≤ m ≤ DOT_MAX_ROWS and that layout.
             #[target_feature(enable = "avx512f")]
             unsafe fn dots(m: usize, t: Thin) {
                 // Past MR rows, blocks of columns sized to stay in L2 meet each MR-row chunk.

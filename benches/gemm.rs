@@ -105,8 +105,9 @@ fn bench_shapes(c: &mut Criterion) {
 
 fn bench_dtype<T: Element>(c: &mut Criterion) {
     let dtype = T::DTYPE.to_lowercase();
-    // (batch, width) of deep_*, resbn, mid_relu and wide_relu, then two thin batches (the
-    // hold-outs b2_w256_d6_relu and b8_w512_d8_tanh's shapes, the latter twice as wide).
+    // (batch, width) of deep_*, resbn, mid_relu and wide_relu, then three thin batches (the
+    // hold-outs b2_w256_d6_relu and b8_w512_d8_tanh's shapes, the latter twice as wide, and a
+    // 4096-wide layer whose 64 MiB f32 weight comes from memory every time).
     for (batch, w) in [
         (64, 64),
         (128, 128),
@@ -114,6 +115,7 @@ fn bench_dtype<T: Element>(c: &mut Criterion) {
         (256, 1024),
         (2, 256),
         (8, 1024),
+        (8, 4096),
     ] {
         for s in layer(batch, w) {
             let Shape {

@@ -39,6 +39,20 @@ const OWN_MIN_MACS_THIN_INTEL: usize = 1 << 24;
 /// See [`OWN_MIN_MACS_THIN_INTEL`].
 const THIN_SIDE: usize = 64;
 
+/// [`OWN_MIN_MACS_THIN_INTEL`] for an f64 product computed fresh (not accumulated) whose row
+/// count, at most [`THIN_SIDE`], is no multiple of [`CRATE_F64_TILE_ROWS`]: the crate's
+/// largest f64 micro-tile is 32 rows (4 vectors of 8), so a batch of 16 or 40 runs partly on
+/// its narrower edge tiles, where ours has 8-row tiles throughout. README loop, f64,
+/// alternated, 5-6 rounds, 1 / 2 threads, two runs: batch-40 512-wide GELU −20 to −21% /
+/// −19 to −25% (its forward and `dY·W`, 10.5 M multiply-adds each), batch-16 768-wide SiLU
+/// +1 to +2% / −10% to level (its `dY·W`; noise is ±5% / ±10% there). Batches of 64 and 256
+/// against 384- and 64-wide layers stay on the crate: moving them measured +1–3%; moving the
+/// accumulating weight updates too measured level.
+const OWN_MIN_MACS_THIN_INTEL_F64_RAGGED: usize = 1 << 23;
+
+/// Rows of the `gemm` crate's largest f64 micro-tile with AVX-512 (see above).
+const CRATE_F64_TILE_ROWS: usize = 32;
+
 /// [`OWN_MIN_MACS_THIN_INTEL`] for an f32 product whose right operand is stored transposed:
 /// the forward `x·wᵀ`, where the crate packs (transposes) the weight element by element and
 /// ours by 16 × 16 register transposes. README loop, alternated, 4 rounds, 1 / 2 threads:
@@ -79,7 +93,8 @@ const OWN_MAX_MACS_INTEL_F64: usize = 1 << 20;
 /// 32- and 64-wide deep stacks (BENCHMARKS.md). So on Intel ours runs the products up to
 /// [`OWN_MAX_MACS_INTEL`] (f32) or [`OWN_MAX_MACS_INTEL_F64`] (f64) multiply-adds, the crate the
 /// rest, except thin products (one side at most 64, [`OWN_MIN_MACS_THIN_INTEL`], or
-/// [`OWN_MIN_MACS_THIN_INTEL_TRANSPOSED`] for a transposed right operand; at most
+/// [`OWN_MIN_MACS_THIN_INTEL_TRANSPOSED`] for a transposed right operand, or
+/// [`OWN_MIN_MACS_THIN_INTEL_F64_RAGGED`] for an f64 batch the crate's tiles fit badly; at most
 /// [`THIN_ROWS`] rows, any size; those read as dot products, `reads_as_dots`; and, with
 /// `accumulate`, those at most [`THIN_ROWS`] deep). `csa` and `rsb` are the left operand's
 /// column stride and the right one's row stride. Splitting every product by operand layout
@@ -129,6 +144,15 @@ fn own_kernel_for<T>(
                 OWN_MIN_MACS_THIN_INTEL_TRANSPOSED
             } else {
                 OWN_MIN_MACS_THIN_INTEL
+            };
+            let thin_min = if std::mem::size_of::<T>() == 8
+                && !accumulate
+                && m <= THIN_SIDE
+                && !m.is_multiple_of(CRATE_F64_TILE_ROWS)
+            {
+                OWN_MIN_MACS_THIN_INTEL_F64_RAGGED
+            } else {
+                thin_min
             };
             let thin = thin_side <= THIN_SIDE && macs >= thin_min;
             macs <= limit
@@ -849,6 +873,15 @@ mod tests {
                     own_kernel_for::<f32>(m, k, n, csa, rsb, false),
                     "f32 {m}×{k}×{n}"
                 );
+                assert!(
+                    own_kernel_for::<f64>(m, k, n, csa, rsb, false),
+                    "f64 {m}×{k}×{n}"
+                );
+            }
+        }
+        // f64 batches the crate's 32-row tiles fit badly, from 2^23 multiply-adds.
+        for (m, k, n) in [(40, 512, 512), (16, 768, 768)] {
+            for (csa, rsb) in [(1, 1), (1, n as isize)] {
                 assert!(
                     own_kernel_for::<f64>(m, k, n, csa, rsb, false),
                     "f64 {m}×{k}×{n}"

@@ -127,32 +127,27 @@ fn own_kernel_for<T>(
         Choice::Own => true,
         Choice::Crate => false,
         Choice::Intel => {
-            let limit = if std::mem::size_of::<T>() == 8 {
-                OWN_MAX_MACS_INTEL_F64
-            } else {
-                OWN_MAX_MACS_INTEL
-            };
+            let is_f64 = std::mem::size_of::<T>() == 8;
             let macs = m.saturating_mul(k).saturating_mul(n);
-            let thin_side = if std::mem::size_of::<T>() == 8 {
-                m.min(n)
+            // In f64 a thin side is the rows or the output columns, not the depth (see
+            // OWN_MIN_MACS_THIN_INTEL).
+            let (limit, thin_side) = if is_f64 {
+                (OWN_MAX_MACS_INTEL_F64, m.min(n))
             } else {
-                m.min(k).min(n)
+                (OWN_MAX_MACS_INTEL, m.min(k).min(n))
             };
-            // A transposed right operand (the forward `x·wᵀ`) is where our packing, by
-            // register transposes, gains most, so its thin products move over sooner.
-            let thin_min = if std::mem::size_of::<T>() == 4 && rsb == 1 {
+            let thin_min = if !is_f64 && rsb == 1 {
+                // A transposed right operand (the forward `x·wᵀ`) is where our packing, by
+                // register transposes, gains most, so its thin products move over sooner.
                 OWN_MIN_MACS_THIN_INTEL_TRANSPOSED
-            } else {
-                OWN_MIN_MACS_THIN_INTEL
-            };
-            let thin_min = if std::mem::size_of::<T>() == 8
+            } else if is_f64
                 && !accumulate
                 && m <= THIN_SIDE
                 && !m.is_multiple_of(CRATE_F64_TILE_ROWS)
             {
                 OWN_MIN_MACS_THIN_INTEL_F64_RAGGED
             } else {
-                thin_min
+                OWN_MIN_MACS_THIN_INTEL
             };
             let thin = thin_side <= THIN_SIDE && macs >= thin_min;
             macs <= limit

@@ -173,8 +173,17 @@ fn reads_as_dots<T>(m: usize, k: usize, n: usize, csa: isize, rsb: isize) -> boo
     }
 }
 
-/// Whether the CPU's vendor string is Intel's.
-fn is_intel() -> bool {
+/// Whether the CPU's vendor string is Intel's: the kernels' measured choices differ between
+/// Intel and AMD (here and in `gemm512`). Read once: under a hypervisor CPUID traps, costing
+/// microseconds per call.
+pub(super) fn is_intel() -> bool {
+    use std::sync::OnceLock;
+    static INTEL: OnceLock<bool> = OnceLock::new();
+    *INTEL.get_or_init(vendor_is_intel)
+}
+
+/// [`is_intel`], asked of the CPU.
+fn vendor_is_intel() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         // CPUID leaf 0 returns the vendor string in EBX, EDX, ECX ("Genu", "ineI", "ntel").

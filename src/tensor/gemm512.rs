@@ -811,20 +811,65 @@ macro_rules! avx512_gemm {
                         } else {
                             p.b.add(jp * p.kc)
                         };
-                        let init = p.init.at(jp);
-                        let (kc, apanel, ars, acs, rsc) = (p.kc, p.a, p.ars, p.acs, p.rsc);
-                        match p.rows {
-                            8 => tile::<8, PF>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, init),
-                            7 => tile::<7, PF>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, init),
-                            6 => tile::<6, PF>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, init),
-                            5 => tile::<5, PF>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, init),
-                            4 => tile::<4, PF>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, init),
-                            3 => tile::<3, PF>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, init),
-                            2 => tile::<2, PF>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, init),
-                            _ => tile::<1, PF>(kc, apanel, ars, acs, bp, brs, ct, rsc, cols, init),
+                        let t = Tile {
+                            kc: p.kc,
+                            a: p.a,
+                            ars: p.ars,
+                            acs: p.acs,
+                            b: bp,
+                            brs,
+                            c: ct,
+                            rsc: p.rsc,
+                            cols,
+                            init: p.init.at(jp),
+                        };
+                        // The last panel of a ragged width (100 = 3·32 + 4 in f32) runs on one
+                        // vector when its columns fit: half the multiply-adds of a full tile
+                        // for lanes that would be masked off anyway.
+                        if cols <= W {
+                            rows_tile::<PF, false>(p.rows, t)
+                        } else {
+                            rows_tile::<PF, true>(p.rows, t)
                         }
                     }
                     jp += NR;
+                }
+            }
+
+            /// One micro-tile's operands; see [`tile`].
+            #[derive(Clone, Copy)]
+            struct Tile {
+                kc: usize,
+                a: *const T,
+                ars: isize,
+                acs: isize,
+                b: *const T,
+                brs: isize,
+                c: *mut T,
+                rsc: usize,
+                cols: usize,
+                init: Init,
+            }
+
+            /// [`tile`] for `rows` ≤ MR rows, each row count its own instance.
+            ///
+            /// # Safety
+            /// As [`tile`].
+            #[target_feature(enable = "avx512f")]
+            #[inline]
+            unsafe fn rows_tile<const PF: usize, const WIDE: bool>(rows: usize, t: Tile) {
+                // SAFETY: the caller's contract.
+                unsafe {
+                    match rows {
+                        8 => tile::<8, PF, WIDE>(t),
+                        7 => tile::<7, PF, WIDE>(t),
+                        6 => tile::<6, PF, WIDE>(t),
+                        5 => tile::<5, PF, WIDE>(t),
+                        4 => tile::<4, PF, WIDE>(t),
+                        3 => tile::<3, PF, WIDE>(t),
+                        2 => tile::<2, PF, WIDE>(t),
+                        _ => tile::<1, PF, WIDE>(t),
+                    }
                 }
             }
 
@@ -961,28 +1006,30 @@ macro_rules! avx512_gemm {
                 }
             }
 
-            /// One ROWS × NR output tile: c (+)= apanel · bpanel over `kc` steps, writing only
-            /// the first `cols` columns. With `PF > 0` each step also asks for the right
-            /// operand's two lines `PF` panels ahead in the same row (see
-            /// [`PREFETCH_B_MIN_BYTES`]); a prefetch past the operand's end is harmless.
+            /// One ROWS × NR output tile (ROWS × W without `WIDE`, for a last panel of at most
+            /// W columns): c (+)= apanel · bpanel over `kc` steps, writing only the first `cols`
+            /// columns. With `PF > 0` each step also asks for the right operand's two lines `PF`
+            /// panels ahead in the same row (see [`PREFETCH_B_MIN_BYTES`]); a prefetch past the
+            /// operand's end is harmless.
             ///
             /// # Safety
-            /// As [`gemm`]; the panels hold kc steps; the tile lies inside c.
-            #[allow(clippy::too_many_arguments)]
+            /// As [`gemm`]; the panels hold kc steps; the tile lies inside c; without `WIDE`,
+            /// `cols` ≤ W.
             #[target_feature(enable = "avx512f")]
             #[inline]
-            unsafe fn tile<const ROWS: usize, const PF: usize>(
-                kc: usize,
-                apanel: *const T,
-                ars: isize,
-                acs: isize,
-                bpanel: *const T,
-                brs: isize,
-                c: *mut T,
-                rsc: usize,
-                cols: usize,
-                init: Init,
-            ) {
+            unsafe fn tile<const ROWS: usize, const PF: usize, const WIDE: bool>(t: Tile) {
+                let Tile {
+                    kc,
+                    a: apanel,
+                    ars,
+                    acs,
+                    b: bpanel,
+                    brs,
+                    c,
+                    rsc,
+                    cols,
+                    init,
+                } = t;
                 let mut lo = [$zero(); ROWS];
                 let mut hi = [$zero(); ROWS];
                 let (mut a, mut b) = (apanel, bpanel);
@@ -992,7 +1039,7 @@ macro_rules! avx512_gemm {
                     // the caller passed.
                     unsafe {
                         let b0 = $loadu(b);
-                        let b1 = $loadu(b.add(W));
+                        let b1 = if WIDE { $loadu(b.add(W)) } else { $zero() };
                         if PF > 0 {
                             _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(PF * NR) as *const i8);
                             _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(PF * NR + W) as *const i8);
@@ -1000,7 +1047,9 @@ macro_rules! avx512_gemm {
                         for i in 0..ROWS {
                             let ai = $set1(*a.offset(i as isize * ars));
                             lo[i] = $fmadd(ai, b0, lo[i]);
-                            hi[i] = $fmadd(ai, b1, hi[i]);
+                            if WIDE {
+                                hi[i] = $fmadd(ai, b1, hi[i]);
+                            }
                         }
                         a = a.offset(acs);
                         b = b.offset(brs);
@@ -1011,14 +1060,28 @@ macro_rules! avx512_gemm {
                 unsafe {
                     if let Init::Bias(bias) = init {
                         let (m0, m1) = masks(cols);
-                        let (b0, b1) = ($maskz_loadu(m0, bias), $maskz_loadu(m1, bias.add(W)));
+                        let b0 = $maskz_loadu(m0, bias);
+                        let b1 = if WIDE {
+                            $maskz_loadu(m1, bias.add(W))
+                        } else {
+                            $zero()
+                        };
                         for i in 0..ROWS {
                             lo[i] = $add(lo[i], b0);
                             hi[i] = $add(hi[i], b1);
                         }
                     }
                     let load_c = matches!(init, Init::LoadC);
-                    if cols == NR {
+                    if !WIDE {
+                        let (m0, _) = masks(cols);
+                        for i in 0..ROWS {
+                            let row = c.add(i * rsc);
+                            if load_c {
+                                lo[i] = $add(lo[i], $maskz_loadu(m0, row));
+                            }
+                            $mask_storeu(row, m0, lo[i]);
+                        }
+                    } else if cols == NR {
                         for i in 0..ROWS {
                             let row = c.add(i * rsc);
                             if load_c {

@@ -218,22 +218,21 @@ struct Operand<'a, T> {
 /// AMD Zen 4, 2 threads, one product alone (f32 / f64): `[1024, 256]ᵀ · [256, 1024]` −5% /
 /// level, `256 × 128 × 256` −7 to −15% / −7%, `512 × 64 × 512` −15% / −8%, `64 × 32 × 512`
 /// −12 to −21% / −21%, `256 × 128 × 784` −6% / −3%, `512 × 256 × 1024` level; README loop,
-/// 1024-wide ReLU at batch 256 (its update is the square product) −6%. Not past
-/// [`ROW_SPLIT_MAX_OUT_BYTES`] of output.
-fn rows_for_packed_lhs<T>(m: usize, n: usize, csa: isize, threads: usize) -> bool {
-    csa != 1
-        && m >= 16 * threads
-        && m.saturating_mul(n).saturating_mul(std::mem::size_of::<T>()) <= ROW_SPLIT_MAX_OUT_BYTES
-        && !is_intel()
+/// 1024-wide ReLU at batch 256 (its update is the square product) −6%. Except where a row
+/// block would read a large right operand in place ([`ROW_SPLIT_B_BAND`]).
+fn rows_for_packed_lhs<T>(m: usize, k: usize, n: usize, csa: isize, threads: usize) -> bool {
+    let b_bytes = k.saturating_mul(n).saturating_mul(std::mem::size_of::<T>());
+    csa != 1 && m >= 16 * threads && !ROW_SPLIT_B_BAND.contains(&b_bytes) && !is_intel()
 }
 
-/// Largest output (bytes) [`rows_for_packed_lhs`] cuts into rows. Past it the output is a
-/// weight far beyond L2 updated in place from memory (SGD's update of a 2048-wide layer, 16
-/// MiB), and column blocks, where both threads walk the same rows of it, were faster:
-/// 2048-wide ReLU at batch 64, README loop, 2 threads, rows against columns +5%, +5%, +6% and
-/// +13% in four alternated runs (6–10 rounds), at batch 32 +2%; the 4 MiB 1024-wide update
-/// gained (−6%).
-const ROW_SPLIT_MAX_OUT_BYTES: usize = 8 << 20;
+/// Bytes of the right operand for which [`rows_for_packed_lhs`] keeps column blocks: past half
+/// of Zen 4's 1 MiB L2 and still read in place by the kernel (up to its 512 KiB bound), each
+/// row block would hold all of it in L2 while the output streams through. README loop, 2
+/// threads, alternated, rows against columns: 2048-wide ReLU at batch 64 (512 KiB) +5%, +5%,
+/// +6%, +13% in four runs; at batch 32 (256 KiB) −3%; 1500-wide at batch 33 (198 KiB) −22% and
+/// −40%, 3000-wide at batch 16 −7% and −15%, the 1024-wide update at batch 256 (1 MiB, packed)
+/// −6%.
+const ROW_SPLIT_B_BAND: std::ops::RangeInclusive<usize> = (256 << 10) + 1..=512 << 10;
 
 /// dst[m, n] (row-major, contiguous) = lhs[m, k] · rhs[k, n], writing every element of `dst`;
 /// with `accumulate`, dst += lhs · rhs instead; with a `bias` (n values, not with `accumulate`),
@@ -299,7 +298,7 @@ unsafe fn gemm_into<T: Element>(
     // slower on the 2-thread steps; a block a helper has not started is still taken back by the
     // caller (`parallel::run`). Block edges are multiples of 16, the AVX-512 f32 lane count, so
     // no block ends in a ragged kernel tile that the whole product would not have had.
-    let by_cols = n >= m && !(own && rows_for_packed_lhs::<T>(m, n, lhs.cs, threads));
+    let by_cols = n >= m && !(own && rows_for_packed_lhs::<T>(m, k, n, lhs.cs, threads));
     let extent = if by_cols { n } else { m };
     let chunk = extent.div_ceil(threads).next_multiple_of(16);
     let parts = extent.div_ceil(chunk);
@@ -1013,18 +1012,18 @@ mod tests {
     /// A transposed left operand (`dYᵀ·X`) large enough to be split over 2 threads, cut into
     /// row blocks on AMD (`rows_for_packed_lhs`), column blocks elsewhere: fresh products and
     /// SGD's accumulating update, f32 and f64, against a triple loop in f64. Rows that do not
-    /// divide evenly (40 → blocks of 32 and 8), square (the tie the rule decides) and wide.
+    /// divide evenly (40 → blocks of 32 and 8), square (the tie the rule decides) and wide; and
+    /// the band of right operands that keeps columns.
     #[test]
     fn transposed_left_operand_split_over_threads_matches_naive() {
         fn check<T: Element>(tol: f64) {
-            for &(m, k, n) in &[
-                (40, 256, 130),
-                (64, 600, 64),
-                (300, 128, 300),
-                (96, 64, 544),
-            ] {
+            // Right operands under 256 KiB in both dtypes, so split by rows on AMD.
+            for &(m, k, n) in &[(40, 200, 140), (64, 400, 64), (300, 96, 300), (96, 48, 544)] {
                 assert!(m * k * n >= PARALLEL_MIN_MACS);
-                assert_eq!(rows_for_packed_lhs::<T>(m, n, m as isize, 2), !is_intel());
+                assert_eq!(
+                    rows_for_packed_lhs::<T>(m, k, n, m as isize, 2),
+                    !is_intel()
+                );
                 // Stored as [k, m]: the left operand is its transpose, column stride m.
                 let g = Tensor::<f64>::from_fn(&[k, m], |i| ((i * 7919) % 103) as f64 / 51.0 - 1.0);
                 let x =
@@ -1065,8 +1064,8 @@ mod tests {
         }
         check::<f32>(1e-3);
         check::<f64>(1e-11);
-        // A 2048-wide layer's 16 MiB update stays in column blocks.
-        assert!(!rows_for_packed_lhs::<f32>(2048, 2048, 2048, 2));
+        // A 2048-wide layer's update at batch 64 (a 512 KiB right operand) stays in columns.
+        assert!(!rows_for_packed_lhs::<f32>(2048, 64, 2048, 2048, 2));
     }
 
     #[test]

@@ -41,7 +41,7 @@ const B_BLOCK_BYTES: usize = 512 * 1024;
 
 /// Most bytes (k × n elements) of a row-major right operand read in place rather than packed:
 /// 512 KiB, half of Zen 4's L2 (f64 256 × 256: 298 vs 304 µs packed).
-const DIRECT_B_MAX_BYTES: usize = 1 << 19;
+pub(super) const DIRECT_B_MAX_BYTES: usize = 1 << 19;
 
 /// Least depth `k` at which a thin product runs as dot products ([`as_dots`]), where the
 /// lanes' final sums, one per output, start to be outweighed. A bound, not a measured optimum:

@@ -161,6 +161,11 @@ fn own_kernel_for<T>(
 
 /// Whether vgrad's kernel would compute this product as dot products (`gemm512::as_dots`), so
 /// reading its right operand in place; never off x86-64.
+// T picks the kernel's lane count on x86-64 only.
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(clippy::extra_unused_type_parameters)
+)]
 fn reads_as_dots<T>(m: usize, k: usize, n: usize, csa: isize, rsb: isize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -231,8 +236,14 @@ fn rows_for_packed_lhs<T>(m: usize, k: usize, n: usize, csa: isize, threads: usi
 /// threads, alternated, rows against columns: 2048-wide ReLU at batch 64 (512 KiB) +5%, +5%,
 /// +6%, +13% in four runs; at batch 32 (256 KiB) −3%; 1500-wide at batch 33 (198 KiB) −22% and
 /// −40%, 3000-wide at batch 16 −7% and −15%, the 1024-wide update at batch 256 (1 MiB, packed)
-/// −6%.
-const ROW_SPLIT_B_BAND: std::ops::RangeInclusive<usize> = (256 << 10) + 1..=512 << 10;
+/// −6%. Built from the kernel's in-place bound, so the two cannot drift apart; empty off x86-64,
+/// where vgrad's kernel does not run.
+#[cfg(target_arch = "x86_64")]
+const ROW_SPLIT_B_BAND: std::ops::RangeInclusive<usize> =
+    super::gemm512::DIRECT_B_MAX_BYTES / 2 + 1..=super::gemm512::DIRECT_B_MAX_BYTES;
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::reversed_empty_ranges)]
+const ROW_SPLIT_B_BAND: std::ops::RangeInclusive<usize> = 1..=0;
 
 /// dst[m, n] (row-major, contiguous) = lhs[m, k] · rhs[k, n], writing every element of `dst`;
 /// with `accumulate`, dst += lhs · rhs instead; with a `bias` (n values, not with `accumulate`),
@@ -630,6 +641,11 @@ impl<T: Element> Tensor<T> {
 /// SiLU −8% / −7%, batch-64 2048-wide ReLU −8% / −8%.
 /// Measured on Intel only; on AMD, where ours runs every product, it applies too, unmeasured
 /// (the same packing is saved there, and Zen 4's L2 is half the size).
+// T picks the kernel's lane count on x86-64 only.
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(clippy::extra_unused_type_parameters)
+)]
 fn linear_by_transpose<T: Element>(rows: usize, k: usize, out: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {

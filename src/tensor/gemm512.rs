@@ -384,9 +384,10 @@ unsafe fn transpose8(src: *const f64, src_stride: isize, dst: *mut f64, dst_stri
 
 macro_rules! avx512_gemm {
     (
-        $module:ident, $t:ty, $w:expr, $mask:ty,
+        $module:ident, $t:ty, $v:ty, $w:expr, $mask:ty,
         $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident, $add:ident, $zero:ident,
-        $maskz_loadu:ident, $mask_storeu:ident, $transpose:ident, $reduce:ident
+        $maskz_loadu:ident, $mask_storeu:ident, $transpose:ident, $reduce:ident,
+        $set1_half:ident, $loadu_half:ident, $fmadd_half:ident, $zero_half:ident, $widen:ident
     ) => {
         /// The AVX-512 kernels for one element type; see the module docs.
         pub(super) mod $module {
@@ -402,6 +403,9 @@ macro_rules! avx512_gemm {
             const W: usize = $w;
             /// Columns of the output per micro-tile: two vectors.
             const NR: usize = 2 * W;
+            /// Lanes of a half-width (256-bit) vector, for a last panel of at most that many
+            /// columns ([`half_tile`]).
+            const HALF: usize = W / 2;
             /// Columns of the right operand packed per block.
             const NC: usize = B_BLOCK_BYTES / (KC * std::mem::size_of::<T>()) / NR * NR;
 
@@ -825,11 +829,15 @@ macro_rules! avx512_gemm {
                         };
                         // The last panel of a ragged width (100 = 3·32 + 4 in f32) runs on one
                         // vector when its columns fit: half the multiply-adds of a full tile
-                        // for lanes that would be masked off anyway.
-                        if cols <= W {
-                            rows_tile::<PF, false>(p.rows, t)
+                        // for lanes that would be masked off anyway; on a 256-bit one when
+                        // they fit in that, which Zen 4 issues two per cycle against one
+                        // 512-bit (Intel's two FMA ports take either at the same rate).
+                        if cols <= HALF {
+                            rows_tile::<PF, HALF>(p.rows, t)
+                        } else if cols <= W {
+                            rows_tile::<PF, W>(p.rows, t)
                         } else {
-                            rows_tile::<PF, true>(p.rows, t)
+                            rows_tile::<PF, NR>(p.rows, t)
                         }
                     }
                     jp += NR;
@@ -851,24 +859,26 @@ macro_rules! avx512_gemm {
                 init: Init,
             }
 
-            /// [`tile`] for `rows` ≤ MR rows, each row count its own instance.
+            /// A tile of `rows` ≤ MR rows and `LANES` columns (NR, W or HALF; `t.cols` ≤
+            /// LANES): [`tile`] for the first two, [`half_tile`] for HALF, each row count
+            /// its own instance.
             ///
             /// # Safety
             /// As [`tile`].
             #[target_feature(enable = "avx512f")]
             #[inline]
-            unsafe fn rows_tile<const PF: usize, const WIDE: bool>(rows: usize, t: Tile) {
+            unsafe fn rows_tile<const PF: usize, const LANES: usize>(rows: usize, t: Tile) {
                 // SAFETY: the caller's contract.
                 unsafe {
                     match rows {
-                        8 => tile::<8, PF, WIDE>(t),
-                        7 => tile::<7, PF, WIDE>(t),
-                        6 => tile::<6, PF, WIDE>(t),
-                        5 => tile::<5, PF, WIDE>(t),
-                        4 => tile::<4, PF, WIDE>(t),
-                        3 => tile::<3, PF, WIDE>(t),
-                        2 => tile::<2, PF, WIDE>(t),
-                        _ => tile::<1, PF, WIDE>(t),
+                        8 => tile::<8, PF, LANES>(t),
+                        7 => tile::<7, PF, LANES>(t),
+                        6 => tile::<6, PF, LANES>(t),
+                        5 => tile::<5, PF, LANES>(t),
+                        4 => tile::<4, PF, LANES>(t),
+                        3 => tile::<3, PF, LANES>(t),
+                        2 => tile::<2, PF, LANES>(t),
+                        _ => tile::<1, PF, LANES>(t),
                     }
                 }
             }
@@ -1006,18 +1016,23 @@ macro_rules! avx512_gemm {
                 }
             }
 
-            /// One ROWS × NR output tile (ROWS × W without `WIDE`, for a last panel of at most
-            /// W columns): c (+)= apanel · bpanel over `kc` steps, writing only the first `cols`
-            /// columns. With `PF > 0` each step also asks for the right operand's two lines `PF`
+            /// One ROWS × LANES output tile, LANES being NR (two vectors), W (one, for a last
+            /// panel of at most W columns) or HALF (handed to [`half_tile`]): c (+)= apanel ·
+            /// bpanel over `kc` steps, writing only the first `cols` columns. With `PF > 0` each step also asks for the right operand's two lines `PF`
             /// panels ahead in the same row (see [`PREFETCH_B_MIN_BYTES`]); a prefetch past the
             /// operand's end is harmless.
             ///
             /// # Safety
-            /// As [`gemm`]; the panels hold kc steps; the tile lies inside c; without `WIDE`,
-            /// `cols` ≤ W.
+            /// As [`gemm`]; the panels hold kc steps; the tile lies inside c; `cols` ≤ LANES.
             #[target_feature(enable = "avx512f")]
             #[inline]
-            unsafe fn tile<const ROWS: usize, const PF: usize, const WIDE: bool>(t: Tile) {
+            unsafe fn tile<const ROWS: usize, const PF: usize, const LANES: usize>(t: Tile) {
+                if LANES == HALF {
+                    // SAFETY: the caller's contract, with `cols` ≤ HALF.
+                    return unsafe { half_tile::<ROWS, PF>(t) };
+                }
+                // Two vectors per row, or one (a constant in each instance).
+                let wide = LANES == NR;
                 let Tile {
                     kc,
                     a: apanel,
@@ -1032,36 +1047,112 @@ macro_rules! avx512_gemm {
                 } = t;
                 let mut lo = [$zero(); ROWS];
                 let mut hi = [$zero(); ROWS];
-                let (mut a, mut b) = (apanel, bpanel);
+                // One pointer per row of the left panel and one running offset down them: the
+                // rows' addresses are then independent of each other, where walking from row to
+                // row by `ars` chained ROWS dependent adds into every step (8 cycles a step,
+                // which bound the one-vector tiles).
+                let rows: [*const T; ROWS] =
+                    std::array::from_fn(|i| apanel.wrapping_offset(i as isize * ars));
+                let (mut off, mut b) = (0isize, bpanel);
                 for _ in 0..kc {
                     // SAFETY: the macro's target feature (AVX-512F) is enabled; `a` walks kc steps of `acs`
                     // over ROWS rows of `ars` and `b` kc steps of `brs` over 2·W lanes, all inside the panels
                     // the caller passed.
                     unsafe {
                         let b0 = $loadu(b);
-                        let b1 = if WIDE { $loadu(b.add(W)) } else { $zero() };
+                        let b1 = if wide { $loadu(b.add(W)) } else { $zero() };
                         if PF > 0 {
                             _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(PF * NR) as *const i8);
                             _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(PF * NR + W) as *const i8);
                         }
                         for i in 0..ROWS {
-                            let ai = $set1(*a.offset(i as isize * ars));
+                            let ai = $set1(*rows[i].offset(off));
                             lo[i] = $fmadd(ai, b0, lo[i]);
-                            if WIDE {
+                            if wide {
                                 hi[i] = $fmadd(ai, b1, hi[i]);
                             }
                         }
-                        a = a.offset(acs);
+                        off += acs;
                         b = b.offset(brs);
                     }
                 }
+                // SAFETY: the caller's contract.
+                unsafe { finish::<ROWS>(lo, hi, wide, init, c, rsc, cols) }
+            }
+
+            /// One ROWS × HALF output tile, for a last panel of at most HALF columns: as
+            /// [`tile`] on 256-bit vectors, finished by [`finish`] on the 512-bit ones they
+            /// widen to (the upper lanes, undefined, are masked off with the columns past `cols`).
+            ///
+            /// # Safety
+            /// As [`tile`], with `cols` ≤ HALF.
+            #[target_feature(enable = "avx512f")]
+            #[inline]
+            unsafe fn half_tile<const ROWS: usize, const PF: usize>(t: Tile) {
+                let Tile {
+                    kc,
+                    a: apanel,
+                    ars,
+                    acs,
+                    b: bpanel,
+                    brs,
+                    c,
+                    rsc,
+                    cols,
+                    init,
+                } = t;
+                let mut acc = [$zero_half(); ROWS];
+                // One pointer per row of the left panel and one running offset down them: the
+                // rows' addresses are then independent of each other, where walking from row to
+                // row by `ars` chained ROWS dependent adds into every step (8 cycles a step,
+                // which bound the one-vector tiles).
+                let rows: [*const T; ROWS] =
+                    std::array::from_fn(|i| apanel.wrapping_offset(i as isize * ars));
+                let (mut off, mut b) = (0isize, bpanel);
+                for _ in 0..kc {
+                    // SAFETY: as in `tile`, over HALF lanes (inside the panel's NR).
+                    unsafe {
+                        let b0 = $loadu_half(b);
+                        if PF > 0 {
+                            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(PF * NR) as *const i8);
+                        }
+                        for i in 0..ROWS {
+                            let ai = $set1_half(*rows[i].offset(off));
+                            acc[i] = $fmadd_half(ai, b0, acc[i]);
+                        }
+                        off += acs;
+                        b = b.offset(brs);
+                    }
+                }
+                let lo = acc.map(|v| $widen(v));
+                // SAFETY: the caller's contract; `cols` ≤ HALF masks every lane past the sums.
+                unsafe { finish::<ROWS>(lo, [$zero(); ROWS], false, init, c, rsc, cols) }
+            }
+
+            /// Stores a tile's sums: adds the bias or the output's current values as `init`
+            /// says and writes the first `cols` columns of ROWS rows (of two vectors when
+            /// `wide`, of one otherwise, `cols` ≤ W then).
+            ///
+            /// # Safety
+            /// As [`tile`]: the tile's `cols` columns of ROWS rows lie inside c.
+            #[target_feature(enable = "avx512f")]
+            #[inline]
+            unsafe fn finish<const ROWS: usize>(
+                mut lo: [$v; ROWS],
+                mut hi: [$v; ROWS],
+                wide: bool,
+                init: Init,
+                c: *mut T,
+                rsc: usize,
+                cols: usize,
+            ) {
                 // SAFETY: the masked loads and stores touch only the first `cols` lanes of each of the
                 // ROWS rows of C (and of `bias`), which the caller's tile bounds guarantee.
                 unsafe {
                     if let Init::Bias(bias) = init {
                         let (m0, m1) = masks(cols);
                         let b0 = $maskz_loadu(m0, bias);
-                        let b1 = if WIDE {
+                        let b1 = if wide {
                             $maskz_loadu(m1, bias.add(W))
                         } else {
                             $zero()
@@ -1072,7 +1163,7 @@ macro_rules! avx512_gemm {
                         }
                     }
                     let load_c = matches!(init, Init::LoadC);
-                    if !WIDE {
+                    if !wide {
                         let (m0, _) = masks(cols);
                         for i in 0..ROWS {
                             let row = c.add(i * rsc);
@@ -1112,6 +1203,7 @@ macro_rules! avx512_gemm {
 avx512_gemm!(
     f32s,
     f32,
+    __m512,
     16,
     __mmask16,
     _mm512_set1_ps,
@@ -1123,11 +1215,17 @@ avx512_gemm!(
     _mm512_maskz_loadu_ps,
     _mm512_mask_storeu_ps,
     transpose16,
-    _mm512_reduce_add_ps
+    _mm512_reduce_add_ps,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_fmadd_ps,
+    _mm256_setzero_ps,
+    _mm512_castps256_ps512
 );
 avx512_gemm!(
     f64s,
     f64,
+    __m512d,
     8,
     __mmask8,
     _mm512_set1_pd,
@@ -1139,7 +1237,12 @@ avx512_gemm!(
     _mm512_maskz_loadu_pd,
     _mm512_mask_storeu_pd,
     transpose8,
-    _mm512_reduce_add_pd
+    _mm512_reduce_add_pd,
+    _mm256_set1_pd,
+    _mm256_loadu_pd,
+    _mm256_fmadd_pd,
+    _mm256_setzero_pd,
+    _mm512_castpd256_pd512
 );
 
 #[cfg(test)]
@@ -1232,6 +1335,50 @@ mod tests {
     /// Wider than one packed block of the right operand (NC columns), so the block loop runs
     /// more than once, with a ragged last block; and right operands read in place, also wider
     /// than NC.
+    #[test]
+    fn every_ragged_last_panel_width_matches() -> Result<(), TestCaseError> {
+        if !available() {
+            eprintln!("no AVX-512 on this CPU: the kernel cannot run here");
+            return Ok(());
+        }
+        // Widths 1 to 2·NR + 1 in f32 (NR = 32): last panels of 1–8 columns take the 256-bit
+        // tile, 9–16 the one-vector tile, 17–32 the full one; in f64 (NR = 16) the same at 1–4,
+        // 5–8 and 9–16. Rows 13 = 8 + 5 give a full and a short row panel; fresh, accumulating
+        // (padded output whose padding must stay) and biased.
+        for n in 1..=65 {
+            let seed = n as u64;
+            check!(f32s, f32, 1e-5, 13, 37, n, false, false, false, 0, 2 * seed);
+            check!(
+                f32s,
+                f32,
+                1e-5,
+                13,
+                37,
+                n,
+                true,
+                true,
+                true,
+                1,
+                2 * seed + 1
+            );
+            check!(f64s, f64, 1e-13, 13, 37, n, false, true, false, 1, 2 * seed);
+            check!(
+                f64s,
+                f64,
+                1e-13,
+                13,
+                37,
+                n,
+                true,
+                false,
+                true,
+                0,
+                2 * seed + 1
+            );
+        }
+        Ok(())
+    }
+
     #[test]
     fn spans_several_packed_blocks_and_reads_small_operands_in_place() -> Result<(), TestCaseError>
     {

@@ -859,6 +859,21 @@ macro_rules! avx512_gemm {
                 init: Init,
             }
 
+            impl Tile {
+                /// Where each of the left panel's first ROWS rows starts. The tiles read them
+                /// through these and one running offset, so the rows' addresses are independent
+                /// of each other: walking from row to row by `ars` chained ROWS dependent adds
+                /// into every step (8 cycles a step, which bound the one-vector tiles). The
+                /// pointers pass through `black_box`, once per tile: seeing `a + i·ars`, LLVM
+                /// would otherwise rebuild that chain from them (it did, in one of two builds).
+                #[inline(always)]
+                fn row_starts<const ROWS: usize>(&self) -> [*const T; ROWS] {
+                    std::hint::black_box(std::array::from_fn(|i| {
+                        self.a.wrapping_offset(i as isize * self.ars)
+                    }))
+                }
+            }
+
             /// A tile of `rows` ≤ MR rows and `LANES` columns (NR, W or HALF; `t.cols` ≤
             /// LANES): [`tile`] for the first two, [`half_tile`] for HALF, each row count
             /// its own instance.
@@ -1035,28 +1050,21 @@ macro_rules! avx512_gemm {
                 let wide = LANES == NR;
                 let Tile {
                     kc,
-                    a: apanel,
-                    ars,
                     acs,
-                    b: bpanel,
                     brs,
                     c,
                     rsc,
                     cols,
                     init,
+                    ..
                 } = t;
                 let mut lo = [$zero(); ROWS];
                 let mut hi = [$zero(); ROWS];
-                // One pointer per row of the left panel and one running offset down them: the
-                // rows' addresses are then independent of each other, where walking from row to
-                // row by `ars` chained ROWS dependent adds into every step (8 cycles a step,
-                // which bound the one-vector tiles).
-                let rows: [*const T; ROWS] =
-                    std::array::from_fn(|i| apanel.wrapping_offset(i as isize * ars));
-                let (mut off, mut b) = (0isize, bpanel);
+                let rows = t.row_starts::<ROWS>();
+                let (mut off, mut b) = (0isize, t.b);
                 for _ in 0..kc {
-                    // SAFETY: the macro's target feature (AVX-512F) is enabled; `a` walks kc steps of `acs`
-                    // over ROWS rows of `ars` and `b` kc steps of `brs` over 2·W lanes, all inside the panels
+                    // SAFETY: the macro's target feature (AVX-512F) is enabled; each row pointer walks
+                    // kc steps of `acs` and `b` kc steps of `brs` over 2·W lanes, all inside the panels
                     // the caller passed.
                     unsafe {
                         let b0 = $loadu(b);
@@ -1089,27 +1097,10 @@ macro_rules! avx512_gemm {
             #[target_feature(enable = "avx512f")]
             #[inline]
             unsafe fn half_tile<const ROWS: usize, const PF: usize>(t: Tile) {
-                let Tile {
-                    kc,
-                    a: apanel,
-                    ars,
-                    acs,
-                    b: bpanel,
-                    brs,
-                    c,
-                    rsc,
-                    cols,
-                    init,
-                } = t;
                 let mut acc = [$zero_half(); ROWS];
-                // One pointer per row of the left panel and one running offset down them: the
-                // rows' addresses are then independent of each other, where walking from row to
-                // row by `ars` chained ROWS dependent adds into every step (8 cycles a step,
-                // which bound the one-vector tiles).
-                let rows: [*const T; ROWS] =
-                    std::array::from_fn(|i| apanel.wrapping_offset(i as isize * ars));
-                let (mut off, mut b) = (0isize, bpanel);
-                for _ in 0..kc {
+                let rows = t.row_starts::<ROWS>();
+                let (mut off, mut b) = (0isize, t.b);
+                for _ in 0..t.kc {
                     // SAFETY: as in `tile`, over HALF lanes (inside the panel's NR).
                     unsafe {
                         let b0 = $loadu_half(b);
@@ -1120,13 +1111,13 @@ macro_rules! avx512_gemm {
                             let ai = $set1_half(*rows[i].offset(off));
                             acc[i] = $fmadd_half(ai, b0, acc[i]);
                         }
-                        off += acs;
-                        b = b.offset(brs);
+                        off += t.acs;
+                        b = b.offset(t.brs);
                     }
                 }
                 let lo = acc.map(|v| $widen(v));
                 // SAFETY: the caller's contract; `cols` ≤ HALF masks every lane past the sums.
-                unsafe { finish::<ROWS>(lo, [$zero(); ROWS], false, init, c, rsc, cols) }
+                unsafe { finish::<ROWS>(lo, [$zero(); ROWS], false, t.init, t.c, t.rsc, t.cols) }
             }
 
             /// Stores a tile's sums: adds the bias or the output's current values as `init`

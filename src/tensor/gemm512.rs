@@ -43,6 +43,15 @@ const B_BLOCK_BYTES: usize = 512 * 1024;
 /// 512 KiB, half of Zen 4's L2 (f64 256 × 256: 298 vs 304 µs packed).
 pub(super) const DIRECT_B_MAX_BYTES: usize = 1 << 19;
 
+/// Most rows of a product whose row-major right operand of ragged width (not a multiple of a
+/// tile's two vectors) is read in place rather than packed. Its rows then start off the
+/// cache-line grid, so each vector load may straddle two lines, a cost every row panel pays
+/// again, where packing is paid once. One product alone, `[m, k]·[k, n]`, 1 thread, f32, in
+/// place against packed: 8 × 65 × 65 −35%, 16 × 257 × 257 −25%, 24 × 200 × 200 −19%, 40 × 80 ×
+/// 80 −13%, 48 × 200 × 200 −4%, 50 × 100 × 100 −10%, 64 × 100 × 100 −6%; past 64 rows mixed
+/// (96 × 100 × 100 −3%, 96 × 200 × 200 +3%, 128 × 100 × 100 level, 512 × 100 × 100 +3 to +10%).
+const RAGGED_DIRECT_B_MAX_ROWS: usize = 64;
+
 /// Least depth `k` at which a thin product runs as dot products ([`as_dots`]), where the
 /// lanes' final sums, one per output, start to be outweighed. A bound, not a measured optimum:
 /// timed alone (1 thread, a 512-wide weight in cache, depths 8 to 96), dot products were 1.8–4×
@@ -387,13 +396,14 @@ macro_rules! avx512_gemm {
         $module:ident, $t:ty, $v:ty, $w:expr, $mask:ty,
         $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident, $add:ident, $zero:ident,
         $maskz_loadu:ident, $mask_storeu:ident, $transpose:ident, $reduce:ident,
-        $set1_half:ident, $loadu_half:ident, $fmadd_half:ident, $zero_half:ident, $widen:ident
+        $set1_half:ident, $loadu_half:ident, $fmadd_half:ident, $zero_half:ident, $widen:ident,
+        $narrow:ident
     ) => {
         /// The AVX-512 kernels for one element type; see the module docs.
         pub(super) mod $module {
             use super::{
                 prefetch_b_min_bytes, take_buffer, $transpose, B_BLOCK_BYTES, DIRECT_B_MAX_BYTES,
-                DOT_BLOCK_BYTES, KC, MR, PREFETCH_PANELS,
+                DOT_BLOCK_BYTES, KC, MR, PREFETCH_PANELS, RAGGED_DIRECT_B_MAX_ROWS,
             };
             use std::arch::x86_64::*;
             use std::cell::Cell;
@@ -498,12 +508,13 @@ macro_rules! avx512_gemm {
                 // kernel's broadcasts stream along them, and packing it (an element-by-element
                 // transpose) cost more than it saved: 256×1024×1024 5.10 vs 5.34 ms unpacked.
                 let direct_a = csa == 1;
-                // Likewise a row-major right operand that has no ragged panel (a full panel row
-                // is two in-bounds vector loads) and either stays in L2 or meets a single row
-                // panel, which reads each of its elements once: packing it would copy the whole
-                // operand for nothing (a thin batch's `dY·W`).
+                // Likewise a row-major right operand that either stays in L2 or meets a single
+                // row panel, which reads each of its elements once: packing it would copy the
+                // whole operand for nothing (a thin batch's `dY·W`). A ragged width is read in
+                // place only for up to RAGGED_DIRECT_B_MAX_ROWS rows (its last panel with masked
+                // loads, see `sweep`).
                 let direct_b = csb == 1
-                    && n % NR == 0
+                    && (n % NR == 0 || m <= RAGGED_DIRECT_B_MAX_ROWS)
                     && (m <= MR || k * n * std::mem::size_of::<T>() <= DIRECT_B_MAX_BYTES);
                 // Read in place, a row-major operand past what L3 keeps is fetched from memory
                 // panel by panel, down strided rows the hardware prefetchers do not follow.
@@ -832,12 +843,16 @@ macro_rules! avx512_gemm {
                         // for lanes that would be masked off anyway; on a 256-bit one when
                         // they fit in that, which Zen 4 issues two per cycle against one
                         // 512-bit (Intel's two FMA ports take either at the same rate).
-                        if cols <= HALF {
-                            rows_tile::<PF, HALF>(p.rows, t)
-                        } else if cols <= W {
-                            rows_tile::<PF, W>(p.rows, t)
+                        // A ragged last panel loads only its columns: read in place, the lanes
+                        // past them lie beyond the row's end (or the operand's).
+                        if cols == NR {
+                            rows_tile::<PF, NR, false>(p.rows, t)
+                        } else if cols > W {
+                            rows_tile::<PF, NR, true>(p.rows, t)
+                        } else if cols > HALF {
+                            rows_tile::<PF, W, true>(p.rows, t)
                         } else {
-                            rows_tile::<PF, NR>(p.rows, t)
+                            rows_tile::<PF, HALF, true>(p.rows, t)
                         }
                     }
                     jp += NR;
@@ -876,24 +891,28 @@ macro_rules! avx512_gemm {
 
             /// A tile of `rows` ≤ MR rows and `LANES` columns (NR, W or HALF; `t.cols` ≤
             /// LANES): [`tile`] for the first two, [`half_tile`] for HALF, each row count
-            /// its own instance.
+            /// its own instance. With `MASK` the right operand's rows are read only for their
+            /// first `t.cols` lanes (a ragged last panel; `sweep` masks every one).
             ///
             /// # Safety
             /// As [`tile`].
             #[target_feature(enable = "avx512f")]
             #[inline]
-            unsafe fn rows_tile<const PF: usize, const LANES: usize>(rows: usize, t: Tile) {
+            unsafe fn rows_tile<const PF: usize, const LANES: usize, const MASK: bool>(
+                rows: usize,
+                t: Tile,
+            ) {
                 // SAFETY: the caller's contract.
                 unsafe {
                     match rows {
-                        8 => tile::<8, PF, LANES>(t),
-                        7 => tile::<7, PF, LANES>(t),
-                        6 => tile::<6, PF, LANES>(t),
-                        5 => tile::<5, PF, LANES>(t),
-                        4 => tile::<4, PF, LANES>(t),
-                        3 => tile::<3, PF, LANES>(t),
-                        2 => tile::<2, PF, LANES>(t),
-                        _ => tile::<1, PF, LANES>(t),
+                        8 => tile::<8, PF, LANES, MASK>(t),
+                        7 => tile::<7, PF, LANES, MASK>(t),
+                        6 => tile::<6, PF, LANES, MASK>(t),
+                        5 => tile::<5, PF, LANES, MASK>(t),
+                        4 => tile::<4, PF, LANES, MASK>(t),
+                        3 => tile::<3, PF, LANES, MASK>(t),
+                        2 => tile::<2, PF, LANES, MASK>(t),
+                        _ => tile::<1, PF, LANES, MASK>(t),
                     }
                 }
             }
@@ -1033,18 +1052,26 @@ macro_rules! avx512_gemm {
 
             /// One ROWS × LANES output tile, LANES being NR (two vectors), W (one, for a last
             /// panel of at most W columns) or HALF (handed to [`half_tile`]): c (+)= apanel ·
-            /// bpanel over `kc` steps, writing only the first `cols` columns. With `PF > 0` each step also asks for the right operand's two lines `PF`
-            /// panels ahead in the same row (see [`PREFETCH_B_MIN_BYTES`]); a prefetch past the
-            /// operand's end is harmless.
+            /// bpanel over `kc` steps, writing only the first `cols` columns, and with `MASK`
+            /// reading only those of the right operand. With `PF > 0` each step also asks for
+            /// the right operand's two lines `PF` panels ahead in the same row (see
+            /// [`PREFETCH_B_MIN_BYTES`]); a prefetch past the operand's end is harmless.
             ///
             /// # Safety
             /// As [`gemm`]; the panels hold kc steps; the tile lies inside c; `cols` ≤ LANES.
             #[target_feature(enable = "avx512f")]
             #[inline]
-            unsafe fn tile<const ROWS: usize, const PF: usize, const LANES: usize>(t: Tile) {
+            unsafe fn tile<
+                const ROWS: usize,
+                const PF: usize,
+                const LANES: usize,
+                const MASK: bool,
+            >(
+                t: Tile,
+            ) {
                 if LANES == HALF {
                     // SAFETY: the caller's contract, with `cols` ≤ HALF.
-                    return unsafe { half_tile::<ROWS, PF>(t) };
+                    return unsafe { half_tile::<ROWS, PF, MASK>(t) };
                 }
                 // Two vectors per row, or one (a constant in each instance).
                 let wide = LANES == NR;
@@ -1062,13 +1089,18 @@ macro_rules! avx512_gemm {
                 let mut hi = [$zero(); ROWS];
                 let rows = t.row_starts::<ROWS>();
                 let (mut off, mut b) = (0isize, t.b);
+                let (m0, m1) = masks(cols);
                 for _ in 0..kc {
                     // SAFETY: the macro's target feature (AVX-512F) is enabled; each row pointer walks
                     // kc steps of `acs` and `b` kc steps of `brs` over 2·W lanes, all inside the panels
                     // the caller passed.
                     unsafe {
-                        let b0 = $loadu(b);
-                        let b1 = if wide { $loadu(b.add(W)) } else { $zero() };
+                        let (b0, b1) = match (MASK, wide) {
+                            (false, true) => ($loadu(b), $loadu(b.add(W))),
+                            (false, false) => ($loadu(b), $zero()),
+                            (true, true) => ($maskz_loadu(m0, b), $maskz_loadu(m1, b.add(W))),
+                            (true, false) => ($maskz_loadu(m0, b), $zero()),
+                        };
                         if PF > 0 {
                             _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(PF * NR) as *const i8);
                             _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(PF * NR + W) as *const i8);
@@ -1096,14 +1128,19 @@ macro_rules! avx512_gemm {
             /// As [`tile`], with `cols` ≤ HALF.
             #[target_feature(enable = "avx512f")]
             #[inline]
-            unsafe fn half_tile<const ROWS: usize, const PF: usize>(t: Tile) {
+            unsafe fn half_tile<const ROWS: usize, const PF: usize, const MASK: bool>(t: Tile) {
                 let mut acc = [$zero_half(); ROWS];
                 let rows = t.row_starts::<ROWS>();
                 let (mut off, mut b) = (0isize, t.b);
+                let (m0, _) = masks(t.cols);
                 for _ in 0..t.kc {
                     // SAFETY: as in `tile`, over HALF lanes (inside the panel's NR).
                     unsafe {
-                        let b0 = $loadu_half(b);
+                        let b0 = if MASK {
+                            $narrow($maskz_loadu(m0, b))
+                        } else {
+                            $loadu_half(b)
+                        };
                         if PF > 0 {
                             _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(PF * NR) as *const i8);
                         }
@@ -1125,9 +1162,13 @@ macro_rules! avx512_gemm {
             /// `wide`, of one otherwise, `cols` ≤ W then).
             ///
             /// # Safety
-            /// As [`tile`]: the tile's `cols` columns of ROWS rows lie inside c.
-            #[target_feature(enable = "avx512f")]
-            #[inline]
+            /// As [`tile`]: the CPU has AVX-512F and the tile's `cols` columns of ROWS rows lie
+            /// inside c.
+            // No target feature of its own, so that it may be inlined always (Rust refuses
+            // `inline(always)` with one): its callers have AVX-512F and the intrinsics inline
+            // into them. Left to LLVM, it was called out of line once the tiles grew to four
+            // kinds (5% of a 200-wide step).
+            #[inline(always)]
             unsafe fn finish<const ROWS: usize>(
                 mut lo: [$v; ROWS],
                 mut hi: [$v; ROWS],
@@ -1211,7 +1252,8 @@ avx512_gemm!(
     _mm256_loadu_ps,
     _mm256_fmadd_ps,
     _mm256_setzero_ps,
-    _mm512_castps256_ps512
+    _mm512_castps256_ps512,
+    _mm512_castps512_ps256
 );
 avx512_gemm!(
     f64s,
@@ -1233,7 +1275,8 @@ avx512_gemm!(
     _mm256_loadu_pd,
     _mm256_fmadd_pd,
     _mm256_setzero_pd,
-    _mm512_castpd256_pd512
+    _mm512_castpd256_pd512,
+    _mm512_castpd512_pd256
 );
 
 #[cfg(test)]

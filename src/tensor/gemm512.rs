@@ -1093,7 +1093,8 @@ macro_rules! avx512_gemm {
                 for _ in 0..kc {
                     // SAFETY: the macro's target feature (AVX-512F) is enabled; each row pointer walks
                     // kc steps of `acs` and `b` kc steps of `brs` over 2·W lanes, all inside the panels
-                    // the caller passed.
+                    // the caller passed (`b` steps with `wrapping_offset`: after the last step it may
+                    // point past a right operand read in place, never to be read).
                     unsafe {
                         let (b0, b1) = match (MASK, wide) {
                             (false, true) => ($loadu(b), $loadu(b.add(W))),
@@ -1113,7 +1114,7 @@ macro_rules! avx512_gemm {
                             }
                         }
                         off += acs;
-                        b = b.offset(brs);
+                        b = b.wrapping_offset(brs);
                     }
                 }
                 // SAFETY: the caller's contract.
@@ -1149,7 +1150,7 @@ macro_rules! avx512_gemm {
                             acc[i] = $fmadd_half(ai, b0, acc[i]);
                         }
                         off += t.acs;
-                        b = b.offset(t.brs);
+                        b = b.wrapping_offset(t.brs);
                     }
                 }
                 let lo = acc.map(|v| $widen(v));

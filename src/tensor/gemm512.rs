@@ -396,7 +396,7 @@ macro_rules! avx512_gemm {
         $module:ident, $t:ty, $v:ty, $w:expr, $mask:ty,
         $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident, $add:ident, $zero:ident,
         $maskz_loadu:ident, $mask_storeu:ident, $transpose:ident, $reduce:ident,
-        $set1_half:ident, $loadu_half:ident, $fmadd_half:ident, $zero_half:ident, $widen:ident,
+        $set1_half:ident, $fmadd_half:ident, $zero_half:ident, $widen:ident,
         $narrow:ident
     ) => {
         /// The AVX-512 kernels for one element type; see the module docs.
@@ -1071,7 +1071,7 @@ macro_rules! avx512_gemm {
             ) {
                 if LANES == HALF {
                     // SAFETY: the caller's contract, with `cols` ≤ HALF.
-                    return unsafe { half_tile::<ROWS, PF, MASK>(t) };
+                    return unsafe { half_tile::<ROWS, PF>(t) };
                 }
                 // Two vectors per row, or one (a constant in each instance).
                 let wide = LANES == NR;
@@ -1129,7 +1129,7 @@ macro_rules! avx512_gemm {
             /// As [`tile`], with `cols` ≤ HALF.
             #[target_feature(enable = "avx512f")]
             #[inline]
-            unsafe fn half_tile<const ROWS: usize, const PF: usize, const MASK: bool>(t: Tile) {
+            unsafe fn half_tile<const ROWS: usize, const PF: usize>(t: Tile) {
                 let mut acc = [$zero_half(); ROWS];
                 let rows = t.row_starts::<ROWS>();
                 let (mut off, mut b) = (0isize, t.b);
@@ -1137,11 +1137,9 @@ macro_rules! avx512_gemm {
                 for _ in 0..t.kc {
                     // SAFETY: as in `tile`, over HALF lanes (inside the panel's NR).
                     unsafe {
-                        let b0 = if MASK {
-                            $narrow($maskz_loadu(m0, b))
-                        } else {
-                            $loadu_half(b)
-                        };
+                        // Always a last panel, so always masked: read in place, the lanes past
+                        // `cols` may lie beyond the operand's end.
+                        let b0 = $narrow($maskz_loadu(m0, b));
                         if PF > 0 {
                             _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(PF * NR) as *const i8);
                         }
@@ -1250,7 +1248,6 @@ avx512_gemm!(
     transpose16,
     _mm512_reduce_add_ps,
     _mm256_set1_ps,
-    _mm256_loadu_ps,
     _mm256_fmadd_ps,
     _mm256_setzero_ps,
     _mm512_castps256_ps512,
@@ -1273,7 +1270,6 @@ avx512_gemm!(
     transpose8,
     _mm512_reduce_add_pd,
     _mm256_set1_pd,
-    _mm256_loadu_pd,
     _mm256_fmadd_pd,
     _mm256_setzero_pd,
     _mm512_castpd256_pd512,

@@ -1075,6 +1075,7 @@ macro_rules! avx512_gemm {
                 }
                 // Two vectors per row, or one (a constant in each instance).
                 let wide = LANES == NR;
+                debug_assert!(MASK || wide, "a panel narrower than NR is always masked");
                 let Tile {
                     kc,
                     acs,
@@ -1096,9 +1097,9 @@ macro_rules! avx512_gemm {
                     // the caller passed (`b` steps with `wrapping_offset`: after the last step it may
                     // point past a right operand read in place, never to be read).
                     unsafe {
+                        // Unmasked only for a full panel (`sweep` masks every narrower one).
                         let (b0, b1) = match (MASK, wide) {
-                            (false, true) => ($loadu(b), $loadu(b.add(W))),
-                            (false, false) => ($loadu(b), $zero()),
+                            (false, _) => ($loadu(b), $loadu(b.add(W))),
                             (true, true) => ($maskz_loadu(m0, b), $maskz_loadu(m1, b.add(W))),
                             (true, false) => ($maskz_loadu(m0, b), $zero()),
                         };

@@ -302,6 +302,10 @@ unsafe fn gemm_into<T: Element>(
         };
         return;
     }
+    if own && splits_depth(m, k, n, threads) {
+        // SAFETY: the caller's contract.
+        return unsafe { gemm_by_depth([m, k, n], lhs, rhs, dst, accumulate, bias_ptr, threads) };
+    }
     // Cut the output into blocks along its longer side, so each block repacks the smaller
     // operand (a column block needs all of lhs, a row block all of rhs), except where
     // [`rows_for_packed_lhs`] says otherwise. One block per thread:
@@ -313,12 +317,7 @@ unsafe fn gemm_into<T: Element>(
     let extent = if by_cols { n } else { m };
     let chunk = extent.div_ceil(threads).next_multiple_of(16);
     let parts = extent.div_ceil(chunk);
-    let out = SharedPtr(dst.as_mut_ptr() as *mut T);
-    let (lp, rp, bp) = (
-        SharedPtr(lhs.data.as_ptr() as *mut T),
-        SharedPtr(rhs.data.as_ptr() as *mut T),
-        SharedPtr(bias_ptr as *mut T),
-    );
+    let [out, lp, rp, bp] = shared_ptrs(dst, lhs, rhs, bias_ptr);
     super::parallel::run(parts, threads, &|part| {
         let lo = part * chunk;
         let len = chunk.min(extent - lo);
@@ -361,6 +360,107 @@ unsafe fn gemm_into<T: Element>(
                     bp.get(),
                     own,
                 )
+            }
+        }
+    });
+}
+
+/// The output's, the operands' and the bias's pointers, to be shared with the helper threads.
+fn shared_ptrs<T>(
+    dst: &mut [MaybeUninit<T>],
+    lhs: Operand<'_, T>,
+    rhs: Operand<'_, T>,
+    bias: *const T,
+) -> [SharedPtr<T>; 4] {
+    [
+        SharedPtr(dst.as_mut_ptr() as *mut T),
+        SharedPtr(lhs.data.as_ptr() as *mut T),
+        SharedPtr(rhs.data.as_ptr() as *mut T),
+        SharedPtr(bias as *mut T),
+    ]
+}
+
+/// Depth per thread, as a multiple of the output's longer side, from which a product on
+/// vgrad's kernel is cut along k rather than into blocks of the output ([`gemm_by_depth`]).
+/// AMD Zen 4, 2 threads, one product alone, best of many (f32 / f64), depth against blocks:
+/// `[200, 800]·[800, 200]` with the left operand transposed (a weight gradient) −10% / −8%,
+/// `128 × 1024 × 128` −9% / −6%, `64 × 3072 × 256` −5% / −8% (and −5% / −5% with the right
+/// operand transposed instead, a forward `x·wᵀ`), `96 × 4096 × 96` −5% / −15%,
+/// `200 × 2000 × 200` −11% / −8%; at shares of about 2× the longer side level (`256 × 1000 ×
+/// 256`, `256 × 512 × 256`), and at 1× slower (`128³` +45%, `256³` +6%, `512³` +10%: each
+/// thread's partial tiles add as many loads and stores of the output as they save packing).
+const DEPTH_SPLIT_MIN_RATIO: usize = 2;
+
+/// Whether [`gemm_into`] cuts this product along k: a weight gradient `dYᵀ·X` (or SGD's update
+/// `W += −lr·dYᵀ·X`) over a batch many times the layer's width. Cut into blocks of rows or
+/// columns, every thread would pack one whole factor (k × n or m × k) for a small share of
+/// the output, and a 200-row output splits unevenly into blocks of 16 (112 and 88).
+fn splits_depth(m: usize, k: usize, n: usize, threads: usize) -> bool {
+    k >= DEPTH_SPLIT_MIN_RATIO * threads * m.max(n)
+}
+
+/// [`gemm_into`] on `threads` threads, each taking a consecutive share of k: the first adds its
+/// partial product to `dst` as `gemm_into` would the whole (accumulating, with the bias, or
+/// fresh), the others write theirs to scratch matrices that are then added onto `dst`. Each
+/// thread packs only its share of both factors, and the shares are equal to an element. The
+/// sum is associated differently from one thread's (the shares' partial sums added last), so
+/// results may differ between thread counts in the last bits, as PyTorch's do.
+///
+/// # Safety
+/// As [`gemm_into`]; m, n, k > 0.
+unsafe fn gemm_by_depth<T: Element>(
+    [m, k, n]: [usize; 3],
+    lhs: Operand<'_, T>,
+    rhs: Operand<'_, T>,
+    dst: &mut [MaybeUninit<T>],
+    accumulate: bool,
+    bias: *const T,
+    threads: usize,
+) {
+    let chunk = k.div_ceil(threads);
+    let parts = k.div_ceil(chunk);
+    let mn = m * n;
+    let mut scratch = super::pool::with_capacity::<T>(mn * (parts - 1));
+    let sp = SharedPtr(scratch.spare_capacity_mut().as_mut_ptr() as *mut T);
+    let [out, lp, rp, bp] = shared_ptrs(dst, lhs, rhs, bias);
+    super::parallel::run(parts, threads, &|part| {
+        let lo = part * chunk;
+        let len = chunk.min(k - lo);
+        // SAFETY (also what SharedPtr asks): each part writes its own matrix (dst, or its m × n
+        // share of the scratch, which holds (parts − 1)·m·n elements), the operands are only
+        // read and `lo` < k keeps both offsets inside them; dst and the scratch outlive `run`.
+        unsafe {
+            let (c, acc, b) = if part == 0 {
+                (out.get(), accumulate, bp.get() as *const T)
+            } else {
+                (sp.get().add((part - 1) * mn), false, std::ptr::null())
+            };
+            gemm_block(
+                m,
+                len,
+                n,
+                lp.get().offset(lo as isize * lhs.cs),
+                lhs,
+                rp.get().offset(lo as isize * rhs.rs),
+                rhs,
+                c,
+                n,
+                acc,
+                b,
+                true,
+            )
+        }
+    });
+    // SAFETY: `run` returned, so every part wrote its whole matrix: dst is initialised, and so
+    // are the scratch's (parts − 1)·m·n elements.
+    let dst = unsafe {
+        scratch.set_len(mn * (parts - 1));
+        std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut T, mn)
+    };
+    super::simd::dispatch(|| {
+        for share in scratch.chunks_exact(mn) {
+            for (d, &s) in dst.iter_mut().zip(share) {
+                *d += s;
             }
         }
     });
@@ -1025,6 +1125,58 @@ mod tests {
         check::<f64>(1e-12);
     }
 
+    /// Products deep enough to be cut along k (`gemm_by_depth`), on 2 and 3 threads (one and
+    /// two scratch shares; k odd, so the shares differ): a fresh weight gradient `dYᵀ·X`, SGD's
+    /// accumulating update, and a Linear forward `x·wᵀ + b` with its bias, f32 and f64, against
+    /// a triple loop in f64.
+    #[test]
+    fn depth_split_matches_naive() {
+        fn check<T: Element>(tol: f64) {
+            let (m, k, n) = (96, 1201, 40);
+            let cast = |t: &Tensor<f64>| {
+                let v: Vec<T> = t.data().iter().map(|&v| T::from(v).unwrap()).collect();
+                Tensor::from_vec(v, t.shape()).unwrap()
+            };
+            // g stored as [k, m] (the left operand is its transpose), x [k, n], the weight
+            // [n, m] for the forward of an m-row batch `gᵀ` (rows of length k).
+            let g = Tensor::<f64>::from_fn(&[k, m], |i| ((i * 7919) % 103) as f64 / 51.0 - 1.0);
+            let x = Tensor::<f64>::from_fn(&[k, n], |i| ((i * 104_729) % 97) as f64 / 48.0 - 1.0);
+            let w0 = Tensor::<f64>::from_fn(&[m, n], |i| ((i * 31) % 89) as f64 / 44.0 - 1.0);
+            let bias = Tensor::<f64>::from_fn(&[n], |i| i as f64 / 8.0 - 2.0);
+            let gt = Tensor::<f64>::from_fn(&[m, k], |i| g.data()[(i % k) * m + i / k]);
+            let xt = Tensor::<f64>::from_fn(&[n, k], |i| x.data()[(i % k) * n + i / k]);
+            let want = naive(&gt, &x);
+            let (gc, xc, gtc, xtc, bc) = (cast(&g), cast(&x), cast(&gt), cast(&xt), cast(&bias));
+            assert!(!linear_by_transpose::<T>(m, k, n));
+            for threads in [2, 3] {
+                assert!(splits_depth(m, k, n, threads));
+                let before = crate::tensor::num_threads();
+                crate::tensor::set_num_threads(threads);
+                let fresh = gc.matmul_t(&xc, true, false);
+                let mut updated: Vec<T> = cast(&w0).data().to_vec();
+                add_scaled_product_t(&mut updated, &gc, &xc, T::from(-0.5).unwrap());
+                let forward = gtc.linear(&xtc, Some(&bc));
+                crate::tensor::set_num_threads(before);
+                assert_eq!((fresh.shape(), forward.shape()), (&[m, n][..], &[m, n][..]));
+                for i in 0..m * n {
+                    let scale = 1.0 + want[i].abs();
+                    let close = |got: T, want: f64, what: &str| {
+                        let got = got.to_f64().unwrap();
+                        assert!(
+                            (got - want).abs() < tol * scale,
+                            "{threads} threads, {what} [{i}]: {got} vs {want}"
+                        );
+                    };
+                    close(fresh.data()[i], want[i], "fresh");
+                    close(updated[i], w0.data()[i] - 0.5 * want[i], "update");
+                    close(forward.data()[i], want[i] + bias.data()[i % n], "forward");
+                }
+            }
+        }
+        check::<f32>(1e-3);
+        check::<f64>(1e-11);
+    }
+
     /// A transposed left operand (`dYᵀ·X`) large enough to be split over 2 threads, cut into
     /// row blocks on AMD (`rows_for_packed_lhs`), column blocks elsewhere: fresh products and
     /// SGD's accumulating update, f32 and f64, against a triple loop in f64. Rows that do not
@@ -1034,8 +1186,8 @@ mod tests {
     fn transposed_left_operand_split_over_threads_matches_naive() {
         fn check<T: Element>(tol: f64) {
             // Right operands under 256 KiB in both dtypes, so split by rows on AMD.
-            for &(m, k, n) in &[(40, 200, 140), (64, 400, 64), (300, 96, 300), (96, 48, 544)] {
-                assert!(m * k * n >= PARALLEL_MIN_MACS);
+            for &(m, k, n) in &[(40, 200, 140), (64, 200, 96), (300, 96, 300), (96, 48, 544)] {
+                assert!(m * k * n >= PARALLEL_MIN_MACS && !splits_depth(m, k, n, 2));
                 assert_eq!(
                     rows_for_packed_lhs::<T>(m, k, n, m as isize, 2),
                     !is_intel()

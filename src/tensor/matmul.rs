@@ -1137,8 +1137,8 @@ mod tests {
                 let v: Vec<T> = t.data().iter().map(|&v| T::from(v).unwrap()).collect();
                 Tensor::from_vec(v, t.shape()).unwrap()
             };
-            // g stored as [k, m] (the left operand is its transpose), x [k, n], the weight
-            // [n, m] for the forward of an m-row batch `gᵀ` (rows of length k).
+            // g stored as [k, m] (the left operand is its transpose) and x [k, n]; for the
+            // forward, the batch is gᵀ ([m, k]) and the weight xᵀ ([n, k]).
             let g = Tensor::<f64>::from_fn(&[k, m], |i| ((i * 7919) % 103) as f64 / 51.0 - 1.0);
             let x = Tensor::<f64>::from_fn(&[k, n], |i| ((i * 104_729) % 97) as f64 / 48.0 - 1.0);
             let w0 = Tensor::<f64>::from_fn(&[m, n], |i| ((i * 31) % 89) as f64 / 44.0 - 1.0);

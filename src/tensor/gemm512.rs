@@ -30,7 +30,7 @@ use std::cell::Cell;
 
 /// Rows of the output per micro-tile (the broadcast side). 8 divides every batch and width of
 /// the shared configs, so their products have no ragged row tiles.
-const MR: usize = 8;
+pub(super) const MR: usize = 8;
 
 /// Depth of one packed slab: the left panel (MR × KC) stays in L1 while the right panels stream.
 const KC: usize = 256;

@@ -245,6 +245,17 @@ const ROW_SPLIT_B_BAND: std::ops::RangeInclusive<usize> =
 #[allow(clippy::reversed_empty_ranges)]
 const ROW_SPLIT_B_BAND: std::ops::RangeInclusive<usize> = 1..=0;
 
+/// Rows per unit when vgrad's kernel splits a product's rows between threads: its row panels
+/// ([`gemm512::MR`](super::gemm512) rows). Edges at multiples of it give no block a ragged
+/// panel the whole product would not have had, and balance the shares to a panel: 200 rows
+/// split 104 / 96, where the 16 of column splits gave 112 / 88. Weight gradients `dYᵀ·X` alone,
+/// 2 threads, best of many, f32 / f64: 200 × 96 × 200 −6 to −10% / −10 to −13%, 450 × 333 ×
+/// 450 −5% / −3 to −15%, 300 × 256 × 300 level / −4%; README loop level (6–8 rounds).
+#[cfg(target_arch = "x86_64")]
+const OWN_ROW_UNIT: usize = super::gemm512::MR;
+#[cfg(not(target_arch = "x86_64"))]
+const OWN_ROW_UNIT: usize = 16;
+
 /// dst[m, n] (row-major, contiguous) = lhs[m, k] · rhs[k, n], writing every element of `dst`;
 /// with `accumulate`, dst += lhs · rhs instead; with a `bias` (n values, not with `accumulate`),
 /// dst = lhs · rhs + bias in every row, the bias added as each output tile is first stored.
@@ -312,10 +323,12 @@ unsafe fn gemm_into<T: Element>(
     // with vgrad's kernel, every extra block repacks an operand, and two per thread were 2-4%
     // slower on the 2-thread steps; a block a helper has not started is still taken back by the
     // caller (`parallel::run`). Block edges are multiples of 16, the AVX-512 f32 lane count, so
-    // no block ends in a ragged kernel tile that the whole product would not have had.
+    // no block ends in a ragged kernel tile that the whole product would not have had; rows on
+    // vgrad's kernel need only multiples of its row panel ([`OWN_ROW_UNIT`]).
     let by_cols = n >= m && !(own && rows_for_packed_lhs::<T>(m, k, n, lhs.cs, threads));
     let extent = if by_cols { n } else { m };
-    let chunk = extent.div_ceil(threads).next_multiple_of(16);
+    let unit = if own && !by_cols { OWN_ROW_UNIT } else { 16 };
+    let chunk = extent.div_ceil(threads).next_multiple_of(unit);
     let parts = extent.div_ceil(chunk);
     let [out, lp, rp, bp] = shared_ptrs(dst, lhs, rhs, bias_ptr);
     super::parallel::run(parts, threads, &|part| {
@@ -394,7 +407,7 @@ const DEPTH_SPLIT_MIN_RATIO: usize = 2;
 /// Whether [`gemm_into`] cuts this product along k: a weight gradient `dYᵀ·X` (or SGD's update
 /// `W += −lr·dYᵀ·X`) over a batch many times the layer's width. Cut into blocks of rows or
 /// columns, every thread would pack one whole factor (k × n or m × k) for a small share of
-/// the output, and a 200-row output splits unevenly into blocks of 16 (112 and 88).
+/// the output.
 fn splits_depth(m: usize, k: usize, n: usize, threads: usize) -> bool {
     k >= DEPTH_SPLIT_MIN_RATIO * threads * m.max(n)
 }
@@ -1180,13 +1193,20 @@ mod tests {
     /// A transposed left operand (`dYᵀ·X`) large enough to be split over 2 threads, cut into
     /// row blocks on AMD (`rows_for_packed_lhs`), column blocks elsewhere: fresh products and
     /// SGD's accumulating update, f32 and f64, against a triple loop in f64. Rows that do not
-    /// divide evenly (40 → blocks of 32 and 8), square (the tie the rule decides) and wide; and
-    /// the band of right operands that keeps columns.
+    /// divide evenly (40 → blocks of 24 and 16, 200 → 104 and 96, edges at the kernel's row
+    /// panels), square (the tie the rule decides) and wide; and the band of right operands that
+    /// keeps columns.
     #[test]
     fn transposed_left_operand_split_over_threads_matches_naive() {
         fn check<T: Element>(tol: f64) {
             // Right operands under 256 KiB in both dtypes, so split by rows on AMD.
-            for &(m, k, n) in &[(40, 200, 140), (64, 200, 96), (300, 96, 300), (96, 48, 544)] {
+            for &(m, k, n) in &[
+                (40, 200, 140),
+                (64, 200, 96),
+                (200, 120, 150),
+                (300, 96, 300),
+                (96, 48, 544),
+            ] {
                 assert!(m * k * n >= PARALLEL_MIN_MACS && !splits_depth(m, k, n, 2));
                 assert_eq!(
                     rows_for_packed_lhs::<T>(m, k, n, m as isize, 2),

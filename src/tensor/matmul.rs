@@ -253,6 +253,7 @@ const ROW_SPLIT_B_BAND: std::ops::RangeInclusive<usize> = 1..=0;
 /// 450 −5% / −3 to −15%, 300 × 256 × 300 level / −4%; README loop level (6–8 rounds).
 #[cfg(target_arch = "x86_64")]
 const OWN_ROW_UNIT: usize = super::gemm512::MR;
+/// Off x86-64 vgrad's kernel never runs (`own` is always false), so this is never used.
 #[cfg(not(target_arch = "x86_64"))]
 const OWN_ROW_UNIT: usize = 16;
 

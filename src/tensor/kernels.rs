@@ -205,8 +205,9 @@ fn write3<T: Copy>(
 
 /// A recycled buffer of `n` elements written by `fill(start, chunk)` over disjoint chunks, in
 /// parallel when `n` reaches [`PARALLEL_MIN_ELEMS`](super::parallel::PARALLEL_MIN_ELEMS).
-/// `fill` must write every element of its chunk. Below the threshold `fill` is called directly,
-/// not through `for_chunks`' `dyn Fn`: the 1×1 ops of the per-op overhead benchmark take this path.
+/// `fill` must write every element of its chunk. Below the threshold, or on one thread, `fill`
+/// is called directly, not through `for_chunks`' `dyn Fn`: the 1×1 ops of the per-op overhead
+/// benchmark take this path.
 #[inline(always)]
 fn filled_in_chunks<T: Element>(
     n: usize,
@@ -214,7 +215,7 @@ fn filled_in_chunks<T: Element>(
 ) -> Vec<T> {
     let mut out = super::pool::with_capacity(n);
     let dst = &mut out.spare_capacity_mut()[..n];
-    if n < super::parallel::PARALLEL_MIN_ELEMS {
+    if n < super::parallel::PARALLEL_MIN_ELEMS || super::num_threads() <= 1 {
         fill(0, dst);
     } else {
         super::parallel::for_chunks(dst, &fill);
@@ -329,8 +330,9 @@ impl<T: Element> Tensor<T> {
         )
     }
 
-    /// [`Tensor::map`] for the engine's own `Sync` closures: a large tensor (2¹⁸ elements or
-    /// more) is split over the matrix-product threads.
+    /// [`Tensor::map`] for the engine's own `Sync` closures: a large tensor
+    /// ([`PARALLEL_MIN_ELEMS`](super::parallel::PARALLEL_MIN_ELEMS) elements or more) is split
+    /// over the matrix-product threads.
     /// `f` is `Copy` so that each chunk's loop holds its own copy (see [`Tensor::zip3_map`]).
     pub(crate) fn map_par(&self, f: impl Fn(T) -> T + Sync + Copy) -> Tensor<T> {
         self.written_par(

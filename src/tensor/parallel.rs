@@ -241,9 +241,20 @@ pub(crate) fn run(pieces: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     );
 }
 
-/// Below this many elements an elementwise pass runs on one thread: a hand-off costs a few
-/// microseconds, about what one core needs for 2¹⁸ simple element updates.
-pub(crate) const PARALLEL_MIN_ELEMS: usize = 1 << 18;
+/// Below this many elements an elementwise pass runs on one thread. In a training step on
+/// several threads the helpers are usually still spinning from the last product (see
+/// [`SPIN`]), so a hand-off costs well under a microsecond, and a pass of 2¹⁴ elements (64 KiB
+/// of f32, a 128 × 128 activation) is worth splitting; a pass left to the caller is time the
+/// spinning helper sits idle on the step's critical path. From 2¹⁸ (the old bound, set for a
+/// parked helper's wake-up) to 2¹⁴, README loop, 2 threads, AMD Zen 4, alternated, 6 rounds:
+/// mid_relu −6 to −8%, grid.json's 256-wide stacks −7 to −9%, 128-wide 50-deep sigmoid −10%,
+/// 192-wide tanh 24 deep −11 to −16%, 72-wide at batch 1500 −10 to −17%; 52 hold-outs with
+/// activations of 2¹⁴–2¹⁸ elements a median −2% (3 rounds; every loss past 5% level or a gain
+/// at 6). The cost is where no product reaches two threads, so the helper is parked: a 16-wide
+/// stack at batch 2048 (2¹⁵-element activations, 2¹⁹-multiply-add products) +7%, 48 wide at
+/// batch 400 +3%. Halving the bound again (2¹³) gained nothing measurable. One thread never
+/// splits.
+pub(crate) const PARALLEL_MIN_ELEMS: usize = 1 << 14;
 
 /// A raw pointer shared by the pieces of one parallel kernel.
 ///

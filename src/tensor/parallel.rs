@@ -66,6 +66,10 @@ struct Helper {
 /// The helpers, created on first use and grown (never shrunk) when more threads are asked for.
 static TEAM: OnceLock<Mutex<Vec<Helper>>> = OnceLock::new();
 
+/// How many helpers are awake: running a job or spinning for the next, not parked. Only a hint
+/// ([`for_chunks`] asks it whether a mid-sized pass is worth handing out), so relaxed loads.
+static AWAKE_HELPERS: AtomicUsize = AtomicUsize::new(0);
+
 fn spawn_helper() -> Helper {
     let slot: &'static Slot = Box::leak(Box::new(Slot {
         state: AtomicU8::new(IDLE),
@@ -119,6 +123,8 @@ fn serially(pieces: usize, f: &(dyn Fn(usize) + Sync)) {
 
 fn helper_loop(slot: &'static Slot) {
     let mut flush = false;
+    let mut awake = true;
+    AWAKE_HELPERS.fetch_add(1, Ordering::Relaxed);
     loop {
         // Wait for a job: spin for SPIN, then park (an unpark that arrived earlier makes park
         // return at once, and every wake-up re-checks the state, so no job is missed).
@@ -137,8 +143,16 @@ fn helper_loop(slot: &'static Slot) {
             if !polls.is_multiple_of(64) || start.elapsed() < SPIN {
                 std::hint::spin_loop();
             } else {
+                if awake {
+                    AWAKE_HELPERS.fetch_sub(1, Ordering::Relaxed);
+                    awake = false;
+                }
                 thread::park();
             }
+        }
+        if !awake {
+            AWAKE_HELPERS.fetch_add(1, Ordering::Relaxed);
+            awake = true;
         }
         let want = slot.flush_denormal.load(Ordering::Relaxed);
         if want != flush {
@@ -245,16 +259,21 @@ pub(crate) fn run(pieces: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
 /// several threads the helpers are usually still spinning from the last product (see
 /// [`SPIN`]), so a hand-off costs well under a microsecond, and a pass of 2¹⁴ elements (64 KiB
 /// of f32, a 128 × 128 activation) is worth splitting; a pass left to the caller is time the
-/// spinning helper sits idle on the step's critical path. From 2¹⁸ (the old bound, set for a
-/// parked helper's wake-up) to 2¹⁴, README loop, 2 threads, AMD Zen 4, alternated, 6 rounds:
-/// mid_relu −6 to −8%, grid.json's 256-wide stacks −7 to −9%, 128-wide 50-deep sigmoid −10%,
-/// 192-wide tanh 24 deep −11 to −16%, 72-wide at batch 1500 −10 to −17%; 52 hold-outs with
-/// activations of 2¹⁴–2¹⁸ elements a median −2% (3 rounds; every loss past 5% level or a gain
-/// at 6). The cost is where no product reaches two threads, so the helper is parked: a 16-wide
-/// stack at batch 2048 (2¹⁵-element activations, 2¹⁹-multiply-add products) +7%, 48 wide at
-/// batch 400 +3%. Halving the bound again (2¹³) gained nothing measurable. One thread never
+/// spinning helper sits idle on the step's critical path. From 2¹⁸ (the old bound, now
+/// [`PARALLEL_MIN_ELEMS_PARKED`]) to 2¹⁴, README loop, 2 threads, AMD Zen 4, alternated, 6
+/// rounds: mid_relu −6 to −8%, grid.json's 256-wide stacks −7 to −9%, 128-wide 50-deep sigmoid
+/// −10%, 192-wide tanh 24 deep −11 to −16%, 72-wide at batch 1500 −10 to −17%; 52 hold-outs
+/// with activations of 2¹⁴–2¹⁸ elements a median −2% (3 rounds; every loss past 5% level or a
+/// gain at 6). Halving the bound again (2¹³) gained nothing measurable. One thread never
 /// splits.
 pub(crate) const PARALLEL_MIN_ELEMS: usize = 1 << 14;
+
+/// Below this many elements a pass is not handed to helpers that are all parked: waking one
+/// costs a few microseconds, about what one core needs for 2¹⁸ simple element updates. Where
+/// no product reaches two threads the helpers stay parked, and splitting from
+/// [`PARALLEL_MIN_ELEMS`] regardless cost a 16-wide stack at batch 2048 (2¹⁵-element
+/// activations, 2¹⁹-multiply-add products) 7% and a 48-wide one at batch 400 3%.
+pub(crate) const PARALLEL_MIN_ELEMS_PARKED: usize = 1 << 18;
 
 /// A raw pointer shared by the pieces of one parallel kernel.
 ///
@@ -281,11 +300,15 @@ impl<T> SharedPtr<T> {
 
 /// Calls `f(start, chunk)` on disjoint consecutive chunks covering `out` (`start` is the chunk's
 /// offset), spread over up to [`num_threads`](super::num_threads) threads when `out` has at least
-/// [`PARALLEL_MIN_ELEMS`] elements, else once on the calling thread.
+/// [`PARALLEL_MIN_ELEMS`] elements and a helper is awake, or at least
+/// [`PARALLEL_MIN_ELEMS_PARKED`], else once on the calling thread.
 pub(crate) fn for_chunks<T: Send>(out: &mut [T], f: &(dyn Fn(usize, &mut [T]) + Sync)) {
     let n = out.len();
     let threads = super::num_threads();
-    if threads <= 1 || n < PARALLEL_MIN_ELEMS {
+    if threads <= 1
+        || n < PARALLEL_MIN_ELEMS
+        || (n < PARALLEL_MIN_ELEMS_PARKED && AWAKE_HELPERS.load(Ordering::Relaxed) == 0)
+    {
         return f(0, out);
     }
     // Two chunks per thread, as for products: a thread that starts late does fewer. A multiple

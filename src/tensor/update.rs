@@ -30,8 +30,8 @@ pub(crate) fn vectorized<R>(body: impl FnOnce() -> R) -> R {
 }
 
 /// `θᵢ ← f(θᵢ, gᵢ)` for every element, vectorised, and split over the matrix-product threads
-/// when `theta` has at least [`PARALLEL_MIN_ELEMS`] elements (each element is still written
-/// exactly once, so the result does not depend on the split). For stateless updates (plain
+/// when `theta` is large enough (see [`for_chunks`]; each element is still written exactly
+/// once, so the result does not depend on the split). For stateless updates (plain
 /// SGD); a rule with per-element state writes its own loop inside [`vectorized`].
 ///
 /// Pass `f` as an `#[inline(always)] move` closure, for the reasons given at [`vectorized`].

@@ -466,7 +466,16 @@ mod tests {
 
     #[test]
     fn chunks_cover_the_slice_once() {
-        for n in [0, 5, PARALLEL_MIN_ELEMS - 1, PARALLEL_MIN_ELEMS + 77] {
+        // Below, between and past both bounds: serial, split only while a helper is awake
+        // (the `run` just before wakes one, which may or may not still spin), always split.
+        run(2, 2, &|_| {});
+        for n in [
+            0,
+            5,
+            PARALLEL_MIN_ELEMS - 1,
+            PARALLEL_MIN_ELEMS + 77,
+            PARALLEL_MIN_ELEMS_PARKED + 77,
+        ] {
             let mut v = vec![0u32; n];
             for_chunks(&mut v, &|start, part| {
                 for (i, x) in part.iter_mut().enumerate() {

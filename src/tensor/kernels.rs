@@ -204,7 +204,8 @@ fn write3<T: Copy>(
 }
 
 /// A recycled buffer of `n` elements written by `fill(start, chunk)` over disjoint chunks, in
-/// parallel when `n` reaches [`PARALLEL_MIN_ELEMS`](super::parallel::PARALLEL_MIN_ELEMS).
+/// parallel when [`for_chunks`](super::parallel::for_chunks) finds `n` large enough (from
+/// [`PARALLEL_MIN_ELEMS`](super::parallel::PARALLEL_MIN_ELEMS) while a helper is awake).
 /// `fill` must write every element of its chunk. Below the threshold, or on one thread, `fill`
 /// is called directly, not through `for_chunks`' `dyn Fn`: the 1×1 ops of the per-op overhead
 /// benchmark take this path.

@@ -12,13 +12,18 @@ round by round. Noise on the 2-core Intel Xeon this was written on: about ±2% o
         --configs b4_w1024_d4_relu,b8_w512_d8_tanh --threads 1,2 --rounds 4 [--f64] [--fused]
 
 The README loop is timed unless `--fused` (the fused `backward_step`); `--config-file`
-defaults to benches/holdout.json.
+defaults to benches/holdout.json. `--per-config` runs base and new back to back for each
+config (steadier at 2 threads, where the host's slow minutes would otherwise fall on one
+side). With `--wait-cores F`, each multi-thread pair first waits
+until the CPUs are separate cores (co-run factor below F, see corun.py).
 """
 import argparse
 import json
 import os
 import statistics
 import subprocess
+
+import corun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,18 +38,36 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--f64", action="store_true", help="time f64 instead of f32")
     ap.add_argument("--fused", action="store_true", help="time the fused step, not the README loop")
+    ap.add_argument("--wait-cores", type=float, default=None,
+                    help="before each multi-thread pair, wait until the co-run factor is below this")
+    ap.add_argument("--wait-max", type=float, default=600, help="longest wait for --wait-cores, seconds")
+    ap.add_argument("--per-config", action="store_true",
+                    help="run each config in its own pair of processes, base and new back to back")
     a = ap.parse_args()
 
     times = {}  # (threads, config) -> {"base": [...], "new": [...]}
+    # One process per binary and round for all configs, or with --per-config one per config:
+    # base and new then run seconds apart, so a minute in which the host slows the machine
+    # (see corun.py) falls on both sides of most pairs.
+    if a.per_config:
+        names = a.configs.split(",") if a.configs else [
+            c["name"] for c in json.load(open(a.config_file))["mlp"]
+        ]
+        groups = [[n] for n in names]
+    else:
+        groups = [a.configs.split(",")] if a.configs else [None]
     for t in a.threads.split(","):
         for r in range(a.rounds):
             order = [("base", a.base), ("new", a.new)]
             if r % 2:
                 order.reverse()
-            for tag, binary in order:
+            if int(t) > 1 and a.wait_cores is not None:
+                f = corun.wait_for_cores(a.wait_cores, a.wait_max, cpus=tuple(range(int(t))))
+                print(f"t{t} round {r + 1}: co-run factor {f:.2f}", flush=True)
+            for group, (tag, binary) in ((g, o) for g in groups for o in order):
                 cmd = [binary, "--threads", t, "--config-file", a.config_file]
                 cmd += [] if a.fused else ["--readme"]
-                cmd += ["--configs", a.configs] if a.configs else []
+                cmd += ["--configs", ",".join(group)] if group else []
                 cmd += ["--f64"] if a.f64 else []
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
                 for line in out.splitlines():

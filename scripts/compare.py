@@ -10,6 +10,7 @@ Usage (from anywhere; paths are found from this file):
   python3 scripts/compare.py --floor --candle --burn --jax --overhead --mem --f64 \\
       --markdown out/compare.md --raw out/compare.jsonl   # everything BENCHMARKS.md quotes
   python3 scripts/compare.py --wait-load 0.5 ...          # first wait (up to --wait-max s) for a quiet machine
+  python3 scripts/compare.py --wait-cores 1.3 ...         # before each 2-thread config, wait for two real cores
 
 What it runs (each program prints the JSON lines of ../shared/bench/README.md):
 
@@ -60,6 +61,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+import corun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIGS = os.path.join(ROOT, "benches", "configs.json")
@@ -276,6 +279,11 @@ def compare_steps(a, peers, names, threads, rec):
         rot = order[r % len(order):] + order[: r % len(order)]
         for c in names:
             got = {}
+            cores = None
+            if threads > 1 and a.wait_cores is not None:
+                # The host may run both vCPUs on one core for minutes (see corun.py); a
+                # 2-thread round then measures that, so wait it out and record what was seen.
+                cores = corun.wait_for_cores(a.wait_cores, a.wait_max, log, cpus=tuple(range(threads)))
             for p in rot:
                 load = rec.load_now()
                 try:
@@ -287,10 +295,11 @@ def compare_steps(a, peers, names, threads, rec):
                 want = "step_gemm" if p == "floor" else "mlp"
                 ms = [l["median_ms"] for l in lines if l.get("bench") == want and l.get("config") == c]
                 for l in lines:
-                    rec.add(l, round=r, load1=load)
+                    rec.add(l, round=r, load1=load, **({} if cores is None else {"corun": round(cores, 3)}))
                 got[p] = ms[0] if ms else None
                 times[c][p].append(got[p])
-            log(f"  threads={threads} round {r + 1}/{a.rounds} {c}: " + ", ".join(f"{p} {fmt(got[p])}" for p in rot))
+            seen = "" if cores is None else f" (co-run {cores:.2f})"
+            log(f"  threads={threads} round {r + 1}/{a.rounds} {c}{seen}: " + ", ".join(f"{p} {fmt(got[p])}" for p in rot))
             v = got["vgrad"]
             for p in ratios[c]:
                 if got[p] and v:
@@ -451,7 +460,9 @@ def main():
                     help="the configs every peer runs (default benches/configs.json; e.g. ../shared/bench/grid.json)")
     ap.add_argument("--no-steps", action="store_true", help="skip the training-step comparison")
     ap.add_argument("--wait-load", type=float, default=None, help="wait until the 1-min load is below this")
-    ap.add_argument("--wait-max", type=float, default=600, help="longest wait for --wait-load, seconds")
+    ap.add_argument("--wait-max", type=float, default=600, help="longest wait for --wait-load or --wait-cores, seconds")
+    ap.add_argument("--wait-cores", type=float, default=None,
+                    help="before each config of a multi-thread round, wait until the co-run factor (scripts/corun.py) is below this")
     ap.add_argument("--markdown", default=None, help="also write the report here")
     ap.add_argument("--raw", default=None, help="append every JSON line (with round, load) here")
     a = ap.parse_args()

@@ -16,8 +16,14 @@ use std::mem::MaybeUninit;
 /// Below this many multiply-adds a product runs on one thread: splitting smaller work costs more
 /// in synchronisation than it saves. With the helper threads, 2²⁰ (resbn's 128³ products are
 /// split: 2.7-3.5 ms vs 3.6-3.8 ms at 2 threads; the 64³ products of the deep configs are not)
-/// beat rayon's 2²².
-const PARALLEL_MIN_MACS: usize = 1 << 20;
+/// beat rayon's 2²², and since the hand-off got cheaper (a spinning helper, elementwise passes
+/// split too) 2¹⁹ beats 2²⁰: narrow stacks at large batches, whose products are 2¹⁹–2²⁰
+/// multiply-adds, had left the second core idle for the whole step. README loop, 2 threads,
+/// AMD Zen 4, 4 rounds alternated: 20 wide 60 deep at batch 2500 −41%, 24 wide at batch 1024
+/// −33%, 32 wide at batch 512 and 48 wide at 400 −29%, 56 wide 40 deep at batch 256 −29%,
+/// 16 wide at batch 2048 −24%, 96 wide 16 deep at batch 96 −22%; configs.json level. 2¹⁸
+/// splits the deep configs' 64³ products: +65% on the 64-wide sigmoid and tanh stacks.
+const PARALLEL_MIN_MACS: usize = 1 << 19;
 
 /// On Intel CPUs, the largest f32 product (in multiply-adds) that runs on vgrad's own kernel.
 /// 2¹⁸ is the 64 × 64 × 64 product of the deep 64-wide configs.

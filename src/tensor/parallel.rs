@@ -70,6 +70,11 @@ static TEAM: OnceLock<Mutex<Vec<Helper>>> = OnceLock::new();
 /// ([`for_chunks`] asks it whether a mid-sized pass is worth handing out), so relaxed loads.
 static AWAKE_HELPERS: AtomicUsize = AtomicUsize::new(0);
 
+/// Whether some helper is awake (see [`AWAKE_HELPERS`]): work handed out now starts at once.
+fn helper_awake() -> bool {
+    AWAKE_HELPERS.load(Ordering::Relaxed) > 0
+}
+
 fn spawn_helper() -> Helper {
     let slot: &'static Slot = Box::leak(Box::new(Slot {
         state: AtomicU8::new(IDLE),
@@ -305,9 +310,7 @@ impl<T> SharedPtr<T> {
 pub(crate) fn for_chunks<T: Send>(out: &mut [T], f: &(dyn Fn(usize, &mut [T]) + Sync)) {
     let n = out.len();
     let threads = super::num_threads();
-    if threads <= 1
-        || n < PARALLEL_MIN_ELEMS
-        || (n < PARALLEL_MIN_ELEMS_PARKED && AWAKE_HELPERS.load(Ordering::Relaxed) == 0)
+    if threads <= 1 || n < PARALLEL_MIN_ELEMS || (n < PARALLEL_MIN_ELEMS_PARKED && !helper_awake())
     {
         return f(0, out);
     }

@@ -4,8 +4,8 @@
 Builds vgrad's `peers` benchmark twice, once at a base commit (by default the one named on the
 `guard-base:` line of BENCHMARKS.md, the commit whose figures that file reports) and once from
 the working tree, then runs the two executables alternately, in the same run, on every config of
-the shared `configs.json` and `grid.json`, with the fused step and README.md's loop, plus the
-per-op overhead chain. Figures from two runs minutes apart measure the machine's moment as much
+the shared `configs.json` and `grid.json` (back to back for each config), with the fused step
+and README.md's loop, plus the per-op overhead chain. Figures from two runs minutes apart measure the machine's moment as much
 as the code (this is a shared 2-core VM), so only ratios taken within one round are compared:
 for each config, the median over rounds of (new ms / base ms).
 
@@ -106,17 +106,19 @@ def main():
         order = [("base", base_exe), ("new", new_exe)]
         if r % 2:
             order.reverse()
-        for who, exe in order:
-            for f in files:
-                names = [c["name"] for c in json.load(open(f))["mlp"]]
-                names = [n for n in names if wanted is None or n in wanted]
-                if not names:
-                    continue
+        # Base and new back to back for each config and step: on a shared VM the host slows
+        # the machine for tens of seconds at a time (scripts/corun.py), which one process per
+        # build for a whole file let fall on one side of every pair in it.
+        for f in files:
+            names = [c["name"] for c in json.load(open(f))["mlp"]]
+            for name in (n for n in names if wanted is None or n in wanted):
                 for step, extra in steps:
                     args = ["--threads", str(a.threads), "--config-file", f,
-                            "--configs", ",".join(names), *extra]
-                    for line in run(exe, args):
-                        got[(line["config"], step, who)] = line["median_ms"]
+                            "--configs", name, *extra]
+                    for who, exe in order:
+                        for line in run(exe, args):
+                            got[(line["config"], step, who)] = line["median_ms"]
+        for who, exe in order:
             if wanted is None or "overhead" in wanted:
                 for line in run(exe, ["--overhead", "--threads", "1"]):
                     if line.get("mode") == "fwd_bwd":

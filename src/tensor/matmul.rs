@@ -1145,6 +1145,53 @@ mod tests {
         check::<f64>(1e-12);
     }
 
+    /// Products of 2¹⁹ to 2²⁰ multiply-adds, split over 2 threads since the bound came down to
+    /// 2¹⁹: narrow stacks at large batches (20 and 24 wide, so ragged tiles; 2500 and 1100 rows,
+    /// so uneven row blocks), as `x·w`, as a Linear forward `x·wᵀ + b`, and as the weight
+    /// gradient `gᵀ·x`, f32 and f64, against a triple loop in f64.
+    #[test]
+    fn products_just_past_the_thread_bound_match_naive() {
+        fn check<T: Element>(tol: f64) {
+            let cast = |t: &Tensor<f64>| {
+                let v: Vec<T> = t.data().iter().map(|&v| T::from(v).unwrap()).collect();
+                Tensor::from_vec(v, t.shape()).unwrap()
+            };
+            for &(m, k) in &[(2500, 20), (1100, 24)] {
+                assert!((PARALLEL_MIN_MACS..1 << 20).contains(&(m * k * k)));
+                let x = Tensor::<f64>::from_fn(&[m, k], |i| ((i * 7919) % 103) as f64 / 51.0 - 1.0);
+                let w = Tensor::<f64>::from_fn(&[k, k], |i| ((i * 31) % 89) as f64 / 44.0 - 1.0);
+                let bias = Tensor::<f64>::from_fn(&[k], |i| i as f64 / 8.0 - 1.0);
+                let wt = Tensor::<f64>::from_fn(&[k, k], |i| w.data()[(i % k) * k + i / k]);
+                let xt = Tensor::<f64>::from_fn(&[k, m], |i| x.data()[(i % m) * k + i / m]);
+                let (xw, xwt, xtx) = (naive(&x, &w), naive(&x, &wt), naive(&xt, &x));
+                let (xc, wc, bc) = (cast(&x), cast(&w), cast(&bias));
+                let before = crate::tensor::num_threads();
+                crate::tensor::set_num_threads(2);
+                let plain = xc.matmul_t(&wc, false, false);
+                let forward = xc.linear(&wc, Some(&bc));
+                let grad = xc.matmul_t(&xc, true, false);
+                crate::tensor::set_num_threads(before);
+                let bias_at = |i: usize| bias.data()[i % k];
+                let close = |got: &[T], want: &[f64], bias: bool, what: &str| {
+                    assert_eq!(got.len(), want.len(), "{what}");
+                    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+                        let w = w + if bias { bias_at(i) } else { 0.0 };
+                        let g = g.to_f64().unwrap();
+                        assert!(
+                            (g - w).abs() < tol * (1.0 + w.abs()),
+                            "{m}x{k} {what} [{i}]: {g} vs {w}"
+                        );
+                    }
+                };
+                close(plain.data(), &xw, false, "x·w");
+                close(forward.data(), &xwt, true, "x·wᵀ + b");
+                close(grad.data(), &xtx, false, "xᵀ·x");
+            }
+        }
+        check::<f32>(1e-3);
+        check::<f64>(1e-11);
+    }
+
     /// Products deep enough to be cut along k (`gemm_by_depth`), on 2 and 3 threads (one and
     /// two scratch shares; k odd, so the shares differ): a fresh weight gradient `dYᵀ·X`, SGD's
     /// accumulating update, and a Linear forward `x·wᵀ + b` with its bias, f32 and f64, against

@@ -15,7 +15,8 @@ The README loop is timed unless `--fused` (the fused `backward_step`); `--config
 defaults to benches/holdout.json. `--per-config` runs base and new back to back for each
 config (steadier at 2 threads, where the host's slow minutes would otherwise fall on one
 side). With `--wait-cores F`, each multi-thread pair first waits
-until the CPUs are separate cores (co-run factor below F, see corun.py).
+until the CPUs are separate cores on one die (co-run factor below F and a cache line's round
+trip below corun.MAX_ROUND_TRIP_NS, see corun.py).
 """
 import argparse
 import json
@@ -61,10 +62,12 @@ def main():
             order = [("base", a.base), ("new", a.new)]
             if r % 2:
                 order.reverse()
-            if int(t) > 1 and a.wait_cores is not None:
-                f = corun.wait_for_cores(a.wait_cores, a.wait_max, cpus=tuple(range(int(t))))
-                print(f"t{t} round {r + 1}: co-run factor {f:.2f}", flush=True)
-            for group, (tag, binary) in ((g, o) for g in groups for o in order):
+            for i, (group, (tag, binary)) in enumerate((g, o) for g in groups for o in order):
+                if i % 2 == 0 and int(t) > 1 and a.wait_cores is not None:
+                    # Before each pair: the host's slow episodes last seconds to minutes.
+                    f, rt = corun.wait_for_cores(a.wait_cores, a.wait_max, cpus=tuple(range(int(t))))
+                    print(f"t{t} round {r + 1} {','.join(group or ['all'])}: co-run factor "
+                          f"{f:.2f}, round trip {rt:.0f} ns", flush=True)
                 cmd = [binary, "--threads", t, "--config-file", a.config_file]
                 cmd += [] if a.fused else ["--readme"]
                 cmd += ["--configs", ",".join(group)] if group else []

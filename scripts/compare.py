@@ -295,10 +295,11 @@ def compare_steps(a, peers, names, threads, rec):
                 want = "step_gemm" if p == "floor" else "mlp"
                 ms = [l["median_ms"] for l in lines if l.get("bench") == want and l.get("config") == c]
                 for l in lines:
-                    rec.add(l, round=r, load1=load, **({} if cores is None else {"corun": round(cores, 3)}))
+                    rec.add(l, round=r, load1=load,
+                            **({} if cores is None else {"corun": round(cores[0], 3), "round_trip_ns": round(cores[1])}))
                 got[p] = ms[0] if ms else None
                 times[c][p].append(got[p])
-            seen = "" if cores is None else f" (co-run {cores:.2f})"
+            seen = "" if cores is None else f" (co-run {cores[0]:.2f}, round trip {cores[1]:.0f} ns)"
             log(f"  threads={threads} round {r + 1}/{a.rounds} {c}{seen}: " + ", ".join(f"{p} {fmt(got[p])}" for p in rot))
             v = got["vgrad"]
             for p in ratios[c]:
@@ -462,7 +463,8 @@ def main():
     ap.add_argument("--wait-load", type=float, default=None, help="wait until the 1-min load is below this")
     ap.add_argument("--wait-max", type=float, default=600, help="longest wait for --wait-load or --wait-cores, seconds")
     ap.add_argument("--wait-cores", type=float, default=None,
-                    help="before each config of a multi-thread round, wait until the co-run factor (scripts/corun.py) is below this")
+                    help="before each config of a multi-thread round, wait until the co-run factor (scripts/corun.py) is below this "
+                         "and the CPUs share a die")
     ap.add_argument("--markdown", default=None, help="also write the report here")
     ap.add_argument("--raw", default=None, help="append every JSON line (with round, load) here")
     a = ap.parse_args()

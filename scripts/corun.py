@@ -17,14 +17,30 @@ at full speed on CPU 0 while its twin on CPU 1 took twice as long).
     python3 scripts/corun.py            # prints the factor
     python3 scripts/corun.py --watch 10 # every 10 s until interrupted
 
-compare.py and ab.py take `--wait-cores F`: before each 2-thread round they wait (up to
-`--wait-max` seconds) until the factor is below F, and record the factor they saw.
+The other slow mode is the two vCPUs on different dies (chiplets) of the host. Independent
+loops run at full speed then, so the co-run factor stays at 1.0, but every cache line one
+thread writes and the other reads crosses between the dies: `round_trip_ns()` bounces one line
+between two pinned threads (scripts/pingpong.rs), about 60 ns on one die of the Zen 4 guest
+and about 320 ns across. Seen in the nineteenth session, alternating runs: vgrad's 2-thread
+step of a 240-wide stack at batch 360 took 4.6-4.9 ms whenever the round trip was 60-66 ns and
+6.8-7.1 ms whenever it was 317-343 ns, in episodes of seconds to minutes.
+
+compare.py and ab.py take `--wait-cores F`: before each 2-thread round (ab.py) or config
+(compare.py) they wait (up to `--wait-max` seconds) until the factor is below F and the round
+trip below MAX_ROUND_TRIP_NS, and record the factor they saw.
 """
 import argparse
 import os
 import subprocess
 import sys
 import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PINGPONG_SRC = os.path.join(ROOT, "scripts", "pingpong.rs")
+PINGPONG_EXE = os.path.join(ROOT, "target", "corun", "pingpong")
+# A cache line's round trip between the two CPUs past which they are taken to sit on different
+# dies: about 60 ns on one die of the Zen 4 guest, about 320 ns across.
+MAX_ROUND_TRIP_NS = 150
 
 # The loop each pinned process times: ~0.1 s of compute on one thread, data in L2.
 LOOP = r"""
@@ -60,6 +76,16 @@ def _timed(cpus):
     return [float(p.communicate()[0]) for p in procs]
 
 
+def round_trip_ns(cpus=(0, 1)):
+    """A cache line's round trip between the first two CPUs of `cpus`, in ns (scripts/pingpong.rs,
+    built with rustc on first use)."""
+    if not os.path.exists(PINGPONG_EXE) or os.path.getmtime(PINGPONG_EXE) < os.path.getmtime(PINGPONG_SRC):
+        os.makedirs(os.path.dirname(PINGPONG_EXE), exist_ok=True)
+        subprocess.run(["rustc", "--edition", "2021", "-O", PINGPONG_SRC, "-o", PINGPONG_EXE], check=True)
+    out = subprocess.run([PINGPONG_EXE, str(cpus[0]), str(cpus[1])], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
 def sharing(cpus=(0, 1)):
     """The slowest of the loops run on every CPU of `cpus` at once, over the fastest of them
     run alone on each: ~1.0 when they are separate, idle cores, ~2.0 when they share one (with
@@ -74,16 +100,19 @@ def measure(cpus=(0, 1)):
     return together / alone, alone, together
 
 
-def wait_for_cores(limit, max_s, log=print, cpus=(0, 1)):
-    """Waits (checking every 15 s, at most `max_s` seconds) until `sharing(cpus)` is below
-    `limit`; returns the last factor measured."""
+def wait_for_cores(limit, max_s, log=print, cpus=(0, 1), max_rt=MAX_ROUND_TRIP_NS):
+    """Waits (checking every 5 s, at most `max_s` seconds) until `sharing(cpus)` is below
+    `limit` and a cache line's round trip between the first two CPUs is below `max_rt` ns;
+    returns the last `(co-run factor, round trip ns)` measured."""
     t0 = time.time()
-    f = sharing(cpus)
-    while f >= limit and time.time() - t0 < max_s:
-        log(f"CPUs {cpus} sharing a core (co-run factor {f:.2f} >= {limit}): waiting")
-        time.sleep(15)
+    while True:
         f = sharing(cpus)
-    return f
+        rt = round_trip_ns(cpus) if len(cpus) > 1 else 0.0
+        if (f < limit and rt < max_rt) or time.time() - t0 >= max_s:
+            return f, rt
+        log(f"CPUs {cpus}: co-run factor {f:.2f} (limit {limit}), round trip {rt:.0f} ns "
+            f"(limit {max_rt}): waiting")
+        time.sleep(5)
 
 
 def main():
@@ -93,7 +122,7 @@ def main():
     while True:
         f, alone, together = measure()
         print(f"{time.strftime('%H:%M:%S')} co-run factor {f:.2f} (alone {alone * 1e3:.1f} ms, "
-              f"together {together * 1e3:.1f} ms)", flush=True)
+              f"together {together * 1e3:.1f} ms), round trip {round_trip_ns():.0f} ns", flush=True)
         if a.watch is None:
             break
         time.sleep(a.watch)

@@ -180,7 +180,7 @@ static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets how many threads large matrix products (and large plain SGD updates) may use, at least 1.
 /// The calling thread is one of them: with `n` threads, `n − 1` helper threads are started on
-/// first use and share each large product with it (see DESIGN.md, "Threads"). Products under 2²⁰
+/// first use and share each large product with it (see DESIGN.md, "Threads"). Products under 2¹⁹
 /// multiply-adds always run on the calling thread alone.
 ///
 /// # Example

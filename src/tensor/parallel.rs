@@ -13,10 +13,10 @@
 //! waits for a piece nobody has begun, and it takes back a helper's invitation that was not
 //! picked up. The caller claims from the front and helpers from the back ([`Claims`]), so on two
 //! threads each keeps the same rows from one kernel to the next and finds its share of an
-//! activation in its own core's cache. Helpers spin for [`SPIN`] after a job, because the next large kernel of a training
-//! step usually follows within tens of microseconds, then park and cost nothing. A thread that
-//! finds the team in use by another thread runs every piece itself: there is no queue, and so no
-//! deadlock.
+//! activation in its own core's cache. Helpers spin for [`SPIN`] after a job, because the next
+//! large kernel of a training step usually follows within tens of microseconds, then park and
+//! cost nothing. A thread that finds the team in use by another thread runs every piece itself:
+//! there is no queue, and so no deadlock.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
@@ -255,7 +255,8 @@ pub fn num_threads() -> usize {
 }
 
 /// Runs `f(0)`, …, `f(pieces − 1)` on the calling thread and up to `threads − 1` helper threads,
-/// each piece once, in no particular order; returns when all have finished.
+/// each piece once (the caller's from the front, the helpers' from the back, see [`Claims`]);
+/// returns when all have finished.
 ///
 /// # Panics
 /// If a piece panics: once every other piece has finished, a panic on the calling thread resumes,

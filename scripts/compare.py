@@ -281,8 +281,9 @@ def compare_steps(a, peers, names, threads, rec):
             got = {}
             cores = None
             if threads > 1 and a.wait_cores is not None:
-                # The host may run both vCPUs on one core for minutes (see corun.py); a
-                # 2-thread round then measures that, so wait it out and record what was seen.
+                # The host may run both vCPUs on one core, or on two dies, for seconds to
+                # minutes (see corun.py); a 2-thread run then measures that, so wait it out and
+                # record what was seen.
                 cores = corun.wait_for_cores(a.wait_cores, a.wait_max, log, cpus=tuple(range(threads)))
             for p in rot:
                 load = rec.load_now()

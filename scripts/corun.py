@@ -25,9 +25,9 @@ and about 320 ns across. Seen in the nineteenth session, alternating runs: vgrad
 step of a 240-wide stack at batch 360 took 4.6-4.9 ms whenever the round trip was 60-66 ns and
 6.8-7.1 ms whenever it was 317-343 ns, in episodes of seconds to minutes.
 
-compare.py and ab.py take `--wait-cores F`: before each 2-thread round (ab.py) or config
-(compare.py) they wait (up to `--wait-max` seconds) until the factor is below F and the round
-trip below MAX_ROUND_TRIP_NS, and record the factor they saw.
+compare.py and ab.py take `--wait-cores F`: before each 2-thread config (compare.py) or pair
+of builds (ab.py) they wait (up to `--wait-max` seconds) until the factor is below F and the
+round trip below MAX_ROUND_TRIP_NS, and record both as they saw them.
 """
 import argparse
 import os

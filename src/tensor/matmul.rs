@@ -941,6 +941,12 @@ fn batch_offsets(own: &[usize], full: &[usize], mat: usize) -> Vec<usize> {
 mod tests {
     use super::*;
 
+    /// An f64 reference tensor in the element type under test.
+    fn cast<T: Element>(t: &Tensor<f64>) -> Tensor<T> {
+        let v: Vec<T> = t.data().iter().map(|&v| T::from(v).unwrap()).collect();
+        Tensor::from_vec(v, t.shape()).unwrap()
+    }
+
     /// Textbook triple loop, the independent reference.
     fn naive(a: &Tensor<f64>, b: &Tensor<f64>) -> Vec<f64> {
         let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
@@ -1152,10 +1158,6 @@ mod tests {
     #[test]
     fn products_just_past_the_thread_bound_match_naive() {
         fn check<T: Element>(tol: f64) {
-            let cast = |t: &Tensor<f64>| {
-                let v: Vec<T> = t.data().iter().map(|&v| T::from(v).unwrap()).collect();
-                Tensor::from_vec(v, t.shape()).unwrap()
-            };
             for &(m, k) in &[(2500, 20), (1100, 24)] {
                 assert!((PARALLEL_MIN_MACS..1 << 20).contains(&(m * k * k)));
                 let x = Tensor::<f64>::from_fn(&[m, k], |i| ((i * 7919) % 103) as f64 / 51.0 - 1.0);
@@ -1164,7 +1166,7 @@ mod tests {
                 let wt = Tensor::<f64>::from_fn(&[k, k], |i| w.data()[(i % k) * k + i / k]);
                 let xt = Tensor::<f64>::from_fn(&[k, m], |i| x.data()[(i % m) * k + i / m]);
                 let (xw, xwt, xtx) = (naive(&x, &w), naive(&x, &wt), naive(&xt, &x));
-                let (xc, wc, bc) = (cast(&x), cast(&w), cast(&bias));
+                let (xc, wc, bc) = (cast::<T>(&x), cast::<T>(&w), cast::<T>(&bias));
                 let before = crate::tensor::num_threads();
                 crate::tensor::set_num_threads(2);
                 let plain = xc.matmul_t(&wc, false, false);
@@ -1200,10 +1202,6 @@ mod tests {
     fn depth_split_matches_naive() {
         fn check<T: Element>(tol: f64) {
             let (m, k, n) = (96, 1201, 40);
-            let cast = |t: &Tensor<f64>| {
-                let v: Vec<T> = t.data().iter().map(|&v| T::from(v).unwrap()).collect();
-                Tensor::from_vec(v, t.shape()).unwrap()
-            };
             // g stored as [k, m] (the left operand is its transpose) and x [k, n]; for the
             // forward, the batch is gᵀ ([m, k]) and the weight xᵀ ([n, k]).
             let g = Tensor::<f64>::from_fn(&[k, m], |i| ((i * 7919) % 103) as f64 / 51.0 - 1.0);
@@ -1213,14 +1211,20 @@ mod tests {
             let gt = Tensor::<f64>::from_fn(&[m, k], |i| g.data()[(i % k) * m + i / k]);
             let xt = Tensor::<f64>::from_fn(&[n, k], |i| x.data()[(i % k) * n + i / k]);
             let want = naive(&gt, &x);
-            let (gc, xc, gtc, xtc, bc) = (cast(&g), cast(&x), cast(&gt), cast(&xt), cast(&bias));
+            let (gc, xc, gtc, xtc, bc) = (
+                cast::<T>(&g),
+                cast::<T>(&x),
+                cast::<T>(&gt),
+                cast::<T>(&xt),
+                cast::<T>(&bias),
+            );
             assert!(!linear_by_transpose::<T>(m, k, n));
             for threads in [2, 3] {
                 assert!(splits_depth(m, k, n, threads));
                 let before = crate::tensor::num_threads();
                 crate::tensor::set_num_threads(threads);
                 let fresh = gc.matmul_t(&xc, true, false);
-                let mut updated: Vec<T> = cast(&w0).data().to_vec();
+                let mut updated: Vec<T> = cast::<T>(&w0).data().to_vec();
                 add_scaled_product_t(&mut updated, &gc, &xc, T::from(-0.5).unwrap());
                 let forward = gtc.linear(&xtc, Some(&bc));
                 crate::tensor::set_num_threads(before);
@@ -1273,15 +1277,11 @@ mod tests {
                 let w = Tensor::<f64>::from_fn(&[m, n], |i| ((i * 31) % 89) as f64 / 44.0 - 1.0);
                 let gt = Tensor::<f64>::from_fn(&[m, k], |i| g.data()[(i % k) * m + i / k]);
                 let want = naive(&gt, &x);
-                let cast = |t: &Tensor<f64>| {
-                    let v: Vec<T> = t.data().iter().map(|&v| T::from(v).unwrap()).collect();
-                    Tensor::from_vec(v, t.shape()).unwrap()
-                };
-                let (gc, xc) = (cast(&g), cast(&x));
+                let (gc, xc) = (cast::<T>(&g), cast::<T>(&x));
                 let before = crate::tensor::num_threads();
                 crate::tensor::set_num_threads(2);
                 let fresh = gc.matmul_t(&xc, true, false);
-                let mut updated: Vec<T> = cast(&w).data().to_vec();
+                let mut updated: Vec<T> = cast::<T>(&w).data().to_vec();
                 add_scaled_product_t(&mut updated, &gc, &xc, T::from(-0.5).unwrap());
                 crate::tensor::set_num_threads(before);
                 assert_eq!(fresh.shape(), &[m, n]);

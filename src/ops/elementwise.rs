@@ -440,10 +440,12 @@ impl<T: Element> Elementwise<T> for Relu {
             v
         }
     }
-    // relu' = [x > 0]; 0 at the kink
+    // relu' = [x > 0]; 0 at the kink. Read from the output, where y > 0 exactly when x > 0
+    // (NaN in, NaN out: neither is > 0): the layer above has just read y for its weight
+    // gradient, so y is in cache, where x was last touched in the forward pass.
     #[inline(always)]
-    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
-        g.keep(x, |x| x > T::zero())
+    fn df<E: Expr<T>>(self, g: &E, _x: &E, y: &E) -> E {
+        g.keep(y, |y| y > T::zero())
     }
 }
 
@@ -473,9 +475,12 @@ impl<T: Element> Elementwise<T> for LeakyRelu<T> {
     }
     // leaky_relu' = 1 for x > 0, else slope (slope at the kink)
     #[inline(always)]
-    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
+    fn df<E: Expr<T>>(self, g: &E, x: &E, y: &E) -> E {
         let s = self.slope;
-        g.mul_by(x, |x| if x > T::zero() { T::one() } else { s })
+        // With slope ≥ 0, y > 0 exactly when x > 0 (as for relu, read the output: in cache).
+        // A negative slope makes y > 0 for x < 0 too, so then the input decides.
+        let by = if s >= T::zero() { y } else { x };
+        g.mul_by(by, |v| if v > T::zero() { T::one() } else { s })
     }
 }
 

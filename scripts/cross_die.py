@@ -21,21 +21,20 @@ program and placement, the runs whose two readings agree (one die 50-120 ns, two
 250, one core below 45): how many, and their minimum, median and maximum.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 
 import corun
+from compare import json_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def medians(argv, env=None):
     out = subprocess.run(argv, capture_output=True, text=True, env=env).stdout
-    lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
-    return {j["config"]: j["median_ms"] for j in lines if "median_ms" in j}
+    return {j["config"]: j["median_ms"] for j in json_lines(out) if "median_ms" in j}
 
 
 def placement(readings):

@@ -9,10 +9,11 @@ the noise (`benches/results/amd-2026-12-07/s20-f64-two-ways.txt`).
     cargo bench --bench peers --no-run      # prints target/release/deps/peers-<hash>
     python3 scripts/f64_two_ways.py target/release/deps/peers-<hash> resbn,mid_relu 4
 """
-import json
 import statistics
 import subprocess
 import sys
+
+from compare import json_lines
 
 
 def main():
@@ -23,7 +24,7 @@ def main():
     def run(args):
         out = subprocess.run([binary, "--threads", "1", "--readme", "--configs", ",".join(cfgs)] + args,
                              capture_output=True, text=True, check=True).stdout
-        return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+        return json_lines(out)
 
     alt = {c: [] for c in cfgs}
     sep = {c: [] for c in cfgs}

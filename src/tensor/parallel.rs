@@ -41,7 +41,7 @@ const DONE: u8 = 3;
 #[derive(Clone, Copy)]
 struct Job {
     f: *const (dyn Fn(usize) + Sync),
-    next: *const Claims,
+    claims: *const Claims,
 }
 
 /// One helper thread's mailbox.
@@ -217,8 +217,8 @@ fn helper_loop(slot: &'static Slot) {
         // READY to RUNNING (Acquire); the caller waits for DONE before its closure and counter
         // go out of scope.
         let job = unsafe { (*slot.job.get()).expect("a posted slot has a job") };
-        let (f, next) = unsafe { (&*job.f, &*job.next) };
-        let panicked = work(f, next, true).is_some();
+        let (f, claims) = unsafe { (&*job.f, &*job.claims) };
+        let panicked = work(f, claims, true).is_some();
         slot.panicked.store(panicked, Ordering::Relaxed);
         slot.state.store(DONE, Ordering::Release);
     }
@@ -276,13 +276,13 @@ pub(crate) fn run(pieces: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     while team.len() < helpers_wanted {
         team.push(spawn_helper());
     }
-    let next = Claims::new(pieces);
+    let claims = Claims::new(pieces);
     let flush = super::simd::flush_denormal_this_thread();
-    // SAFETY (lifetime erasure): `f` and `next` outlive every helper's use of them, because
+    // SAFETY (lifetime erasure): `f` and `claims` outlive every helper's use of them, because
     // `Collect` blocks, also while unwinding, until each posted job is taken back or DONE.
     let job = Job {
         f: unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), _>(f) },
-        next: &next,
+        claims: &claims,
     };
     let helpers = &team[..helpers_wanted];
     for h in helpers {
@@ -294,9 +294,9 @@ pub(crate) fn run(pieces: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     }
     let collect = Collect {
         helpers,
-        next: &next,
+        claims: &claims,
     };
-    let mine = work(f, &next, false);
+    let mine = work(f, &claims, false);
     let helper_panicked = collect.finish();
     drop(team);
     if let Some(p) = mine {
@@ -383,7 +383,7 @@ pub(crate) fn for_chunks<T: Send>(out: &mut [T], f: &(dyn Fn(usize, &mut [T]) + 
 /// unwind while a helper still uses its closure.
 struct Collect<'a> {
     helpers: &'a [Helper],
-    next: &'a Claims,
+    claims: &'a Claims,
 }
 
 impl Collect<'_> {
@@ -423,7 +423,7 @@ impl Collect<'_> {
 impl Drop for Collect<'_> {
     fn drop(&mut self) {
         // Only reached while unwinding: stop handing out pieces, then wait.
-        self.next.close();
+        self.claims.close();
         self.collect();
     }
 }

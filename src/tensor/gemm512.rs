@@ -1398,7 +1398,11 @@ mod tests {
             m in 1usize..40, k in 1usize..300, n in 1usize..80,
             ta: bool, tb: bool, acc: bool, pad in 0usize..3, seed: u64,
         ) {
-            prop_assume!(available());
+            // Not `prop_assume!`: on a CPU without AVX-512 every case would be rejected and
+            // proptest fails a test that rejects too many.
+            if !available() {
+                return Ok(());
+            }
             check!(f32s, f32, 1e-5, m, k, n, ta, tb, acc, pad, seed);
             check!(f64s, f64, 1e-13, m, k, n, ta, tb, acc, pad, seed);
         }

@@ -899,8 +899,17 @@ proptest! {
 
 // ---------------------------------------------------------------- vectorised kernels
 
-/// The activations whose kernels use `tensor/vmath.rs` (and `exp`), by name.
-const VMATH_ACTIVATIONS: [&str; 6] = ["tanh", "erf", "elu", "gelu", "gelu_tanh", "softplus"];
+/// The activations whose kernels use `tensor/vmath.rs` (exp, erf, tanh, log1p), by name.
+const VMATH_ACTIVATIONS: [&str; 8] = [
+    "tanh",
+    "erf",
+    "elu",
+    "gelu",
+    "gelu_tanh",
+    "softplus",
+    "sigmoid",
+    "silu",
+];
 
 fn apply_named<'t, T: Element>(name: &str, v: Var<'t, T>) -> Var<'t, T> {
     match name {
@@ -909,6 +918,8 @@ fn apply_named<'t, T: Element>(name: &str, v: Var<'t, T>) -> Var<'t, T> {
         "elu" => v.elu(T::one()),
         "gelu" => v.gelu(GeluApprox::None),
         "gelu_tanh" => v.gelu(GeluApprox::Tanh),
+        "sigmoid" => v.sigmoid(),
+        "silu" => v.silu(),
         _ => v.softplus(T::one(), k(20.0)),
     }
 }
@@ -932,6 +943,14 @@ fn libm_reference(name: &str, x: f64) -> (f64, f64) {
                 0.5 * x * (1.0 + t),
                 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du,
             )
+        }
+        "sigmoid" | "silu" => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            if name == "sigmoid" {
+                (s, s * (1.0 - s))
+            } else {
+                (x * s, s * (1.0 + x * (1.0 - s)))
+            }
         }
         _ if x > 20.0 => (x, 1.0),
         _ => (x.exp().ln_1p(), 1.0 / (1.0 + (-x).exp())),

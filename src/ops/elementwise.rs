@@ -625,13 +625,7 @@ impl<T: Element> Elementwise<T> for Gelu {
     // forward rounded; where it is 0/0 (x = 0, or |x| so small that y flushes to 0) Φ = ½.
     #[inline(always)]
     fn df<E: Expr<T>>(self, g: &E, x: &E, y: &E) -> E {
-        let tiny = c::<T>(1e-30);
-        let cdf = E::select(
-            x,
-            move |v| v.abs() > tiny,
-            &y.div(x),
-            &x.scale(T::zero()).add_scalar(c(0.5)),
-        );
+        let cdf = quotient_or_half(y, x);
         g.mul(&cdf.add(&x.mul(&gauss_pdf(x))))
     }
     // On the tape Φ is erf's, as written: y/x would be differentiated as a quotient, which at
@@ -646,6 +640,20 @@ impl<T: Element> Elementwise<T> for Gelu {
             .scale(c(0.5));
         g.mul(&cdf.add(&x.mul(&gauss_pdf(&x)))).0
     }
+}
+
+/// `y/x`, and ½ where `|x| ≤ 1e−30` (there the quotient is 0/0, or `y` has flushed to 0): the
+/// factor `Φ(x)` of GELU's output or `σ(x)` of SiLU's, read back from the output (both are ½ at
+/// 0). Within 2 ulp of the factor the forward rounded.
+#[inline(always)]
+fn quotient_or_half<T: Element, E: Expr<T>>(y: &E, x: &E) -> E {
+    let tiny = c::<T>(1e-30);
+    E::select(
+        x,
+        move |v| v.abs() > tiny,
+        &y.div(x),
+        &x.scale(T::zero()).add_scalar(c(0.5)),
+    )
 }
 
 /// `x·Φ(x) = ½x(1 + erf(x/√2))` with the erf given: one expression for both of GELU's forward
@@ -743,13 +751,32 @@ impl<T: Element> Elementwise<T> for Silu {
     fn f(self, v: T) -> T {
         v * sigmoid(v)
     }
-    // silu' = σ(x)·(1 + x(1 − σ(x)))
+    // silu' = σ(x)·(1 + x(1 − σ(x))), with σ(x) read back from the output as y/x, as GELU
+    // reads Φ: no exponential in the backward kernel, which made SiLU the slowest of the
+    // sigmoid family where the kernel's exp is 8 lanes wide (AVX2). The quotient is within
+    // 2 ulp of the σ the forward rounded; where it is 0/0 (x = 0, or |x| so small that y
+    // flushes to 0) σ = ½. Where σ(x) itself underflows (x < −87 in f32) y carries that
+    // underflow, so y/x is the σ recomputing it would give (0 when flushed).
     #[inline(always)]
-    fn df<E: Expr<T>>(self, g: &E, x: &E, _y: &E) -> E {
-        let s = x.sigmoid();
-        g.mul(&s)
-            .mul(&x.mul(&s.sub_from(T::one())).add_scalar(T::one()))
+    fn df<E: Expr<T>>(self, g: &E, x: &E, y: &E) -> E {
+        silu_grad(g, x, &quotient_or_half(y, x))
     }
+    // On the tape σ is recomputed from x, as written: y/x would be differentiated as a
+    // quotient, which at x = 0 (taken as the constant ½) loses σ'(0) from the second
+    // derivative.
+    fn df_on_tape<A: Algebra<T>>(self, g: &A, x: &A, _y: &A) -> A {
+        let wrap = |a: &A| Composed(a.clone());
+        let (g, x) = (wrap(g), wrap(x));
+        silu_grad(&g, &x, &x.sigmoid()).0
+    }
+}
+
+/// `g·σ·(1 + x(1 − σ))`, SiLU's derivative given σ = σ(x): one expression for the fused
+/// kernel and the tape, so that they round alike.
+#[inline(always)]
+fn silu_grad<T: Element, E: Expr<T>>(g: &E, x: &E, s: &E) -> E {
+    g.mul(s)
+        .mul(&x.mul(&s.sub_from(T::one())).add_scalar(T::one()))
 }
 
 // ---------------------------------------------------------------- clamp
@@ -1058,6 +1085,55 @@ mod tests {
                 (f64::from(g32) - w32).abs() <= 4e-7 * (1.0 + w32.abs()),
                 "f32 at {x}: {g32} vs {w32}"
             );
+        }
+    }
+
+    /// SiLU's fused backward reads σ(x) back from the output as y/x: at 0, where the output
+    /// flushes to 0 or σ underflows, in both tails and in between it must give
+    /// σ(x)(1 + x(1 − σ(x))), here with σ from libm's exp in f64.
+    #[test]
+    fn silu_backward_from_the_output() {
+        let want = |x: f64| {
+            let s = 1.0 / (1.0 + (-x).exp());
+            s * (1.0 + x * (1.0 - s))
+        };
+        let xs = [
+            0.0, -0.0, 1e-40, -1e-35, 1e-20, 3e-8, -0.3, 0.7, 1.5, -2.0, 3.1, -5.0, -9.0, 12.0,
+            -40.0, 30.0, -88.0, -95.0, 100.0, -700.0, 800.0,
+        ];
+        // The quotient's 2 ulp of σ are multiplied by x in x(1 − σ).
+        let tol = |eps: f64, x: f64| eps * (1.0 + x.abs()) * (1.0 + want(x).abs());
+        for &x in &xs {
+            let g = <Silu as Elementwise<f64>>::df(Silu, &1.0, &x, &Silu.f(x));
+            assert!(
+                (g - want(x)).abs() <= tol(4e-16, x),
+                "f64 at {x}: {g} vs {}",
+                want(x)
+            );
+            let x32 = x as f32;
+            let g32 = <Silu as Elementwise<f32>>::df(Silu, &1.0, &x32, &Silu.f(x32));
+            let w32 = want(f64::from(x32));
+            assert!(
+                (f64::from(g32) - w32).abs() <= tol(4e-7, f64::from(x32)),
+                "f32 at {x}: {g32} vs {w32}"
+            );
+        }
+    }
+
+    /// On the tape SiLU's derivative recomputes σ from x, so it differentiates again at 0,
+    /// where the fused kernel takes σ = ½ as a constant: silu''(0) = 2σ'(0) = ½.
+    #[test]
+    fn silu_second_derivative_at_zero() {
+        let tape = Tape::new();
+        let x = tape.leaf(Tensor::from_slice(&[0.0f64, 1.3], &[2]).unwrap());
+        let dx = x.silu().sum().backward_graph().wrt(x).unwrap();
+        let grads = dx.sum().backward();
+        let h = grads.wrt(x).unwrap();
+        let s = 1.0 / (1.0 + (-1.3f64).exp());
+        // silu'' = σ'·(2 + x(1 − 2σ)), σ' = σ(1 − σ)
+        let want = [0.5, s * (1.0 - s) * (2.0 + 1.3 * (1.0 - 2.0 * s))];
+        for (got, want) in h.data().iter().zip(want) {
+            assert!((got - want).abs() <= 1e-14, "{got} vs {want}");
         }
     }
 

@@ -751,16 +751,25 @@ impl<T: Element> Tensor<T> {
 }
 
 /// Whether `Tensor::linear` computes a `rows × k` input times a `[out, k]` weight as
-/// `(w·xᵀ)ᵀ` ([`linear_via_transpose`]): f32 or f64 on vgrad's AVX-512 kernel, a thin batch (at most
-/// [`THIN_SIDE`] rows, both extents multiples of 16) and at least [`OWN_MIN_MACS_THIN_INTEL`]
-/// multiply-adds. `x·wᵀ` has the kernel pack (transpose) the whole weight, 1 MiB for a 512-wide
-/// layer, for only `rows/8` row panels to reuse; `w·xᵀ` reads the row-major weight in place as
-/// its left operand and packs only the small `xᵀ`. README loop, Intel Xeon, 1 thread,
-/// alternated: batch-64 512-wide SiLU 3.87 → 3.49 ms, batch-64 2048-wide ReLU 21.9 → 20.9 ms.
-/// f64, README loop, alternated (median of 8 rounds at 1 thread / 5 at 2): batch-64 512-wide
-/// SiLU −8% / −7%, batch-64 2048-wide ReLU −8% / −8%.
-/// Measured on Intel only; on AMD, where ours runs every product, it applies too, unmeasured
-/// (the same packing is saved there, and Zen 4's L2 is half the size).
+/// `(w·xᵀ)ᵀ` ([`linear_via_transpose`]): `x·wᵀ` has the kernel pack (transpose) the whole
+/// weight, 1 MiB for a 512-wide layer, for only a few row panels to reuse; `w·xᵀ` reads the
+/// row-major weight as its left operand and packs only the small `xᵀ`.
+///
+/// On vgrad's AVX-512 kernel: f32 or f64, a thin batch (at most [`THIN_SIDE`] rows, both
+/// extents multiples of 16) and at least [`OWN_MIN_MACS_THIN_INTEL`] multiply-adds. README
+/// loop, Intel Xeon, 1 thread, alternated: batch-64 512-wide SiLU 3.87 → 3.49 ms, batch-64
+/// 2048-wide ReLU 21.9 → 20.9 ms. f64, README loop, alternated (median of 8 rounds at 1 thread
+/// / 5 at 2): batch-64 512-wide SiLU −8% / −7%, batch-64 2048-wide ReLU −8% / −8%. Measured
+/// on Intel only; on AMD, where ours runs every product, it applies too, unmeasured (the same
+/// packing is saved there, and Zen 4's L2 is half the size).
+///
+/// On the `gemm` crate's kernels (an x86-64 CPU without AVX-512): from 2 to [`THIN_SIDE`] rows
+/// against a weight past [`CRATE_TRANSPOSE_MIN_WEIGHT_BYTES`], any extents (the crate's one-row
+/// product is a matrix-vector loop either way). The crate's packing of a transposed weight is
+/// slow: one product alone, f32, 1 thread, AMD Zen 3, `x·wᵀ` against `w·xᵀ`: 8 × 1024 × 1024
+/// 1.72 against 0.36 ms, 24 × 1024 × 1024 1.50 against 0.73; at 100 to 300 rows level
+/// (100 × 768 × 768, 200 × 1200 × 1200, 300 × 640 × 640). Not off x86-64, where it was not
+/// measured.
 // T picks the kernel's lane count on x86-64 only.
 #[cfg_attr(
     not(target_arch = "x86_64"),
@@ -769,14 +778,21 @@ impl<T: Element> Tensor<T> {
 fn linear_by_transpose<T: Element>(rows: usize, k: usize, out: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-            || std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>())
+        let float = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            || std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>();
+        if !super::gemm512::available() {
+            let weight_bytes = k
+                .saturating_mul(out)
+                .saturating_mul(std::mem::size_of::<T>());
+            return (2..=THIN_SIDE).contains(&rows)
+                && weight_bytes >= CRATE_TRANSPOSE_MIN_WEIGHT_BYTES;
+        }
+        float
             && rows <= THIN_SIDE
             && rows.is_multiple_of(16)
             && out.is_multiple_of(16)
             && rows.saturating_mul(k).saturating_mul(out) >= OWN_MIN_MACS_THIN_INTEL
             && own_kernel_for::<T>(out, k, rows, 1, 1, false)
-            && super::gemm512::available()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -785,13 +801,26 @@ fn linear_by_transpose<T: Element>(rows: usize, k: usize, out: usize) -> bool {
     }
 }
 
+/// Least bytes of weight for which [`linear_by_transpose`] computes a thin batch's `x·wᵀ` as
+/// `(w·xᵀ)ᵀ` on the `gemm` crate's kernels: half a MiB, Zen 3's L2. A smaller weight is packed
+/// from cache, and the extra pass back cost more than it saved. `Tensor::linear` with a bias
+/// alone, f32, 1 thread, AMD Zen 3, median µs of three runs each, `x·wᵀ` against `(w·xᵀ)ᵀ`:
+/// 2 × 4000 × 4000 11,950 against 10,000, 64 × 2048 × 2048 10,300 against 7,240, 64 × 512 × 512
+/// 579 against 438, 48 × 448 × 448 (784 KiB) 283 against 220; 64 × 256 × 256 (256 KiB) level;
+/// 50 × 200 × 200 76 against 89, 64 × 64 × 64 11 against 16. README loop, alternated, 6
+/// rounds: batch-5 640-wide ELU −18%, batch-24 1024-wide ReLU −15%, batch-50 200-wide sigmoid
+/// +12% (its 160 KiB weights, now below the bound).
+#[cfg(target_arch = "x86_64")]
+const CRATE_TRANSPOSE_MIN_WEIGHT_BYTES: usize = 1 << 19;
+
 /// `x·wᵀ + b` for row-major `x` `[rows, k]`, `w` `[out, k]` and `b` `[out]`, computed as
-/// `yᵀ = w·xᵀ` (the weight read in place) and transposed back with the bias added as each
-/// value lands.
+/// `yᵀ = w·xᵀ` (the weight read as the row-major left operand) and transposed back with the
+/// bias added as each value lands: by 16 × 16 register transposes on AVX-512, else by
+/// [`transpose_add_bias`].
 ///
 /// # Panics
-/// Unless `T` is f32 or f64, the CPU has AVX-512F, `rows` and `out` are multiples of 16 and the
-/// slices have those extents ([`linear_by_transpose`] checks all of it first).
+/// If the slices do not have those extents, or, on a CPU with AVX-512F, unless `T` is f32 or
+/// f64 and `rows` and `out` are multiples of 16 ([`linear_by_transpose`] checks all of it first).
 #[cfg(target_arch = "x86_64")]
 fn linear_via_transpose<T: Element>(
     x: &[T],
@@ -802,14 +831,18 @@ fn linear_via_transpose<T: Element>(
     out: usize,
 ) -> Vec<T> {
     let is = |id| std::any::TypeId::of::<T>() == id;
+    let avx512 = super::gemm512::available();
     assert!(
-        (is(std::any::TypeId::of::<f32>()) || is(std::any::TypeId::of::<f64>()))
-            && super::gemm512::available()
-            && rows.is_multiple_of(16)
-            && out.is_multiple_of(16)
-            && x.len() == rows * k
-            && w.len() == out * k
-            && bias.is_none_or(|b| b.len() == out),
+        x.len() == rows * k && w.len() == out * k && bias.is_none_or(|b| b.len() == out),
+        "linear_via_transpose: x {} values, w {}, for [{rows}, {k}] x [{out}, {k}]",
+        x.len(),
+        w.len()
+    );
+    assert!(
+        !avx512
+            || ((is(std::any::TypeId::of::<f32>()) || is(std::any::TypeId::of::<f64>()))
+                && rows.is_multiple_of(16)
+                && out.is_multiple_of(16)),
         "linear_via_transpose: f32 or f64 on AVX-512, extents multiples of 16"
     );
     let lhs = Operand {
@@ -827,14 +860,22 @@ fn linear_via_transpose<T: Element>(
         // SAFETY: not accumulating, so dst may be uninitialised; no bias.
         unsafe { gemm_into(out, k, rows, lhs, rhs, dst, false, None) }
     });
-    let mut y: Vec<T> = super::pool::with_capacity(rows * out);
-    // SAFETY: T is f32 or f64 (asserted) and the CPU has AVX-512F; `yt` holds out·rows values,
-    // the bias `out`, and `y` has room for the rows·out values the transpose writes, every one
-    // of them (both extents are multiples of 16, so of its 16 × 16 and 8 × 8 blocks).
-    unsafe {
-        super::gemm512::transpose_add_rows(&yt, out, rows, bias, y.as_mut_ptr());
-        y.set_len(rows * out);
-    }
+    let y = if avx512 {
+        let mut y: Vec<T> = super::pool::with_capacity(rows * out);
+        // SAFETY: T is f32 or f64 (asserted) and the CPU has AVX-512F; `yt` holds out·rows
+        // values, the bias `out`, and `y` has room for the rows·out values the transpose
+        // writes, every one of them (both extents are multiples of 16, so of its 16 × 16 and
+        // 8 × 8 blocks).
+        unsafe {
+            super::gemm512::transpose_add_rows(&yt, out, rows, bias, y.as_mut_ptr());
+            y.set_len(rows * out);
+        }
+        y
+    } else {
+        filled_by(rows * out, |dst| {
+            transpose_add_bias(&yt, out, rows, bias, dst)
+        })
+    };
     // Back to the pool for the next step's product of the same size.
     drop(super::pool::Buffer::new(yt));
     y
@@ -851,6 +892,36 @@ fn linear_via_transpose<T: Element>(
     _: usize,
 ) -> Vec<T> {
     unreachable!("linear_by_transpose is false off x86-64")
+}
+
+/// `dst[i·out + j] = src[j·rows + i] + bias[j]` for the row-major `out × rows` matrix `src`:
+/// the thin `(w·xᵀ)` transposed back, writing every element of `dst` (`rows·out` of them). Row
+/// by row of `dst`, so its writes are sequential and the reads step by `rows` values, at most
+/// [`THIN_SIDE`]: each line of `src` read serves the next `rows` rows of `dst` from L1.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn transpose_add_bias<T: Element>(
+    src: &[T],
+    out: usize,
+    rows: usize,
+    bias: Option<&[T]>,
+    dst: &mut [MaybeUninit<T>],
+) {
+    debug_assert!(src.len() == out * rows && dst.len() == out * rows);
+    for (i, row) in dst.chunks_exact_mut(out).enumerate() {
+        let column = src[i..].iter().step_by(rows);
+        match bias {
+            Some(b) => {
+                for ((d, &v), &bj) in row.iter_mut().zip(column).zip(b) {
+                    d.write(v + bj);
+                }
+            }
+            None => {
+                for (d, &v) in row.iter_mut().zip(column) {
+                    d.write(v);
+                }
+            }
+        }
+    }
 }
 
 /// A `Vec` of `len` elements written entirely by `fill`, without zero-filling it first.
@@ -964,22 +1035,31 @@ mod tests {
     /// `x·wᵀ + b` computed as `(w·xᵀ)ᵀ` and transposed back with the bias, f32 and f64:
     /// against a triple loop in f64, on thin batches (16, 32 and 64 rows), an odd inner extent, 48- to
     /// 528-wide outputs (one to 33 blocks of the 16 × 16 transpose), with and without a bias,
-    /// and one product large enough to be split over threads.
-    /// Called directly, whatever the policy would choose on this CPU; skipped only where there
-    /// is no AVX-512.
+    /// and one product large enough to be split over threads; without AVX-512 (the `gemm` crate
+    /// and [`transpose_add_bias`]), ragged extents from 2 rows and a depth of 1.
+    /// Called directly, whatever the policy would choose on this CPU.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn linear_via_transpose_matches_naive() {
-        if !crate::tensor::gemm512::available() {
-            return;
-        }
-        for &(rows, k, out, with_bias) in &[
-            (16, 37, 48, true),
-            (32, 130, 528, false),
-            (64, 64, 48, true),
-            // 2²³ multiply-adds: split over threads where the test runs with more than one.
-            (64, 256, 512, true),
-        ] {
+        let cases: &[(usize, usize, usize, bool)] = if crate::tensor::gemm512::available() {
+            &[
+                (16, 37, 48, true),
+                (32, 130, 528, false),
+                (64, 64, 48, true),
+                // 2²³ multiply-adds: split over threads where the test runs with more than one.
+                (64, 256, 512, true),
+            ]
+        } else {
+            // The crate's kernels and `transpose_add_bias`: any extents.
+            &[
+                (2, 37, 48, true),
+                (5, 130, 33, false),
+                (17, 64, 100, true),
+                (64, 1, 7, true),
+                (64, 256, 512, true),
+            ]
+        };
+        for &(rows, k, out, with_bias) in cases {
             let x = Tensor::<f64>::from_fn(&[rows, k], |i| ((i * 7919) % 101) as f64 / 50.0 - 1.0);
             let w = Tensor::<f64>::from_fn(&[out, k], |i| ((i * 104729) % 97) as f64 / 48.0 - 1.0);
             let b: Vec<f64> = (0..out).map(|j| j as f64 / out as f64 - 0.5).collect();
@@ -1016,10 +1096,45 @@ mod tests {
         }
     }
 
-    /// The policy: f32 and f64 alike, thin batches in multiples of 16, outputs in multiples of
-    /// 16, and products of at least 2²⁴ multiply-adds.
+    /// `transpose_add_bias` against its definition, with and without a bias, from 1 × 1 to
+    /// ragged extents, on any CPU (it is the crate path's pass back from `(w·xᵀ)`).
+    #[test]
+    fn transpose_add_bias_transposes() {
+        for &(out, rows) in &[(1, 1), (1, 5), (7, 1), (33, 17), (100, 64)] {
+            let src: Vec<f64> = (0..out * rows).map(|i| i as f64 * 0.5 - 3.0).collect();
+            let bias: Vec<f64> = (0..out).map(|j| j as f64 * 10.0).collect();
+            for b in [None, Some(&bias[..])] {
+                let got = filled_by(rows * out, |d| transpose_add_bias(&src, out, rows, b, d));
+                for i in 0..rows {
+                    for j in 0..out {
+                        let want = src[j * rows + i] + b.map_or(0.0, |b| b[j]);
+                        assert!(
+                            (got[i * out + j] - want).abs() < 1e-12,
+                            "{out}x{rows} ({i}, {j})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The policy. On vgrad's AVX-512 kernel: f32 and f64 alike, thin batches in multiples of
+    /// 16, outputs in multiples of 16, and products of at least 2²⁴ multiply-adds. On the
+    /// `gemm` crate's: 2 to 64 rows, any extents, weights of at least 512 KiB.
     #[test]
     fn linear_by_transpose_only_for_thin_batches() {
+        #[cfg(target_arch = "x86_64")]
+        if !crate::tensor::gemm512::available() {
+            assert!(linear_by_transpose::<f32>(40, 1024, 1024));
+            assert!(linear_by_transpose::<f32>(64, 1024, 1000));
+            assert!(linear_by_transpose::<f32>(2, 512, 256));
+            assert!(linear_by_transpose::<f64>(64, 256, 256));
+            assert!(!linear_by_transpose::<f32>(64, 256, 256));
+            assert!(!linear_by_transpose::<f32>(65, 1024, 1024));
+            assert!(!linear_by_transpose::<f32>(1, 4096, 4096));
+            assert!(!linear_by_transpose::<f64>(64, 64, 64));
+            return;
+        }
         assert_eq!(
             linear_by_transpose::<f64>(64, 512, 512),
             linear_by_transpose::<f32>(64, 512, 512)

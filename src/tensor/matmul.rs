@@ -764,7 +764,8 @@ impl<T: Element> Tensor<T> {
 /// packing is saved there, and Zen 4's L2 is half the size).
 ///
 /// On the `gemm` crate's kernels (an x86-64 CPU without AVX-512): from 2 to [`THIN_SIDE`] rows
-/// against a weight past [`CRATE_TRANSPOSE_MIN_WEIGHT_BYTES`], any extents (the crate's one-row
+/// against a weight past [`CRATE_TRANSPOSE_MIN_WEIGHT_BYTES`], and up to twice that many past
+/// [`CRATE_TRANSPOSE_MIN_WEIGHT_BYTES_TALL`], any extents (the crate's one-row
 /// product is a matrix-vector loop either way). The crate's packing of a transposed weight is
 /// slow: one product alone, f32, 1 thread, AMD Zen 3, `x·wᵀ` against `w·xᵀ`: 8 × 1024 × 1024
 /// 1.72 against 0.36 ms, 24 × 1024 × 1024 1.50 against 0.73; at 100 to 300 rows level
@@ -784,8 +785,11 @@ fn linear_by_transpose<T: Element>(rows: usize, k: usize, out: usize) -> bool {
             let weight_bytes = k
                 .saturating_mul(out)
                 .saturating_mul(std::mem::size_of::<T>());
-            return (2..=THIN_SIDE).contains(&rows)
-                && weight_bytes >= CRATE_TRANSPOSE_MIN_WEIGHT_BYTES;
+            return rows >= 2
+                && weight_bytes >= CRATE_TRANSPOSE_MIN_WEIGHT_BYTES
+                && (rows <= THIN_SIDE
+                    || (rows <= 2 * THIN_SIDE
+                        && weight_bytes >= CRATE_TRANSPOSE_MIN_WEIGHT_BYTES_TALL));
         }
         float
             && rows <= THIN_SIDE
@@ -812,6 +816,16 @@ fn linear_by_transpose<T: Element>(rows: usize, k: usize, out: usize) -> bool {
 /// +12% (its 160 KiB weights, now below the bound).
 #[cfg(target_arch = "x86_64")]
 const CRATE_TRANSPOSE_MIN_WEIGHT_BYTES: usize = 1 << 19;
+
+/// [`CRATE_TRANSPOSE_MIN_WEIGHT_BYTES`] for batches of 65 to 128 rows: 4 MiB, a 1024-wide f32
+/// layer. `Tensor::linear` alone, f32, 1 thread, AMD Zen 3, median µs of three runs each,
+/// `x·wᵀ` against `(w·xᵀ)ᵀ`: 80 × 2048 × 2048 13,600 against 10,900, 128 × 2048 × 2048 17,400
+/// against 14,500, 96 × 1024 × 1024 4,180 against 3,340; below 4 MiB level or slower (100 × 768
+/// × 768 1,850 against 1,860, 100 × 600 × 600 1,030 against 1,230). README loop, alternated, 4
+/// rounds, 1 / 2 threads: 1536-wide tanh at batch 80 −6 / −4%, 1536-wide ELU at batch 96 −3 /
+/// −4%, 1024-wide ReLU at batch 128 −4% / level.
+#[cfg(target_arch = "x86_64")]
+const CRATE_TRANSPOSE_MIN_WEIGHT_BYTES_TALL: usize = 4 << 20;
 
 /// `x·wᵀ + b` for row-major `x` `[rows, k]`, `w` `[out, k]` and `b` `[out]`, computed as
 /// `yᵀ = w·xᵀ` (the weight read as the row-major left operand) and transposed back with the
@@ -1120,7 +1134,8 @@ mod tests {
 
     /// The policy. On vgrad's AVX-512 kernel: f32 and f64 alike, thin batches in multiples of
     /// 16, outputs in multiples of 16, and products of at least 2²⁴ multiply-adds. On the
-    /// `gemm` crate's: 2 to 64 rows, any extents, weights of at least 512 KiB.
+    /// `gemm` crate's: 2 to 64 rows, any extents, weights of at least 512 KiB (4 MiB from 65 to
+    /// 128 rows).
     #[test]
     fn linear_by_transpose_only_for_thin_batches() {
         #[cfg(target_arch = "x86_64")]
@@ -1130,7 +1145,10 @@ mod tests {
             assert!(linear_by_transpose::<f32>(2, 512, 256));
             assert!(linear_by_transpose::<f64>(64, 256, 256));
             assert!(!linear_by_transpose::<f32>(64, 256, 256));
-            assert!(!linear_by_transpose::<f32>(65, 1024, 1024));
+            assert!(linear_by_transpose::<f32>(128, 1024, 1024));
+            assert!(!linear_by_transpose::<f32>(128, 1024, 1000));
+            assert!(!linear_by_transpose::<f32>(100, 768, 768));
+            assert!(!linear_by_transpose::<f32>(129, 2048, 2048));
             assert!(!linear_by_transpose::<f32>(1, 4096, 4096));
             assert!(!linear_by_transpose::<f64>(64, 64, 64));
             return;

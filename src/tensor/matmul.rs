@@ -779,8 +779,6 @@ impl<T: Element> Tensor<T> {
 fn linear_by_transpose<T: Element>(rows: usize, k: usize, out: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        let float = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-            || std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>();
         if !super::gemm512::available() {
             let weight_bytes = k
                 .saturating_mul(out)
@@ -791,7 +789,8 @@ fn linear_by_transpose<T: Element>(rows: usize, k: usize, out: usize) -> bool {
                     || (rows <= 2 * THIN_SIDE
                         && weight_bytes >= CRATE_TRANSPOSE_MIN_WEIGHT_BYTES_TALL));
         }
-        float
+        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            || std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>())
             && rows <= THIN_SIDE
             && rows.is_multiple_of(16)
             && out.is_multiple_of(16)
@@ -911,7 +910,7 @@ fn linear_via_transpose<T: Element>(
 /// `dst[i·out + j] = src[j·rows + i] + bias[j]` for the row-major `out × rows` matrix `src`:
 /// the thin `(w·xᵀ)` transposed back, writing every element of `dst` (`rows·out` of them). Row
 /// by row of `dst`, so its writes are sequential and the reads step by `rows` values, at most
-/// [`THIN_SIDE`]: each line of `src` read serves the next `rows` rows of `dst` from L1.
+/// 2 · [`THIN_SIDE`]: each line of `src` read serves the next rows of `dst` from L1.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn transpose_add_bias<T: Element>(
     src: &[T],

@@ -654,10 +654,14 @@ impl<T: Element> Tensor<T> {
                 rs: rhs_strides.0,
                 cs: rhs_strides.1,
             };
-            // SAFETY: not accumulating, so dst may be uninitialised.
-            let out = filled_by(rows * n, |dst| unsafe {
-                gemm_into(rows, k, n, lhs, rhs, dst, false, None)
-            });
+            let out = if matmul_by_transpose::<T>(rows, k, n, rhs_strides) {
+                product_via_transpose(lhs, rhs, rows, k, n, None)
+            } else {
+                // SAFETY: not accumulating, so dst may be uninitialised.
+                filled_by(rows * n, |dst| unsafe {
+                    gemm_into(rows, k, n, lhs, rhs, dst, false, None)
+                })
+            };
             let mut shape: Shape = a[..a.len() - 2].into();
             shape.extend_from_slice(&[m, n]);
             return Tensor::from_parts(out, shape);
@@ -826,15 +830,72 @@ const CRATE_TRANSPOSE_MIN_WEIGHT_BYTES: usize = 1 << 19;
 #[cfg(target_arch = "x86_64")]
 const CRATE_TRANSPOSE_MIN_WEIGHT_BYTES_TALL: usize = 4 << 20;
 
+/// Whether `Tensor::matmul_t` computes a thin `[rows, k] · [k, n]` as `(bᵀ·aᵀ)ᵀ`
+/// ([`product_via_transpose`]): on the `gemm` crate's kernels (x86-64 without AVX-512), from
+/// [`CRATE_THIN_ROWS`] rows, the right operand row-major (`rhs_strides` = `(n, 1)`: a Linear
+/// input gradient `dY·W`, or `x.matmul(w)`), at least [`CRATE_TRANSPOSE_MIN_WEIGHT_BYTES_TALL`]
+/// of it, and its rows a multiple of [`CRATE_ALIASING_STRIDE_BYTES`] apart.
+///
+/// Why: the crate packs the right operand in panels of a few columns, walking each panel down
+/// the rows; rows 2 KiB apart (or a multiple) fall into the same few cache sets, so each line
+/// is evicted before the next panels use the rest of it. Swapped, that operand is the left one
+/// and is read along its rows. One product alone, 1 thread, AMD Zen 3, median µs, `a·b`
+/// against `(bᵀ·aᵀ)ᵀ`: f32 8 × 2048 × 2048 5,600 against 2,300, 32 × 2048 × 2048 11,500
+/// against 4,400, 16 × 1024 × 1024 770 against 500, 48 × 2560 × 2560 19,100 against 11,900,
+/// 32 × 1536 × 1536 3,900 against 2,200; f64 8 × 1024 × 1024 2,350 against 850, 32 × 2048 ×
+/// 2048 30,800 against 15,000; at 2 threads f32 32 × 2048 × 2048 5,000 against 2,300. Outside
+/// the bounds level or slower: rows apart by other strides (8 × 1792 × 1792, 10 × 2000 × 2000,
+/// 12 × 1800 × 1800: 0.9–1.35×), fewer rows (6 × 1024 × 1024 f32 1.8×, 4 × 2048 × 2048 1.4×),
+/// more (56 and 64 × 2048 × 2048 1.0–1.2×: the crate packs once for more row panels), smaller
+/// operands (8 × 512 × 512 1.2×).
+// T picks the element size on x86-64 only.
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(clippy::extra_unused_type_parameters)
+)]
+fn matmul_by_transpose<T: Element>(
+    rows: usize,
+    k: usize,
+    n: usize,
+    rhs_strides: (isize, isize),
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let size = std::mem::size_of::<T>();
+        !super::gemm512::available()
+            && (CRATE_THIN_ROWS..=THIN_SIDE_ALIASED).contains(&rows)
+            && rhs_strides == (n as isize, 1)
+            && (n * size).is_multiple_of(CRATE_ALIASING_STRIDE_BYTES)
+            && k.saturating_mul(n).saturating_mul(size) >= CRATE_TRANSPOSE_MIN_WEIGHT_BYTES_TALL
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (rows, k, n, rhs_strides);
+        false
+    }
+}
+
+/// Fewest rows for [`matmul_by_transpose`]: below 8 the crate's own small-batch path is the
+/// faster (6 × 1024 × 1024 f32 266 against 470 µs).
+#[cfg(target_arch = "x86_64")]
+const CRATE_THIN_ROWS: usize = 8;
+
+/// Most rows for [`matmul_by_transpose`]: 48, three of the crate's 16-row panels; at 56 and 64
+/// rows the product as written measured level or faster.
+#[cfg(target_arch = "x86_64")]
+const THIN_SIDE_ALIASED: usize = 48;
+
+/// Row strides of a right operand, in bytes, at which the crate's packing meets cache-set
+/// aliasing ([`matmul_by_transpose`]): multiples of 2 KiB (512 f32 columns, 256 f64).
+#[cfg(target_arch = "x86_64")]
+const CRATE_ALIASING_STRIDE_BYTES: usize = 2048;
+
 /// `x·wᵀ + b` for row-major `x` `[rows, k]`, `w` `[out, k]` and `b` `[out]`, computed as
 /// `yᵀ = w·xᵀ` (the weight read as the row-major left operand) and transposed back with the
-/// bias added as each value lands: by 16 × 16 register transposes on AVX-512, else by
-/// [`transpose_add_bias`].
+/// bias added as each value lands ([`product_via_transpose`]).
 ///
 /// # Panics
-/// If the slices do not have those extents, or, on a CPU with AVX-512F, unless `T` is f32 or
-/// f64 and `rows` and `out` are multiples of 16 ([`linear_by_transpose`] checks all of it first).
-#[cfg(target_arch = "x86_64")]
+/// If the slices do not have those extents, or as [`product_via_transpose`].
 fn linear_via_transpose<T: Element>(
     x: &[T],
     w: &[T],
@@ -843,75 +904,98 @@ fn linear_via_transpose<T: Element>(
     k: usize,
     out: usize,
 ) -> Vec<T> {
-    let is = |id| std::any::TypeId::of::<T>() == id;
-    let avx512 = super::gemm512::available();
     assert!(
         x.len() == rows * k && w.len() == out * k && bias.is_none_or(|b| b.len() == out),
         "linear_via_transpose: x {} values, w {}, for [{rows}, {k}] x [{out}, {k}]",
         x.len(),
         w.len()
     );
-    assert!(
-        !avx512
-            || ((is(std::any::TypeId::of::<f32>()) || is(std::any::TypeId::of::<f64>()))
-                && rows.is_multiple_of(16)
-                && out.is_multiple_of(16)),
-        "linear_via_transpose: f32 or f64 on AVX-512, extents multiples of 16"
-    );
     let lhs = Operand {
-        data: w,
+        data: x,
         rs: k as isize,
         cs: 1,
     };
-    // xᵀ as strides: element (p, j) of xᵀ is x[j, p].
+    // wᵀ as strides: element (p, j) of wᵀ is w[j, p].
     let rhs = Operand {
-        data: x,
+        data: w,
         rs: 1,
         cs: k as isize,
     };
-    let yt = filled_by(out * rows, |dst| {
+    product_via_transpose(lhs, rhs, rows, k, out, bias)
+}
+
+/// `a·b (+ bias)` for `a` `[m, k]` and `b` `[k, n]` (any strides), computed as
+/// `(bᵀ·aᵀ)ᵀ`: the product with its operands swapped, as strides, then transposed back with
+/// the bias (one value per column `j < n`) added as each value lands, by 16 × 16 register
+/// transposes on AVX-512, else by [`transpose_add_bias`]. For the thin products where the
+/// kernels handle the swapped layout better ([`linear_by_transpose`],
+/// [`matmul_by_transpose`]).
+///
+/// # Panics
+/// On a CPU with AVX-512F, unless `T` is f32 or f64 and `m` and `n` are multiples of 16
+/// (the callers' rules check it first).
+fn product_via_transpose<T: Element>(
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: Option<&[T]>,
+) -> Vec<T> {
+    // Element (j, p) of bᵀ is b's (p, j): the same data with the strides swapped.
+    let bt = Operand {
+        data: b.data,
+        rs: b.cs,
+        cs: b.rs,
+    };
+    let at = Operand {
+        data: a.data,
+        rs: a.cs,
+        cs: a.rs,
+    };
+    let yt = filled_by(n * m, |dst| {
         // SAFETY: not accumulating, so dst may be uninitialised; no bias.
-        unsafe { gemm_into(out, k, rows, lhs, rhs, dst, false, None) }
+        unsafe { gemm_into(n, k, m, bt, at, dst, false, None) }
     });
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = super::gemm512::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
     let y = if avx512 {
-        let mut y: Vec<T> = super::pool::with_capacity(rows * out);
-        // SAFETY: T is f32 or f64 (asserted) and the CPU has AVX-512F; `yt` holds out·rows
-        // values, the bias `out`, and `y` has room for the rows·out values the transpose
-        // writes, every one of them (both extents are multiples of 16, so of its 16 × 16 and
-        // 8 × 8 blocks).
-        unsafe {
-            super::gemm512::transpose_add_rows(&yt, out, rows, bias, y.as_mut_ptr());
-            y.set_len(rows * out);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let is = |id| std::any::TypeId::of::<T>() == id;
+            assert!(
+                (is(std::any::TypeId::of::<f32>()) || is(std::any::TypeId::of::<f64>()))
+                    && m.is_multiple_of(16)
+                    && n.is_multiple_of(16),
+                "product_via_transpose: f32 or f64 on AVX-512, extents multiples of 16"
+            );
+            let mut y: Vec<T> = super::pool::with_capacity(m * n);
+            // SAFETY: T is f32 or f64 (asserted) and the CPU has AVX-512F; `yt` holds n·m
+            // values, the bias `n`, and `y` has room for the m·n values the transpose writes,
+            // every one of them (both extents are multiples of 16, so of its 16 × 16 and 8 × 8
+            // blocks).
+            unsafe {
+                super::gemm512::transpose_add_rows(&yt, n, m, bias, y.as_mut_ptr());
+                y.set_len(m * n);
+            }
+            y
         }
-        y
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no AVX-512 off x86-64")
     } else {
-        filled_by(rows * out, |dst| {
-            transpose_add_bias(&yt, out, rows, bias, dst)
-        })
+        filled_by(m * n, |dst| transpose_add_bias(&yt, n, m, bias, dst))
     };
     // Back to the pool for the next step's product of the same size.
     drop(super::pool::Buffer::new(yt));
     y
 }
 
-/// Off x86-64 [`linear_by_transpose`] is always false.
-#[cfg(not(target_arch = "x86_64"))]
-fn linear_via_transpose<T: Element>(
-    _: &[T],
-    _: &[T],
-    _: Option<&[T]>,
-    _: usize,
-    _: usize,
-    _: usize,
-) -> Vec<T> {
-    unreachable!("linear_by_transpose is false off x86-64")
-}
-
 /// `dst[i·out + j] = src[j·rows + i] + bias[j]` for the row-major `out × rows` matrix `src`:
 /// the thin `(w·xᵀ)` transposed back, writing every element of `dst` (`rows·out` of them). Row
 /// by row of `dst`, so its writes are sequential and the reads step by `rows` values, at most
 /// 2 · [`THIN_SIDE`]: each line of `src` read serves the next rows of `dst` from L1.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn transpose_add_bias<T: Element>(
     src: &[T],
     out: usize,
@@ -1162,6 +1246,118 @@ mod tests {
         assert!(!linear_by_transpose::<f32>(40, 1024, 1024));
         assert!(!linear_by_transpose::<f32>(64, 64, 64));
         assert!(!linear_by_transpose::<f32>(64, 1024, 1000));
+    }
+
+    /// The thin `a·b` rule: on the `gemm` crate's kernels only, 8 to 48 rows, a row-major right
+    /// operand of at least 4 MiB whose rows are a multiple of 2 KiB apart; never on AVX-512.
+    #[test]
+    fn matmul_by_transpose_only_for_aliased_thin_products() {
+        let row_major = |n: usize| (n as isize, 1);
+        #[cfg(target_arch = "x86_64")]
+        if !crate::tensor::gemm512::available() {
+            assert!(matmul_by_transpose::<f32>(8, 1024, 1024, row_major(1024)));
+            assert!(matmul_by_transpose::<f32>(48, 2048, 2560, row_major(2560)));
+            assert!(matmul_by_transpose::<f32>(13, 4096, 512, row_major(512)));
+            assert!(matmul_by_transpose::<f64>(32, 1024, 768, row_major(768)));
+            // Other strides, too few or too many rows, too small, or not row-major.
+            assert!(!matmul_by_transpose::<f32>(8, 2000, 2000, row_major(2000)));
+            assert!(!matmul_by_transpose::<f32>(8, 1792, 1792, row_major(1792)));
+            assert!(!matmul_by_transpose::<f32>(7, 2048, 2048, row_major(2048)));
+            assert!(!matmul_by_transpose::<f32>(49, 2048, 2048, row_major(2048)));
+            assert!(!matmul_by_transpose::<f32>(16, 512, 512, row_major(512)));
+            assert!(!matmul_by_transpose::<f32>(16, 2048, 2048, (1, 2048)));
+            assert!(!matmul_by_transpose::<f64>(16, 256, 256, row_major(256)));
+            return;
+        }
+        for rows in [8, 16, 48] {
+            assert!(!matmul_by_transpose::<f32>(
+                rows,
+                2048,
+                2048,
+                row_major(2048)
+            ));
+            assert!(!matmul_by_transpose::<f64>(
+                rows,
+                2048,
+                2048,
+                row_major(2048)
+            ));
+        }
+    }
+
+    /// `product_via_transpose` against the naive product, with and without a bias, for
+    /// operands stored either way (a transposed left operand, a row-major right one), and
+    /// `matmul` where its rule sends the product there (a batch folded into the rows too).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn products_via_transpose_match_naive() {
+        let avx512 = crate::tensor::gemm512::available();
+        // On AVX-512 the pass back needs extents in multiples of 16.
+        let cases: &[(usize, usize, usize)] = if avx512 {
+            &[(16, 40, 32), (48, 512, 64)]
+        } else {
+            &[(1, 1, 1), (8, 37, 5), (13, 130, 33), (48, 512, 64)]
+        };
+        for &(m, k, n) in cases {
+            let a = Tensor::<f64>::from_fn(&[m, k], |i| ((i * 7919) % 101) as f64 / 50.0 - 1.0);
+            let b = Tensor::<f64>::from_fn(&[k, n], |i| ((i * 104729) % 97) as f64 / 48.0 - 1.0);
+            let at = a.transpose(0, 1);
+            let bias: Vec<f64> = (0..n).map(|j| j as f64 / 7.0 - 1.0).collect();
+            let plain = naive(&a, &b);
+            for (a_t, with_bias) in [(false, false), (true, true)] {
+                let lhs = if a_t {
+                    Operand {
+                        data: at.data(),
+                        rs: 1,
+                        cs: m as isize,
+                    }
+                } else {
+                    Operand {
+                        data: a.data(),
+                        rs: k as isize,
+                        cs: 1,
+                    }
+                };
+                let rhs = Operand {
+                    data: b.data(),
+                    rs: n as isize,
+                    cs: 1,
+                };
+                let got = product_via_transpose(lhs, rhs, m, k, n, with_bias.then_some(&bias[..]));
+                assert_eq!(got.len(), m * n);
+                for (i, (&g, &e)) in got.iter().zip(&plain).enumerate() {
+                    let e = e + if with_bias { bias[i % n] } else { 0.0 };
+                    assert!(
+                        (g - e).abs() <= 1e-12 * (1.0 + e.abs()),
+                        "{m}x{k}x{n} transposed lhs {a_t} at {i}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+        // Through `matmul`, in the rule's range on the crate's kernels (elsewhere the usual
+        // kernels, against the same reference): 8 and 24 rows (as [2, 12, k]) times a
+        // [4096, 512] row-major operand, f32 and f64.
+        let b = Tensor::<f64>::from_fn(&[4096, 512], |i| ((i * 104729) % 97) as f64 / 48.0 - 1.0);
+        for rows in [8usize, 24] {
+            let a =
+                Tensor::<f64>::from_fn(&[rows, 4096], |i| ((i * 7919) % 101) as f64 / 50.0 - 1.0);
+            let want = naive(&a, &b);
+            let a3 = a.reshape(&[2, rows / 2, 4096]);
+            let got64 = a3.matmul(&b);
+            assert_eq!(got64.shape(), &[2, rows / 2, 512]);
+            let got32 = cast::<f32>(&a3).matmul(&cast::<f32>(&b));
+            for (i, &e) in want.iter().enumerate() {
+                let (g64, g32) = (got64.data()[i], f64::from(got32.data()[i]));
+                assert!(
+                    (g64 - e).abs() <= 1e-10 * (1.0 + e.abs()),
+                    "f64 {rows} rows at {i}: {g64} vs {e}"
+                );
+                assert!(
+                    (g32 - e).abs() <= 2e-3 * (1.0 + e.abs()),
+                    "f32 {rows} rows at {i}: {g32} vs {e}"
+                );
+            }
+        }
     }
 
     /// Thin products (at most 8 rows: a small batch's forward and input gradient) run on

@@ -1,0 +1,77 @@
+//! Criterion benchmarks of the tensor ops around the products, on shapes larger than the
+//! training configs give them (f32, one thread):
+//!
+//! ```sh
+//! cargo bench --bench shape_ops
+//! ```
+//!
+//! - `permute`: square transposes whose rows are a multiple of 4 KiB apart (1024, 2048) and not
+//!   (1000), a wide one, and 4-D attention-style permutes, one moving the contiguous axis;
+//! - `softmax`: softmax and log-softmax along the last axis of [2048, 2048], along the first,
+//!   and along the middle of [64, 512, 64];
+//! - `reduce`: `sum_to` a column and a row, `sum_axis` of the last axis.
+//!
+//! The same ops in PyTorch, for a ratio measured in the same sitting:
+//! `python3 scripts/shape_ops_torch.py`.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
+use vgrad::Tensor;
+
+fn shape_ops(c: &mut Criterion) {
+    vgrad::tensor::set_num_threads(1);
+    let cases: [(&[usize], &[usize]); 7] = [
+        (&[512, 512], &[1, 0]),
+        (&[1000, 1000], &[1, 0]),
+        (&[1024, 1024], &[1, 0]),
+        (&[2048, 2048], &[1, 0]),
+        (&[256, 4096], &[1, 0]),
+        (&[32, 64, 128, 64], &[0, 3, 1, 2]),
+        (&[32, 64, 128, 64], &[0, 2, 1, 3]),
+    ];
+    let mut group = c.benchmark_group("permute");
+    group.sample_size(20);
+    for (shape, perm) in cases {
+        let n: usize = shape.iter().product();
+        let x = Tensor::<f32>::from_fn(shape, |i| i as f32);
+        group.throughput(Throughput::Bytes(2 * 4 * n as u64));
+        group.bench_function(format!("{shape:?}{perm:?}"), |b| {
+            b.iter(|| black_box(x.permute(perm)))
+        });
+    }
+    group.finish();
+
+    let x = Tensor::<f32>::from_fn(&[2048, 2048], |i| ((i * 7919 % 1000) as f32) / 100.0 - 5.0);
+    let z = Tensor::<f32>::from_fn(&[64, 512, 64], |i| ((i * 7919 % 1000) as f32) / 100.0 - 5.0);
+    let mut group = c.benchmark_group("softmax");
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(2 * 4 * x.numel() as u64));
+    group.bench_function("softmax/[2048, 2048]/1", |b| {
+        b.iter(|| black_box(x.softmax(1)))
+    });
+    group.bench_function("log_softmax/[2048, 2048]/1", |b| {
+        b.iter(|| black_box(x.log_softmax(1)))
+    });
+    group.bench_function("softmax/[2048, 2048]/0", |b| {
+        b.iter(|| black_box(x.softmax(0)))
+    });
+    group.bench_function("softmax/[64, 512, 64]/1", |b| {
+        b.iter(|| black_box(z.softmax(1)))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("reduce");
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(4 * x.numel() as u64));
+    group.bench_function("sum_to/[2048, 1]", |b| {
+        b.iter(|| black_box(x.sum_to(&[2048, 1])))
+    });
+    group.bench_function("sum_to/[1, 2048]", |b| {
+        b.iter(|| black_box(x.sum_to(&[1, 2048])))
+    });
+    group.bench_function("sum_axis/1", |b| b.iter(|| black_box(x.sum_axis(1, false))));
+    group.finish();
+}
+
+criterion_group!(benches, shape_ops);
+criterion_main!(benches);

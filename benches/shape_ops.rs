@@ -9,7 +9,8 @@
 //!   (1000), a wide one, and 4-D attention-style permutes, one moving the contiguous axis;
 //! - `softmax`: softmax and log-softmax along the last axis of [2048, 2048], along the first,
 //!   and along the middle of [64, 512, 64];
-//! - `reduce`: `sum_to` a column and a row, `sum_axis` of the last axis.
+//! - `reduce`: `sum_to` a column and a row, `sum_axis` of the last axis, `max_axis` (with the
+//!   indices) of the last and the first.
 //!
 //! The same ops in PyTorch, for a ratio measured in the same sitting:
 //! `python3 scripts/shape_ops_torch.py`.
@@ -70,6 +71,8 @@ fn shape_ops(c: &mut Criterion) {
         b.iter(|| black_box(x.sum_to(&[1, 2048])))
     });
     group.bench_function("sum_axis/1", |b| b.iter(|| black_box(x.sum_axis(1, false))));
+    group.bench_function("max_axis/1", |b| b.iter(|| black_box(x.max_axis(1, false))));
+    group.bench_function("max_axis/0", |b| b.iter(|| black_box(x.max_axis(0, false))));
     group.finish();
 }
 

@@ -52,6 +52,8 @@ def main():
         ("sum_to [2048, 1]", lambda: x.sum(1, keepdim=True)),
         ("sum_to [1, 2048]", lambda: x.sum(0, keepdim=True)),
         ("sum_axis 1", lambda: x.sum(1)),
+        ("max_axis 1", lambda: x.max(1)),
+        ("max_axis 0", lambda: x.max(0)),
     ]:
         print(f"{name}: {median_us(f):.0f} us")
 

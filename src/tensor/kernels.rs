@@ -751,6 +751,23 @@ impl<T: Element> Tensor<T> {
         );
         let mut best = filled(outer * inner, T::neg_infinity());
         let mut arg = vec![0usize; outer * inner];
+        if inner == 1 {
+            // The last axis: each row's maximum in lanes, then the first place it occurs. One
+            // branchy pass tracking the index took 8.8 ms on [2048, 2048] f32 (PyTorch 5.7).
+            let rows = self.data.chunks_exact(n);
+            dispatch(
+                #[inline(always)]
+                || {
+                    for ((row, b), a) in rows.zip(best.iter_mut()).zip(arg.iter_mut()) {
+                        (*b, *a) = row_max_arg(row);
+                    }
+                },
+            );
+            return (
+                Tensor::from_parts(best, reduced_shape(&self.shape, axis, keepdim)),
+                arg,
+            );
+        }
         for o in 0..outer {
             for k in 0..n {
                 let src = &self.data[(o * n + k) * inner..(o * n + k + 1) * inner];
@@ -1386,6 +1403,28 @@ fn softmax_backward_strided<T: Element>(
     }
 }
 
+/// The largest element of a non-empty row and the index of its first occurrence; the first
+/// NaN and its index if there is one. The maximum is found in sixteen lanes (a NaN, once in a
+/// lane, stays: `nan_max`), then the row is searched sixteen values at a time.
+#[inline(always)]
+fn row_max_arg<T: Element>(row: &[T]) -> (T, usize) {
+    let m = super::simd::lanes(row, T::neg_infinity(), nan_max)
+        .into_iter()
+        .fold(T::neg_infinity(), nan_max);
+    let hit = |v: T| if m.is_nan() { v.is_nan() } else { v == m };
+    for (i, c) in row.chunks(16).enumerate() {
+        if c.iter().fold(false, |f, &v| f | hit(v)) {
+            let at = i * 16
+                + c.iter()
+                    .position(|&v| hit(v))
+                    .expect("a value here matched");
+            // The element itself: of −0 and +0 (equal) the first one's sign, as a scan gives.
+            return (row[at], at);
+        }
+    }
+    unreachable!("the maximum {m:?} of a non-empty row occurs in it")
+}
+
 /// The larger of two values, NaN if either is. Once the accumulator `a` is NaN it is kept, so a
 /// fold yields NaN whenever any element is NaN (it used to hand back `b` there, so
 /// `max_all([1, NaN, 2])` returned 2: the NaN was dropped by the next element).
@@ -1571,6 +1610,55 @@ mod tests {
         let (m, arg) = a.max_axis(1, false);
         assert_eq!(m.data(), &[5., 7.]);
         assert_eq!(arg, vec![1, 2]);
+    }
+
+    /// `max_axis` along the last axis (lanes, then a search) and along the first (a scan per
+    /// column) against a plain scan: the first maximum, ties, the first NaN, rows of only −∞,
+    /// −0 before +0, rows shorter and longer than the 16 lanes, the maximum in the remainder.
+    #[test]
+    fn max_axis_matches_a_scan_on_either_axis() {
+        fn scan(row: &[f32]) -> (f32, usize) {
+            let mut best = (row[0], 0);
+            for (i, &v) in row.iter().enumerate().skip(1) {
+                if !best.0.is_nan() && (v > best.0 || v.is_nan()) {
+                    best = (v, i);
+                }
+            }
+            best
+        }
+        for n in [1usize, 3, 16, 17, 40, 100] {
+            let rows = 9;
+            let mut x: Vec<f32> = (0..rows * n)
+                .map(|i| ((i * 37 % 23) as f32) - 11.0)
+                .collect();
+            x[n - 1] = 50.0; // row 0: the maximum last (in the remainder when n % 16 != 0)
+            if n > 2 {
+                x[n + 1] = 50.0; // row 1: a tie, first one wins
+                x[n + n - 1] = 50.0;
+                x[2 * n + 2] = f32::NAN; // row 2: NaN wins, the first one
+                x[2 * n + n - 1] = f32::NAN;
+            }
+            x[3 * n..4 * n].fill(f32::NEG_INFINITY); // row 3: only −∞
+            x[4 * n..5 * n].fill(-1.0); // row 4: −0 before +0 as the maximum
+            x[5 * n - 1] = 0.0;
+            x[4 * n + n / 2] = -0.0;
+            let a = Tensor::from_vec(x.clone(), &[rows, n]).unwrap();
+            let (m, arg) = a.max_axis(1, false);
+            let (mt, argt) = a.transpose(0, 1).max_axis(0, false);
+            for r in 0..rows {
+                let (v, i) = scan(&x[r * n..(r + 1) * n]);
+                for (got, at, path) in [
+                    (m.data()[r], arg[r], "last"),
+                    (mt.data()[r], argt[r], "first"),
+                ] {
+                    assert_eq!(at, i, "n={n} row {r} ({path} axis)");
+                    assert!(
+                        got.to_bits() == v.to_bits() || (got.is_nan() && v.is_nan()),
+                        "n={n} row {r} ({path} axis): {got} vs {v}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Criterion benchmarks of the tensor ops around the products, on shapes larger than the
-//! training configs give them (f32, one thread):
+//! training configs give them (f32, one thread unless named):
 //!
 //! ```sh
 //! cargo bench --bench shape_ops
@@ -10,7 +10,9 @@
 //! - `softmax`: softmax and log-softmax along the last axis of [2048, 2048], along the first,
 //!   and along the middle of [64, 512, 64];
 //! - `reduce`: `sum_to` a column and a row, `sum_axis` of the last axis, `max_axis` (with the
-//!   indices) of the last and the first.
+//!   indices) of the last and the first;
+//! - `bmm`: batched products `[b, m, k] · [b, k, n]`, on one thread and two (the only group
+//!   here that uses two).
 //!
 //! The same ops in PyTorch, for a ratio measured in the same sitting:
 //! `python3 scripts/shape_ops_torch.py`.
@@ -73,6 +75,28 @@ fn shape_ops(c: &mut Criterion) {
     group.bench_function("sum_axis/1", |b| b.iter(|| black_box(x.sum_axis(1, false))));
     group.bench_function("max_axis/1", |b| b.iter(|| black_box(x.max_axis(1, false))));
     group.bench_function("max_axis/0", |b| b.iter(|| black_box(x.max_axis(0, false))));
+    group.finish();
+
+    let mut group = c.benchmark_group("bmm");
+    group.sample_size(20);
+    for (b, m, k, n) in [
+        (256, 16, 16, 16),
+        (64, 64, 64, 64),
+        (32, 128, 64, 128),
+        (8, 512, 512, 512),
+    ] {
+        let x = Tensor::<f32>::from_fn(&[b, m, k], |i| ((i * 7919 % 1000) as f32) / 1000.0 - 0.5);
+        let y =
+            Tensor::<f32>::from_fn(&[b, k, n], |i| ((i * 104_729 % 1000) as f32) / 1000.0 - 0.5);
+        group.throughput(Throughput::Elements((2 * b * m * k * n) as u64));
+        for threads in [1, 2] {
+            vgrad::tensor::set_num_threads(threads);
+            group.bench_function(format!("{b}x{m}x{k}x{n}/t{threads}"), |bch| {
+                bch.iter(|| black_box(x.matmul(&y)))
+            });
+        }
+        vgrad::tensor::set_num_threads(1);
+    }
     group.finish();
 }
 

@@ -56,6 +56,12 @@ def main():
         ("max_axis 0", lambda: x.max(0)),
     ]:
         print(f"{name}: {median_us(f):.0f} us")
+    for b, m, k, n in [(256, 16, 16, 16), (64, 64, 64, 64), (32, 128, 64, 128), (8, 512, 512, 512)]:
+        x, y = values([b, m, k]), values([b, k, n])
+        for threads in [1, 2]:
+            torch.set_num_threads(threads)
+            print(f"bmm {b}x{m}x{k}x{n} t{threads}: {median_us(lambda: torch.bmm(x, y)):.0f} us")
+    torch.set_num_threads(1)
 
 
 if __name__ == "__main__":

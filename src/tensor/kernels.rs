@@ -1036,8 +1036,13 @@ impl<T: Element> Tensor<T> {
     pub(crate) fn softmax_backward(&self, g: &Tensor<T>, axis: usize, log: bool) -> Tensor<T> {
         debug_assert_eq!(self.shape(), g.shape());
         let (outer, n, inner) = split_at_axis(&self.shape, axis);
-        let mut out = filled(self.numel(), T::zero());
-        let (y, g, dst) = (&self.data[..], &g.data[..], &mut out[..]);
+        let len = self.numel();
+        let mut out = super::pool::with_capacity(len);
+        let (y, g, dst) = (
+            &self.data[..],
+            &g.data[..],
+            &mut out.spare_capacity_mut()[..len],
+        );
         if !dst.is_empty() {
             dispatch(
                 #[inline(always)]
@@ -1056,6 +1061,9 @@ impl<T: Element> Tensor<T> {
                 },
             );
         }
+        // SAFETY: the rows (`len / n` of `n`) or blocks (`outer` of `n · inner`) cover all
+        // `len` slots, and both row functions write every slot of theirs.
+        unsafe { out.set_len(len) };
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 
@@ -1320,7 +1328,7 @@ fn softmax_strided<T: Element>(
 
 /// One contiguous row of [`Tensor::softmax_backward`].
 #[inline(always)]
-fn softmax_backward_row<T: Element>(y: &[T], g: &[T], out: &mut [T], log: bool) {
+fn softmax_backward_row<T: Element>(y: &[T], g: &[T], out: &mut [MaybeUninit<T>], log: bool) {
     let short = y.len() < SHORT_ROW;
     if log {
         let sg = T::of(if short {
@@ -1331,12 +1339,12 @@ fn softmax_backward_row<T: Element>(y: &[T], g: &[T], out: &mut [T], log: bool) 
                 .sum()
         });
         for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-            *o = g - y.exp_fast() * sg;
+            o.write(g - y.exp_fast() * sg);
         }
     } else if short {
         let dot = T::of(y.iter().zip(g).map(|(y, g)| y.widen() * g.widen()).sum());
         for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-            *o = y * (g - dot);
+            o.write(y * (g - dot));
         }
     } else {
         let mut acc = [0.0f64; 16];
@@ -1352,7 +1360,7 @@ fn softmax_backward_row<T: Element>(y: &[T], g: &[T], out: &mut [T], log: bool) 
         }
         let dot = T::of(acc.iter().sum());
         for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-            *o = y * (g - dot);
+            o.write(y * (g - dot));
         }
     }
 }
@@ -1362,7 +1370,7 @@ fn softmax_backward_row<T: Element>(y: &[T], g: &[T], out: &mut [T], log: bool) 
 fn softmax_backward_strided<T: Element>(
     y: &[T],
     g: &[T],
-    dst: &mut [T],
+    dst: &mut [MaybeUninit<T>],
     outer: usize,
     n: usize,
     inner: usize,
@@ -1393,11 +1401,11 @@ fn softmax_backward_strided<T: Element>(
             .zip(d.chunks_exact_mut(inner))
         {
             for (((dv, &yv), &gv), &k) in dr.iter_mut().zip(yr).zip(gr).zip(&k_t) {
-                *dv = if log {
+                dv.write(if log {
                     gv - yv.exp_fast() * k
                 } else {
                     yv * (gv - k)
-                };
+                });
             }
         }
     }
@@ -1673,7 +1681,8 @@ mod tests {
     /// Softmax, log-softmax and the cross-entropy gradient on rows long enough for the blocked
     /// sums (and the stack stretches of `exp_sum`), with lengths that leave every kind of
     /// remainder (31 short, 32, 63, 64, 65, 257, 1000), in f32 and f64, against the definition
-    /// computed here in f64 with `f64::exp`. Along the last axis and along a middle one.
+    /// computed here in f64 with `f64::exp`; and the backward of softmax and log-softmax. Along
+    /// the last axis and along a middle one.
     #[test]
     fn softmax_family_on_long_rows_matches_the_definition() {
         fn check<T: Element>(tol: f64) {
@@ -1689,10 +1698,32 @@ mod tests {
                 // The same values along axis 1 of [rows, n, 1, 2] with the last axis doubled.
                 let x3 = Tensor::<T>::from_fn(&[rows, n, 2], |i| x.data()[i / 2]);
                 let sm3 = x3.softmax(1);
+                // Backward of each from an incoming gradient `up`, both axes.
+                let up =
+                    Tensor::<T>::from_fn(&[rows, n], |i| T::of(((i * 31 % 19) as f64) / 9.0 - 1.0));
+                let up3 = Tensor::<T>::from_fn(&[rows, n, 2], |i| up.data()[i / 2]);
+                let (dsm, dlsm) = (
+                    sm.softmax_backward(&up, 1, false),
+                    lsm.softmax_backward(&up, 1, true),
+                );
+                let (dsm3, dlsm3) = (
+                    sm3.softmax_backward(&up3, 1, false),
+                    x3.log_softmax(1).softmax_backward(&up3, 1, true),
+                );
                 for r in 0..rows {
                     let row = &xs[r * n..(r + 1) * n];
                     let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let sum: f64 = row.iter().map(|v| (v - m).exp()).sum();
+                    let ups: Vec<f64> = up.data()[r * n..(r + 1) * n]
+                        .iter()
+                        .map(|v| v.widen())
+                        .collect();
+                    let up_sum: f64 = ups.iter().sum();
+                    let up_dot: f64 = row
+                        .iter()
+                        .zip(&ups)
+                        .map(|(v, u)| (v - m).exp() / sum * u)
+                        .sum();
                     for (j, &v) in row.iter().enumerate() {
                         let p = (v - m).exp() / sum;
                         let lp = (v - m) - sum.ln();
@@ -1707,10 +1738,29 @@ mod tests {
                             close(grad.data()[at], g),
                             "cross-entropy grad n={n} ({r}, {j})"
                         );
+                        // y ⊙ (u − Σ u⊙y), and u − softmax ⊙ Σ u; terms cancel, so to the row's scale.
+                        let (ds, dl) = (p * (ups[j] - up_dot), ups[j] - p * up_sum);
+                        let near = |got: T, want: f64| (got.widen() - want).abs() <= tol * 10.0;
+                        assert!(
+                            near(dsm.data()[at], ds),
+                            "softmax backward n={n} ({r}, {j})"
+                        );
+                        assert!(
+                            near(dlsm.data()[at], dl),
+                            "log_softmax backward n={n} ({r}, {j})"
+                        );
                         for k in 0..2 {
                             assert!(
                                 close(sm3.data()[2 * at + k], p),
                                 "softmax axis 1 n={n} ({r}, {j}, {k})"
+                            );
+                            assert!(
+                                near(dsm3.data()[2 * at + k], ds),
+                                "softmax backward axis 1 n={n}"
+                            );
+                            assert!(
+                                near(dlsm3.data()[2 * at + k], dl),
+                                "log_softmax backward axis 1 n={n}"
                             );
                         }
                     }

@@ -3,7 +3,7 @@
 //! Every kernel is generic over the element and over the closure it applies, so each call site
 //! compiles to its own loop: no per-element dynamic dispatch.
 
-use super::pool::filled;
+use super::pool::{filled, filled_by};
 use super::simd::dispatch;
 use super::{Element, Shape, Tensor};
 use smallvec::smallvec;
@@ -110,8 +110,8 @@ const PERMUTE_TILE: usize = 16;
 /// 64, 128, 256 and 512, 8.4–8.9, 6.6–10.7, 4.7–6.0 and 4.7–9.9 ms (PyTorch's 5.3–6.9).
 const PERMUTE_BLOCK: usize = 256;
 
-/// The permute of `src` into `buf` (empty, with room for the result) when output axis `j`, not
-/// the last, is the input's contiguous axis: `strides` are the input strides of each output
+/// The permute of `src` into `dst` (the whole output), writing every slot, when output axis
+/// `j`, not the last, is the input's contiguous axis: `strides` are the input strides of each output
 /// axis, so `strides[j] == 1`. For every index of the other axes the two innermost moves form a
 /// matrix transpose, `P = out[j]` by `Q = out[last]`, copied a [`PERMUTE_TILE`]-square tile at a
 /// time: read down `Q` input rows a line each, write along `P` output rows a line each. Every
@@ -123,10 +123,9 @@ fn permute_tiled<T: Element>(
     out: &[usize],
     strides: &[usize],
     j: usize,
-    mut buf: Vec<T>,
-) -> Vec<T> {
+    dst: &mut [MaybeUninit<T>],
+) {
     let nd = out.len();
-    let n: usize = out.iter().product();
     let (p_len, q_len, q_stride) = (out[j], out[nd - 1], strides[nd - 1]);
     // Output (row-major) strides, and the outer shape with the two tiled axes cut to 1.
     let mut out_strides: Shape = smallvec![0; nd];
@@ -139,7 +138,6 @@ fn permute_tiled<T: Element>(
     let mut outer: Shape = out.into();
     outer[j] = 1;
     outer[nd - 1] = 1;
-    let dst = &mut buf.spare_capacity_mut()[..n];
     let mut tile = [[T::zero(); PERMUTE_TILE]; PERMUTE_TILE];
     // Tile corners (p0, q0), block by block.
     let corners =
@@ -168,11 +166,8 @@ fn permute_tiled<T: Element>(
             }
         }
     });
-    // SAFETY: the outer walk visits every index of the axes other than `j` and the last, and
-    // for each the tiles cover `0..out[j]` × `0..out[last]`, writing each output position once:
-    // all `n` slots of `dst` hold values.
-    unsafe { buf.set_len(n) };
-    buf
+    // The outer walk visits every index of the axes other than `j` and the last, and for each
+    // the tiles cover `0..out[j]` × `0..out[last]`: each output position is written once.
 }
 
 /// Splits `shape` around `axis` into (outer, n, inner) extents.
@@ -196,6 +191,22 @@ fn lane_sum<T: Element>(x: &[T]) -> T {
     super::simd::lanes(x, T::zero(), |a, v| a + v)
         .iter()
         .fold(T::zero(), |s, &a| s + a)
+}
+
+/// A recycled buffer of `len` elements written whole by `body` inside the run-time dispatch
+/// ([`dispatch`]; not run for an empty tensor): the softmax family's outputs, never zero-filled
+/// first. `body` must write every slot, and be an `#[inline(always)]` closure, as for
+/// `dispatch`.
+#[inline(always)]
+fn written_in_dispatch<T: Element>(len: usize, body: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
+    filled_by(len, |dst| {
+        if !dst.is_empty() {
+            dispatch(
+                #[inline(always)]
+                move || body(dst),
+            );
+        }
+    })
 }
 
 /// out[i] = f(a[i]).
@@ -830,8 +841,10 @@ impl<T: Element> Tensor<T> {
         // copy goes through square tiles instead.
         let moved = perm.iter().position(|&p| p + 1 == nd);
         if let Some(j) = moved.filter(|&j| j + 1 < nd && self.shape[nd - 1] > 1) {
-            let buf = super::pool::with_capacity(self.numel());
-            return Tensor::from_parts(permute_tiled(src, &out_shape, &strides, j, buf), out_shape);
+            let buf = filled_by(self.numel(), |dst| {
+                permute_tiled(src, &out_shape, &strides, j, dst)
+            });
+            return Tensor::from_parts(buf, out_shape);
         }
         let mut buf = super::pool::with_capacity(self.numel());
         for_each_row(&out_shape, [&strides], |_, [oi], [is], n| {
@@ -1006,27 +1019,23 @@ impl<T: Element> Tensor<T> {
             axis,
         );
         let (outer, n, inner) = split_at_axis(&self.shape, axis);
-        let len = self.numel();
-        // Not zero-filled first: that pass was 12–15% of a large softmax.
-        let mut out = super::pool::with_capacity(len);
-        let (src, dst) = (&self.data[..], &mut out.spare_capacity_mut()[..len]);
-        if !dst.is_empty() {
-            dispatch(
-                #[inline(always)]
-                move || {
-                    if inner == 1 {
-                        for (x, y) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
-                            softmax_row(x, y, log);
-                        }
-                    } else {
-                        softmax_strided(src, dst, outer, n, inner, log);
+        let src = &self.data[..];
+        // Not zero-filled first: that pass was 12–15% of a large softmax. The rows (`n` long)
+        // or the strided blocks (`n · inner`) cover the tensor, and both row functions write
+        // every slot of theirs.
+        let out = written_in_dispatch(
+            self.numel(),
+            #[inline(always)]
+            move |dst| {
+                if inner == 1 {
+                    for (x, y) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
+                        softmax_row(x, y, log);
                     }
-                },
-            );
-        }
-        // SAFETY: the rows (each `n` long, `len / n` of them) or the strided blocks (`outer`
-        // of `n · inner`) cover all `len` slots, and both row functions write every slot.
-        unsafe { out.set_len(len) };
+                } else {
+                    softmax_strided(src, dst, outer, n, inner, log);
+                }
+            },
+        );
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 
@@ -1036,34 +1045,26 @@ impl<T: Element> Tensor<T> {
     pub(crate) fn softmax_backward(&self, g: &Tensor<T>, axis: usize, log: bool) -> Tensor<T> {
         debug_assert_eq!(self.shape(), g.shape());
         let (outer, n, inner) = split_at_axis(&self.shape, axis);
-        let len = self.numel();
-        let mut out = super::pool::with_capacity(len);
-        let (y, g, dst) = (
-            &self.data[..],
-            &g.data[..],
-            &mut out.spare_capacity_mut()[..len],
-        );
-        if !dst.is_empty() {
-            dispatch(
-                #[inline(always)]
-                move || {
-                    if inner == 1 {
-                        for ((y, g), d) in y
-                            .chunks_exact(n)
-                            .zip(g.chunks_exact(n))
-                            .zip(dst.chunks_exact_mut(n))
-                        {
-                            softmax_backward_row(y, g, d, log);
-                        }
-                    } else {
-                        softmax_backward_strided(y, g, dst, outer, n, inner, log);
+        let (y, g) = (&self.data[..], &g.data[..]);
+        // The rows (`n` long) or blocks (`n · inner`) cover the tensor, and both row functions
+        // write every slot of theirs.
+        let out = written_in_dispatch(
+            self.numel(),
+            #[inline(always)]
+            move |dst| {
+                if inner == 1 {
+                    for ((y, g), d) in y
+                        .chunks_exact(n)
+                        .zip(g.chunks_exact(n))
+                        .zip(dst.chunks_exact_mut(n))
+                    {
+                        softmax_backward_row(y, g, d, log);
                     }
-                },
-            );
-        }
-        // SAFETY: the rows (`len / n` of `n`) or blocks (`outer` of `n · inner`) cover all
-        // `len` slots, and both row functions write every slot of theirs.
-        unsafe { out.set_len(len) };
+                } else {
+                    softmax_backward_strided(y, g, dst, outer, n, inner, log);
+                }
+            },
+        );
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 
@@ -1096,30 +1097,24 @@ impl<T: Element> Tensor<T> {
     /// per row, no one-hot tensor.
     pub(crate) fn cross_entropy_grad(&self, targets: &[usize], gs: T) -> Tensor<T> {
         let c = self.shape[1];
-        let len = self.numel();
-        let mut out = super::pool::with_capacity(len);
-        let (z, dst) = (&self.data[..], &mut out.spare_capacity_mut()[..len]);
-        if !dst.is_empty() {
-            dispatch(
-                #[inline(always)]
-                move || {
-                    for ((row, d), &t) in
-                        z.chunks_exact(c).zip(dst.chunks_exact_mut(c)).zip(targets)
-                    {
-                        let m = row_max(row);
-                        let (d, sum) = exp_store_sum(row, m, d);
-                        let inv = T::of(1.0 / sum);
-                        let scale = inv * gs;
-                        for v in d.iter_mut() {
-                            *v *= scale;
-                        }
-                        d[t] -= gs;
+        let z = &self.data[..];
+        // The rows of `c` cover the tensor, and `exp_store_sum` writes each slot of its row.
+        let out = written_in_dispatch(
+            self.numel(),
+            #[inline(always)]
+            move |dst| {
+                for ((row, d), &t) in z.chunks_exact(c).zip(dst.chunks_exact_mut(c)).zip(targets) {
+                    let m = row_max(row);
+                    let (d, sum) = exp_store_sum(row, m, d);
+                    let inv = T::of(1.0 / sum);
+                    let scale = inv * gs;
+                    for v in d.iter_mut() {
+                        *v *= scale;
                     }
-                },
-            );
-        }
-        // SAFETY: the `len / c` rows cover all `len` slots, and `exp_store_sum` wrote each.
-        unsafe { out.set_len(len) };
+                    d[t] -= gs;
+                }
+            },
+        );
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 }

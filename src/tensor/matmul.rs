@@ -9,6 +9,7 @@
 
 use super::kernels::broadcast_shapes;
 use super::parallel::SharedPtr;
+use super::pool::filled_by;
 use super::simd::FlushScope;
 use super::{Element, Shape, Tensor};
 use std::mem::MaybeUninit;
@@ -1072,7 +1073,6 @@ fn transpose_add_bias<T: Element>(
     }
 }
 
-/// A `Vec` of `len` elements written entirely by `fill`, without zero-filling it first.
 /// `dst += α·gᵀ·x` for `g` of shape `[rows, out]`, `x` `[rows, inp]` and `dst` the row-major
 /// `[out, inp]` matrix: a Linear weight's whole plain-SGD step (α = −lr) from its gradient's
 /// factors, without forming the gradient (see `lazy.rs`). α scales the smaller factor, copied
@@ -1134,15 +1134,6 @@ pub(crate) fn add_scaled_product_t<T: Element>(
             super::num_threads(),
         )
     };
-}
-
-fn filled_by<T: Element>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
-    let mut v = super::pool::with_capacity(len);
-    fill(&mut v.spare_capacity_mut()[..len]);
-    // SAFETY: every caller's `fill` writes all `len` elements (gemm_into writes each of its
-    // m·n outputs, and the batched loop covers every matrix of the output).
-    unsafe { v.set_len(len) };
-    v
 }
 
 /// Element offset of each matrix of an operand with batch shape `own` within the broadcast batch

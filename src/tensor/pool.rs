@@ -20,6 +20,7 @@
 
 use super::Element;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 
 /// Buffers smaller than this go straight back to the allocator: for them a pool lookup saves
@@ -138,6 +139,23 @@ fn take<T: Element>(len: usize) -> Option<Vec<T>> {
         .try_with(|p| p.borrow_mut().take(len))
         .ok()
         .flatten()
+}
+
+/// A recycled `Vec` of `len` elements written entirely by `fill`, without zero-filling it
+/// first: output buffers that a kernel writes whole (a product, a softmax, a permute). Every
+/// caller's `fill` must write all `len` slots of the slice it is given; each call site says
+/// how it does.
+pub(crate) fn filled_by<T: Element>(
+    len: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<T>]),
+) -> Vec<T> {
+    let mut v = with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: the callers' `fill` writes all `len` slots (their comments: gemm_into writes each
+    // of its m·n outputs, the batched loop covers every matrix, the softmax rows and blocks
+    // and the permute's tiles cover the whole tensor).
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// `n` copies of `value` in a recycled buffer when there is one.

@@ -11,15 +11,16 @@
 //!   and along the middle of [64, 512, 64];
 //! - `reduce`: `sum_to` a column and a row, `sum_axis` of the last axis, `max_axis` (with the
 //!   indices) of the last and the first;
-//! - `bmm`: batched products `[b, m, k] · [b, k, n]`, on one thread and two (the only group
-//!   here that uses two).
+//! - `bmm`: batched products `[b, m, k] · [b, k, n]`, on one thread and two;
+//! - `layer_norm`: `Var::layer_norm` with γ and β over the last axis of [4096, 1024] and
+//!   [512, 64], forward alone and forward with backward, on one thread and two.
 //!
 //! The same ops in PyTorch, for a ratio measured in the same sitting:
 //! `python3 scripts/shape_ops_torch.py`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use vgrad::Tensor;
+use vgrad::{Tape, Tensor};
 
 fn shape_ops(c: &mut Criterion) {
     vgrad::tensor::set_num_threads(1);
@@ -93,6 +94,41 @@ fn shape_ops(c: &mut Criterion) {
             vgrad::tensor::set_num_threads(threads);
             group.bench_function(format!("{b}x{m}x{k}x{n}/t{threads}"), |bch| {
                 bch.iter(|| black_box(x.matmul(&y)))
+            });
+        }
+        vgrad::tensor::set_num_threads(1);
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("layer_norm");
+    group.sample_size(20);
+    for (n, c) in [(4096, 1024), (512, 64)] {
+        let x = Tensor::<f32>::from_fn(&[n, c], |i| ((i * 7919 % 1000) as f32) / 1000.0 - 0.5);
+        let g = Tensor::<f32>::from_fn(&[n, c], |i| ((i * 7907 % 1000) as f32) / 1000.0 - 0.5);
+        let gamma = Tensor::<f32>::from_fn(&[c], |i| 0.5 + (i % 7) as f32 * 0.25);
+        let beta = Tensor::<f32>::from_fn(&[c], |i| (i % 5) as f32 * 0.1 - 0.2);
+        group.throughput(Throughput::Bytes(2 * 4 * x.numel() as u64));
+        for threads in [1, 2] {
+            vgrad::tensor::set_num_threads(threads);
+            let step = |backward: bool| {
+                let tape = Tape::new();
+                let (xv, w, b) = (
+                    tape.leaf(x.clone()),
+                    tape.leaf(gamma.clone()),
+                    tape.leaf(beta.clone()),
+                );
+                let y = xv.layer_norm(Some(w), Some(b), 1e-5);
+                if backward {
+                    black_box(y.backward_with(g.clone()).wrt(xv).cloned());
+                } else {
+                    black_box(y.value());
+                }
+            };
+            group.bench_function(format!("forward/[{n}, {c}]/t{threads}"), |bch| {
+                bch.iter(|| step(false))
+            });
+            group.bench_function(format!("forward_backward/[{n}, {c}]/t{threads}"), |bch| {
+                bch.iter(|| step(true))
             });
         }
         vgrad::tensor::set_num_threads(1);

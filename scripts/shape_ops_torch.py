@@ -1,12 +1,13 @@
 """PyTorch's side of `cargo bench --bench shape_ops`: the same permutes (copied to contiguous
 memory, `x.permute(..).contiguous()`), softmaxes and reductions on the same values, f32, one
-thread; median of 50 after 5 warm-ups.
+thread (two where named); median of 50 after 5 warm-ups.
 
     python3 scripts/shape_ops_torch.py
 """
 import time
 
 import torch
+import torch.nn.functional as F
 
 CASES = [
     ([512, 512], [1, 0]),
@@ -61,6 +62,26 @@ def main():
         for threads in [1, 2]:
             torch.set_num_threads(threads)
             print(f"bmm {b}x{m}x{k}x{n} t{threads}: {median_us(lambda: torch.bmm(x, y)):.0f} us")
+    torch.set_num_threads(1)
+    for n, c in [(4096, 1024), (512, 64)]:
+        x, g = values([n, c]), values([n, c]).flip(0)
+        gamma = torch.tensor([0.5 + (i % 7) * 0.25 for i in range(c)]).requires_grad_()
+        beta = torch.tensor([(i % 5) * 0.1 - 0.2 for i in range(c)]).requires_grad_()
+
+        def forward():
+            with torch.no_grad():
+                F.layer_norm(x, (c,), gamma, beta, 1e-5)
+
+        def forward_backward():
+            xv = x.detach().requires_grad_()
+            gamma.grad = beta.grad = None
+            F.layer_norm(xv, (c,), gamma, beta, 1e-5).backward(g)
+
+        for threads in [1, 2]:
+            torch.set_num_threads(threads)
+            print(f"layer_norm forward [{n}, {c}] t{threads}: {median_us(forward):.0f} us")
+            print(f"layer_norm forward_backward [{n}, {c}] t{threads}: "
+                  f"{median_us(forward_backward):.0f} us")
     torch.set_num_threads(1)
 
 

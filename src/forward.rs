@@ -70,7 +70,7 @@
 
 use crate::error::{Error, Result};
 use crate::ops::elementwise::sigmoid;
-use crate::ops::{loss, norm, reduce, BatchNormSaved, CustomOp, Op};
+use crate::ops::{loss, norm, reduce, BatchNormSaved, CustomOp, LayerNormSaved, Op};
 use crate::tape::{Node, Tape, Var};
 use crate::tensor::{Element, Tensor};
 use smallvec::SmallVec;
@@ -454,6 +454,7 @@ fn tangent<T: Element>(
             Tensor::scalar(T::of(s * total))
         }
         Op::BatchNorm(saved) => batch_norm_tangent(op, saved, x, dx),
+        Op::LayerNorm(saved) => layer_norm_tangent(saved, x, dx),
         Op::Custom(c) => custom_tangent(c, x, y, dx),
     }
 }
@@ -476,6 +477,39 @@ fn batch_norm_tangent<T: Element>(
         through_x,
         dx[1].map(|dg| x_hat().mul(dg)),
         dx[2].map(|db| db.broadcast_to(shape)),
+    ])
+}
+
+/// `γ·ẋ̂ + γ̇·x̂ + β̇` for `y = γ·x̂ + β` over the last axis. The input part is `γ` times the
+/// fused backward without γ applied to `ẋ` (the Jacobian of each row's x ↦ x̂ is symmetric;
+/// γ varies along the row, so it multiplies after, not inside as for batch norm).
+fn layer_norm_tangent<T: Element>(
+    saved: &Arc<LayerNormSaved<T>>,
+    x: &[&Tensor<T>],
+    dx: &[Option<&Tensor<T>>],
+) -> Tensor<T> {
+    let gamma = saved.gamma.then(|| x[1]);
+    let stats = (&saved.mean, &saved.inv_std);
+    let through_x = dx[0].map(|d| {
+        let t = norm::layer_norm_grads(x[0], d, None, stats, (true, false))
+            .0
+            .expect("asked for the input gradient");
+        gamma.map_or_else(|| t.clone(), |g| t.mul(g))
+    });
+    let x_hat = || {
+        let [x_hat, _, _] = norm::layer_norm_forward(x[0], None, None, saved.eps);
+        x_hat
+    };
+    let dg = if saved.gamma { dx[1] } else { None };
+    let db = if saved.beta {
+        dx[1 + usize::from(saved.gamma)]
+    } else {
+        None
+    };
+    sum_terms([
+        through_x,
+        dg.map(|dg| x_hat().mul(dg)),
+        db.map(|db| db.broadcast_to(x[0].shape())),
     ])
 }
 

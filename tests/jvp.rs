@@ -127,6 +127,7 @@ fn apply<'t, T: Element>(op: &str, p: &Value, v: &[Var<'t, T>]) -> Var<'t, T> {
         "cross_entropy" => cross_entropy(x, &list("targets"), reduction()),
         "bce_with_logits" => binary_cross_entropy_with_logits(x, v[1], reduction()),
         "batch_norm" => x.batch_norm(v[1], v[2], f("eps")).0,
+        "layer_norm" => x.layer_norm(v.get(1).copied(), v.get(2).copied(), f("eps")),
         "mlp" => {
             let h = x.linear(v[1], Some(v[2])).tanh();
             let h = h.linear(v[3], Some(v[4])).tanh();
@@ -288,6 +289,7 @@ fn fixture_covers_every_op_family_and_kink() {
         "cross_entropy",
         "bce_with_logits",
         "batch_norm",
+        "layer_norm",
         "mlp",
     ] {
         assert!(ops.contains(op), "no case for {op}");

@@ -377,6 +377,25 @@ proptest! {
         let x = x.add(&Tensor::from_fn(x.shape(), |i| (i / x.shape()[1]) as f64 * 0.5 - n as f64 * 0.25));
         check(&[x, g, b], |v| v[0].batch_norm(v[1], v[2], 1e-5).0)?;
     }
+
+    #[test]
+    fn layer_norm_over_the_last_axis(
+        (x, g, b) in (vec(1usize..=3, 0..=2), 2usize..=5).prop_flat_map(|(lead, c)| {
+            let mut s = lead;
+            s.push(c);
+            (tensor(s, -2.0..2.0), tensor(vec![c], signed(0.3, 2.0)), tensor(vec![c], -1.0..1.0))
+        }),
+        params in 0usize..3,
+    ) {
+        // Rows spread as for batch norm: a row of near-equal values has a variance near ε.
+        let c = *x.shape().last().unwrap();
+        let x = x.add(&Tensor::from_fn(x.shape(), |i| (i % c) as f64 * 0.5 - c as f64 * 0.25));
+        match params {
+            0 => check(&[x, g, b], |v| v[0].layer_norm(Some(v[1]), Some(v[2]), 1e-5))?,
+            1 => check(&[x, g], |v| v[0].layer_norm(Some(v[1]), None, 1e-5))?,
+            _ => check1(&x, |v| v.layer_norm(None, None, 1e-5))?,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- custom ops and compositions

@@ -746,6 +746,36 @@ proptest! {
     }
 }
 
+// ---------------------------------------------------------------- layer norm
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Over the last axis of 1–3 axes, with γ and β, γ only, and neither. Values at least 0.27
+    /// apart: a row of near-equal values has a variance near ε, where finite differences are
+    /// badly conditioned.
+    #[test]
+    fn layer_norm(
+        (x, g, b) in (vec(1usize..=3, 0..=2), 2usize..=5).prop_flat_map(|(lead, c)| {
+            let mut s = lead;
+            s.push(c);
+            let n = s.iter().product();
+            (
+                distinct(n).prop_map(move |d| Tensor::from_vec(d, &s).unwrap()),
+                tensor(vec![c], signed(0.3, 2.0)),
+                tensor(vec![c], -1.0..1.0),
+            )
+        }),
+        params in 0usize..3,
+    ) {
+        match params {
+            0 => check!([x, g, b], ALL, |v| v[0].layer_norm(Some(v[1]), Some(v[2]), k(1e-5)))?,
+            1 => check!([x, g], ALL, |v| v[0].layer_norm(Some(v[1]), None, k(1e-5)))?,
+            _ => check!([x], ALL, |v| v[0].layer_norm(None, None, k(1e-5)))?,
+        }
+    }
+}
+
 /// Logits `[N, C]` (N 1–4, C 1–5) and one class index per row.
 fn logits_and_targets(
     elem: std::ops::Range<f64>,

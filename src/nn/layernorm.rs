@@ -40,9 +40,8 @@ impl Default for LayerNormConfig {
 ///
 /// Derivative, with `x̂ = (x − μ)/√(σ² + ε)`, `h = g·γ` and means over the features of one
 /// sample: `dx = (h − mean(h) − x̂·mean(h·x̂))/√(σ² + ε)`; `dγ = Σ g·x̂` and `dβ = Σ g`, summed
-/// over every sample. The layer is composed from primitives (`mean_axis`, `sub`, `square`,
-/// `powf(−½)`, `mul`), so that is what backward computes, and its gradient is differentiable
-/// again under [`backward_graph`](crate::Var::backward_graph).
+/// over every sample. One fused node, [`Var::layer_norm`](crate::Var::layer_norm); its
+/// gradient is differentiable again under [`backward_graph`](crate::Var::backward_graph).
 ///
 /// Parameters `weight` `[C]` and `bias` `[C]`, as PyTorch names them. Deviation: PyTorch's
 /// `normalized_shape` may span several trailing axes; here it is the last axis only.
@@ -146,17 +145,9 @@ impl<T: Element> Module<T> for LayerNorm<T> {
             "LayerNorm: expected input of shape [..., {}], got {shape:?}",
             self.features
         );
-        let axis = shape.len() - 1;
-        let centred = x - x.mean_axis(axis, true);
-        let var = centred.square().mean_axis(axis, true);
-        let inv_std = var.add_scalar(T::of(self.cfg.eps)).powf(T::of(-0.5));
-        let mut y = centred * inv_std;
-        if let Some(w) = &self.weight {
-            y = y * ctx.param("weight", w);
-        }
-        if let Some(b) = &self.bias {
-            y = y + ctx.param("bias", b);
-        }
+        let w = self.weight.as_ref().map(|w| ctx.param("weight", w));
+        let b = self.bias.as_ref().map(|b| ctx.param("bias", b));
+        let y = x.layer_norm(w, b, T::of(self.cfg.eps));
         ctx.label(y)
     }
 

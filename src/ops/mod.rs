@@ -101,6 +101,8 @@ pub(crate) enum Op<T: Element> {
     // Batch normalisation with batch statistics. Behind a pointer, as every payload wider than
     // two words: each node stores an `Op`, and the 1×1 chain moves a node per op.
     BatchNorm(Arc<BatchNormSaved<T>>),
+    /// Layer normalisation over the last axis: inputs `x`, then γ and β where present.
+    LayerNorm(Arc<LayerNormSaved<T>>),
     // User-defined.
     Custom(Arc<dyn CustomOp<T>>),
 }
@@ -111,6 +113,16 @@ pub(crate) struct BatchNormSaved<T> {
     pub(crate) eps: T,
     pub(crate) mean: Tensor<T>,
     pub(crate) inv_std: Tensor<T>,
+}
+
+/// What layer normalisation keeps for backward: each row's mean and 1/√(σ² + ε) (`[rows]`),
+/// and which of γ and β are inputs. Backward recomputes x̂ from the input.
+pub(crate) struct LayerNormSaved<T> {
+    pub(crate) eps: T,
+    pub(crate) mean: Tensor<T>,
+    pub(crate) inv_std: Tensor<T>,
+    pub(crate) gamma: bool,
+    pub(crate) beta: bool,
 }
 
 impl<T: Element> Op<T> {
@@ -141,6 +153,7 @@ impl<T: Element> Op<T> {
             Op::CrossEntropy { .. } => "cross_entropy",
             Op::BceWithLogits { .. } => "binary_cross_entropy_with_logits",
             Op::BatchNorm(_) => "batch_norm",
+            Op::LayerNorm(_) => "layer_norm",
             Op::Custom(c) => c.name(),
         }
     }
@@ -334,6 +347,7 @@ pub(crate) fn backward<T: Element, A: Algebra<T>>(
         Op::LogSoftmax { axis } => smallvec::smallvec![Some(softmax::backward(*axis, true, y, g))],
         Op::CrossEntropy { .. } | Op::BceWithLogits { .. } => loss::backward(op, x, g, needs),
         Op::BatchNorm(_) => norm::backward(op, x, g, needs),
+        Op::LayerNorm(_) => norm::layer_norm_backward(op, x, g, needs),
         Op::Custom(c) => custom::backward(c, x, y, g, needs),
     }
 }

@@ -379,6 +379,38 @@ pub(crate) fn for_chunks<T: Send>(out: &mut [T], f: &(dyn Fn(usize, &mut [T]) + 
     });
 }
 
+/// How many blocks of whole rows a row-wise kernel over `rows` rows of `row_len` elements
+/// (softmax, layer norm) is cut into: one, run on the calling thread, where [`for_chunks`] would
+/// not split a pass of that size; else two per thread, as for products, and never more than
+/// there are rows. Callers that keep per-block partial sums size them by this.
+pub(crate) fn row_blocks(rows: usize, row_len: usize) -> usize {
+    let n = rows.saturating_mul(row_len);
+    let threads = super::num_threads();
+    if threads <= 1 || n < PARALLEL_MIN_ELEMS || (n < PARALLEL_MIN_ELEMS_PARKED && !helper_awake())
+    {
+        return 1;
+    }
+    (2 * threads).min(rows).max(1)
+}
+
+/// Calls `f(block, rows)` for `blocks` consecutive, disjoint ranges of rows covering
+/// `0..rows` (as even as they divide), on up to [`num_threads`](super::num_threads) threads;
+/// with one block, directly on the calling thread. `blocks` comes from [`row_blocks`].
+pub(crate) fn for_row_blocks(
+    rows: usize,
+    blocks: usize,
+    f: &(dyn Fn(usize, std::ops::Range<usize>) + Sync),
+) {
+    if blocks <= 1 {
+        return f(0, 0..rows);
+    }
+    let per = rows.div_ceil(blocks);
+    run(blocks, super::num_threads(), &|b| {
+        let start = (b * per).min(rows);
+        f(b, start..(start + per).min(rows));
+    });
+}
+
 /// Takes back or waits for every posted job, on drop too, so the caller cannot return or
 /// unwind while a helper still uses its closure.
 struct Collect<'a> {

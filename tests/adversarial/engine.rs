@@ -156,7 +156,8 @@ fn anomaly_names_the_poisoned_parameter() {
     }
 }
 
-/// Item 2: an overflow inside a LayerNorm at a generated position is reported in that layer,
+/// Item 2: an overflow inside a LayerNorm at a generated position (its scale times a
+/// normalised value past f32's range) is reported in that layer,
 /// not in the layer whose output was labelled last.
 #[test]
 fn anomaly_names_the_layer_whose_forward_was_running() {
@@ -169,9 +170,14 @@ fn anomaly_names_the_layer_whose_forward_was_running() {
             net = net.push(Linear::from_tensors(eye(4), None).unwrap());
         }
         let ln_at = before;
-        net = net.push(LayerNorm::new(4).unwrap());
+        // The LayerNorm's statistics stay finite on these inputs (summed in f64 where f32
+        // overflows), but a scale near f32's largest value overflows its output.
+        let mut ln = LayerNorm::new(4).unwrap();
+        // Each row normalises to ±1.34 and ±0.45: 1.34 times anything past 2.54e38 overflows.
+        let big = rng.random_range(2.6e38f32..3.4e38);
+        ln.weight_mut().unwrap().set(Tensor::full(&[4], big));
+        net = net.push(ln);
         net = net.push(Linear::new(4, 2, &mut rng).unwrap());
-        // Squares of 1e30 overflow f32 inside the LayerNorm's variance.
         let scale = rng.random_range(1e25f32..1e36);
         let x = Tensor::from_fn(&[2, 4], |i| scale * (i as f32 - 3.5));
         let tape = Tape::new();

@@ -10,7 +10,7 @@ and commit the script and the JSON together (the output is deterministic; the to
 is recorded in the JSON). `tests/jvp.rs` reads the JSON.
 
 Each case names a vgrad op (the names of `tests/golden/ops_gen.py`, plus the losses, batch norm,
-linear and a whole MLP), its parameters, the inputs (float64 numbers), one tangent per input or
+linear, layer norm and a whole MLP), its parameters, the inputs (float64 numbers), one tangent per input or
 null for an input held fixed, and PyTorch's output value and output tangent twice: under "f64"
 computed in float64, under "f32" computed from the same inputs and tangents rounded to float32.
 The cases concentrate on the kinks (relu, abs, leaky_relu at 0, clamp at its bounds, max ties),
@@ -250,6 +250,26 @@ case("batch_norm_wrt_x", "batch_norm", [XB, G, BB], bn, {"eps": 1e-5},
      tangents=["ramp", None, None])
 case("batch_norm_wrt_gamma", "batch_norm", [XB, G, BB], bn, {"eps": 1e-5},
      tangents=[None, "ramp", None])
+
+# --------------------------------------------------------------------------- layer norm
+# Over the last axis of a [2, 3, 5] input whose rows mix scales and offsets; with γ and β, γ
+# only, and neither.
+XL = ramp([2, 3, 5], 0.3, 0.41) + torch.tensor([0.0, -5.0, 2.0, 30.0, 0.3], dtype=torch.float64)
+GL = torch.tensor([1.5, -0.7, 0.2, 1.0, 2.5], dtype=torch.float64)
+BL = torch.tensor([0.1, 0.0, -2.0, 0.5, 1.0], dtype=torch.float64)
+
+
+def ln(x, g=None, b=None):
+    return F.layer_norm(x, (5,), g, b, eps=1e-5)
+
+
+case("layer_norm", "layer_norm", [XL, GL, BL], ln, {"eps": 1e-5})
+case("layer_norm_wrt_x", "layer_norm", [XL, GL, BL], ln, {"eps": 1e-5},
+     tangents=["ramp", None, None])
+case("layer_norm_wrt_gamma", "layer_norm", [XL, GL, BL], ln, {"eps": 1e-5},
+     tangents=[None, "ramp", None])
+case("layer_norm_gamma_only", "layer_norm", [XL, GL], ln, {"eps": 1e-5})
+case("layer_norm_bare", "layer_norm", [XL], ln, {"eps": 1e-5})
 
 # --------------------------------------------------------------------------- a whole MLP
 # 3 → 8 → 8 → 2 with tanh, PyTorch's Linear layout: w.r.t. the input, and w.r.t. the middle

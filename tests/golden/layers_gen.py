@@ -233,7 +233,10 @@ def layernorm_cases():
     rnd = lambda *shape: torch.randn(*shape, generator=g, dtype=DT)
     out = []
     for shape, eps, affine, bias in [((2, 3, 5), 1e-5, True, True), ((6, 4), 1e-3, True, False),
-                                     ((4, 3), 1e-5, False, False), ((1, 5), 1e-5, True, True)]:
+                                     ((4, 3), 1e-5, False, False), ((1, 5), 1e-5, True, True),
+                                     # Rows long enough for the fused kernel's lanes, and a
+                                     # remainder past them (300 = 4·64 + 44).
+                                     ((2, 3, 300), 1e-5, True, True)]:
         c = shape[-1]
         ln = nn.LayerNorm(c, eps=eps, elementwise_affine=affine, bias=bias).to(DT)
         case = {"features": c, "eps": eps, "elementwise_affine": affine, "bias": bias,
@@ -247,8 +250,8 @@ def layernorm_cases():
             if bias:
                 case["bias_value"] = t(ln.bias)
         # Features on different scales and offsets within a sample.
-        scale = torch.tensor([1.0, 10.0, 0.1, 3.0, 0.5][:c], dtype=DT)
-        offset = torch.tensor([0.0, -5.0, 2.0, 100.0, 0.3][:c], dtype=DT)
+        scale = torch.tensor([1.0, 10.0, 0.1, 3.0, 0.5], dtype=DT).repeat(c // 5 + 1)[:c]
+        offset = torch.tensor([0.0, -5.0, 2.0, 100.0, 0.3], dtype=DT).repeat(c // 5 + 1)[:c]
         x = (rnd(*shape) * scale + offset).requires_grad_()
         seed = rnd(*shape)
         y = ln(x)

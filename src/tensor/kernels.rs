@@ -209,6 +209,35 @@ fn written_in_dispatch<T: Element>(len: usize, body: impl FnOnce(&mut [MaybeUnin
     })
 }
 
+/// A recycled buffer of `rows` rows of `n` elements, written by `body(rows, out)` over blocks
+/// of whole rows (`out` holds the block's rows), each inside the run-time dispatch, on up to
+/// [`num_threads`](super::num_threads) threads where [`row_blocks`](super::parallel::row_blocks)
+/// cuts the work: the softmax family along the last axis, whose rows are independent. `body`
+/// must write every slot of its block and be an `#[inline(always)]` closure.
+#[inline(always)]
+fn written_by_rows<T: Element>(
+    rows: usize,
+    n: usize,
+    body: impl Fn(std::ops::Range<usize>, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    filled_by(rows * n, |dst| {
+        let base = super::parallel::SharedPtr(dst.as_mut_ptr());
+        let blocks = super::parallel::row_blocks(rows, n);
+        super::parallel::for_row_blocks(rows, blocks, &|_, r| {
+            // SAFETY: the blocks' row ranges are disjoint and within 0..rows, and `dst` holds
+            // rows · n slots.
+            let block =
+                unsafe { std::slice::from_raw_parts_mut(base.get().add(r.start * n), r.len() * n) };
+            if !block.is_empty() {
+                dispatch(
+                    #[inline(always)]
+                    || body(r, block),
+                );
+            }
+        });
+    })
+}
+
 /// out[i] = f(a[i]).
 #[inline(always)]
 fn write1<T: Copy>(out: &mut [MaybeUninit<T>], a: &[T], f: &impl Fn(T) -> T) {
@@ -1023,19 +1052,25 @@ impl<T: Element> Tensor<T> {
         // Not zero-filled first: that pass was 12–15% of a large softmax. The rows (`n` long)
         // or the strided blocks (`n · inner`) cover the tensor, and both row functions write
         // every slot of theirs.
-        let out = written_in_dispatch(
-            self.numel(),
-            #[inline(always)]
-            move |dst| {
-                if inner == 1 {
+        let out = if inner == 1 {
+            written_by_rows(
+                outer,
+                n,
+                #[inline(always)]
+                move |r, dst| {
+                    let src = &src[r.start * n..r.end * n];
                     for (x, y) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
                         softmax_row(x, y, log);
                     }
-                } else {
-                    softmax_strided(src, dst, outer, n, inner, log);
-                }
-            },
-        );
+                },
+            )
+        } else {
+            written_in_dispatch(
+                self.numel(),
+                #[inline(always)]
+                move |dst| softmax_strided(src, dst, outer, n, inner, log),
+            )
+        };
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 
@@ -1048,11 +1083,14 @@ impl<T: Element> Tensor<T> {
         let (y, g) = (&self.data[..], &g.data[..]);
         // The rows (`n` long) or blocks (`n · inner`) cover the tensor, and both row functions
         // write every slot of theirs.
-        let out = written_in_dispatch(
-            self.numel(),
-            #[inline(always)]
-            move |dst| {
-                if inner == 1 {
+        let out = if inner == 1 {
+            written_by_rows(
+                outer,
+                n,
+                #[inline(always)]
+                move |r, dst| {
+                    let rows = r.start * n..r.end * n;
+                    let (y, g) = (&y[rows.clone()], &g[rows]);
                     for ((y, g), d) in y
                         .chunks_exact(n)
                         .zip(g.chunks_exact(n))
@@ -1060,11 +1098,15 @@ impl<T: Element> Tensor<T> {
                     {
                         softmax_backward_row(y, g, d, log);
                     }
-                } else {
-                    softmax_backward_strided(y, g, dst, outer, n, inner, log);
-                }
-            },
-        );
+                },
+            )
+        } else {
+            written_in_dispatch(
+                self.numel(),
+                #[inline(always)]
+                move |dst| softmax_backward_strided(y, g, dst, outer, n, inner, log),
+            )
+        };
         Tensor::from_parts(out, Shape::from_slice(&self.shape))
     }
 
@@ -1099,10 +1141,12 @@ impl<T: Element> Tensor<T> {
         let c = self.shape[1];
         let z = &self.data[..];
         // The rows of `c` cover the tensor, and `exp_store_sum` writes each slot of its row.
-        let out = written_in_dispatch(
-            self.numel(),
+        let out = written_by_rows(
+            self.shape[0],
+            c,
             #[inline(always)]
-            move |dst| {
+            move |r, dst| {
+                let (z, targets) = (&z[r.start * c..r.end * c], &targets[r]);
                 for ((row, d), &t) in z.chunks_exact(c).zip(dst.chunks_exact_mut(c)).zip(targets) {
                     let m = row_max(row);
                     let (d, sum) = exp_store_sum(row, m, d);
@@ -1681,8 +1725,14 @@ mod tests {
     #[test]
     fn softmax_family_on_long_rows_matches_the_definition() {
         fn check<T: Element>(tol: f64) {
-            for n in [31usize, 32, 63, 64, 65, 257, 1000] {
-                let rows = 3;
+            // (row length, rows, threads): short and long rows with every remainder, and two
+            // large enough (2¹⁸ values) to be cut into blocks of rows over two threads.
+            let mut cases: Vec<(usize, usize, usize)> =
+                [31, 32, 63, 64, 65, 257, 1000].map(|n| (n, 3, 1)).to_vec();
+            cases.extend([(1000, 300, 2), (257, 1100, 2)]);
+            for (n, rows, threads) in cases {
+                let before = crate::tensor::num_threads();
+                crate::tensor::set_num_threads(threads);
                 let x = Tensor::<T>::from_fn(&[rows, n], |i| {
                     T::of(((i * 7919 % 997) as f64) / 97.0 - 5.0)
                 });
@@ -1705,6 +1755,7 @@ mod tests {
                     sm3.softmax_backward(&up3, 1, false),
                     x3.log_softmax(1).softmax_backward(&up3, 1, true),
                 );
+                crate::tensor::set_num_threads(before);
                 for r in 0..rows {
                     let row = &xs[r * n..(r + 1) * n];
                     let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

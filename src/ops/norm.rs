@@ -286,65 +286,46 @@ const fn ln_lanes<T>() -> usize {
     128 / std::mem::size_of::<T>()
 }
 
-/// `Σ term(p, q, r)` over three rows in step (as long as `p`): [`ln_lanes`] lanes of
-/// [`LN_WIDEN`] terms in `T`, widened onto f64.
+/// `Σ term(x)` over a row: [`ln_lanes`] lanes of [`LN_WIDEN`] terms in `T`, widened onto f64.
 #[inline(always)]
-fn widened_sum<T: Element>(p: &[T], q: &[T], r: &[T], term: impl Fn(T, T, T) -> T) -> f64 {
+fn widened_sum<T: Element>(x: &[T], term: impl Fn(T) -> T) -> f64 {
     if ln_lanes::<T>() == 32 {
-        widened_sum_in::<T, 32>(p, q, r, term)
+        widened_sum_in::<T, 32>(x, term)
     } else {
-        widened_sum_in::<T, 16>(p, q, r, term)
+        widened_sum_in::<T, 16>(x, term)
     }
 }
 
-/// [`widened_sum`] with `L` lanes.
+/// [`widened_sum`] with `L` lanes. The mean's lanes are compiled to full AVX2 registers; the
+/// variance's `(x − μ)²` lanes, by perf, only two at a time (LLVM's SLP vectoriser; with 16
+/// lanes too), so that pass costs about as much as the output pass: where the forward's next
+/// gain is.
 #[inline(always)]
-fn widened_sum_in<T: Element, const L: usize>(
-    p: &[T],
-    q: &[T],
-    r: &[T],
-    term: impl Fn(T, T, T) -> T,
-) -> f64 {
-    let n = p.len();
-    let (q, r) = (&q[..n], &r[..n]);
+fn widened_sum_in<T: Element, const L: usize>(x: &[T], term: impl Fn(T) -> T) -> f64 {
     let mut wide = [0.0f64; L];
     // Whole blocks of `LN_WIDEN` chunks of `L`, then what is left as one shorter block: its
     // whole chunks in lanes too (a row of 64 f32 is two), only the last few one at a time.
-    let block = L * LN_WIDEN;
-    let (mut ps, mut qs, mut rs) = (
-        p.chunks_exact(block),
-        q.chunks_exact(block),
-        r.chunks_exact(block),
-    );
-    for ((pb, qb), rb) in (&mut ps).zip(&mut qs).zip(&mut rs) {
-        add_widened(&mut wide, lane_sums::<T, L>(pb, qb, rb, &term));
+    let mut blocks = x.chunks_exact(L * LN_WIDEN);
+    for b in &mut blocks {
+        add_widened(&mut wide, lane_sums::<T, L>(b, &term));
     }
-    let (pr, qr, rr) = (ps.remainder(), qs.remainder(), rs.remainder());
-    add_widened(&mut wide, lane_sums::<T, L>(pr, qr, rr, &term));
-    let whole = pr.len() - pr.len() % L;
-    let rest: f64 = (pr[whole..].iter().zip(&qr[whole..]).zip(&rr[whole..]))
-        .map(|((&u, &v), &w)| term(u, v, w).widen())
+    let rest = blocks.remainder();
+    add_widened(&mut wide, lane_sums::<T, L>(rest, &term));
+    let tail: f64 = rest[rest.len() - rest.len() % L..]
+        .iter()
+        .map(|&v| term(v).widen())
         .sum();
-    tree_sum(wide) + rest
+    tree_sum(wide) + tail
 }
 
-/// `L` lanes of `Σ term` over the whole chunks of `L` in `p`, `q`, `r` (at most
-/// [`LN_WIDEN`] of them, so each lane adds that many terms in `T`).
+/// `L` lanes of `Σ term` over the whole chunks of `L` in `x` (at most [`LN_WIDEN`] of them, so
+/// each lane adds that many terms in `T`).
 #[inline(always)]
-fn lane_sums<T: Element, const L: usize>(
-    p: &[T],
-    q: &[T],
-    r: &[T],
-    term: &impl Fn(T, T, T) -> T,
-) -> [T; L] {
+fn lane_sums<T: Element, const L: usize>(x: &[T], term: &impl Fn(T) -> T) -> [T; L] {
     let mut acc = [T::zero(); L];
-    for ((pc, qc), rc) in p
-        .chunks_exact(L)
-        .zip(q.chunks_exact(L))
-        .zip(r.chunks_exact(L))
-    {
-        for (((a, &u), &v), &w) in acc.iter_mut().zip(pc).zip(qc).zip(rc) {
-            *a += term(u, v, w);
+    for c in x.chunks_exact(L) {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += term(v);
         }
     }
     acc
@@ -379,9 +360,9 @@ fn add_widened<T: Element, const L: usize>(wide: &mut [f64; L], lanes: [T; L]) {
 #[inline(always)]
 fn row_moments<T: Element>(x: &[T]) -> (f64, f64) {
     let c = x.len() as f64;
-    let mean = widened_sum(x, x, x, |v, _, _| v) / c;
+    let mean = widened_sum(x, |v| v) / c;
     let m = T::of(mean);
-    let var = widened_sum(x, x, x, |v, _, _| (v - m) * (v - m)) / c;
+    let var = widened_sum(x, |v| (v - m) * (v - m)) / c;
     if var.is_finite() {
         return (mean, var);
     }

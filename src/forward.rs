@@ -494,7 +494,10 @@ fn layer_norm_tangent<T: Element>(
         let t = norm::layer_norm_grads(x[0], d, None, stats, (true, false))
             .0
             .expect("asked for the input gradient");
-        gamma.map_or_else(|| t.clone(), |g| t.mul(g))
+        match gamma {
+            Some(g) => t.mul(g),
+            None => t,
+        }
     });
     let x_hat = || {
         let [x_hat, _, _] = norm::layer_norm_forward(x[0], None, None, saved.eps);
